@@ -1,0 +1,1 @@
+"""erpath collector: ingest, path state, flips, asymmetry, metrics and alerts."""
