@@ -17,7 +17,9 @@ import ipaddress
 import math
 import types
 import typing
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 SCHEMA = "erpath.report/1"
@@ -265,10 +267,10 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    id: str
-    seq: int
-    agent: AgentInfo
-    started_at: str
+    id: str = field(metadata={"format": "uuid"})
+    seq: int = field()
+    agent: AgentInfo = field()
+    started_at: str = field(metadata={"format": "date-time"})
     duration_s: float
     schema: str = SCHEMA
     interval_s: float | None = None
@@ -376,6 +378,18 @@ def _parse(tp: Any, value: Any, path: str, fmt: str | None, errors: list[FieldEr
                 ipaddress.ip_address(value)
             except ValueError:
                 errors.append(FieldError(path, f"{value!r} is not an IP address"))
+        elif fmt == "uuid":
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                errors.append(FieldError(path, f"{value!r} is not a UUID"))
+        elif fmt == "date-time":
+            try:
+                stamp = datetime.fromisoformat(value)
+            except ValueError:
+                stamp = None
+            if stamp is None or stamp.tzinfo is None:
+                errors.append(FieldError(path, f"{value!r} is not an RFC 3339 time with a zone"))
         elif fmt == "prefix":
             try:
                 ipaddress.ip_network(value, strict=False)
@@ -468,6 +482,8 @@ def _schema_for(tp: Any, fmt: str | None, defs: dict[str, Any]) -> dict[str, Any
         return {"type": "number", "minimum": 0}
     if tp is str:
         s: dict[str, Any] = {"type": "string", "maxLength": MAX_STR}
+        if fmt in ("uuid", "date-time"):
+            s["format"] = fmt
         if fmt == "ip":
             s["anyOf"] = [{"format": "ipv4"}, {"format": "ipv6"}]
         return s
