@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the path the TARGETs named on the command line should take")
     once.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
+    run = sub.add_parser("run", help="the service: probe on an interval and on route changes, report to the collector")
+    run.add_argument("--config", metavar="FILE", required=True, help="agent TOML config")
+
     check = sub.add_parser("check-config", help="validate a config file and summarise it")
     check.add_argument("file", metavar="FILE")
     return p
@@ -131,15 +134,25 @@ def _check_config(args) -> int:
     return EXIT_OK
 
 
+def _run(args) -> int:
+    from agent.service import AgentService, configure_logging
+
+    configure_logging()
+    return AgentService(args.config).run()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from agent.config import ConfigError
+    from agent.service import ServiceError
 
     try:
         if args.command == "probe":
             return _probe_once(args)
+        if args.command == "run":
+            return _run(args)
         return _check_config(args)
-    except (ConfigError, _UsageError) as e:
+    except (ConfigError, _UsageError, ServiceError) as e:
         print(f"erpath-agent: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
