@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.lab.fixture"]
 REQUIRE_LAB = os.environ.get("ERPATH_REQUIRE_LAB") == "1"
 IS_ROOT = os.geteuid() == 0
 

@@ -1,0 +1,191 @@
+"""Kernel wiring with pyroute2: namespaces, veth pairs, addresses, routes, rules,
+link states, sysctls.  One netlink socket per namespace, no `ip` subprocesses.
+
+veth pairs are created from inside one namespace with the peer placed straight
+into the other, so no interface ever appears in the root namespace and two
+labs (different prefixes) can use the same interface names side by side.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from pyroute2 import IPRoute
+from pyroute2 import netns as p2netns
+
+from . import plan, scenarios
+from .nsenter import write_sysctls
+from .scenarios import Scenario
+
+RTPROT_STATIC = 4
+RULE_PRIORITIES = range(100, 200)  # the lab's policy rules live here
+BRIDGE = "br0"
+
+# Kernel defaults, restored when rate limiting is switched back on.
+RATE_LIMIT_ON = {"net.ipv4.icmp_ratelimit": 1000, "net.ipv4.icmp_ratemask": 6168}
+RATE_LIMIT_OFF = {"net.ipv4.icmp_ratelimit": 0, "net.ipv4.icmp_ratemask": 0}
+
+
+def base_sysctls(node: plan.Node, rate_limit: bool) -> dict[str, int]:
+    values: dict[str, int] = {
+        # Written before any interface exists so every interface inherits them.
+        "net.ipv4.ip_forward": 1 if node.forwarding else 0,
+        # Asymmetric returns must reach the firewall, not die in rp_filter.
+        "net.ipv4.conf.all.rp_filter": 0,
+        "net.ipv4.conf.default.rp_filter": 0,
+        # Answer time-exceeded from the interface the probe came in on, so a hop
+        # names the forward path even when the answer returns another way.
+        "net.ipv4.icmp_errors_use_inbound_ifaddr": 1,
+        # L4 hash: one flow (constant 5-tuple) stays on one ECMP member.
+        "net.ipv4.fib_multipath_hash_policy": 1,
+        # The lab is IPv4; no router solicitations or DAD noise on the links.
+        "net.ipv6.conf.all.disable_ipv6": 1,
+        "net.ipv6.conf.default.disable_ipv6": 1,
+    }
+    values.update(RATE_LIMIT_ON if rate_limit else RATE_LIMIT_OFF)
+    return values
+
+
+class Wiring:
+    """Netlink handles for one lab instance (one IPRoute per namespace)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.ipr: dict[str, IPRoute] = {}
+        self._ifindex: dict[str, dict[str, int]] = {}
+
+    def ns(self, node: str) -> str:
+        return plan.namespace(self.prefix, node)
+
+    def close(self) -> None:
+        for ipr in self.ipr.values():
+            ipr.close()
+        self.ipr.clear()
+
+    # -- namespaces ----------------------------------------------------------
+
+    def create_namespaces(self, rate_limit: bool) -> None:
+        def one(n: plan.Node) -> tuple[str, IPRoute]:
+            p2netns.create(self.ns(n.key))
+            write_sysctls(self.ns(n.key), base_sysctls(n, rate_limit))
+            return n.key, IPRoute(netns=self.ns(n.key))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            self.ipr = dict(pool.map(one, plan.NODES))
+
+    def attach(self) -> None:
+        """Open netlink sockets on a lab that is already built."""
+        for n in plan.NODES:
+            if n.key not in self.ipr:
+                self.ipr[n.key] = IPRoute(netns=self.ns(n.key))
+
+    def index(self, node: str, ifname: str) -> int:
+        if ifname not in self._ifindex.get(node, {}):
+            self._ifindex[node] = {
+                link.get("ifname"): link["index"] for link in self.ipr[node].get_links()
+            }
+        return self._ifindex[node][ifname]
+
+    # -- links and addresses -------------------------------------------------
+
+    def build_links(self) -> None:
+        for link in plan.LINKS:
+            self.ipr[link.a].link(
+                "add", ifname=link.ifname(link.a), kind="veth",
+                peer={"ifname": link.ifname(link.b), "net_ns_fd": self.ns(link.b)},
+            )
+        for link in plan.LINKS:
+            for end in (link.a, link.b):
+                idx = self.index(end, link.ifname(end))
+                self.ipr[end].addr("add", index=idx, address=link.address(end),
+                                   prefixlen=link.prefixlen)
+                self.ipr[end].link("set", index=idx, state="up")
+        for n in plan.NODES:
+            lo = self.index(n.key, "lo")
+            self.ipr[n.key].link("set", index=lo, state="up")
+            for address in n.loopbacks:
+                self.ipr[n.key].addr("add", index=lo, address=address, prefixlen=32)
+
+    def build_management(self) -> None:
+        mgmt = self.ipr["mgmt"]
+        mgmt.link("add", ifname=BRIDGE, kind="bridge")
+        bridge = self.index("mgmt", BRIDGE)
+        mgmt.link("set", index=bridge, state="up")
+        prefixlen = ipaddress.ip_network(plan.MGMT_SUBNET).prefixlen
+        for node, address in plan.MGMT_ADDRESSES.items():
+            mgmt.link("add", ifname=node[:15], kind="veth",
+                      peer={"ifname": plan.MGMT_IFNAME, "net_ns_fd": self.ns(node)})
+            port = self.index("mgmt", node[:15])
+            mgmt.link("set", index=port, master=bridge, state="up")
+            idx = self.index(node, plan.MGMT_IFNAME)
+            self.ipr[node].addr("add", index=idx, address=address, prefixlen=prefixlen)
+            self.ipr[node].link("set", index=idx, state="up")
+
+    # -- scenario state ------------------------------------------------------
+
+    def set_links(self, down: frozenset[str]) -> None:
+        for link in plan.LINKS:
+            state = "down" if link.key in down else "up"
+            for end in (link.a, link.b):
+                self.ipr[end].link("set", index=self.index(end, link.ifname(end)), state=state)
+
+    def _nexthop(self, node: str, via: str) -> dict:
+        link = plan.link_between(node, via)
+        return {"gateway": link.address(via), "oif": self.index(node, link.ifname(node))}
+
+    def reconcile_routes(self, s: Scenario, ecmp: bool) -> None:
+        desired: dict[str, dict[tuple[int, str], tuple[str, ...]]] = {}
+        for r in scenarios.routes(s, ecmp=ecmp):
+            desired.setdefault(r.node, {})[(r.table, r.prefix)] = r.via
+
+        def one(node: str) -> None:
+            ipr = self.ipr[node]
+            want = desired.get(node, {})
+            have: dict[tuple[int, str], tuple[str, ...]] = {}
+            for route in ipr.route("dump", family=socket.AF_INET):
+                if route["proto"] != RTPROT_STATIC:
+                    continue
+                key = (route.get("table"), f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}")
+                gws = [route.get("gateway")] if route.get("gateway") else [
+                    dict(h["attrs"]).get("RTA_GATEWAY") for h in route.get("multipath") or []
+                ]
+                have[key] = tuple(sorted(g for g in gws if g))
+            for key in have.keys() - want.keys():
+                table, prefix = key
+                ipr.route("del", dst=prefix, table=table)
+            for (table, prefix), via in want.items():
+                gws = tuple(sorted(plan.link_between(node, v).address(v) for v in via))
+                if have.get((table, prefix)) == gws:
+                    continue
+                hops = [self._nexthop(node, v) for v in via]
+                if len(hops) == 1:
+                    ipr.route("replace", dst=prefix, table=table, proto=RTPROT_STATIC, **hops[0])
+                else:
+                    ipr.route("replace", dst=prefix, table=table, proto=RTPROT_STATIC,
+                              multipath=hops)
+
+        for n in plan.NODE_KEYS:
+            one(n)
+
+    def reconcile_rules(self, s: Scenario) -> None:
+        want = scenarios.rules(s)
+        nodes = {r.node for r in want} | {plan.FIREWALL.node}
+        for node in nodes:
+            ipr = self.ipr[node]
+            for rule in ipr.get_rules(family=socket.AF_INET):
+                if rule.get("priority") in RULE_PRIORITIES:
+                    ipr.rule("del", priority=rule.get("priority"), table=rule.get("table"))
+            for r in (x for x in want if x.node == node):
+                src = ipaddress.ip_network(r.src)
+                kw = {"src": str(src.network_address), "src_len": src.prefixlen}
+                if r.dst:
+                    dst = ipaddress.ip_network(r.dst)
+                    kw.update(dst=str(dst.network_address), dst_len=dst.prefixlen)
+                ipr.rule("add", priority=r.priority, table=r.table, **kw)
+
+    def apply_scenario(self, s: Scenario, ecmp: bool) -> None:
+        self.set_links(s.links_down)
+        self.reconcile_routes(s, ecmp)
+        self.reconcile_rules(s)

@@ -1,0 +1,127 @@
+"""nftables rulesets: source NAT at both edges, the stateful datacenter firewall,
+the silent transit hop, and the closed/filtered service addresses.
+
+Rendered from the plan and loaded with `nft -f -` inside each namespace.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from . import plan
+
+# Per-namespace tables; deleting them first makes a reload idempotent.
+TABLE = "erpath_lab"
+
+
+def _quoted(names) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+def _nat(node: str) -> str:
+    rules = [r for r in plan.SOURCE_NATS if r.node == node]
+    lines = [
+        f"table ip {TABLE} {{",
+        "  chain postrouting {",
+        "    type nat hook postrouting priority srcnat; policy accept;",
+    ]
+    # Rules are ordered most specific source first (branch before the whole inside).
+    for r in rules:
+        ifnames = [plan.link_between(node, p).ifname(node) for p in r.out_peers]
+        lines.append(
+            f"    oifname {{ {_quoted(ifnames)} }} ip saddr {r.source} snat ip to {r.to_address}"
+        )
+    lines += ["  }", "}"]
+    return "\n".join(lines)
+
+
+def _stateful(node: str) -> str:
+    fw = plan.FIREWALL
+    inside = [plan.link_between(node, p).ifname(node) for p in fw.inside_peers]
+    return f"""table inet {TABLE} {{
+  counter dropped_forward {{ }}
+  counter dropped_input {{ }}
+  chain forward {{
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    # A flow must start here, from inside, with a SYN: replies of flows this
+    # firewall never saw (asymmetric returns) are invalid or new-from-outside.
+    ct state invalid counter name dropped_forward drop
+    iifname {{ {_quoted(inside)} }} ct state new tcp flags & (syn | ack | fin | rst) == syn accept
+    iifname {{ {_quoted(inside)} }} ct state new meta l4proto != tcp accept
+    counter name dropped_forward drop
+  }}
+  chain input {{
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter name dropped_input drop
+    iifname {{ "lo", "{plan.MGMT_IFNAME}", {_quoted(inside)} }} accept
+    icmp type echo-request accept
+    counter name dropped_input drop
+  }}
+}}"""
+
+
+def _silent() -> str:
+    return f"""table ip {TABLE} {{
+  chain output {{
+    type filter hook output priority filter; policy accept;
+    # This hop forwards but never reports an expired TTL.
+    icmp type time-exceeded drop
+  }}
+}}"""
+
+
+def _service_host() -> str:
+    return f"""table ip {TABLE} {{
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    ip daddr {plan.CLOSED_ADDRESS} tcp dport 443 reject with tcp reset
+    ip daddr {plan.FILTERED_ADDRESS} drop
+  }}
+}}"""
+
+
+def rulesets() -> dict[str, str]:
+    """node -> nft script."""
+    out = {node: _nat(node) for node in sorted({r.node for r in plan.SOURCE_NATS})}
+    out[plan.FIREWALL.node] = _stateful(plan.FIREWALL.node)
+    for node in plan.SILENT_NODES:
+        out[node] = _silent()
+    out["svc"] = _service_host()
+    return out
+
+
+def load(namespace: str, script: str) -> subprocess.Popen:
+    """Start loading a ruleset; the caller waits (loads run in parallel)."""
+    family = "inet" if "table inet" in script else "ip"
+    full = f"table {family} {TABLE}\ndelete table {family} {TABLE}\n{script}\n"
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", namespace, "nft", "-f", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdin.write(full)
+    proc.stdin.close()
+    return proc
+
+
+def wait(procs: dict[str, subprocess.Popen]) -> None:
+    for ns, proc in procs.items():
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            raise RuntimeError(f"nft failed in {ns}: {err.strip()}")
+
+
+def counter(namespace: str, name: str) -> int:
+    """Packets counted by a named counter of the firewall (0 if absent)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", namespace, "nft", "list", "counter", "inet", TABLE, name],
+        capture_output=True, text=True, check=False,
+    ).stdout
+    for token, nxt in zip(out.split(), out.split()[1:], strict=False):
+        if token == "packets":
+            return int(nxt)
+    return 0

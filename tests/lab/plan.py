@@ -1,0 +1,404 @@
+"""The lab's static plan: nodes, links, addresses, targets, circuits.
+
+Pure data (frozen dataclasses), importable without root: tests, docs and the
+path simulator read the same plan the builder wires into the kernel, so the
+"truth" a test compares against can never drift from what was built.
+
+Address plan (see docs/lab.md): RFC 1918 inside the customer, TEST-NETs for
+the customer's public addresses (NAT pools, ExpressRoute peering /30s),
+198.18.0.0/15 for "the internet" (198.18/16) and "Microsoft" (198.19/16).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+DEFAULT_PREFIX = "erp"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    key: str
+    role: str  # host | router | agent | server | bridge
+    description: str
+    forwarding: bool = False
+    agent: bool = False
+    # /32 addresses on lo: NAT addresses on edges, service addresses on hosts.
+    loopbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A veth pair; the interface in each namespace is named after the peer."""
+
+    a: str
+    b: str
+    subnet: str
+    a_host: int
+    b_host: int
+    a_ifname: str = ""
+    b_ifname: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.a}-{self.b}"
+
+    def ifname(self, node: str) -> str:
+        if node == self.a:
+            return self.a_ifname or self.b[:15]
+        return self.b_ifname or self.a[:15]
+
+    def address(self, node: str) -> str:
+        net = ipaddress.ip_network(self.subnet)
+        return str(net[self.a_host if node == self.a else self.b_host])
+
+    def peer(self, node: str) -> str:
+        return self.b if node == self.a else self.a
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    address: str
+    role: str  # service | api | auth | cdn | telemetry
+    port: int = 443
+    region: str = "westeurope"
+    # Names between the queried name and the address, for CNAME chains.
+    cname_chain: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Circuit:
+    name: str
+    location: str
+    sku: str
+    ce: str
+    primary_link: str  # Link.key
+    secondary_link: str | None
+    nat_pool: str
+    nat_addresses: dict[str, str] = field(default_factory=dict)  # site -> address
+
+
+@dataclass(frozen=True, slots=True)
+class SourceNat:
+    """Source NAT on an edge: flows from `source` leaving towards `out_peers`."""
+
+    node: str
+    out_peers: tuple[str, ...]
+    source: str
+    to_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatefulFirewall:
+    node: str
+    inside_peers: tuple[str, ...]  # new flows may start only from these
+
+
+# --- nodes -------------------------------------------------------------------
+
+_SERVICE_BLOCKS = {
+    # prefix: (service tag, region)
+    "198.19.16.0/24": ("PowerPlatformInfra", "westeurope"),
+    "198.19.17.0/24": ("PowerPlatformInfra", "northeurope"),
+    "198.19.18.0/24": ("PowerPlatformPlex", "westeurope"),
+    "198.19.20.0/24": ("AzureActiveDirectory", ""),
+    "198.19.24.0/24": ("AzureMonitor", "westeurope"),
+    "198.19.32.0/24": ("AzureCloud", "westeurope"),  # the azure-side VNet
+    "198.19.128.0/24": ("AzureFrontDoor.Frontend", ""),
+}
+
+# What Microsoft advertises over the ExpressRoute Microsoft peering (route
+# filter: Power Platform, Entra ID, Azure Monitor, the region's VNets).  The
+# Front Door / CDN block is never advertised over ExpressRoute.
+ER_RECEIVED_PREFIXES: tuple[str, ...] = (
+    "198.19.16.0/24",
+    "198.19.17.0/24",
+    "198.19.18.0/24",
+    "198.19.20.0/24",
+    "198.19.24.0/24",
+    "198.19.32.0/24",
+)
+CDN_PREFIX = "198.19.128.0/24"
+SERVICE_AGGREGATE = "198.19.16.0/20"  # routed by the Microsoft core to the service host
+MICROSOFT_AGGREGATE = "198.19.0.0/16"
+INTERNET_NAT_PREFIX = "198.51.100.0/28"
+ER_NAT_POOL_1 = "203.0.113.0/28"
+ER_NAT_POOL_2 = "203.0.113.16/28"
+BRANCH_PREFIX = "10.10.0.0/16"
+CUSTOMER_INTERNAL = "10.0.0.0/8"
+MGMT_SUBNET = "172.30.0.0/24"
+
+CLOSED_ADDRESS = "198.19.16.250"  # TCP 443 answered with RST
+FILTERED_ADDRESS = "198.19.16.251"  # everything silently dropped
+
+DNS_PUBLIC = "198.18.53.53"
+DNS_BAD = "198.18.53.66"
+DNS_SPLIT = "10.20.53.53"
+SPLIT_PRIVATE_DATAVERSE = "10.20.0.100"
+
+# fmt: off
+_TARGETS: tuple[Target, ...] = (
+    Target("make.powerapps.com", "198.19.16.10", "service"),
+    Target("apps.powerapps.com", "198.19.16.11", "service"),
+    Target("create.powerapps.com", "198.19.16.12", "service"),
+    Target("make.powerautomate.com", "198.19.16.13", "service",
+           cname_chain=("flow-weu.cloudapp.azure.com",)),
+    Target("flow.microsoft.com", "198.19.16.14", "service"),
+    Target("make.powerpages.microsoft.com", "198.19.16.15", "service"),
+    Target("admin.powerplatform.microsoft.com", "198.19.16.16", "service"),
+    Target("copilotstudio.microsoft.com", "198.19.16.17", "service"),
+    Target("app.powerbi.com", "198.19.16.18", "service"),
+    Target("contoso.crm4.dynamics.com", "198.19.16.19", "service"),
+    Target("fabrikam.crm4.dynamics.com", "198.19.16.20", "service"),
+    Target("api.flow.microsoft.com", "198.19.16.30", "api"),
+    Target("emea.api.flow.microsoft.com", "198.19.16.31", "api"),
+    Target("api.bap.microsoft.com", "198.19.16.32", "api"),
+    Target("europe.api.bap.microsoft.com", "198.19.16.33", "api"),
+    Target("api.powerplatform.com", "198.19.16.34", "api"),
+    Target("api.powerapps.com", "198.19.16.35", "api"),
+    Target("service.powerapps.com", "198.19.16.36", "api"),
+    Target("contoso.api.crm4.dynamics.com", "198.19.16.37", "api"),
+    Target("api.powerbi.com", "198.19.16.38", "api"),
+    Target("emea.gateway.prod.island.powerapps.com", "198.19.16.39", "api"),
+    Target("northeurope.api.powerplatform.com", "198.19.17.10", "api", region="northeurope"),
+    Target("europe-002.azure-apim.net", "198.19.18.10", "api"),
+    Target("login.microsoftonline.com", "198.19.20.10", "auth", region=""),
+    Target("login.windows.net", "198.19.20.11", "auth", region=""),
+    Target("graph.microsoft.com", "198.19.20.12", "api", region=""),
+    Target("management.azure.com", "198.19.20.13", "api", region=""),
+    Target("dc.services.visualstudio.com", "198.19.24.10", "telemetry"),
+    Target("browser.events.data.microsoft.com", "198.19.24.11", "telemetry"),
+    Target("westeurope.livediagnostics.monitor.azure.com", "198.19.24.12", "telemetry"),
+    # CDN: Front Door addresses, reachable only over the internet.
+    Target("content.powerapps.com", "198.19.128.10", "cdn", region="",
+           cname_chain=("content-powerapps.azureedge.net", "content-powerapps.afd.azureedge.net")),
+    Target("res.cdn.office.net", "198.19.128.11", "cdn", region="",
+           cname_chain=("res-cdn-office.azurefd.net",)),
+    Target("static.powerapps.com", "198.19.128.12", "cdn", region="",
+           cname_chain=("static-powerapps.azureedge.net",)),
+)
+# fmt: on
+
+NODES: tuple[Node, ...] = (
+    Node("branch", "agent", "branch office host (agent)", agent=True),
+    Node("wan", "router", "branch WAN router", forwarding=True),
+    Node("dccore", "router", "datacenter core router + stateful firewall (agent)",
+         forwarding=True, agent=True),
+    Node("dchost", "agent", "datacenter host (agent)", agent=True),
+    Node("dcdns", "server", "datacenter split-horizon DNS resolver"),
+    Node("ce1", "router", "ExpressRoute circuit 1 CE router (ER NAT)", forwarding=True,
+         loopbacks=("203.0.113.10", "203.0.113.11")),
+    Node("msee1p", "router", "circuit 1 primary MSEE", forwarding=True),
+    Node("msee1s", "router", "circuit 1 secondary MSEE", forwarding=True),
+    Node("ce2", "router", "ExpressRoute circuit 2 CE router (ER NAT)", forwarding=True,
+         loopbacks=("203.0.113.26", "203.0.113.27")),
+    Node("msee2", "router", "circuit 2 MSEE", forwarding=True),
+    Node("inet", "router", "customer internet edge (internet NAT)", forwarding=True,
+         loopbacks=("198.51.100.10", "198.51.100.11")),
+    Node("isp1", "router", "ISP 1 router (ECMP member)", forwarding=True),
+    Node("isp2", "router", "ISP 2 router (ECMP member)", forwarding=True),
+    Node("silent", "router", "transit hop that never sends ICMP time-exceeded", forwarding=True),
+    Node("msedge", "router", "Microsoft internet edge", forwarding=True),
+    Node("mscore", "router", "Microsoft core", forwarding=True),
+    Node("svc", "server", "Power Platform service host (TLS 443 on every service address)",
+         loopbacks=tuple(t.address for t in _TARGETS if t.role != "cdn")
+         + (CLOSED_ADDRESS, FILTERED_ADDRESS)),
+    Node("cdn", "server", "CDN / Front Door host (internet only)",
+         loopbacks=tuple(t.address for t in _TARGETS if t.role == "cdn")),
+    Node("dns", "server", "public DNS (public + misbehaving resolver)", loopbacks=(DNS_BAD,)),
+    Node("azure", "agent", "azure-side host for reverse probes (agent)", agent=True),
+    Node("mgmt", "bridge", "management bridge (off every measured path)"),
+    Node("collector", "host", "collector host on the management network"),
+)
+NODE_KEYS = tuple(n.key for n in NODES)
+AGENT_NODES = tuple(n.key for n in NODES if n.agent)
+
+LINKS: tuple[Link, ...] = (
+    Link("wan", "branch", "10.10.1.0/24", 1, 10),
+    Link("wan", "dccore", "10.255.0.0/30", 1, 2),
+    Link("dccore", "dchost", "10.20.0.0/24", 1, 10),
+    Link("dccore", "dcdns", "10.20.53.0/24", 1, 53),
+    Link("dccore", "ce1", "10.255.1.0/30", 1, 2),
+    Link("dccore", "ce2", "10.255.2.0/30", 1, 2),
+    Link("dccore", "inet", "10.255.3.0/30", 1, 2),
+    # ExpressRoute peering /30s: CE is the first usable address, MSEE the second.
+    Link("ce1", "msee1p", "192.0.2.0/30", 1, 2),
+    Link("ce1", "msee1s", "192.0.2.4/30", 1, 2),
+    Link("ce2", "msee2", "192.0.2.8/30", 1, 2),
+    Link("msedge", "mscore", "198.19.0.0/30", 1, 2),
+    Link("msee1p", "mscore", "198.19.0.4/30", 1, 2),
+    Link("msee1s", "mscore", "198.19.0.8/30", 1, 2),
+    Link("msee2", "mscore", "198.19.0.12/30", 1, 2),
+    Link("mscore", "svc", "198.19.0.16/30", 1, 2),
+    Link("msedge", "cdn", "198.19.0.20/30", 1, 2),
+    Link("mscore", "azure", "198.19.32.0/24", 1, 10),
+    # The ISP owns the access /30s: ISP first, customer edge second.
+    Link("isp1", "inet", "198.18.16.0/30", 1, 2),
+    Link("isp2", "inet", "198.18.32.0/30", 1, 2),
+    Link("isp1", "silent", "198.18.16.4/30", 1, 2),
+    Link("isp2", "silent", "198.18.32.4/30", 1, 2),
+    Link("silent", "msedge", "198.18.48.0/30", 1, 2),
+    Link("silent", "dns", "198.18.53.0/24", 1, 53),
+)
+LINKS_BY_KEY = {link.key: link for link in LINKS}
+
+# The management network: one bridge in its own namespace, a port per agent
+# and the collector.  Agents get only the connected /24 on it (no gateway), so
+# reports can never leak onto a measured path and probes never use it.
+MGMT_ADDRESSES: dict[str, str] = {
+    "collector": "172.30.0.1",
+    "branch": "172.30.0.10",
+    "dchost": "172.30.0.11",
+    "dccore": "172.30.0.12",
+    "azure": "172.30.0.13",
+}
+MGMT_IFNAME = "mgmt0"
+
+SITES: dict[str, str] = {"branch": "branch", "dchost": "dc", "dccore": "dc", "azure": "azure"}
+
+CIRCUITS: tuple[Circuit, ...] = (
+    Circuit("ams-er-1", "Amsterdam", "Standard", "ce1", "ce1-msee1p", "ce1-msee1s",
+            ER_NAT_POOL_1, {"branch": "203.0.113.10", "dc": "203.0.113.11"}),
+    Circuit("dub-er-2", "Dublin", "Standard", "ce2", "ce2-msee2", None,
+            ER_NAT_POOL_2, {"branch": "203.0.113.26", "dc": "203.0.113.27"}),
+)
+INTERNET_NAT_ADDRESSES = {"branch": "198.51.100.10", "dc": "198.51.100.11"}
+
+SOURCE_NATS: tuple[SourceNat, ...] = (
+    SourceNat("ce1", ("msee1p", "msee1s"), BRANCH_PREFIX, "203.0.113.10"),
+    SourceNat("ce1", ("msee1p", "msee1s"), CUSTOMER_INTERNAL, "203.0.113.11"),
+    SourceNat("ce2", ("msee2",), BRANCH_PREFIX, "203.0.113.26"),
+    SourceNat("ce2", ("msee2",), CUSTOMER_INTERNAL, "203.0.113.27"),
+    SourceNat("inet", ("isp1", "isp2"), BRANCH_PREFIX, "198.51.100.10"),
+    SourceNat("inet", ("isp1", "isp2"), CUSTOMER_INTERNAL, "198.51.100.11"),
+)
+FIREWALL = StatefulFirewall("dccore", inside_peers=("wan", "dchost", "dcdns"))
+SILENT_NODES = ("silent",)
+
+# Reverse DNS: names in the style real networks use.
+PTR_NAMES: dict[str, str] = {
+    "10.10.1.1": "vl100.br-rtr1.branch1.corp.contoso.example",
+    "10.255.0.2": "te0-0-1.dc-core1.ams.corp.contoso.example",
+    "10.255.0.1": "te0-0-0.br-rtr1.branch1.corp.contoso.example",
+    "10.20.0.1": "vl20.dc-core1.ams.corp.contoso.example",
+    "10.20.53.1": "vl53.dc-core1.ams.corp.contoso.example",
+    "10.255.1.1": "te0-0-2.dc-core1.ams.corp.contoso.example",
+    "10.255.2.1": "te0-0-3.dc-core1.ams.corp.contoso.example",
+    "10.255.3.1": "te0-0-4.dc-core1.ams.corp.contoso.example",
+    "10.255.1.2": "te0-0-0.er-ce1.ams.corp.contoso.example",
+    "10.255.2.2": "te0-0-0.er-ce2.dub.corp.contoso.example",
+    "10.255.3.2": "te0-0-0.inet-edge1.ams.corp.contoso.example",
+    "192.0.2.1": "te0-1-0.er-ce1.ams.corp.contoso.example",
+    "192.0.2.5": "te0-1-1.er-ce1.ams.corp.contoso.example",
+    "192.0.2.9": "te0-1-0.er-ce2.dub.corp.contoso.example",
+    "198.19.0.5": "ae10-0.ams-06gmr-msee-1a.ntwk.msn.net",
+    "198.19.0.9": "ae10-0.ams-06gmr-msee-1b.ntwk.msn.net",
+    "198.19.0.13": "ae10-0.dub-07gmr-msee-1a.ntwk.msn.net",
+    "198.19.0.1": "ae22-0.ams-96cbe-1a.ntwk.msn.net",
+    "198.19.0.2": "ae21-0.ams-96cbe-1b.ntwk.msn.net",
+    "198.19.0.6": "ae23-0.ams-96cbe-1b.ntwk.msn.net",
+    "198.19.0.10": "ae24-0.ams-96cbe-1b.ntwk.msn.net",
+    "198.19.0.14": "ae25-0.ams-96cbe-1b.ntwk.msn.net",
+    "198.19.0.17": "ae30-0.ams-96cbe-1b.ntwk.msn.net",
+    "198.19.0.21": "ae31-0.ams-96cbe-1a.ntwk.msn.net",
+    "198.19.32.1": "ae40-0.ams-96cbe-1b.ntwk.msn.net",
+    "198.18.48.2": "ae12-0.ams-96cbe-1a.ntwk.msn.net",
+    "198.18.16.1": "xe-0-0-1.cr1.ams.isp1.example.net",
+    "198.18.16.5": "xe-0-0-2.cr1.ams.isp1.example.net",
+    "198.18.16.2": "contoso-gw.ams.isp1.example.net",
+    "198.18.32.1": "ae1-101.edge2.ams.isp2.example.net",
+    "198.18.32.5": "ae2-0.edge2.ams.isp2.example.net",
+    "198.18.32.2": "contoso-gw.ams.isp2.example.net",
+    "198.18.16.6": "be10.core1.ams.transit3.example.net",
+    "198.18.32.6": "be11.core1.ams.transit3.example.net",
+    "198.18.48.1": "be12.core1.ams.transit3.example.net",
+    "198.18.53.1": "be53.core1.ams.transit3.example.net",
+    "198.18.53.53": "resolver1.dns.example.net",
+    "198.18.53.66": "resolver2.dns.example.net",
+}
+
+# Origin ASNs for the Team-Cymru-style zone: longest prefix wins.
+# (prefix, asn, country, registry, allocated)
+ASN_TABLE: tuple[tuple[str, int, str, str, str], ...] = (
+    ("198.19.0.0/16", 8075, "US", "arin", "1997-03-07"),
+    # MSEE interfaces (peering /30s and their core side) originate in 12076.
+    ("192.0.2.0/30", 12076, "US", "arin", "2012-07-18"),
+    ("192.0.2.4/30", 12076, "US", "arin", "2012-07-18"),
+    ("192.0.2.8/30", 12076, "US", "arin", "2012-07-18"),
+    ("198.19.0.4/30", 12076, "US", "arin", "2012-07-18"),
+    ("198.19.0.8/30", 12076, "US", "arin", "2012-07-18"),
+    ("198.19.0.12/30", 12076, "US", "arin", "2012-07-18"),
+    ("192.0.2.0/24", 64496, "NL", "ripencc", "2009-04-01"),
+    ("198.51.100.0/24", 64496, "NL", "ripencc", "2009-04-01"),
+    ("203.0.113.0/24", 64496, "NL", "ripencc", "2009-04-01"),
+    ("198.18.16.0/20", 64501, "NL", "ripencc", "2001-09-12"),
+    ("198.18.32.0/20", 64502, "NL", "ripencc", "2003-02-20"),
+    ("198.18.48.0/22", 64503, "NL", "ripencc", "1999-11-05"),
+    ("198.18.53.0/24", 64511, "US", "arin", "2014-06-30"),
+)
+ASN_NAMES: dict[int, str] = {
+    8075: "MICROSOFT-CORP-MSN-AS-BLOCK, US",
+    12076: "MICROSOFT-CORP-AS, US",
+    64496: "CONTOSO-AS, NL",
+    64501: "ISP1-AS, NL",
+    64502: "ISP2-AS, NL",
+    64503: "TRANSIT3-AS, NL",
+    64511: "PUBLICDNS-AS, US",
+}
+
+
+def targets() -> tuple[Target, ...]:
+    return _TARGETS
+
+
+def service_blocks() -> dict[str, tuple[str, str]]:
+    return dict(_SERVICE_BLOCKS)
+
+
+def links_of(node: str) -> list[Link]:
+    return [link for link in LINKS if node in (link.a, link.b)]
+
+
+def link_between(a: str, b: str) -> Link:
+    for link in LINKS:
+        if {link.a, link.b} == {a, b}:
+            return link
+    raise KeyError(f"no link between {a} and {b}")
+
+
+def node(key: str) -> Node:
+    for n in NODES:
+        if n.key == key:
+            return n
+    raise KeyError(f"unknown lab node {key!r}; nodes: {', '.join(NODE_KEYS)}")
+
+
+def addresses_of(key: str) -> list[str]:
+    """Every address a node owns (interfaces, loopbacks, management)."""
+    out = [link.address(key) for link in links_of(key)]
+    out += list(node(key).loopbacks)
+    if key in MGMT_ADDRESSES:
+        out.append(MGMT_ADDRESSES[key])
+    return out
+
+
+def owner_of(address: str) -> str | None:
+    """The node that owns an address on the measured network (not mgmt)."""
+    for n in NODES:
+        if address in n.loopbacks:
+            return n.key
+    for link in LINKS:
+        for end in (link.a, link.b):
+            if link.address(end) == address:
+                return end
+    return None
+
+
+def namespace(prefix: str, key: str) -> str:
+    return f"{prefix}-{key}"

@@ -1,0 +1,105 @@
+"""The static plan and the path truth: no root needed."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+
+import pytest
+
+from tests.lab import AmbiguousPath, Lab, pathsim, plan, scenarios, servicetags
+
+REAL_TAGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
+                         "ServiceTags_Public.json")
+TEST_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+
+
+def _in(address: str, nets) -> bool:
+    return any(ipaddress.ip_address(address) in n for n in nets)
+
+
+def test_address_plan_uses_only_lab_ranges() -> None:
+    allowed = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "198.18.0.0/15")]
+    for node in plan.NODE_KEYS:
+        for address in plan.addresses_of(node):
+            assert _in(address, allowed + TEST_NETS), (node, address)
+    for t in plan.targets():
+        assert _in(t.address, [ipaddress.ip_network("198.18.0.0/15")])
+
+
+def test_peering_subnets_msee_is_the_second_usable_address() -> None:
+    for c in plan.CIRCUITS:
+        for key in (c.primary_link, c.secondary_link):
+            if key is None:
+                continue
+            link = plan.LINKS_BY_KEY[key]
+            net = ipaddress.ip_network(link.subnet)
+            assert net.prefixlen == 30 and _in(str(net[1]), TEST_NETS)
+            assert link.address(c.ce) == str(net[1])
+            assert link.address(link.peer(c.ce)) == str(net[2])
+
+
+def test_interface_names_fit_the_kernel() -> None:
+    for link in plan.LINKS:
+        assert len(link.ifname(link.a)) <= 15 and len(link.ifname(link.b)) <= 15
+
+
+def test_nat_pools_and_advertisements() -> None:
+    er = scenarios.get("er")
+    assert plan.INTERNET_NAT_PREFIX not in er.advertised["ams-er-1"]
+    asym = scenarios.get("asymmetric-nat")
+    assert plan.INTERNET_NAT_PREFIX in asym.advertised["ams-er-1"]
+
+
+def test_truth_er_path_has_ce_and_primary_msee() -> None:
+    hops = pathsim.expected_hops("er", "branch", "198.19.16.10")
+    assert hops == ["10.10.1.1", "10.255.0.2", "10.255.1.2", "192.0.2.2", "198.19.0.6",
+                    "198.19.16.10"]
+
+
+def test_truth_asymmetric_nat_reverse_goes_through_msee() -> None:
+    hops = pathsim.expected_hops("asymmetric-nat", "azure", "198.51.100.10")
+    assert "198.19.0.5" in hops and hops[-1] == "10.255.1.1"  # dropped after the core
+    trace = pathsim.traces("asymmetric-nat", "branch", "198.19.16.10", ecmp=False)[0]
+    assert not trace.reached and trace.hops[-1].why.startswith("lost:dccore")
+
+
+def test_truth_internet_path_forks_over_ecmp() -> None:
+    with pytest.raises(AmbiguousPath):
+        pathsim.expected_hops("internet-failover", "branch", "198.19.16.10")
+    sets = pathsim.expected_hop_sets("internet-failover", "branch", "198.19.16.10")
+    assert sets[3] == {"198.18.16.1", "198.18.32.1"} and sets[4] == frozenset()
+    single = pathsim.expected_hops("internet-failover", "branch", "198.19.16.10", ecmp=False)
+    assert single[3] == "198.18.16.1" and single[4] is None
+
+
+def test_truth_filtered_and_closed() -> None:
+    assert pathsim.expected_hops("er", "branch", plan.CLOSED_ADDRESS)[-1] == plan.CLOSED_ADDRESS
+    assert pathsim.expected_hops("er", "branch", plan.FILTERED_ADDRESS)[-1] is None
+
+
+def test_env_without_root() -> None:
+    env = Lab(prefix="zz").env()
+    for key in ("namespaces", "addresses", "agents", "collector", "dns_servers", "targets",
+                "circuits", "internet_edges", "er_nat_pool", "silent_hop", "service_tags_file",
+                "scenario", "probe_addresses"):
+        assert key in env
+    json.dumps(env)
+    assert env["namespaces"]["branch"] == "zz-branch"
+    assert len([t for t in env["targets"] if t["role"] != "cdn"]) >= 25
+
+
+@pytest.mark.skipif(not os.path.exists(REAL_TAGS), reason="real service tags file not present")
+def test_service_tags_have_the_real_files_shape() -> None:
+    with open(REAL_TAGS) as f:
+        real = json.load(f)
+    ours = servicetags.document()
+    assert set(ours) == set(real)
+    real_value = real["values"][0]
+    for v in ours["values"]:
+        assert set(v) == set(real_value)
+        assert set(v["properties"]) == set(real_value["properties"])
+    regional = {v["name"]: v for v in ours["values"]}
+    assert regional["PowerPlatformInfra.WestEurope"]["properties"]["regionId"] == 18
+    assert regional["AzureCloud.westeurope"]["properties"]["region"] == "westeurope"
