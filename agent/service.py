@@ -159,7 +159,8 @@ class AgentService:
                         dropped_reports_total=self.spool.dropped_total)
         t0 = time.monotonic()
         report = run_cycle(cfg, ProbePlan(targets=tuple(targets)), seq=seq,
-                           interval_s=cfg.probe.interval_s, health=health, dns_cache=self.dns_cache)
+                           interval_s=cfg.probe.interval_s, health=health, dns_cache=self.dns_cache,
+                           namer=self._namer(cfg))
         for r in report.results:
             if r.address:
                 self._last_address[r.target] = r.address
@@ -170,6 +171,14 @@ class AgentService:
         if self.metrics:
             self.metrics.observe_cycle(self.last_cycle_s, len(self.spool), self.spool.dropped_total)
         self._send_wake.set()
+
+    def _namer(self, cfg: AgentConfig):
+        from agent.dns import HopNamer
+
+        key = (tuple(cfg.dns.resolvers), cfg.dns.timeout_s)
+        if getattr(self, "_namer_key", None) != key:
+            self._namer_key, self._hop_namer = key, HopNamer(cfg.dns.resolvers, cfg.dns.timeout_s)
+        return self._hop_namer
 
     def run(self) -> int:
         self._last_address = {}
