@@ -110,6 +110,8 @@ def path_facts(
     context: list[str] = []
 
     signals += _hop_signals(result, index, reverse)
+    if reverse:
+        signals += _reverse_entry_signals(result, index)
     signals += _route_signals(result, index)
 
     cdn_fronted: str | None = None
@@ -213,6 +215,31 @@ def _hop_signals(result: Result, index: SiteIndex, reverse: bool) -> list[Signal
     return out
 
 
+def _reverse_entry_signals(result: Result, index: SiteIndex) -> list[Signal]:
+    """A reverse trace that reaches the NAT address straight from the ER edge.
+
+    When the NAT address sits on the CE itself, the CE answers as the
+    destination and never as a hop, so no /30 address shows.  The hop just
+    before it being AS12076 (the MSEE) still says: in through a circuit — the
+    one that advertises the address, if only one does.  The link stays unknown.
+    """
+    hops = sorted((h for h in (result.trace.hops if result.trace else ()) if h.replies), key=lambda h: h.ttl)
+    dest = next((i for i, h in enumerate(hops) if result.address in h.addresses), None)
+    if not dest or hops[dest - 1].ttl != hops[dest].ttl - 1:
+        return []
+    before = hops[dest - 1]
+    if not any(r.asn == cdnrules.ASN_EXPRESSROUTE for r in before.replies):
+        return []
+    circuits = sorted({a.circuit.name for a in index.advertising(result.address)})
+    if len(circuits) != 1:
+        return []
+    text = (
+        f"the reverse path reaches {result.address} from the ExpressRoute edge at hop {before.ttl}, "
+        f"and only circuit {circuits[0]} advertises it (the link is not visible: the NAT address is on the CE)"
+    )
+    return [Signal("expressroute", S_CE, text, "trace", circuits[0], None)]
+
+
 def _route_signals(result: Result, index: SiteIndex) -> list[Signal]:
     route = result.route
     if route is None or route.failure or not route.gateway:
@@ -246,6 +273,10 @@ def _microsoft_hops(
     """
     answered: list[tuple[int, str, int | None, str | None]] = []
     for ttl, reply in _hops(result):
+        # A reverse trace ends at the site's own NAT address: that is the
+        # customer, not an internet transit taking over from Microsoft.
+        if reverse and reply.address == result.address:
+            continue
         answered.append((ttl, reply.address, reply.asn, reply.ptr))
     signals: list[Signal] = []
     er = next((a for a in answered if a[2] == cdnrules.ASN_EXPRESSROUTE), None)

@@ -1,0 +1,42 @@
+"""Agent configs for the lab, as the site's network engineer would keep them per scenario.
+
+The committed configs in tests/lab/agents/ describe the healthy lab.  Some
+scenarios are a change of what the customer advertises to Microsoft (the
+internet NAT prefix leaked onto a circuit, a NAT pool on two circuits); a
+site's facts say what it advertises, so for those scenarios the config says
+it too — and the agent's findings follow from it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .scenarios import SCENARIOS
+
+AGENTS_DIR = Path(__file__).with_name("agents")
+_CIRCUIT = re.compile(r'^\[\[circuit\]\]\s*$', re.M)
+_NAME = re.compile(r'^name\s*=\s*"([^"]+)"', re.M)
+_ADVERTISED = re.compile(r'^advertised_prefixes\s*=\s*\[[^\]]*\]', re.M)
+_TAGS_FILE = re.compile(r'^file\s*=\s*"([^"]+)"', re.M)
+
+
+def config_text(node: str, scenario: str) -> str:
+    """The agent config of `node` (branch, dchost, dccore, azure) for `scenario`."""
+    text = (AGENTS_DIR / f"{node}.toml").read_text()
+    advertised = SCENARIOS[scenario].advertised
+    parts = _CIRCUIT.split(text)
+    for i in range(1, len(parts)):
+        name = _NAME.search(parts[i])
+        if name and name.group(1) in advertised:
+            prefixes = ", ".join(f'"{p}"' for p in advertised[name.group(1)])
+            parts[i] = _ADVERTISED.sub(f"advertised_prefixes = [{prefixes}]", parts[i], count=1)
+    text = "[[circuit]]\n".join(parts)
+    # Written elsewhere, the config must still find the lab's service tags.
+    return _TAGS_FILE.sub(lambda m: f'file = "{(AGENTS_DIR / m.group(1)).resolve()}"', text, count=1)
+
+
+def write_config(node: str, scenario: str, directory: Path) -> Path:
+    path = directory / f"{node}-{scenario}.toml"
+    path.write_text(config_text(node, scenario))
+    return path
