@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the lab and the tests use (installed when running as root).
-DEB_PACKAGES := iproute2 nftables traceroute scamper dnsutils openssl procps \
+DEB_PACKAGES := iproute2 nftables traceroute scamper dnsutils openssl procps systemd \
                 prometheus prometheus-alertmanager
 PYTEST_ARGS ?=
 
