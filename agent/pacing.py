@@ -1,0 +1,88 @@
+"""Send pacing: the global packets-per-second cap and a model of each router's ICMP budget.
+
+Routers rate-limit the time-exceeded messages traceroute lives on.  Linux
+keeps, per router and per destination of the ICMP (us), a token bucket of
+`icmp_ratelimit` (1 s) per message with a burst of six (XRLIM_BURST_FACTOR):
+a router answers six questions at once, then one per second.  A question
+asked while the bucket is empty is simply lost.  `RouterBudget` mirrors
+those buckets from what we sent and what came back, so a question that a
+known router must answer waits for its token instead of being wasted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    rate_per_s: float
+    burst: float
+    tokens: float
+    updated_s: float
+
+    def _refill(self, now_s: float) -> None:
+        if now_s > self.updated_s:
+            self.tokens = min(self.burst, self.tokens + (now_s - self.updated_s) * self.rate_per_s)
+            self.updated_s = now_s
+
+    def wait_s(self, now_s: float, n: float = 1.0) -> float:
+        """How long until `n` tokens are there (0 if now)."""
+        self._refill(now_s)
+        missing = n - self.tokens
+        return 0.0 if missing <= 1e-9 else missing / self.rate_per_s
+
+    def take(self, now_s: float, n: float = 1.0) -> None:
+        self._refill(now_s)
+        self.tokens -= n
+
+    def give(self, now_s: float, n: float = 1.0) -> None:
+        self._refill(now_s)
+        self.tokens = min(self.burst, self.tokens + n)
+
+    def empty(self, now_s: float) -> None:
+        self._refill(now_s)
+        self.tokens = min(self.tokens, 0.0)
+
+
+class RouterBudget:
+    """Our estimate of each router's remaining ICMP tokens, keyed by its address."""
+
+    def __init__(self, burst: int, refill_s: float):
+        self.burst = float(burst)
+        self.rate_per_s = 1.0 / refill_s
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def _bucket(self, router: str, now_s: float) -> TokenBucket:
+        b = self._buckets.get(router)
+        if b is None:
+            # A router we have not asked yet is assumed rested (full bucket).
+            b = self._buckets[router] = TokenBucket(self.rate_per_s, self.burst, self.burst, now_s)
+        return b
+
+    def wait_s(self, routers: frozenset[str], now_s: float) -> float:
+        return max((self._bucket(r, now_s).wait_s(now_s) for r in routers), default=0.0)
+
+    def reserve(self, routers: frozenset[str], now_s: float) -> None:
+        for r in routers:
+            self._bucket(r, now_s).take(now_s)
+
+    def answered(self, router: str, reserved: frozenset[str], now_s: float) -> None:
+        """A reply came from `router` to a question reserved against `reserved`."""
+        for r in reserved - {router}:
+            self._bucket(r, now_s).give(now_s)  # the prediction was wrong: refund
+        if router not in reserved:
+            b = self._bucket(router, now_s)
+            b.take(now_s)
+            b.tokens = max(b.tokens, 0.0)  # it did answer, so it had a token
+        else:
+            b = self._bucket(router, now_s)
+            b.tokens = max(b.tokens, 0.0)
+
+    def silent(self, reserved: frozenset[str], now_s: float) -> None:
+        """A question reserved against `reserved` went unanswered: assume they ran dry."""
+        for r in reserved:
+            self._bucket(r, now_s).empty(now_s)
+
+    def known(self, router: str) -> bool:
+        return router in self._buckets

@@ -1,0 +1,196 @@
+"""Benchmark: erpath's traceroute against Debian's traceroute and scamper in the lab.
+
+Run as root from the repository root (builds the lab if it is not up):
+
+    ERPATH_LAB_PREFIX=trc .venv/bin/python tests/bench/bench_trace.py
+
+From the branch agent to every lab target (the CDN ones cross the silent
+hop and the ECMP pair):
+
+1. ICMP rate limits off: wall time of `traceroute -T -p 443 -n` run over the
+   targets one after another, of one `scamper -p 10000 -c "trace -P tcp -d 443
+   -q 1 -w 1"` over all of them, and of erpath (tracing phase, and the whole
+   process: start-up, TCP probe and trace); hop lists compared with
+   traceroute's (same source port, so the same ECMP member).
+2. Rate limits on (the lab default): hops each tool finds, against the
+   rate-limit-off truth; routers are given 7 s to refill before each tool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SPORT = 47000
+REFILL_S = 7.0
+_ADDR = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+
+Hops = dict[int, frozenset[str]]  # ttl -> addresses that answered
+
+
+def _inner(addresses: list[str]) -> None:
+    """Runs inside the branch namespace: one erpath probe, results as JSON on stdout."""
+    import resource
+
+    t0 = time.perf_counter()
+    from agent import tcpprobe, trace
+
+    t_import = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    tcp = tcpprobe.probe_tcp([(a, 443) for a in addresses], 2.0)
+    t_tcp = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    traces = trace.trace_many(
+        [trace.TraceRequest(a, 443) for a in addresses],
+        trace.TraceOptions(source_port=SPORT, probes_per_hop=3),
+    )
+    t_trace = time.perf_counter() - t2
+    out = {
+        "import_s": t_import,
+        "tcp_s": t_tcp,
+        "trace_s": t_trace,
+        "total_s": time.perf_counter() - t0,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "open": sum(1 for r in tcp.values() if r.state == "open"),
+        "hops": {
+            k[0]: {h.ttl: sorted(h.addresses) for h in t.hops if h.replies}
+            for k, t in traces.items()
+        },
+    }
+    print(json.dumps(out))
+
+
+def _ns_run(ns: str, argv: list[str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    p = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True)
+    return time.perf_counter() - t0, p.stdout
+
+
+def _parse_text(out: str) -> dict[str, Hops]:
+    """traceroute/scamper text output: per destination, per TTL the answering addresses."""
+    result: dict[str, Hops] = {}
+    dest = None
+    for line in out.splitlines():
+        if line.startswith("traceroute"):
+            dest = _ADDR.findall(line)[-1]
+            result[dest] = {}
+            continue
+        m = re.match(r"\s*(\d+)\s+(.*)", line)
+        if m and dest:
+            addrs = frozenset(_ADDR.findall(m.group(2)))
+            if addrs:
+                result[dest][int(m.group(1))] = addrs
+    return result
+
+
+def _traceroute(
+    ns: str, addresses: list[str], *, sport: bool = False
+) -> tuple[float, dict[str, Hops]]:
+    """One traceroute after another.  With sport (our flow: the same ECMP member)
+    it probes serially, so -w 0.2 keeps its silent hop from costing 3 x 5 s."""
+    flow = [f"--sport={SPORT}", "-w", "0.2"] if sport else []
+    total, hops = 0.0, {}
+    for a in addresses:
+        dt, out = _ns_run(ns, ["traceroute", "-T", "-p", "443", "-n", *flow, a])
+        total += dt
+        hops.update(_parse_text(out))
+    return total, hops
+
+
+def _scamper(ns: str, addresses: list[str]) -> tuple[float, dict[str, Hops]]:
+    dt, out = _ns_run(
+        ns,
+        ["scamper", "-p", "10000", "-c", f"trace -P tcp -d 443 -q 1 -w 1 -s {SPORT}", "-i", *addresses],
+    )
+    return dt, _parse_text(out)
+
+
+def _erpath(ns: str, addresses: list[str]) -> tuple[float, dict, dict[str, Hops]]:
+    env = ["env", f"PYTHONPATH={ROOT}"]
+    dt, out = _ns_run(ns, [*env, sys.executable, __file__, "--inner", *addresses])
+    doc = json.loads(out)
+    hops = {a: {int(t): frozenset(v) for t, v in h.items()} for a, h in doc["hops"].items()}
+    return dt, doc, hops
+
+
+def _found(truth: dict[str, Hops], got: dict[str, Hops]) -> tuple[int, int, int]:
+    """(hops in truth, found with the same address, wrong address)."""
+    total = found = wrong = 0
+    for dest, hops in truth.items():
+        for ttl, addrs in hops.items():
+            total += 1
+            mine = got.get(dest, {}).get(ttl)
+            if mine and mine & addrs:
+                found += 1
+            elif mine:
+                wrong += 1
+    return total, found, wrong
+
+
+def _fmt(hops: Hops) -> str:
+    return " ".join(f"{t}:{','.join(sorted(a))}" for t, a in sorted(hops.items()))
+
+
+def main() -> int:
+    os.environ.setdefault("ERPATH_LAB_PREFIX", "trc")
+    from tests.lab import plan
+    from tests.lab.lab import Lab
+
+    lab = Lab()
+    if not lab.is_up():
+        lab.up()
+    ns = lab.ns("branch")
+    addresses = [t.address for t in plan.targets()]
+    print(f"lab {lab.prefix}: {len(addresses)} targets from branch ({ns})")
+
+    lab.set_rate_limit(False)
+    _, tr = _traceroute(ns, addresses, sport=True)  # the truth, on our flow
+    t_tr, _ = _traceroute(ns, addresses)
+    t_sc, sc = _scamper(ns, addresses)
+    t_er, doc, er = _erpath(ns, addresses)
+    print("\nrate limits off")
+    print(f"  traceroute -T -p 443 -n, one after another: {t_tr:6.3f} s")
+    print(f"  scamper -p 10000 trace -P tcp -q 1 -w 1:     {t_sc:6.3f} s")
+    print(
+        f"  erpath trace phase: {doc['trace_s']:.3f} s   tcp probe: {doc['tcp_s']:.3f} s   "
+        f"imports: {doc['import_s']:.3f} s   whole process: {t_er:.3f} s   "
+        f"peak RSS {doc['rss_mb']:.1f} MB   open ports {doc['open']}"
+    )
+    total, found, wrong = _found(tr, er)
+    extra = sum(
+        1 for d, h in er.items() for ttl in h if ttl not in tr.get(d, {})
+    )
+    print(f"  erpath vs traceroute hops: {found}/{total} equal, {wrong} different, {extra} extra")
+    for d, hops in tr.items():
+        if {t: set(a) for t, a in hops.items()} != {t: set(a) for t, a in er.get(d, {}).items()}:
+            print(f"    {d}: traceroute {_fmt(hops)}\n    {' ' * len(d)}  erpath     {_fmt(er.get(d, {}))}")
+    total_sc, found_sc, wrong_sc = _found(tr, sc)
+    print(f"  scamper vs traceroute hops: {found_sc}/{total_sc} equal, {wrong_sc} different")
+
+    lab.set_rate_limit(True)
+    print("\nrate limits on (truth: traceroute with rate limits off)")
+    for name, run in (("traceroute", _traceroute), ("scamper", _scamper), ("erpath", _erpath)):
+        time.sleep(REFILL_S)
+        res = run(ns, addresses)
+        dt, got = res[0], res[-1]
+        total, found, wrong = _found(tr, got)
+        print(f"  {name:10} {dt:6.3f} s  found {found}/{total} hops, lost {total - found}")
+        if name == "erpath":
+            print(f"             erpath trace phase {res[1]['trace_s']:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--inner":
+        _inner(sys.argv[2:])
+    else:
+        raise SystemExit(main())
