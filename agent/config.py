@@ -81,8 +81,11 @@ class ProbeConfig:
     trace_protocol: Literal["tcp", "udp", "icmp"] = "tcp"
     max_ttl: int = 30
     probes_per_hop: int = 3
-    pps: float = 20.0
-    timeout_s: float = 2.0
+    # Traces share what they learn and pace each router to its ICMP budget,
+    # so the global cap only guards the local link and firewall.
+    pps: float = 2000.0
+    timeout_s: float = 2.0  # per TCP probe
+    trace_timeout_s: float = 10.0  # the whole trace phase, all targets together
     addresses: Literal["first", "all"] = "first"
     builtin_targets: bool = True
     interval_s: float = 60.0
@@ -483,7 +486,7 @@ def _listen(value: Any) -> str:
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "agent": ("id", "site", "role"),
     "dns": ("resolvers", "timeout_s"),
-    "probe": ("port", "trace_protocol", "max_ttl", "probes_per_hop", "pps", "timeout_s", "addresses",
+    "probe": ("port", "trace_protocol", "max_ttl", "probes_per_hop", "pps", "timeout_s", "trace_timeout_s", "addresses",
               "builtin_targets", "interval_s", "jitter_s", "concurrency"),
     "collector": ("url", "token_file", "ca_file", "client_cert", "client_key"),
     "spool": ("dir", "max_mb", "max_age_h"),
@@ -577,8 +580,9 @@ def _read_probe(p: _Problems, doc: dict[str, Any]) -> ProbeConfig:
         trace_protocol=get("trace_protocol", _enum(TRACE_PROTOCOLS)),
         max_ttl=get("max_ttl", _int(1, MAX_TTL_LIMIT)),
         probes_per_hop=get("probes_per_hop", _int(1, MAX_PROBES_PER_HOP)),
-        pps=get("pps", _number(0, 1000, lo_open=True)),
+        pps=get("pps", _number(0, 20000, lo_open=True)),
         timeout_s=get("timeout_s", _number(0, 60, lo_open=True)),
+        trace_timeout_s=get("trace_timeout_s", _number(0, 600, lo_open=True)),
         addresses=get("addresses", _enum(ADDRESS_MODES)),
         builtin_targets=get("builtin_targets", _bool),
         interval_s=get(
