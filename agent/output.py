@@ -130,7 +130,8 @@ def _hop_lines(t: Trace) -> list[str]:
             kind = "" if rep.kind == "time-exceeded" else f" {rep.kind}"
             rtt = f"{min(rtts) * 1000:.2f}/{sum(rtts) / len(rtts) * 1000:.2f}/{max(rtts) * 1000:.2f} ms"
             ttl = f"{h.ttl:>2}" if first else "  "
-            lines.append(f"  {ttl}  {addr}{name}{asn}  {rtt}{kind}{mpls}")
+            shared = "  (shared: learned by another target's trace)" if h.shared and first else ""
+            lines.append(f"  {ttl}  {addr}{name}{asn}  {rtt}{kind}{mpls}{shared}")
             first = False
     return lines
 

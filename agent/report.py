@@ -198,6 +198,10 @@ class Reply:
 class Hop:
     ttl: int
     replies: tuple[Reply, ...] = ()
+    # True when this hop was not asked again for this target but copied from
+    # another target's trace through the same routers (Doubletree stop set,
+    # Record Route): routers rate-limit ICMP, so asking once is the honest way.
+    shared: bool = False
 
     @property
     def addresses(self) -> tuple[str, ...]:

@@ -121,6 +121,10 @@ class _TraceState:
             return None
         return h.replies
 
+    def copied(self, ttl: int) -> bool:
+        """Whether the hop at `ttl` is another trace's answer rather than our own."""
+        return self.copy_from is not None and ttl < self.copy_from[1]
+
     def covers_below(self, ttl: int, first_ttl: int) -> bool:
         """Whether every hop below `ttl` is known (asked and settled, or copied)."""
         return all(self.resolved(x) is not None for x in range(first_ttl, ttl))
@@ -498,6 +502,7 @@ class _Engine:
 def _trace_record(states: Sequence[_TraceState], protocol: str, t0: float, first_ttl: int) -> Trace:
     """One Trace for a request: its flows merged hop by hop."""
     merged: dict[int, list[Reply]] = {}
+    asked: set[int] = set()
     reached = False
     failure = None
     finished = []
@@ -507,10 +512,14 @@ def _trace_record(states: Sequence[_TraceState], protocol: str, t0: float, first
         last = end if end is not None else max(known, default=first_ttl - 1)
         for ttl in range(first_ttl, last + 1):
             merged.setdefault(ttl, []).extend(s.resolved(ttl) or ())
+            if not s.copied(ttl):
+                asked.add(ttl)
         reached = reached or s.dest_ttl() is not None
         failure = failure or s.failure
         finished.append((s.finished_s or time.time()) - t0)
-    hops = tuple(Hop(ttl=ttl, replies=tuple(rs)) for ttl, rs in sorted(merged.items()))
+    hops = tuple(
+        Hop(ttl=ttl, replies=tuple(rs), shared=ttl not in asked) for ttl, rs in sorted(merged.items())
+    )
     if reached:
         failure = None
     elif failure is None:
