@@ -1,0 +1,137 @@
+"""What each collector-owned alert looks like: labels, severity, annotations.
+
+Pure: the store decides when an alert fires or resolves, this module decides
+what it says.  Labels identify an alert (its fingerprint); annotations carry
+the evidence and can change while it fires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from collector.state import Asymmetry, PathEvent, PathKey, PathState
+
+ROUTE_FLIP = "ErpathRouteFlip"
+UNEXPECTED_PATH = "ErpathUnexpectedPath"
+PATH_ASYMMETRIC = "ErpathPathAsymmetric"
+
+# Alertmanager and chat tools choke on huge annotations; evidence is capped.
+MAX_EVIDENCE_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpec:
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.labels)
+
+    @property
+    def alertname(self) -> str:
+        return self.labels["alertname"]
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(labels.items())).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    runbook_base_url: str
+    dashboard_base_url: str
+
+    def runbook(self, alertname: str) -> str:
+        return f"{self.runbook_base_url.rstrip('/')}/{alertname}"
+
+    def dashboard(self, **params: str) -> str:
+        query = urlencode({f"var-{k}": v for k, v in params.items() if v})
+        sep = "&" if "?" in self.dashboard_base_url else "?"
+        return f"{self.dashboard_base_url}{sep}{query}" if query else self.dashboard_base_url
+
+
+def evidence_text(lines: Iterable[str]) -> str:
+    out: list[str] = []
+    size = 0
+    for line in lines:
+        if size + len(line) + 1 > MAX_EVIDENCE_CHARS:
+            out.append("... (more in GET /api/v1/events)")
+            break
+        out.append(line)
+        size += len(line) + 1
+    return "\n".join(out)
+
+
+def route_flip(site: str, agent: str, flip: PathEvent, links: Links) -> AlertSpec:
+    before = PathKey.from_dict(flip.before or {"class": "unknown"})
+    after = PathKey.from_dict(flip.after or {"class": "unknown"})
+    labels = {
+        "alertname": ROUTE_FLIP, "site": site, "agent": agent, "target": flip.target,
+        "from": before.label, "to": after.label, "severity": flip.severity,
+    }
+    driver = "DNS-driven (the target's address changed)" if flip.driver == "dns" else "routing-driven"
+    lines = [
+        f"before: {before.label}" + (f" via {before.egress}" if before.egress else "")
+        + f" at {(flip.before or {}).get('address')}",
+        *[f"  {e}" for e in (flip.before or {}).get("evidence", [])],
+        f"after: {after.label}" + (f" via {after.egress}" if after.egress else "")
+        + f" at {(flip.after or {}).get('address')}",
+        *[f"  {e}" for e in (flip.after or {}).get("evidence", [])],
+    ]
+    return AlertSpec(
+        labels,
+        {
+            "summary": f"{agent} ({site}) reaches {flip.target} over {after.label} instead of {before.label}",
+            "description": f"Route flip confirmed by consecutive reports, {driver}. "
+            "It resolves when the path returns or after the hold time.",
+            "evidence": evidence_text(lines),
+            "runbook_url": links.runbook(ROUTE_FLIP),
+            "dashboard_url": links.dashboard(site=site, agent=agent, target=flip.target),
+        },
+    )
+
+
+def unexpected_path(site: str, agent: str, state: PathState, links: Links) -> AlertSpec:
+    labels = {
+        "alertname": UNEXPECTED_PATH, "site": site, "agent": agent, "target": state.target,
+        "expected": state.expected or "unknown", "severity": "warning",
+    }
+    return AlertSpec(
+        labels,
+        {
+            "summary": f"{agent} ({site}) reaches {state.target} over {state.key.label}, "
+            f"expected {state.expected}",
+            "description": "The current path differs from the target's expected path class.",
+            "evidence": evidence_text([f"path: {state.key.label}", *state.evidence]),
+            "runbook_url": links.runbook(UNEXPECTED_PATH),
+            "dashboard_url": links.dashboard(site=site, agent=agent, target=state.target),
+        },
+    )
+
+
+def path_asymmetric(site: str, circuit: str, members: list[Asymmetry], links: Links) -> AlertSpec:
+    labels = {"alertname": PATH_ASYMMETRIC, "site": site, "circuit": circuit, "severity": "critical"}
+    kinds = sorted({m.kind for m in members})
+    shown = sorted(members, key=lambda m: (m.kind, m.agent, m.target))
+    lines: list[str] = []
+    for m in shown:
+        lines.extend(m.evidence)
+    pairs = sorted({(m.agent, m.target) for m in members})
+    return AlertSpec(
+        labels,
+        {
+            "summary": f"Asymmetric routing at {site} (circuit {circuit}): "
+            f"{len(pairs)} agent/target pair(s), {'+'.join(kinds)}",
+            "description": "Traffic leaves and returns by different paths; a stateful "
+            "firewall drops the return traffic. Affected: "
+            + ", ".join(f"{a}->{t}" for a, t in pairs[:20]),
+            "evidence": evidence_text(lines),
+            "runbook_url": links.runbook(PATH_ASYMMETRIC),
+            "dashboard_url": links.dashboard(site=site, circuit=circuit),
+        },
+    )

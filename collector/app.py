@@ -1,0 +1,170 @@
+"""The application factory: the only place the collector is wired together.
+
+`cleanup_ctx` owns every resource in start order — store, tokens, alert
+sender, evaluator, pruning — and tears them down in reverse, after aiohttp
+let in-flight requests finish.  The store closes last and drains its writer
+queue first, so nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from collector import evaluate, retention, routes
+from collector.alertrules import Links
+from collector.alerts import AlertSender
+from collector.auth import TokenBook
+from collector.config import Config
+from collector.evaluate import EvalSettings
+from collector.ingest import Settings
+from collector.keys import (
+    ALERT_SENDER,
+    CLOCK,
+    CONFIG,
+    EVAL_SETTINGS,
+    EVALUATE_SOON,
+    INGEST_SETTINGS,
+    INSTRUMENTS,
+    LIMITER,
+    REGISTRY,
+    STORE,
+    STORE_COLLECTOR,
+    TOKENS,
+)
+from collector.metrics import Instruments, StoreCollector
+from collector.middlewares import problems
+from collector.ratelimit import RateLimiter
+from collector.retention import DAY_S
+from collector.store import Store
+
+log = logging.getLogger(__name__)
+
+# Debounce: after an ingest that may change asymmetry, evaluate this soon.
+EVALUATE_DEBOUNCE_S = 0.1
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store, collector = app[STORE], app[STORE_COLLECTOR]
+    await asyncio.to_thread(store.open)
+    app[REGISTRY].register(collector)
+    yield
+    app[REGISTRY].unregister(collector)
+    await asyncio.to_thread(store.close)
+
+
+async def _every(period_s: float, job: Callable[[], Awaitable[object]], name: str,
+                 wake: asyncio.Event | None = None) -> None:
+    while True:
+        try:
+            if wake is None:
+                await asyncio.sleep(period_s)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), period_s)
+                await asyncio.sleep(EVALUATE_DEBOUNCE_S)
+                wake.clear()
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # keep the loop; the next period retries
+            log.exception("%s failed", name)
+
+
+@contextlib.asynccontextmanager
+async def _task(coro: Awaitable[None], name: str) -> AsyncIterator[None]:
+    task = asyncio.ensure_future(coro)
+    task.set_name(name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
+    store, book = app[STORE], app[TOKENS]
+    await store.read(book.load)
+    async with _task(_every(app[CONFIG].ingest.tokens_refresh_s, lambda: store.read(book.load), "token refresh"),
+                     "erpath-tokens"):
+        yield
+
+
+async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    sender = app[ALERT_SENDER]
+    await sender.start()
+    sender.poke()  # after a restart: deliver whatever was pending
+    yield
+    await sender.stop()
+
+
+async def evaluate_now(app: web.Application) -> evaluate.EvalOutcome:
+    store = app[STORE]
+    out = await store.write(evaluate.evaluate, store.cache, app[CLOCK](), app[EVAL_SETTINGS])
+    if out.alerts_changed:
+        app[ALERT_SENDER].poke()
+    return out
+
+
+async def _evaluator_ctx(app: web.Application) -> AsyncIterator[None]:
+    period = app[CONFIG].detection.evaluate_interval_s
+    async with _task(_every(period, lambda: evaluate_now(app), "evaluation", app[EVALUATE_SOON]),
+                     "erpath-evaluator"):
+        yield
+
+
+async def prune_now(app: web.Application) -> retention.Pruned:
+    store, total = app[STORE], retention.Pruned()
+    while True:
+        p = await store.write(retention.prune, store.cache, app[CLOCK](), app[CONFIG].store)
+        total.observations += p.observations
+        total.events += p.events
+        total.traces += p.traces
+        total.alerts += p.alerts
+        if max(p.observations, p.events, p.traces) < retention.CHUNK_ROWS:
+            return total
+
+
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with _task(_every(app[CONFIG].store.prune_interval_s, lambda: prune_now(app), "pruning"),
+                     "erpath-retention"):
+        yield
+
+
+def create_app(config: Config, *, registry: CollectorRegistry | None = None,
+               clock: Callable[[], float] = time.time) -> web.Application:
+    app = web.Application(
+        middlewares=[problems],
+        client_max_size=config.server.body_limit_bytes,
+        # Bodies are decoded by the ingest handler, with a size limit on the result.
+        handler_args={"auto_decompress": False},
+    )
+    registry = registry if registry is not None else CollectorRegistry()
+    instruments = Instruments(registry)
+    links = Links(config.alerts.runbook_base_url, config.alerts.dashboard_base_url)
+    store = Store(config.store.path, journal_mode=config.store.journal_mode)
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[REGISTRY] = registry
+    app[INSTRUMENTS] = instruments
+    app[STORE] = store
+    app[STORE_COLLECTOR] = StoreCollector(store, config.metrics.per_site_aggregates)
+    app[TOKENS] = TokenBook()
+    app[LIMITER] = RateLimiter(config.ingest.rate_per_agent_per_s, config.ingest.burst_per_agent)
+    app[ALERT_SENDER] = AlertSender(store, config.alerts, instruments, clock,
+                                    config.store.alerts_retention_days * DAY_S)
+    app[EVALUATE_SOON] = asyncio.Event()
+    app[INGEST_SETTINGS] = Settings(config.detection.flip_confirm_reports, links,
+                                    config.ingest.default_interval_s)
+    app[EVAL_SETTINGS] = EvalSettings(config.detection.silent_after_intervals,
+                                      config.ingest.default_interval_s, config.alerts.flip_hold_s, links)
+    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _alerts_ctx, _evaluator_ctx, _retention_ctx])
+    routes.setup(app)
+    return app

@@ -1,0 +1,155 @@
+"""`erpath-collector`: serve, and manage agent tokens.
+
+Bad configuration exits 2 with the message that names file, key and fix;
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+
+from collector import auth
+from collector.config import Config, ConfigError, load
+from collector.store import Store, StoreError
+
+DEFAULT_CONFIG = "/etc/erpath/collector.toml"
+
+
+def tls_context(cfg: Config) -> ssl.SSLContext | None:
+    s = cfg.server
+    if not s.tls_cert_file:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError([
+            f"{cfg.source}: [server] tls_cert_file/tls_key_file: cannot load ({exc}); "
+            "give a PEM certificate chain and its matching private key"
+        ]) from None
+    if s.client_ca_file:
+        try:
+            ctx.load_verify_locations(cafile=s.client_ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError([
+                f"{cfg.source}: [server] client_ca_file: cannot load ({exc}); give a PEM CA bundle"
+            ]) from None
+        ctx.verify_mode = ssl.CERT_REQUIRED if s.client_cert_required else ssl.CERT_OPTIONAL
+    return ctx
+
+
+def _serve(cfg: Config) -> int:
+    from aiohttp import web
+
+    from collector.app import create_app
+
+    ctx = tls_context(cfg)
+    app = create_app(cfg)
+    scheme = "https" if ctx else "http"
+    try:
+        web.run_app(
+            app, host=cfg.server.host, port=cfg.server.port, ssl_context=ctx,
+            shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None,
+            print=lambda _: logging.getLogger("collector").info(
+                "listening on %s://%s:%d", scheme, cfg.server.host, cfg.server.port),
+        )
+    except StoreError as exc:
+        print(f"erpath-collector: {cfg.source}: [store] path: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"erpath-collector: cannot listen on {cfg.server.host}:{cfg.server.port} ({exc.strerror}); "
+              f"change [server] host/port in {cfg.source}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _with_store(cfg: Config) -> Store:
+    store = Store(cfg.store.path, journal_mode=cfg.store.journal_mode)
+    store.open()
+    return store
+
+
+def _token(args: argparse.Namespace, cfg: Config) -> int:
+    store = _with_store(cfg)
+    try:
+        if args.action == "add":
+            try:
+                token_id, token = store.write_sync(auth.add, args.agent_id, time.time())
+            except ValueError as exc:
+                print(f"erpath-collector: {exc}", file=sys.stderr)
+                return 2
+            print(token)
+            print(f"token {token_id} for agent {args.agent_id}: shown once, store it in the agent's "
+                  "config now", file=sys.stderr)
+        elif args.action == "revoke":
+            n = store.write_sync(auth.revoke, args.id, time.time())
+            if not n:
+                print(f"erpath-collector: no active token or agent {args.id!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {n} token(s)")
+        else:
+            rows = store.read_sync(auth.rows)
+            print(f"{'TOKEN ID':<18} {'AGENT':<32} {'CREATED':<20} STATE")
+            for r in rows:
+                created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_s))
+                state = "active" if r.revoked_s is None else "revoked " + time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.revoked_s))
+                print(f"{r.id:<18} {r.agent_id:<32} {created:<20} {state}")
+    finally:
+        store.close()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="erpath-collector", description=__doc__.splitlines()[0])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"TOML file (default {DEFAULT_CONFIG})")
+
+    with_config(sub.add_parser("serve", help="run the collector"))
+    with_config(sub.add_parser("check-config", help="validate the configuration and exit"))
+    tok = sub.add_parser("token", help="manage agent tokens")
+    tsub = tok.add_subparsers(dest="action", required=True)
+    add = tsub.add_parser("add", help="create a token for an agent; prints it once")
+    add.add_argument("agent_id")
+    rev = tsub.add_parser("revoke", help="revoke a token by its id, or all tokens of an agent")
+    rev.add_argument("id")
+    lst = tsub.add_parser("list", help="list tokens (never the secrets)")
+    for sp in (add, rev, lst):
+        with_config(sp)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load(args.config)
+        if args.command == "check-config":
+            tls_context(cfg)
+            print(f"{args.config}: OK")
+            return 0
+        if args.command == "serve":
+            return _serve(cfg)
+        return _token(args, cfg)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"erpath-collector: {problem}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"erpath-collector: [store] path: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""One report into the store: compact rows, path state, events, alerts.
+
+`prepare` runs on the event loop (pure work on the parsed report); `apply`
+runs on the writer thread inside one savepoint, so a report is stored
+completely or not at all.
+
+Storage is kept small on purpose.  A report becomes one observation row: a
+reference to its *layout* (per target: class, circuit, link, egress, hop
+count, path signature, TCP state — rarely changing, stored once and shared)
+plus 4 bytes per target of connect and DNS times.  Full traces are stored
+only when a target's path signature changes, plus the latest report per agent.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import json
+import sqlite3
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.report import Report, to_dict
+from collector import alertrules, journal
+from collector.alertrules import Links
+from collector.state import (
+    Asymmetry,
+    Candidate,
+    Observation,
+    PathKey,
+    PathState,
+    Transition,
+    observations,
+    reported_asymmetries,
+)
+from collector.state import apply as apply_path
+
+# Times are kept as 0.1 ms units in an unsigned 16-bit slot: up to 6.5533 s.
+TIME_UNIT_S = 1e-4
+TIME_NONE = 0xFFFF
+TIME_MAX = 0xFFFE
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    confirm_reports: int
+    links: Links
+    default_interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    report: Report
+    observations: tuple[Observation, ...]
+    asymmetries: tuple[Asymmetry, ...]
+    results_by_target: dict[str, list[Any]]
+    body: bytes  # the report as received (decoded JSON text)
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: str  # accepted | duplicate | conflict
+    applied: bool = False
+    events: int = 0
+    flips: int = 0
+    alerts_changed: bool = False
+    asymmetry_inputs_changed: bool = False
+    detail: str = ""
+    event_ids: list[int] = field(default_factory=list)
+
+
+def prepare(doc: dict[str, Any], report: Report, body: bytes) -> Prepared:
+    by_target: dict[str, list[Any]] = {}
+    for raw in doc.get("results", ()):
+        by_target.setdefault(raw["target"], []).append(raw)
+    return Prepared(report, tuple(observations(report)), tuple(reported_asymmetries(report)), by_target, body)
+
+
+# --------------------------------------------------------------------------- compact rows
+
+
+def report_key(report_id: str) -> bytes | str:
+    """A UUID report id as its 16 bytes (a fifth of an observation row saved), anything else as is."""
+    try:
+        u = uuid.UUID(report_id)
+    except ValueError:
+        return report_id
+    return u.bytes if str(u) == report_id.lower() else report_id
+
+
+def report_id_of(key: bytes | str) -> str:
+    return str(uuid.UUID(bytes=key)) if isinstance(key, bytes) else key
+
+
+def _ticks(seconds: float | None) -> int:
+    if seconds is None:
+        return TIME_NONE
+    return min(int(round(seconds / TIME_UNIT_S)), TIME_MAX)
+
+
+def encode(obs: tuple[Observation, ...]) -> tuple[str, bytes, bytes]:
+    """(layout body, layout digest, times blob) of one report's observations."""
+    layout = json.dumps(
+        [[o.target, o.role, o.key.path_class, o.key.circuit, o.key.link, o.key.egress, o.hops,
+          o.signature, o.tcp_state] for o in obs],
+        separators=(",", ":"),
+    )
+    times = array.array("H")
+    for o in obs:
+        times.append(_ticks(o.connect_s))
+        times.append(_ticks(o.dns_s))
+    return layout, hashlib.sha1(layout.encode()).digest(), times.tobytes()
+
+
+def decode(layout: str, times_blob: bytes) -> list[dict[str, Any]]:
+    """The observation rows of one report, as dicts (see `encode`)."""
+    times = array.array("H")
+    times.frombytes(times_blob)
+    out = []
+    for i, (target, role, cls, circuit, link, egress, hops, sig, tcp) in enumerate(json.loads(layout)):
+        c, d = times[2 * i], times[2 * i + 1]
+        out.append({
+            "target": target, "role": role, "class": cls, "circuit": circuit, "link": link,
+            "egress": egress, "hops": hops, "signature": sig, "tcp_state": tcp,
+            "connect_s": None if c == TIME_NONE else round(c * TIME_UNIT_S, 4),
+            "dns_s": None if d == TIME_NONE else round(d * TIME_UNIT_S, 4),
+        })
+    return out
+
+
+def _layout_ref(conn: sqlite3.Connection, cache: dict[str, Any], body: str, digest: bytes) -> int:
+    layouts = cache.setdefault("layouts", {})
+    ref = layouts.get(digest)
+    if ref is None:
+        row = conn.execute("SELECT ref FROM layouts WHERE digest=?", (digest,)).fetchone()
+        if row is None:
+            ref = conn.execute("INSERT INTO layouts(digest, body) VALUES (?,?)", (digest, body)).lastrowid
+        else:
+            ref = row[0]
+        if len(layouts) > 100_000:
+            layouts.clear()
+        layouts[digest] = ref
+    return ref
+
+
+# --------------------------------------------------------------------------- path rows
+
+PATH_COLUMNS = (
+    "target, role, class, circuit, link, egress, address, addresses, signature, evidence, expected,"
+    " matches_expected, connect_s, dns_s, hops, tcp_state, since_s, last_seq, last_received_s,"
+    " candidate, flips_total"
+)
+
+
+def state_from_row(row: tuple[Any, ...]) -> PathState:
+    (target, role, cls, circuit, link, egress, address, addresses, sig, evidence, expected,
+     matches, connect_s, dns_s, hops, tcp_state, since_s, last_seq, last_received_s, cand,
+     flips) = row
+    candidate = None
+    if cand:
+        c = json.loads(cand)
+        candidate = Candidate(PathKey.from_dict(c["key"]), c["count"], c["first_received_s"], c["address"])
+    return PathState(
+        target=target, role=role, key=PathKey(cls, circuit, link, egress), since_s=since_s,
+        last_seq=last_seq, last_received_s=last_received_s, address=address,
+        addresses=tuple(json.loads(addresses)), signature=sig, evidence=tuple(json.loads(evidence)),
+        expected=expected, matches_expected=None if matches is None else bool(matches),
+        connect_s=connect_s, dns_s=dns_s, hops=hops, tcp_state=tcp_state, candidate=candidate,
+        flips_total=flips,
+    )
+
+
+def _row_from_state(agent_ref: int, s: PathState) -> tuple[Any, ...]:
+    cand = None
+    if s.candidate:
+        c = s.candidate
+        cand = json.dumps({"key": c.key.as_dict(), "count": c.count,
+                           "first_received_s": c.first_received_s, "address": c.address})
+    return (
+        agent_ref, s.target, s.role, s.key.path_class, s.key.circuit, s.key.link, s.key.egress,
+        s.address, json.dumps(list(s.addresses)), s.signature, json.dumps(list(s.evidence)),
+        s.expected, None if s.matches_expected is None else int(s.matches_expected), s.connect_s,
+        s.dns_s, s.hops, s.tcp_state, s.since_s, s.last_seq, s.last_received_s, cand, s.flips_total,
+    )
+
+
+# --------------------------------------------------------------------------- the transaction
+
+
+def _agent(conn: sqlite3.Connection, cache: dict[str, Any], r: Report, received_s: float,
+           interval_s: float) -> tuple[int, int, int]:
+    """(ref, last_seq, silent) of the agent, creating it on first contact."""
+    row = conn.execute("SELECT ref, last_seq, silent FROM agents WHERE id=?", (r.agent.id,)).fetchone()
+    if row is not None:
+        return row
+    a = r.agent
+    ref = conn.execute(
+        "INSERT INTO agents(id, site, role, version, hostname, interval_s, last_seq, first_seen_s,"
+        " last_seen_s) VALUES (?,?,?,?,?,?,?,?,?)",
+        (a.id, a.site, a.role, a.version, a.hostname, interval_s, -1, received_s, received_s),
+    ).lastrowid
+    return ref, -1, 0
+
+
+def apply(conn: sqlite3.Connection, cache: dict[str, Any], p: Prepared, received_s: float,
+          settings: Settings) -> Outcome:
+    r = p.report
+    a = r.agent
+    interval_s = r.interval_s or settings.default_interval_s
+    agent_ref, last_seq, silent = _agent(conn, cache, r, received_s, interval_s)
+
+    dup = conn.execute(
+        "SELECT report_id FROM observations WHERE agent_ref=? AND seq=?", (agent_ref, r.seq)
+    ).fetchone()
+    rid = report_key(r.id)
+    if dup is not None:
+        if dup[0] == rid:
+            return Outcome("duplicate")
+        return Outcome("conflict", detail=f"seq {r.seq} of agent {a.id} was already used by report "
+                       f"{report_id_of(dup[0])!r}")
+
+    layout, digest, times = encode(p.observations)
+    conn.execute(
+        "INSERT INTO observations(agent_ref, seq, report_id, received_s, layout_ref, times)"
+        " VALUES (?,?,?,?,?,?)",
+        (agent_ref, r.seq, rid, int(received_s), _layout_ref(conn, cache, layout, digest), times),
+    )
+    out = Outcome("accepted")
+    if silent:
+        out.event_ids.append(journal.add_event(
+            conn, received_s, "agent_recovered", "info", f"{a.id} reports again",
+            site=a.site, agent=a.id))
+        out.asymmetry_inputs_changed = True
+
+    if r.seq <= last_seq:
+        # Late (spooled) or replayed-with-new-id: history only, the current path stays.
+        conn.execute("UPDATE agents SET last_seen_s=max(last_seen_s, ?), silent=0 WHERE ref=?",
+                     (received_s, agent_ref))
+        out.events = len(out.event_ids)
+        return out
+
+    out.applied = True
+    h = r.health
+    conn.execute(
+        "UPDATE agents SET site=?, role=?, version=?, hostname=?, interval_s=?, last_seq=?,"
+        " last_report_id=?, last_seen_s=max(last_seen_s, ?), silent=0, cycle_s=?, spool_reports=?,"
+        " dropped_reports_total=? WHERE ref=?",
+        (a.site, a.role, a.version, a.hostname, interval_s, r.seq, r.id, received_s,
+         h.cycle_s if h else None, h.spool_reports if h else None,
+         h.dropped_reports_total if h else None, agent_ref),
+    )
+    if r.site.circuits or r.site.internet_edges:
+        conn.execute(
+            "INSERT INTO sites(name, facts, from_agent, updated_s) VALUES (?,?,?,?)"
+            " ON CONFLICT(name) DO UPDATE SET facts=excluded.facts, from_agent=excluded.from_agent,"
+            " updated_s=excluded.updated_s",
+            (a.site, json.dumps(to_dict(r.site)), a.id, received_s),
+        )
+
+    prev = {row[0]: state_from_row(row) for row in conn.execute(
+        f"SELECT {PATH_COLUMNS} FROM paths WHERE agent_ref=?", (agent_ref,))}
+    firing_alerts = conn.execute(
+        "SELECT fingerprint, alertname, target, labels FROM alerts WHERE agent=? AND ends_s IS NULL",
+        (a.id,),
+    ).fetchall()
+    rows = []
+    for obs in p.observations:
+        before = prev.get(obs.target)
+        t: Transition = apply_path(before, obs, r.seq, received_s, settings.confirm_reports)
+        rows.append(_row_from_state(agent_ref, t.state))
+        if obs.role == "reverse" and (before is None or t.flip is not None):
+            out.asymmetry_inputs_changed = True
+        for ev in t.events:
+            out.event_ids.append(journal.add_event(
+                conn, received_s, ev.kind, ev.severity, f"{a.id}: {ev.summary}", site=a.site,
+                agent=a.id, target=ev.target, circuit=(ev.after or {}).get("circuit"),
+                driver=ev.driver, before=ev.before, after=ev.after, evidence=ev.evidence))
+        if t.signature_changed and obs.signature:
+            conn.execute(
+                "INSERT INTO traces(agent_ref, target, seq, received_s, signature, body) VALUES (?,?,?,?,?,?)",
+                (agent_ref, obs.target, r.seq, received_s, obs.signature,
+                 zlib.compress(json.dumps(p.results_by_target.get(obs.target, [])).encode(), 6)),
+            )
+        out.alerts_changed |= _path_alerts(conn, a.site, a.id, t, firing_alerts, received_s, settings)
+        if t.flip is not None:
+            out.flips += 1
+            out.asymmetry_inputs_changed = True
+    conn.executemany(
+        "INSERT OR REPLACE INTO paths(agent_ref, " + PATH_COLUMNS + ") VALUES ("
+        + ",".join("?" * 22) + ")",
+        rows,
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO latest_results(agent_ref, seq, received_s, body) VALUES (?,?,?,?)",
+        (agent_ref, r.seq, received_s, zlib.compress(p.body, 1)),
+    )
+    had = conn.execute("SELECT count(*) FROM reported_asymmetries WHERE agent_ref=?",
+                       (agent_ref,)).fetchone()[0]
+    if had or p.asymmetries:
+        conn.execute("DELETE FROM reported_asymmetries WHERE agent_ref=?", (agent_ref,))
+        conn.executemany(
+            "INSERT INTO reported_asymmetries(agent_ref, target, site, circuit, evidence, seen_s)"
+            " VALUES (?,?,?,?,?,?)",
+            [(agent_ref, x.target, x.site, x.circuit, json.dumps(list(x.evidence)), received_s)
+             for x in p.asymmetries],
+        )
+        out.asymmetry_inputs_changed = True
+    out.events = len(out.event_ids)
+    return out
+
+
+def _path_alerts(conn: sqlite3.Connection, site: str, agent: str, t: Transition,
+                 firing_alerts: list[tuple[str, str, str, str]], now_s: float,
+                 settings: Settings) -> bool:
+    """Route-flip and unexpected-path alerts of one (agent, target) after a transition."""
+    changed = False
+    target = t.state.target
+    mine = [(fp, name, json.loads(labels)) for fp, name, tgt, labels in firing_alerts if tgt == target]
+    if t.flip is not None:
+        returned = False
+        for fp, name, labels in mine:
+            if name == alertrules.ROUTE_FLIP:
+                returned |= labels.get("from") == t.state.key.label
+                changed |= journal.resolve(conn, fp, now_s)
+        if not returned:
+            changed |= journal.fire(conn, alertrules.route_flip(site, agent, t.flip, settings.links), now_s)
+    if t.state.matches_expected is False:
+        spec = alertrules.unexpected_path(site, agent, t.state, settings.links)
+        for fp, name, _ in mine:
+            if name == alertrules.UNEXPECTED_PATH and fp != spec.fingerprint:
+                changed |= journal.resolve(conn, fp, now_s)
+        # Refresh only when the path itself changed: annotations follow the current path.
+        if t.flip is not None or not any(fp == spec.fingerprint for fp, _, _ in mine):
+            changed |= journal.fire(conn, spec, now_s)
+    else:
+        for fp, name, _ in mine:
+            if name == alertrules.UNEXPECTED_PATH:
+                changed |= journal.resolve(conn, fp, now_s)
+    return changed

@@ -1,0 +1,31 @@
+"""Typed application keys: everything the factory wires, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from collector.alerts import AlertSender
+from collector.auth import TokenBook
+from collector.config import Config
+from collector.evaluate import EvalSettings
+from collector.ingest import Settings
+from collector.metrics import Instruments, StoreCollector
+from collector.ratelimit import RateLimiter
+from collector.store import Store
+
+CONFIG = web.AppKey("config", Config)
+CLOCK = web.AppKey("clock", Callable[[], float])
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+INSTRUMENTS = web.AppKey("instruments", Instruments)
+STORE = web.AppKey("store", Store)
+TOKENS = web.AppKey("tokens", TokenBook)
+LIMITER = web.AppKey("limiter", RateLimiter)
+ALERT_SENDER = web.AppKey("alert_sender", AlertSender)
+EVALUATE_SOON = web.AppKey("evaluate_soon", asyncio.Event)
+INGEST_SETTINGS = web.AppKey("ingest_settings", Settings)
+EVAL_SETTINGS = web.AppKey("eval_settings", EvalSettings)
+STORE_COLLECTOR = web.AppKey("store_collector", StoreCollector)

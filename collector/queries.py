@@ -1,0 +1,172 @@
+"""Read-side queries: what the API, the metrics and the alert sender see.
+
+Functions of a read connection, run by `Store.read` off the event loop.
+Times go out as RFC 3339 UTC strings next to their Unix seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from collector.ingest import PATH_COLUMNS, decode, report_id_of, state_from_row
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _where(filters: dict[str, Any], columns: dict[str, str]) -> tuple[str, list[Any]]:
+    clauses, args = [], []
+    for key, col in columns.items():
+        if filters.get(key) is not None:
+            clauses.append(f"{col} = ?")
+            args.append(filters[key])
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def agents(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    where, args = _where(filters, {"site": "site", "agent": "id", "role": "role"})
+    out = []
+    for (agent_id, site, role, version, hostname, interval_s, last_seq, first_seen_s, last_seen_s,
+         silent, cycle_s, spool, dropped) in conn.execute(
+        "SELECT id, site, role, version, hostname, interval_s, last_seq, first_seen_s, last_seen_s,"
+        " silent, cycle_s, spool_reports, dropped_reports_total FROM agents" + where + " ORDER BY id",
+        args,
+    ):
+        out.append({
+            "agent": agent_id, "site": site, "role": role, "version": version, "hostname": hostname,
+            "interval_s": interval_s, "last_seq": last_seq, "first_seen": iso(first_seen_s),
+            "last_seen": iso(last_seen_s), "last_seen_s": last_seen_s, "silent": bool(silent),
+            "health": {"cycle_s": cycle_s, "spool_reports": spool, "dropped_reports_total": dropped},
+        })
+    return out
+
+
+def paths(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    where, args = _where(filters, {"site": "a.site", "agent": "a.id", "target": "p.target"})
+    cols = ", ".join(f"p.{c.strip()}" for c in PATH_COLUMNS.split(","))
+    out = []
+    for row in conn.execute(
+        f"SELECT a.id, a.site, {cols} FROM paths p JOIN agents a ON a.ref = p.agent_ref"
+        + where + " ORDER BY a.id, p.target",
+        args,
+    ):
+        s = state_from_row(row[2:])
+        out.append({
+            "agent": row[0], "site": row[1], "target": s.target, "role": s.role,
+            "path": s.key.label,
+            "verdict": {**s.key.as_dict(), "evidence": list(s.evidence), "expected": s.expected,
+                        "matches_expected": s.matches_expected},
+            "address": s.address, "signature": s.signature, "since": iso(s.since_s),
+            "since_s": s.since_s, "last_seq": s.last_seq, "last_report": iso(s.last_received_s),
+            "connect_s": s.connect_s, "dns_s": s.dns_s, "hops": s.hops, "tcp_state": s.tcp_state,
+            "flips_total": s.flips_total,
+            "pending": None if s.candidate is None else {
+                "path": s.candidate.key.label, **s.candidate.key.as_dict(), "reports": s.candidate.count,
+                "since": iso(s.candidate.first_received_s)},
+        })
+    return out
+
+
+def events(conn: sqlite3.Connection, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    where, args = _where(filters, {"site": "site", "agent": "agent", "target": "target", "kind": "kind"})
+    extra = []
+    if filters.get("since_s") is not None:
+        extra.append("at_s >= ?")
+        args.append(filters["since_s"])
+    if filters.get("until_s") is not None:
+        extra.append("at_s < ?")
+        args.append(filters["until_s"])
+    if extra:
+        where = (where + " AND " if where else " WHERE ") + " AND ".join(extra)
+    out = []
+    for (eid, at_s, kind, severity, site, agent, target, circuit, driver, summary, before, after,
+         evidence) in conn.execute(
+        "SELECT id, at_s, kind, severity, site, agent, target, circuit, driver, summary, before, after,"
+        " evidence FROM events" + where + " ORDER BY at_s DESC, id DESC LIMIT ?",
+        [*args, limit],
+    ):
+        out.append({
+            "id": eid, "at": iso(at_s), "at_s": at_s, "kind": kind, "severity": severity, "site": site,
+            "agent": agent, "target": target, "circuit": circuit, "driver": driver, "summary": summary,
+            "before": json.loads(before) if before else None,
+            "after": json.loads(after) if after else None, "evidence": json.loads(evidence),
+        })
+    return out
+
+
+def alerts(conn: sqlite3.Connection, now_s: float, recent_s: float, state: str | None) -> list[dict[str, Any]]:
+    sql = ("SELECT fingerprint, alertname, labels, annotations, starts_s, ends_s, version, updated_s"
+           " FROM alerts WHERE (ends_s IS NULL OR ends_s >= ?)")
+    args: list[Any] = [now_s - recent_s]
+    if state == "firing":
+        sql += " AND ends_s IS NULL"
+    elif state == "resolved":
+        sql += " AND ends_s IS NOT NULL"
+    out = []
+    for fp, name, labels, notes, starts_s, ends_s, version, updated_s in conn.execute(
+        sql + " ORDER BY starts_s DESC", args
+    ):
+        out.append({
+            "fingerprint": fp, "alertname": name, "state": "firing" if ends_s is None else "resolved",
+            "labels": json.loads(labels), "annotations": json.loads(notes),
+            "starts_at": iso(starts_s), "ends_at": iso(ends_s), "version": version,
+            "updated_at": iso(updated_s),
+        })
+    return out
+
+
+def observations(conn: sqlite3.Connection, agent: str, limit: int = 100) -> list[dict[str, Any]]:
+    """An agent's stored observation rows, newest first (history, decoded)."""
+    out = []
+    for seq, report_id, received_s, layout, times in conn.execute(
+        "SELECT o.seq, o.report_id, o.received_s, l.body, o.times FROM observations o"
+        " JOIN agents a ON a.ref = o.agent_ref JOIN layouts l ON l.ref = o.layout_ref"
+        " WHERE a.id = ? ORDER BY o.seq DESC LIMIT ?",
+        (agent, limit),
+    ):
+        out.append({"seq": seq, "report_id": report_id_of(report_id), "received_s": received_s,
+                    "targets": decode(layout, times)})
+    return out
+
+
+def traces(conn: sqlite3.Connection, agent: str, target: str) -> list[dict[str, Any]]:
+    return [
+        {"seq": seq, "received_s": received_s, "signature": sig, "results": json.loads(zlib.decompress(body))}
+        for seq, received_s, sig, body in conn.execute(
+            "SELECT t.seq, t.received_s, t.signature, t.body FROM traces t JOIN agents a ON a.ref = t.agent_ref"
+            " WHERE a.id = ? AND t.target = ? ORDER BY t.seq",
+            (agent, target),
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- metrics snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    agents: list[tuple[Any, ...]]  # id, site, role, last_seen_s, silent, cycle_s, spool, dropped
+    paths: list[tuple[Any, ...]]  # agent, site, target, class, circuit, link, egress, matches, connect, dns, hops, tcp, flips
+    asymmetries: list[tuple[str, str, str, int]]
+
+
+def snapshot(conn: sqlite3.Connection) -> Snapshot:
+    return Snapshot(
+        agents=conn.execute(
+            "SELECT id, site, role, last_seen_s, silent, cycle_s, spool_reports, dropped_reports_total FROM agents"
+        ).fetchall(),
+        paths=conn.execute(
+            "SELECT a.id, a.site, p.target, p.class, p.circuit, p.link, p.egress, p.matches_expected,"
+            " p.connect_s, p.dns_s, p.hops, p.tcp_state, p.flips_total"
+            " FROM paths p JOIN agents a ON a.ref = p.agent_ref"
+        ).fetchall(),
+        asymmetries=conn.execute("SELECT site, circuit, kind, active FROM asymmetries").fetchall(),
+    )

@@ -1,0 +1,318 @@
+"""HTTP API handlers: ingest, read API, health, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import zlib
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from agent.report import SUPPORTED_SCHEMAS, ReportError
+from collector import ingest, queries
+from collector import metrics as exposition
+from collector.fastparse import parse_report
+from collector.keys import (
+    ALERT_SENDER,
+    CLOCK,
+    CONFIG,
+    EVALUATE_SOON,
+    INGEST_SETTINGS,
+    INSTRUMENTS,
+    LIMITER,
+    REGISTRY,
+    STORE,
+    STORE_COLLECTOR,
+    TOKENS,
+)
+from collector.problems import Problem
+from collector.store import StoreError
+
+API = "/api/v1"
+# generate_latest writes the classic text format; say so for every Prometheus version.
+EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json")
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _authenticate(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="erpath"'}
+    if not header:
+        raise Problem(401, "unauthorized", "Unauthorized",
+                      "no Authorization header; send 'Authorization: Bearer <agent token>'",
+                      headers=challenge, errors=[{"field": "header/Authorization", "message": "is required"}])
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "unauthorized", "Unauthorized", "Authorization must be 'Bearer <agent token>'",
+                      headers=challenge,
+                      errors=[{"field": "header/Authorization", "message": "must use the Bearer scheme"}])
+    agent = request.app[TOKENS].verify(token.strip())
+    if agent is None:
+        raise Problem(401, "unauthorized", "Unauthorized",
+                      "the token is unknown or revoked; create one with 'erpath-collector token add AGENT_ID'",
+                      headers={"WWW-Authenticate": 'Bearer realm="erpath", error="invalid_token"'},
+                      errors=[{"field": "header/Authorization", "message": "token is unknown or revoked"}])
+    return agent
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    too_big = Problem(413, "body-too-large", "Payload Too Large",
+                      f"the report is larger than {limit} bytes (after gzip decoding); "
+                      "send fewer results per report",
+                      errors=[{"field": "body", "message": f"larger than {limit} bytes"}])
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip"):
+        raise Problem(415, "unsupported-media-type", "Unsupported Media Type",
+                      f"Content-Encoding {encoding!r} is not supported; send gzip or identity",
+                      errors=[{"field": "header/Content-Encoding", "message": "must be gzip or identity"}])
+    ctype = request.content_type
+    if ctype not in ("application/json", "application/octet-stream") and request.body_exists:
+        raise Problem(415, "unsupported-media-type", "Unsupported Media Type",
+                      f"Content-Type {ctype!r} is not JSON; send application/json",
+                      errors=[{"field": "header/Content-Type", "message": "must be application/json"}])
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if encoding == "identity":
+        return raw
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        body = d.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise Problem(400, "bad-gzip", "Bad Request", f"Content-Encoding is gzip but the body is not gzip ({exc})",
+                      errors=[{"field": "body", "message": "is not valid gzip"}]) from None
+    if len(body) > limit:
+        raise too_big
+    if not d.eof:
+        raise Problem(400, "bad-gzip", "Bad Request", "the gzip stream is truncated",
+                      errors=[{"field": "body", "message": "gzip stream is truncated"}])
+    return body
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body:
+        raise Problem(400, "bad-json", "Bad Request", "the body is empty; send one report as JSON",
+                      errors=[{"field": "body", "message": "is empty"}])
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        msg = "is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        msg = f"is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        msg = "is nested too deeply to be a report"
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        msg = f"is not usable JSON: {exc}"
+    raise Problem(400, "bad-json", "Bad Request", f"the body {msg}", errors=[{"field": "body", "message": msg}])
+
+
+def _parse_report(doc: Any) -> Any:
+    try:
+        return parse_report(doc)
+    except ReportError as exc:
+        extra: dict[str, Any] = {}
+        if any(e.field == "/schema" and "unsupported" in e.message for e in exc.errors):
+            extra["supported_schemas"] = list(SUPPORTED_SCHEMAS)
+        errors = [{"field": e.field, "message": e.message} for e in exc.errors[:100]]
+        raise Problem(422, "invalid-report", "Unprocessable Content",
+                      f"the report is not a valid {SUPPORTED_SCHEMAS[0]} document "
+                      f"({len(exc.errors)} problem(s)): {exc}",
+                      errors=errors, extra=extra) from None
+    except RecursionError:
+        raise Problem(400, "bad-json", "Bad Request", "the body is nested too deeply to be a report",
+                      errors=[{"field": "body", "message": "is nested too deeply"}]) from None
+    except OverflowError:
+        raise Problem(422, "invalid-report", "Unprocessable Content", "a number in the report is too large",
+                      errors=[{"field": "body", "message": "has a number too large for a float"}]) from None
+
+
+async def post_report(request: web.Request) -> web.Response:
+    app = request.app
+    instruments = app[INSTRUMENTS]
+    started = time.perf_counter()
+    try:
+        agent = _authenticate(request)
+        wait_s = app[LIMITER].take(agent)
+        if wait_s > 0:
+            raise Problem(429, "rate-limited", "Too Many Requests",
+                          f"agent {agent} sends faster than the collector accepts; retry in {wait_s:.1f} s",
+                          headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        body = await _read_body(request, app[CONFIG].server.body_limit_bytes)
+        doc = _parse_json(body)
+        report = _parse_report(doc)
+        if report.agent.id != agent:
+            raise Problem(403, "forbidden", "Forbidden",
+                          f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
+                          errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}])
+        prepared = ingest.prepare(doc, report, body)
+        store = app[STORE]
+        try:
+            outcome = await store.write(ingest.apply, store.cache, prepared, app[CLOCK](),
+                                        app[INGEST_SETTINGS])
+        except StoreError as exc:
+            raise Problem(503, "unavailable", "Service Unavailable",
+                          f"the report could not be stored ({exc}); it was not acknowledged, retry later",
+                          headers={"Retry-After": "5"}) from None
+    except Problem:
+        instruments.reports.labels("rejected").inc()
+        raise
+    if outcome.status == "conflict":
+        instruments.reports.labels("rejected").inc()
+        raise Problem(409, "seq-conflict", "Conflict", outcome.detail,
+                      errors=[{"field": "/seq", "message": outcome.detail}])
+    if outcome.alerts_changed:
+        app[ALERT_SENDER].poke()
+    if outcome.asymmetry_inputs_changed:
+        app[EVALUATE_SOON].set()
+    instruments.reports.labels(outcome.status).inc()
+    instruments.ingest_seconds.observe(time.perf_counter() - started)
+    return _json(
+        {"id": report.id, "status": outcome.status, "applied": outcome.applied, "events": outcome.events,
+         "flips": outcome.flips},
+        status=201 if outcome.status == "accepted" else 200,
+    )
+
+
+# --------------------------------------------------------------------------- read API
+
+
+def _time_param(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Problem(400, "bad-query", "Bad Request", f"{name}={raw!r} is not a time",
+                      errors=[{"field": f"query/{name}",
+                               "message": "must be RFC 3339 (2024-05-01T10:00:00Z) or Unix seconds"}]) from None
+    if dt.tzinfo is None:
+        raise Problem(400, "bad-query", "Bad Request", f"{name}={raw!r} has no time zone",
+                      errors=[{"field": f"query/{name}", "message": "needs a time zone, e.g. Z"}])
+    return dt.timestamp()
+
+
+def _filters(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown = set(request.query) - set(allowed)
+    if unknown:
+        raise Problem(400, "bad-query", "Bad Request", f"unknown query parameter(s): {', '.join(sorted(unknown))}",
+                      errors=[{"field": f"query/{k}", "message": f"is not one of {', '.join(allowed)}"}
+                              for k in sorted(unknown)])
+    return {k: request.query.get(k) for k in allowed}
+
+
+def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
+    raw = request.query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise Problem(400, "bad-query", "Bad Request", f"limit={raw!r} is not between 1 and {most}",
+                      errors=[{"field": "query/limit", "message": f"must be an integer from 1 to {most}"}])
+    return int(raw)
+
+
+async def get_agents(request: web.Request) -> web.Response:
+    f = _filters(request, ("site", "agent", "role"))
+    return _json({"agents": await request.app[STORE].read(queries.agents, f)})
+
+
+async def get_paths(request: web.Request) -> web.Response:
+    f = _filters(request, ("site", "agent", "target"))
+    return _json({"paths": await request.app[STORE].read(queries.paths, f)})
+
+
+EVENT_KINDS = ("route_flip", "path_deviation", "path_change", "asymmetry", "asymmetry_cleared",
+               "agent_silent", "agent_recovered")
+
+
+async def get_events(request: web.Request) -> web.Response:
+    f = _filters(request, ("site", "agent", "target", "kind", "since", "until", "limit"))
+    if f["kind"] is not None and f["kind"] not in EVENT_KINDS:
+        raise Problem(400, "bad-query", "Bad Request", f"kind={f['kind']!r} is not an event kind",
+                      errors=[{"field": "query/kind", "message": f"must be one of {', '.join(EVENT_KINDS)}"}])
+    f["since_s"] = _time_param(request, "since")
+    f["until_s"] = _time_param(request, "until")
+    rows = await request.app[STORE].read(queries.events, f, _limit(request))
+    return _json({"events": rows})
+
+
+async def get_alerts(request: web.Request) -> web.Response:
+    f = _filters(request, ("state",))
+    if f["state"] not in (None, "firing", "resolved"):
+        raise Problem(400, "bad-query", "Bad Request", f"state={f['state']!r}",
+                      errors=[{"field": "query/state", "message": "must be firing or resolved"}])
+    app = request.app
+    rows = await app[STORE].read(queries.alerts, app[CLOCK](), app[CONFIG].alerts.recent_s, f["state"])
+    receivers = [
+        {"receiver": r.name, "kind": r.kind, "last_error": r.last_error, "retry_in_s": r.backoff_s or None}
+        for r in app[ALERT_SENDER].receivers
+    ]
+    return _json({"alerts": rows, "receivers": receivers})
+
+
+# --------------------------------------------------------------------------- operations
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+def _ping(conn: Any) -> int:
+    return conn.execute("SELECT 1").fetchone()[0]
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    if not store.writer_alive:
+        raise Problem(503, "unavailable", "Service Unavailable", "the store is not open")
+    try:
+        await asyncio.wait_for(store.read(_ping), 5)
+    except Exception as exc:
+        raise Problem(503, "unavailable", "Service Unavailable", f"the store does not answer ({exc})") from None
+    return _json({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    body = await app[STORE].offload(exposition.render, app[REGISTRY], app[STORE_COLLECTOR])
+    return web.Response(body=body, headers={"Content-Type": EXPOSITION_TYPE})
+
+
+def openapi_document() -> bytes:
+    return resources.files("collector").joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/json")
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post(f"{API}/reports", post_report)
+    r.add_get(f"{API}/agents", get_agents)
+    r.add_get(f"{API}/paths", get_paths)
+    r.add_get(f"{API}/events", get_events)
+    r.add_get(f"{API}/alerts", get_alerts)
+    r.add_get(f"{API}/openapi.json", openapi)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)

@@ -1,0 +1,419 @@
+"""Path state per (agent, target), flip hysteresis and asymmetry pairing.
+
+Pure functions over records: the store loads state, calls these, and writes
+what they return.  Nothing here does I/O or reads a clock.
+
+- `observations(report)` turns one report into one compact `Observation` per
+  target.
+- `apply(prev, obs, ...)` moves a `PathState` on by one in-order report: a
+  change of class, circuit, link or egress becomes a confirmed route flip only
+  after `confirm_reports` consecutive reports agree; a single odd report is a
+  `path_deviation` event.  A changed AS-level signature on the same path is a
+  low-severity `path_change`.
+- `reported_asymmetries` and `measured_asymmetries` find asymmetry from agent
+  findings and from reverse traces paired with a site's forward paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from agent.report import Report, Result, SiteFacts
+
+REVERSE_ROLE = "reverse"
+NO_CIRCUIT = "none"
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class PathKey:
+    """What a route flip is a change of."""
+
+    path_class: str
+    circuit: str | None = None
+    link: str | None = None
+    egress: str | None = None
+
+    @property
+    def label(self) -> str:
+        """`expressroute/ams-1/primary`, `internet` — the alert's from/to."""
+        return "/".join(p for p in (self.path_class, self.circuit, self.link) if p)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"class": self.path_class, "circuit": self.circuit, "link": self.link, "egress": self.egress}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PathKey:
+        return cls(d["class"], d.get("circuit"), d.get("link"), d.get("egress"))
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One target as one report measured it: the compact row the store keeps."""
+
+    target: str
+    role: str
+    key: PathKey
+    address: str | None = None
+    addresses: tuple[str, ...] = ()
+    signature: str = ""
+    evidence: tuple[str, ...] = ()
+    expected: str | None = None
+    matches_expected: bool | None = None
+    connect_s: float | None = None
+    dns_s: float | None = None
+    hops: int | None = None
+    tcp_state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A different path seen in `count` consecutive reports, not yet a flip."""
+
+    key: PathKey
+    count: int
+    first_received_s: float
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PathState:
+    target: str
+    role: str
+    key: PathKey
+    since_s: float
+    last_seq: int
+    last_received_s: float
+    address: str | None = None
+    addresses: tuple[str, ...] = ()
+    signature: str = ""
+    evidence: tuple[str, ...] = ()
+    expected: str | None = None
+    matches_expected: bool | None = None
+    connect_s: float | None = None
+    dns_s: float | None = None
+    hops: int | None = None
+    tcp_state: str | None = None
+    candidate: Candidate | None = None
+    flips_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PathEvent:
+    kind: str  # route_flip | path_deviation | path_change
+    severity: str
+    target: str
+    summary: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    evidence: tuple[str, ...] = ()
+    driver: str | None = None  # routing | dns, for flips
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: PathState
+    events: tuple[PathEvent, ...] = ()
+    flip: PathEvent | None = None
+    signature_changed: bool = False
+
+
+# --------------------------------------------------------------------------- report -> observations
+
+
+def signature(result: Result) -> str:
+    """AS-level path signature; hop-level when no hop carries an ASN.
+
+    The AS path ignores which ECMP member answered, so it changes only when
+    the route does.  Without ASN data the per-TTL address sets stand in.
+    """
+    trace = result.trace
+    if trace is None or not trace.hops:
+        return ""
+    asns: list[int] = []
+    for hop in trace.hops:
+        for reply in hop.replies:
+            if reply.asn is not None:
+                if not asns or asns[-1] != reply.asn:
+                    asns.append(reply.asn)
+                break
+    if asns:
+        return "as:" + " ".join(map(str, asns))
+    hops = "|".join(f"{h.ttl}:{','.join(sorted(h.addresses))}" for h in trace.hops if h.replies)
+    return "hops:" + hashlib.sha1(hops.encode()).hexdigest()[:16]
+
+
+def _observe(target: str, results: Sequence[Result]) -> Observation:
+    # The first result with a verdict speaks for the target: agents list the
+    # address they connect to first.
+    main = next((r for r in results if r.verdict is not None), results[0])
+    v = main.verdict
+    addresses: dict[str, None] = {}
+    for r in results:
+        if r.address:
+            addresses.setdefault(r.address, None)
+        if r.dns:
+            for a in r.dns.addresses:
+                addresses.setdefault(a, None)
+    key = PathKey(v.path_class, v.circuit, v.link, v.egress) if v else PathKey("unknown")
+    return Observation(
+        target=target,
+        role=main.role,
+        key=key,
+        address=main.address,
+        addresses=tuple(addresses),
+        signature=signature(main),
+        evidence=v.evidence if v else ((main.failure,) if main.failure else ()),
+        expected=v.expected if v else None,
+        matches_expected=v.matches_expected if v else None,
+        connect_s=main.tcp.connect_s if main.tcp else None,
+        dns_s=main.dns.duration_s if main.dns else None,
+        hops=main.trace.hop_count if main.trace else None,
+        tcp_state=main.tcp.state if main.tcp else None,
+    )
+
+
+def group_by_target(report: Report) -> dict[str, list[Result]]:
+    grouped: dict[str, list[Result]] = {}
+    for r in report.results:
+        grouped.setdefault(r.target, []).append(r)
+    return grouped
+
+
+def observations(report: Report) -> list[Observation]:
+    return [_observe(t, rs) for t, rs in group_by_target(report).items()]
+
+
+# --------------------------------------------------------------------------- hysteresis
+
+
+def _side(key: PathKey, address: str | None, signature_: str, evidence: Iterable[str]) -> dict[str, Any]:
+    return {**key.as_dict(), "path": key.label, "address": address, "signature": signature_,
+            "evidence": list(evidence)}
+
+
+def new_state(obs: Observation, seq: int, received_s: float) -> PathState:
+    return PathState(
+        target=obs.target, role=obs.role, key=obs.key, since_s=received_s, last_seq=seq,
+        last_received_s=received_s, address=obs.address, addresses=obs.addresses,
+        signature=obs.signature, evidence=obs.evidence, expected=obs.expected,
+        matches_expected=obs.matches_expected, connect_s=obs.connect_s, dns_s=obs.dns_s,
+        hops=obs.hops, tcp_state=obs.tcp_state,
+    )
+
+
+def apply(
+    prev: PathState | None, obs: Observation, seq: int, received_s: float, confirm_reports: int
+) -> Transition:
+    """Advance the path state by one in-order report (seq above the agent's last)."""
+    if prev is None:
+        return Transition(new_state(obs, seq, received_s), signature_changed=True)
+    measured = {
+        "last_seq": seq, "last_received_s": received_s, "connect_s": obs.connect_s,
+        "dns_s": obs.dns_s, "hops": obs.hops, "tcp_state": obs.tcp_state,
+    }
+    if obs.key == prev.key:
+        state = replace(
+            prev, **measured, candidate=None, address=obs.address, addresses=obs.addresses,
+            signature=obs.signature, evidence=obs.evidence, expected=obs.expected,
+            matches_expected=obs.matches_expected,
+        )
+        if obs.signature == prev.signature or not prev.signature or not obs.signature:
+            return Transition(state, signature_changed=obs.signature != prev.signature)
+        change = PathEvent(
+            kind="path_change", severity="info", target=obs.target,
+            summary=f"{obs.target}: hops changed on the same path {obs.key.label} "
+            f"({prev.signature} -> {obs.signature})",
+            before=_side(prev.key, prev.address, prev.signature, prev.evidence),
+            after=_side(obs.key, obs.address, obs.signature, obs.evidence),
+            evidence=obs.evidence,
+        )
+        return Transition(state, (change,), signature_changed=True)
+
+    cand = prev.candidate
+    if cand is not None and cand.key == obs.key:
+        cand = replace(cand, count=cand.count + 1)
+    else:
+        cand = Candidate(obs.key, 1, received_s, obs.address)
+    if cand.count < confirm_reports:
+        events: tuple[PathEvent, ...] = ()
+        if cand.count == 1:
+            events = (
+                PathEvent(
+                    kind="path_deviation", severity="info", target=obs.target,
+                    summary=f"{obs.target}: one report saw {obs.key.label} instead of "
+                    f"{prev.key.label} (needs {confirm_reports} in a row to be a flip)",
+                    before=_side(prev.key, prev.address, prev.signature, prev.evidence),
+                    after=_side(obs.key, obs.address, obs.signature, obs.evidence),
+                    evidence=obs.evidence,
+                ),
+            )
+        return Transition(replace(prev, **measured, candidate=cand), events)
+
+    # Confirmed.  DNS-driven when the flipping reports measured an address the
+    # old path was never measured at: the name moved, not the route.
+    moved = cand.address is not None and cand.address not in (prev.addresses or (prev.address,))
+    driver = "dns" if moved else "routing"
+    flip = PathEvent(
+        kind="route_flip",
+        severity="critical" if prev.key.path_class == "expressroute" else "warning",
+        target=obs.target,
+        summary=f"{obs.target}: path flipped {prev.key.label} -> {obs.key.label} "
+        f"({'DNS-driven: the address changed' if moved else 'routing-driven'}, "
+        f"{cand.count} reports in a row)",
+        before=_side(prev.key, prev.address, prev.signature, prev.evidence),
+        after=_side(obs.key, obs.address, obs.signature, obs.evidence),
+        evidence=obs.evidence,
+        driver=driver,
+    )
+    state = replace(
+        new_state(obs, seq, received_s), since_s=cand.first_received_s, flips_total=prev.flips_total + 1
+    )
+    return Transition(state, (flip,), flip=flip, signature_changed=True)
+
+
+# --------------------------------------------------------------------------- asymmetry
+
+
+@dataclass(frozen=True, slots=True)
+class Asymmetry:
+    """One agent/target showing asymmetry at a site, towards one circuit."""
+
+    site: str
+    circuit: str
+    kind: str  # reported | measured
+    agent: str
+    target: str
+    evidence: tuple[str, ...]
+
+
+def is_asymmetry_finding(kind: str) -> bool:
+    return "asym" in kind.lower()
+
+
+def _circuit_named(evidence: Iterable[str], facts: SiteFacts) -> str | None:
+    text = " ".join(evidence)
+    for c in facts.circuits:
+        if c.name and c.name in text:
+            return c.name
+    return None
+
+
+def reported_asymmetries(report: Report) -> list[Asymmetry]:
+    """Asymmetry findings the agent raised itself, one per (target, finding kind)."""
+    out: list[Asymmetry] = []
+    for r in report.results:
+        for f in r.findings:
+            if not is_asymmetry_finding(f.kind):
+                continue
+            circuit = (r.verdict.circuit if r.verdict else None) or _circuit_named(f.evidence, report.site)
+            if circuit is None and len(report.site.circuits) == 1:
+                circuit = report.site.circuits[0].name
+            lines = [f"{report.agent.id} -> {r.target}: {f.kind} ({f.severity})", *f.evidence]
+            if f.fix:
+                lines.append(f"fix: {f.fix}")
+            out.append(
+                Asymmetry(report.agent.site, circuit or NO_CIRCUIT, "reported", report.agent.id,
+                          r.target, tuple(lines))
+            )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SitePath:
+    """A current path as the asymmetry pairing needs it."""
+
+    agent: str
+    site: str
+    target: str
+    key: PathKey
+    address: str | None = None
+    evidence: tuple[str, ...] = ()
+
+
+def _transport(key: PathKey) -> str:
+    # A CDN is reached over the internet: the same transport for pairing.
+    return "internet" if key.path_class == "cdn" else key.path_class
+
+
+def _in_prefixes(address: str, prefixes: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for p in prefixes:
+        try:
+            if ip in ipaddress.ip_network(p, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def owner_of(address: str, facts_by_site: Mapping[str, SiteFacts]) -> list[tuple[str, set[str], set[str]]]:
+    """Sites that own a NAT address: (site, internet edges, circuits) carrying it."""
+    owners = []
+    for site, facts in facts_by_site.items():
+        edges = {e.name for e in facts.internet_edges if address in e.nat_addresses}
+        circuits = {c.name for c in facts.circuits if _in_prefixes(address, c.advertised_prefixes)}
+        if edges or circuits:
+            owners.append((site, edges, circuits))
+    return owners
+
+
+def measured_asymmetries(
+    facts_by_site: Mapping[str, SiteFacts],
+    reverse_paths: Sequence[SitePath],
+    forward_by_site: Mapping[str, Sequence[SitePath]],
+) -> list[Asymmetry]:
+    """Pair reverse traces towards a site's NAT address with that site's forward paths.
+
+    A forward path uses the NAT address when it leaves via an internet edge
+    that translates to it, or via a circuit that advertises it.  Classes (CDN
+    counts as internet) or circuits that differ are asymmetric.
+    """
+    out: list[Asymmetry] = []
+    for rev in reverse_paths:
+        nat = rev.address or rev.target
+        if rev.key.path_class == "unknown":
+            continue
+        for site, edges, circuits in owner_of(nat, facts_by_site):
+            for fwd in forward_by_site.get(site, ()):
+                k = fwd.key
+                via_edge = _transport(k) == "internet" and (k.egress in edges or (k.egress is None and edges))
+                via_circuit = k.path_class == "expressroute" and k.circuit in circuits
+                if not (via_edge or via_circuit):
+                    continue
+                differs = _transport(k) != _transport(rev.key) or (
+                    k.path_class == "expressroute" and k.circuit != rev.key.circuit
+                )
+                if not differs:
+                    continue
+                circuit = rev.key.circuit or k.circuit or NO_CIRCUIT
+                out.append(
+                    Asymmetry(
+                        site, circuit, "measured", fwd.agent, fwd.target,
+                        (
+                            f"forward {fwd.agent} -> {fwd.target}: {k.label}"
+                            + (f" via {k.egress}" if k.egress else "")
+                            + (f" ({fwd.evidence[0]})" if fwd.evidence else ""),
+                            f"reverse {rev.agent} -> {nat}: {rev.key.label}"
+                            + (f" ({rev.evidence[0]})" if rev.evidence else ""),
+                        ),
+                    )
+                )
+    return out
+
+
+def group_asymmetries(items: Iterable[Asymmetry]) -> dict[tuple[str, str], list[Asymmetry]]:
+    """One group per (site, circuit): what one ErpathPathAsymmetric alert merges."""
+    groups: dict[tuple[str, str], list[Asymmetry]] = {}
+    for a in items:
+        groups.setdefault((a.site, a.circuit), []).append(a)
+    return groups

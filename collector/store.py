@@ -1,0 +1,394 @@
+"""SQLite storage: schema migrations, one writer thread, reader threads.
+
+Every write runs on a single writer thread that owns the only write
+connection.  It drains whatever jobs are queued into one transaction (group
+commit: one fsync for many reports) with a savepoint per job, so one failing
+job rolls back alone and the others still commit.  A job's future resolves
+only after COMMIT returned: an acknowledged report is durable
+(`synchronous=FULL`).  Reads run on a small pool of threads, each with its
+own connection; in WAL mode they never block the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Each entry moves the schema from version i to i+1; never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE agents(
+        ref INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        site TEXT NOT NULL,
+        role TEXT NOT NULL,
+        version TEXT NOT NULL,
+        hostname TEXT NOT NULL,
+        interval_s REAL,
+        last_seq INTEGER NOT NULL,
+        last_report_id TEXT,
+        first_seen_s REAL NOT NULL,
+        last_seen_s REAL NOT NULL,
+        silent INTEGER NOT NULL DEFAULT 0,
+        cycle_s REAL,
+        spool_reports INTEGER,
+        dropped_reports_total INTEGER
+    );
+    CREATE TABLE sites(
+        name TEXT PRIMARY KEY,
+        facts TEXT NOT NULL,
+        from_agent TEXT NOT NULL,
+        updated_s REAL NOT NULL
+    );
+    CREATE TABLE layouts(
+        ref INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL UNIQUE,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE observations(
+        agent_ref INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        report_id BLOB NOT NULL,
+        received_s INTEGER NOT NULL,
+        layout_ref INTEGER NOT NULL,
+        times BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX observations_seq ON observations(agent_ref, seq);
+    CREATE TABLE paths(
+        agent_ref INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        role TEXT NOT NULL,
+        class TEXT NOT NULL,
+        circuit TEXT,
+        link TEXT,
+        egress TEXT,
+        address TEXT,
+        addresses TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        expected TEXT,
+        matches_expected INTEGER,
+        connect_s REAL,
+        dns_s REAL,
+        hops INTEGER,
+        tcp_state TEXT,
+        since_s REAL NOT NULL,
+        last_seq INTEGER NOT NULL,
+        last_received_s REAL NOT NULL,
+        candidate TEXT,
+        flips_total INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY(agent_ref, target)
+    ) WITHOUT ROWID;
+    CREATE TABLE traces(
+        id INTEGER PRIMARY KEY,
+        agent_ref INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        received_s REAL NOT NULL,
+        signature TEXT NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX traces_path ON traces(agent_ref, target, seq);
+    CREATE TABLE latest_results(
+        agent_ref INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        received_s REAL NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE events(
+        id INTEGER PRIMARY KEY,
+        at_s REAL NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        site TEXT,
+        agent TEXT,
+        target TEXT,
+        circuit TEXT,
+        driver TEXT,
+        summary TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        evidence TEXT NOT NULL
+    );
+    CREATE INDEX events_at ON events(at_s);
+    CREATE INDEX events_agent ON events(agent, at_s);
+    CREATE TABLE reported_asymmetries(
+        agent_ref INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        site TEXT NOT NULL,
+        circuit TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        seen_s REAL NOT NULL
+    );
+    CREATE INDEX reported_asymmetries_agent ON reported_asymmetries(agent_ref);
+    CREATE TABLE asymmetries(
+        site TEXT NOT NULL,
+        circuit TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        since_s REAL NOT NULL,
+        updated_s REAL NOT NULL,
+        members TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        PRIMARY KEY(site, circuit, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE alerts(
+        fingerprint TEXT PRIMARY KEY,
+        alertname TEXT NOT NULL,
+        site TEXT,
+        agent TEXT,
+        target TEXT,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        starts_s REAL NOT NULL,
+        ends_s REAL,
+        version INTEGER NOT NULL,
+        updated_s REAL NOT NULL
+    );
+    CREATE INDEX alerts_scope ON alerts(alertname, agent, target);
+    CREATE TABLE alert_receipts(
+        receiver TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sent_s REAL NOT NULL,
+        PRIMARY KEY(receiver, fingerprint)
+    ) WITHOUT ROWID;
+    CREATE TABLE tokens(
+        id TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        digest BLOB NOT NULL,
+        created_s REAL NOT NULL,
+        revoked_s REAL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (not a migration we know, not writable)."""
+
+
+def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                               isolation_level=None, timeout=30)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION; return the version found before."""
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema version {found} is newer than this collector's {SCHEMA_VERSION}; "
+            "upgrade erpath-collector"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in MIGRATIONS[version].split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+class _Job:
+    __slots__ = ("fn", "args", "future")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]):
+        self.fn = fn
+        self.args = args
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
+_STOP = object()
+
+
+class Store:
+    """The collector's database; `write` and `read` run functions of a connection."""
+
+    def __init__(self, path: str | Path, *, journal_mode: str = "wal", readers: int = 2,
+                 max_batch: int = 256):
+        self.path = str(path)
+        self.journal_mode = journal_mode
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._readers = concurrent.futures.ThreadPoolExecutor(readers, thread_name_prefix="erpath-read")
+        self.cache: dict[str, Any] = {}  # writer-thread-only caches (agent refs, layouts)
+        self.closed = True
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def open(self) -> None:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(self.path)
+            mode = conn.execute(f"PRAGMA journal_mode={self.journal_mode}").fetchone()[0]
+            if mode.lower() != self.journal_mode:
+                raise StoreError(f"{self.path}: cannot switch to journal_mode={self.journal_mode} (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            migrate(conn)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        self._wconn = conn
+        self.closed = False
+        self._writer = threading.Thread(target=self._run_writer, name="erpath-writer", daemon=True)
+        self._writer.start()
+
+    def close(self) -> None:
+        """Finish every queued write, then close all connections."""
+        if self.closed:
+            return
+        self.closed = True
+        self._queue.put(_STOP)
+        if self._writer:
+            self._writer.join()
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for c in self._reader_conns:
+                c.close()
+            self._reader_conns.clear()
+        if self._wconn:
+            try:
+                self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                log.warning("WAL checkpoint on close failed", exc_info=True)
+            self._wconn.close()
+            self._wconn = None
+
+    # ----------------------------------------------------------------- writer
+
+    def _run_writer(self) -> None:
+        conn = self._wconn
+        assert conn is not None
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Job] = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._run_batch(conn, batch)
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((True, job.fn(conn, *job.args)))
+                    conn.execute("RELEASE job")
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((False, exc))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # commit failed (disk full, I/O): nobody is acknowledged
+            log.error("write transaction failed: %s", exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.cache.clear()
+            for job in batch:
+                job.future.set_exception(StoreError(f"write failed: {exc}"))
+            return
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        if self.closed:
+            raise StoreError("store is closed")
+        job = _Job(fn, args)
+        self._queue.put(job)
+        return job.future
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(conn, *args) in a transaction on the writer thread; return after COMMIT."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return self.submit(fn, *args).result()
+
+    # ----------------------------------------------------------------- readers
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (opened on first use)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self.reader()
+        conn.execute("BEGIN")  # one snapshot for the whole read
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_sync, fn, *args)
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run any blocking function (e.g. a metrics render) on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, fn, *args)
+
+    @property
+    def writer_alive(self) -> bool:
+        return not self.closed and self._writer is not None and self._writer.is_alive()
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(self.path + suffix)
+            if p.exists():
+                total += p.stat().st_size
+        return total
+
+
+def now_s() -> float:
+    return time.time()

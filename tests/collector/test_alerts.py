@@ -1,0 +1,87 @@
+"""Alert delivery: retry with backoff, nothing lost, re-sends, webhook payload."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from collector import alertrules
+from collector.alertrules import Links
+
+from .reports import er, inet, simple
+from .waiting import eventually
+
+
+def flaky_receiver(fail_first: int):
+    seen: list[tuple[int, object]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append((len(seen), body))
+        if len(seen) <= fail_first:
+            return web.Response(status=503, text="try later")
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", handle)
+    app.router.add_post("/hook", handle)
+    return app, seen
+
+
+async def test_failed_deliveries_are_retried_and_nothing_is_lost(start_collector, aiohttp_server):
+    app, seen = flaky_receiver(fail_first=3)
+    server = await aiohttp_server(app)
+    url = f"http://127.0.0.1:{server.port}"
+    c = await start_collector(alerts={"alertmanager_urls": [url], "resend_interval_s": 30.0})
+    for seq, path in enumerate([er(), inet(), inet()], start=1):
+        await c.post(simple("br-1", seq, path))
+
+    async def delivered():
+        ok = [body for i, body in seen if i >= 3]
+        return ok and any(a["labels"]["alertname"] == "ErpathRouteFlip" for a in ok[0])
+
+    await eventually(delivered)
+    assert c.registry.get_sample_value("erpath_alert_deliveries_total",
+                                       {"receiver": url, "result": "failure"}) == 3
+    status = (await c.get("/api/v1/alerts"))["receivers"][0]
+    assert status["last_error"] is None
+    alert = [a for i, body in seen if i >= 3 for a in body][0]
+    assert alert["endsAt"] > alert["startsAt"]  # firing: endsAt a few re-sends ahead
+
+
+async def test_alertmanager_gets_re_sends_the_webhook_only_changes(start_collector, aiohttp_server):
+    am_app, am_seen = flaky_receiver(0)
+    hook_app, hook_seen = flaky_receiver(0)
+    am = await aiohttp_server(am_app)
+    hook = await aiohttp_server(hook_app)
+    c = await start_collector(alerts={"alertmanager_urls": [f"http://127.0.0.1:{am.port}"],
+                                      "webhook_urls": [f"http://127.0.0.1:{hook.port}/hook"],
+                                      "resend_interval_s": 0.4})
+    for seq, path in enumerate([er(), inet(), inet()], start=1):
+        await c.post(simple("br-1", seq, path))
+    await eventually(lambda: _true(len(am_seen) >= 3), 10)
+    assert len(hook_seen) == 1
+    body = hook_seen[0][1]
+    assert body["version"] == "erpath.webhook/1" and body["status"] == "firing"
+    (a,) = body["alerts"]
+    assert a["labels"]["alertname"] == "ErpathRouteFlip" and a["annotations"]["evidence"]
+    # The path returns: the webhook hears "resolved" once.
+    await c.post(simple("br-1", 4, er()))
+    await c.post(simple("br-1", 5, er()))
+    await eventually(lambda: _true(len(hook_seen) == 2))
+    assert hook_seen[1][1]["alerts"][0]["status"] == "resolved"
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def test_alert_fingerprint_depends_on_labels_only():
+    links = Links("https://rb", "https://dash")
+    from collector.state import PathEvent
+
+    ev = PathEvent("route_flip", "critical", "t", "s", before={"class": "expressroute", "circuit": "c",
+                   "link": "primary", "evidence": ["x"]}, after={"class": "internet", "evidence": ["y"]})
+    a = alertrules.route_flip("ams", "br-1", ev, links)
+    b = alertrules.route_flip("ams", "br-1", ev, Links("https://other", "https://other"))
+    assert a.fingerprint == b.fingerprint and a.labels["from"] == "expressroute/c/primary"
+    assert a.annotations["runbook_url"] == "https://rb/ErpathRouteFlip"
