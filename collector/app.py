@@ -138,6 +138,25 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _watchdog_ctx(app: web.Application) -> AsyncIterator[None]:
+    """WATCHDOG=1 to systemd at half its WatchdogSec, from the event loop itself:
+    a wedged loop stops the pings and systemd restarts the collector."""
+    from agent.sdnotify import Notifier
+
+    notifier, interval_s = Notifier(), Notifier.watchdog_interval_s()
+
+    async def ping() -> None:
+        while True:
+            notifier.watchdog()
+            await asyncio.sleep(interval_s)
+
+    if not interval_s:
+        yield
+        return
+    async with _task(ping(), "erpath-watchdog"):
+        yield
+
+
 def create_app(config: Config, *, registry: CollectorRegistry | None = None,
                clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(
@@ -165,6 +184,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
                                     config.ingest.default_interval_s)
     app[EVAL_SETTINGS] = EvalSettings(config.detection.silent_after_intervals,
                                       config.ingest.default_interval_s, config.alerts.flip_hold_s, links)
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _alerts_ctx, _evaluator_ctx, _retention_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _alerts_ctx, _evaluator_ctx, _retention_ctx,
+                            _watchdog_ctx])
     routes.setup(app)
     return app

@@ -49,15 +49,23 @@ def _serve(cfg: Config) -> int:
 
     from collector.app import create_app
 
+    from agent.sdnotify import Notifier
+
     ctx = tls_context(cfg)
     app = create_app(cfg)
     scheme = "https" if ctx else "http"
+
+    def listening(_message: str) -> None:
+        # run_app calls this once the sockets listen: the moment systemd's
+        # Type=notify unit should count as started.
+        logging.getLogger("collector").info("listening on %s://%s:%d", scheme, cfg.server.host, cfg.server.port)
+        Notifier().ready(f"listening on {cfg.server.host}:{cfg.server.port}")
+
     try:
         web.run_app(
             app, host=cfg.server.host, port=cfg.server.port, ssl_context=ctx,
             shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None,
-            print=lambda _: logging.getLogger("collector").info(
-                "listening on %s://%s:%d", scheme, cfg.server.host, cfg.server.port),
+            print=listening,
         )
     except StoreError as exc:
         print(f"erpath-collector: {cfg.source}: [store] path: {exc}", file=sys.stderr)
