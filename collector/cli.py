@@ -47,9 +47,8 @@ def tls_context(cfg: Config) -> ssl.SSLContext | None:
 def _serve(cfg: Config) -> int:
     from aiohttp import web
 
-    from collector.app import create_app
-
     from agent.sdnotify import Notifier
+    from collector.app import create_app
 
     ctx = tls_context(cfg)
     app = create_app(cfg)
