@@ -18,12 +18,19 @@ AGENTS_DIR = Path(__file__).with_name("agents")
 _CIRCUIT = re.compile(r'^\[\[circuit\]\]\s*$', re.M)
 _NAME = re.compile(r'^name\s*=\s*"([^"]+)"', re.M)
 _ADVERTISED = re.compile(r'^advertised_prefixes\s*=\s*\[[^\]]*\]', re.M)
+_PROBE = re.compile(r'^\[probe\]\s*\n', re.M)
 _TAGS_FILE = re.compile(r'^file\s*=\s*"([^"]+)"', re.M)
 
 
-def config_text(node: str, scenario: str) -> str:
-    """The agent config of `node` (branch, dchost, dccore, azure) for `scenario`."""
+def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = None) -> str:
+    """The agent config of `node` (branch, dchost, dccore, azure) for `scenario`.
+
+    `probe` adds keys to the [probe] table (e.g. a demo's short interval).
+    """
     text = (AGENTS_DIR / f"{node}.toml").read_text()
+    if probe:
+        lines = "".join(f"{k} = {v!r}\n" for k, v in probe.items())
+        text = _PROBE.sub(lambda m: m.group(0) + lines, text, count=1)
     advertised = SCENARIOS[scenario].advertised
     parts = _CIRCUIT.split(text)
     for i in range(1, len(parts)):

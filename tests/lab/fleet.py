@@ -1,0 +1,168 @@
+"""The whole erpath system running in the lab: a collector and agents as real processes.
+
+The collector runs in the lab's collector namespace and listens on the
+management network; each agent runs in its own namespace (`erpath-agent run`)
+and reports over that network, never over the paths it measures.  Used by the
+service and end-to-end tests and by the demo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .agentconfig import config_text
+from .lab import Lab
+
+BIN = Path(sys.executable).parent
+COLLECTOR_PORT = 9470
+
+
+@dataclass
+class Fleet:
+    lab: Lab
+    workdir: Path
+    interval_s: float = 10.0
+    alertmanager_urls: tuple[str, ...] = ()
+    flip_confirm_reports: int = 2
+    collector: subprocess.Popen | None = None
+    agents: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.collector_address = self.lab.env()["collector"]["mgmt_address"]
+        self.url = f"http://{self.collector_address}:{COLLECTOR_PORT}"
+        self.collector_config = self.workdir / "collector.toml"
+        self.db = self.workdir / "collector.db"
+        ams = ", ".join(f'"{u}"' for u in self.alertmanager_urls)
+        self.collector_config.write_text(
+            f'[server]\nhost = "{self.collector_address}"\nport = {COLLECTOR_PORT}\n'
+            f'shutdown_timeout_s = 5.0\n'
+            f'[store]\npath = "{self.db}"\n'
+            f"[ingest]\ndefault_interval_s = {self.interval_s}\nburst_per_agent = 600\n"
+            f"[detection]\nflip_confirm_reports = {self.flip_confirm_reports}\nevaluate_interval_s = 1.0\n"
+            f"[alerts]\nalertmanager_urls = [{ams}]\nresend_interval_s = 10.0\n"
+            f"backoff_initial_s = 0.5\nbackoff_max_s = 2.0\n"
+        )
+
+    # ------------------------------------------------------------------ collector
+
+    def start_collector(self, timeout_s: float = 20.0) -> None:
+        log = open(self.workdir / "collector.log", "a")  # noqa: SIM115 - owned by the process
+        self.collector = subprocess.Popen(
+            ["ip", "netns", "exec", self.lab.ns("collector"), str(BIN / "erpath-collector"), "serve",
+             "--config", str(self.collector_config)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                self.get("/readyz")
+                return
+            except (OSError, urllib.error.URLError):
+                if self.collector.poll() is not None:
+                    raise RuntimeError(f"collector exited: {(self.workdir / 'collector.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+        raise RuntimeError("collector did not become ready")
+
+    def stop_collector(self, kill: bool = False) -> None:
+        _stop(self.collector, kill)
+        self.collector = None
+
+    def token(self, agent_id: str) -> Path:
+        """A token for the agent (created once), in a file only root may read."""
+        path = self.workdir / f"{agent_id}.token"
+        if not path.exists():
+            out = subprocess.run(
+                [str(BIN / "erpath-collector"), "token", "add", agent_id, "--config", str(self.collector_config)],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip().splitlines()[-1]
+            path.write_text(out + "\n")
+            path.chmod(0o600)
+        return path
+
+    def get(self, path: str):
+        """GET from the collector's API, from inside its namespace."""
+        with self.lab.netns("collector"), urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            body = resp.read()
+        return json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
+
+    # ------------------------------------------------------------------ agents
+
+    def agent_config(self, node: str, scenario: str | None = None, *, interval_s: float | None = None) -> Path:
+        scenario = scenario or self.lab.current_scenario or "er"
+        text = config_text(node, scenario, probe={"interval_s": interval_s or self.interval_s, "jitter_s": 0})
+        agent_id = _agent_id(text)
+        state = self.workdir / f"{node}-state"
+        text += (
+            f'\n[collector]\nurl = "{self.url}"\ntoken_file = "{self.token(agent_id)}"\n'
+            f'\n[spool]\ndir = "{state / "spool"}"\n'
+        )
+        path = self.workdir / f"{node}.toml"
+        path.write_text(text)
+        return path
+
+    def start_agent(self, node: str, scenario: str | None = None, *, interval_s: float | None = None,
+                    env: dict[str, str] | None = None) -> subprocess.Popen:
+        config = self.agent_config(node, scenario, interval_s=interval_s)
+        log = open(self.workdir / f"{node}.log", "a")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.lab.ns(node), str(BIN / "erpath-agent"), "run", "--config", str(config)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=os.environ | {"STATE_DIRECTORY": str(self.workdir / f"{node}-state")} | (env or {}),
+        )
+        self.agents[node] = proc
+        return proc
+
+    def stop_agent(self, node: str, kill: bool = False) -> None:
+        _stop(self.agents.pop(node, None), kill)
+
+    def reload_agents(self) -> None:
+        """Rewrite every running agent's config for the lab's scenario, then SIGHUP it."""
+        for node, proc in self.agents.items():
+            self.agent_config(node)
+            proc.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        for node in list(self.agents):
+            self.stop_agent(node)
+        self.stop_collector()
+
+    # ------------------------------------------------------------------ reading the store
+
+    def received_seqs(self, agent_id: str) -> list[int]:
+        """Every seq the collector stored for an agent (one row per report)."""
+        import sqlite3
+
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT o.seq FROM observations o JOIN agents a ON a.ref = o.agent_ref "
+                "WHERE a.id = ? ORDER BY o.seq", (agent_id,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+
+def _agent_id(config: str) -> str:
+    import tomllib
+
+    return tomllib.loads(config)["agent"]["id"]
+
+
+def _stop(proc: subprocess.Popen | None, kill: bool) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    # `ip netns exec` execs the program: the pid is the program's own.
+    proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
