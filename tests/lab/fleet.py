@@ -69,7 +69,7 @@ class Fleet:
                 return
             except (OSError, urllib.error.URLError):
                 if self.collector.poll() is not None:
-                    raise RuntimeError(f"collector exited: {(self.workdir / 'collector.log').read_text()[-2000:]}")
+                    raise RuntimeError(f"collector exited: {(self.workdir / 'collector.log').read_text()[-2000:]}") from None
                 time.sleep(0.1)
         raise RuntimeError("collector did not become ready")
 
