@@ -8,7 +8,7 @@ DEB_PACKAGES := iproute2 nftables traceroute scamper dnsutils openssl procps sys
                 prometheus prometheus-alertmanager prometheus-pushgateway time
 PYTEST_ARGS ?=
 
-.PHONY: test lab-up lab-down venv debs lint
+.PHONY: test demo demo-down lab-up lab-down venv debs lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: venv debs
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+demo: venv debs
+	$(PY) -m tests.lab demo
+
+demo-down: venv
+	$(PY) -m tests.lab demo-down
 
 lab-up: venv debs
 	$(PY) -m tests.lab up $(SCENARIO)

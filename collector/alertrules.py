@@ -67,12 +67,15 @@ def evidence_text(lines: Iterable[str]) -> str:
     return "\n".join(out)
 
 
-def route_flip(site: str, agent: str, flip: PathEvent, links: Links) -> AlertSpec:
+def route_flip(site: str, agent: str, flip: PathEvent, links: Links, baseline: str | None = None) -> AlertSpec:
+    """`baseline`: the path before the first of a chain of flips still firing, so that
+    primary → secondary → internet reads `from` primary, and a return to it resolves."""
     before = PathKey.from_dict(flip.before or {"class": "unknown"})
     after = PathKey.from_dict(flip.after or {"class": "unknown"})
+    origin = baseline or before.label
     labels = {
         "alertname": ROUTE_FLIP, "site": site, "agent": agent, "target": flip.target,
-        "from": before.label, "to": after.label, "severity": flip.severity,
+        "from": origin, "to": after.label, "severity": flip.severity,
     }
     driver = "DNS-driven (the target's address changed)" if flip.driver == "dns" else "routing-driven"
     lines = [
@@ -86,7 +89,7 @@ def route_flip(site: str, agent: str, flip: PathEvent, links: Links) -> AlertSpe
     return AlertSpec(
         labels,
         {
-            "summary": f"{agent} ({site}) reaches {flip.target} over {after.label} instead of {before.label}",
+            "summary": f"{agent} ({site}) reaches {flip.target} over {after.label} instead of {origin}",
             "description": f"Route flip confirmed by consecutive reports, {driver}. "
             "It resolves when the path returns or after the hold time.",
             "evidence": evidence_text(lines),

@@ -25,6 +25,7 @@ from collector.config import Config
 from collector.evaluate import EvalSettings
 from collector.ingest import Settings
 from collector.keys import (
+    ADDRESS_LIMITER,
     ALERT_SENDER,
     CLOCK,
     CONFIG,
@@ -163,7 +164,10 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
         middlewares=[problems],
         client_max_size=config.server.body_limit_bytes,
         # Bodies are decoded by the ingest handler, with a size limit on the result.
-        handler_args={"auto_decompress": False},
+        # Header limits are aiohttp's defaults, stated so an upgrade cannot loosen them:
+        # longer lines or fields get 400, more headers get 400.
+        handler_args={"auto_decompress": False, "max_line_size": 8190, "max_field_size": 8190,
+                      "max_headers": 128},
     )
     registry = registry if registry is not None else CollectorRegistry()
     instruments = Instruments(registry)
@@ -177,6 +181,8 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     app[STORE_COLLECTOR] = StoreCollector(store, config.metrics.per_site_aggregates)
     app[TOKENS] = TokenBook()
     app[LIMITER] = RateLimiter(config.ingest.rate_per_agent_per_s, config.ingest.burst_per_agent)
+    app[ADDRESS_LIMITER] = RateLimiter(config.ingest.failed_auth_per_address_per_s,
+                                       config.ingest.failed_auth_burst_per_address)
     app[ALERT_SENDER] = AlertSender(store, config.alerts, instruments, clock,
                                     config.store.alerts_retention_days * DAY_S)
     app[EVALUATE_SOON] = asyncio.Event()

@@ -62,6 +62,21 @@ def revoke(conn: sqlite3.Connection, token_id: str, now_s: float) -> int:
     return cur.rowcount
 
 
+class Revoked(Exception):
+    """The token was revoked after the in-memory book was loaded."""
+
+
+def require_active(conn: sqlite3.Connection, token_id: str) -> None:
+    """Raise Revoked unless the token is active *now*, in the caller's transaction.
+
+    The book is refreshed every few seconds; checking inside the ingest
+    transaction makes `token revoke` take effect from the moment it committed.
+    """
+    row = conn.execute("SELECT revoked_s FROM tokens WHERE id=?", (token_id,)).fetchone()
+    if row is None or row[0] is not None:
+        raise Revoked(token_id)
+
+
 def rows(conn: sqlite3.Connection) -> list[TokenRow]:
     return [TokenRow(*r) for r in conn.execute(
         "SELECT id, agent_id, created_s, revoked_s FROM tokens ORDER BY agent_id, created_s")]
@@ -83,13 +98,18 @@ class TokenBook:
 
     def verify(self, token: str) -> str | None:
         """The agent id the token belongs to, or None."""
+        found = self.identify(token)
+        return found[0] if found else None
+
+    def identify(self, token: str) -> tuple[str, str] | None:
+        """(agent id, token id) of a valid token, or None."""
         m = _TOKEN_RE.match(token)
         presented = digest(token)
         entry = self._tokens.get(m.group(1)) if m else None
         # Compare even when the id is unknown, so timing says nothing about ids.
         agent, stored = entry if entry else (None, b"\0" * 32)
         ok = hmac.compare_digest(presented, stored)
-        return agent if ok and entry else None
+        return (agent, m.group(1)) if ok and entry and agent and m else None
 
     def __len__(self) -> int:
         return len(self._tokens)

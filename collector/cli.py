@@ -44,6 +44,21 @@ def tls_context(cfg: Config) -> ssl.SSLContext | None:
     return ctx
 
 
+def _quiet_protocol_errors(record: logging.LogRecord) -> bool:
+    """aiohttp logs every malformed request (a control character in a header …)
+    as an ERROR with a traceback: anyone on the network could fill the journal.
+    They already got a 400; keep one escaped DEBUG line instead."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if not isinstance(exc, HttpProcessingError):
+        return True
+    record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    record.msg, record.args = "malformed HTTP request refused (400): %r", (exc.message,)
+    record.exc_info, record.exc_text = None, None
+    return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 def _serve(cfg: Config) -> int:
     from aiohttp import web
 
@@ -51,6 +66,7 @@ def _serve(cfg: Config) -> int:
     from collector.app import create_app
 
     ctx = tls_context(cfg)
+    logging.getLogger("aiohttp.server").addFilter(_quiet_protocol_errors)
     app = create_app(cfg)
     scheme = "https" if ctx else "http"
 

@@ -59,6 +59,10 @@ class IngestConfig:
     burst_per_agent: int = _doc("reports an agent may send at once (spool flush)", default=60)
     default_interval_s: float = _doc("agent interval when a report carries none", default=30.0)
     tokens_refresh_s: float = _doc("how often added or revoked tokens are picked up", default=2.0)
+    failed_auth_per_address_per_s: float = _doc(
+        "sustained failed authentications per client address; more gets 429", default=1.0)
+    failed_auth_burst_per_address: int = _doc("failed authentications a client address may make at once",
+                                              default=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,8 @@ def _validate(cfg: Config, src: str, problems: list[str]) -> None:
         ("ingest", "burst_per_agent"),
         ("ingest", "default_interval_s"),
         ("ingest", "tokens_refresh_s"),
+        ("ingest", "failed_auth_per_address_per_s"),
+        ("ingest", "failed_auth_burst_per_address"),
         ("detection", "flip_confirm_reports"),
         ("detection", "silent_after_intervals"),
         ("detection", "evaluate_interval_s"),

@@ -319,13 +319,15 @@ def _path_alerts(conn: sqlite3.Connection, site: str, agent: str, t: Transition,
     target = t.state.target
     mine = [(fp, name, json.loads(labels)) for fp, name, tgt, labels in firing_alerts if tgt == target]
     if t.flip is not None:
-        returned = False
-        for fp, name, labels in mine:
-            if name == alertrules.ROUTE_FLIP:
-                returned |= labels.get("from") == t.state.key.label
-                changed |= journal.resolve(conn, fp, now_s)
-        if not returned:
-            changed |= journal.fire(conn, alertrules.route_flip(site, agent, t.flip, settings.links), now_s)
+        # A chain of flips is one story told from where it started: the new
+        # alert keeps the first `from`, and coming back to it resolves all.
+        flips = [(fp, labels) for fp, name, labels in mine if name == alertrules.ROUTE_FLIP]
+        baseline = flips[0][1].get("from") if flips else None
+        for fp, _ in flips:
+            changed |= journal.resolve(conn, fp, now_s)
+        if baseline != t.state.key.label:
+            spec = alertrules.route_flip(site, agent, t.flip, settings.links, baseline=baseline)
+            changed |= journal.fire(conn, spec, now_s)
     if t.state.matches_expected is False:
         spec = alertrules.unexpected_path(site, agent, t.state, settings.links)
         for fp, name, _ in mine:

@@ -40,7 +40,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        # %r: the path is the client's text; repr escapes newlines and control characters.
+        log.exception("unhandled error on %s %r", request.method, request.path)
         return response(
             Problem(500, "internal-error", "Internal Server Error",
                     "the collector failed on this request; nothing was stored; see its log"),

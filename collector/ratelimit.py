@@ -1,25 +1,51 @@
-"""Per-agent token bucket: a burst for spool flushes, then a steady rate."""
+"""Token buckets: per agent (a burst for spool flushes, then a steady rate) and
+per client address for failed authentications (token guessing, junk floods)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+# Keys are bounded: an attacker with many addresses must not grow memory without end.
+MAX_KEYS = 100_000
+
 
 class RateLimiter:
-    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = MAX_KEYS):
         self.rate_per_s = rate_per_s
         self.burst = float(burst)
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # agent -> (tokens, at)
+        self._max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def take(self, agent: str) -> float:
-        """0 when the agent may send now, else the seconds until it may."""
+    def _level(self, key: str, now: float) -> float:
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate_per_s)
+
+    def take(self, key: str) -> float:
+        """0 when the key may send now, else the seconds until it may."""
         now = self._clock()
-        tokens, at = self._buckets.get(agent, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate_per_s)
+        tokens = self._level(key, now)
         if tokens >= 1.0:
-            self._buckets[agent] = (tokens - 1.0, now)
+            self._store(key, tokens - 1.0, now)
             return 0.0
-        self._buckets[agent] = (tokens, now)
+        self._store(key, tokens, now)
         return (1.0 - tokens) / self.rate_per_s
+
+    def wait_s(self, key: str) -> float:
+        """Like `take` without spending: 0 when the key has a token left."""
+        tokens = self._level(key, self._clock())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate_per_s
+
+    def _store(self, key: str, tokens: float, now: float) -> None:
+        if key not in self._buckets and len(self._buckets) >= self._max_keys:
+            # Full buckets carry no state worth keeping; drop them, else the oldest half.
+            full = [k for k in self._buckets if self._level(k, now) >= self.burst]
+            victims = full or sorted(self._buckets, key=lambda k: self._buckets[k][1])[: self._max_keys // 2]
+            for k in victims:
+                del self._buckets[k]
+        self._buckets[key] = (tokens, now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 import zlib
 from datetime import datetime
@@ -14,10 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from agent.report import SUPPORTED_SCHEMAS, ReportError
-from collector import ingest, queries
+from collector import auth, ingest, queries
 from collector import metrics as exposition
 from collector.fastparse import parse_report
 from collector.keys import (
+    ADDRESS_LIMITER,
     ALERT_SENDER,
     CLOCK,
     CONFIG,
@@ -45,7 +47,13 @@ def _json(data: Any, status: int = 200) -> web.Response:
 # --------------------------------------------------------------------------- ingest
 
 
-def _authenticate(request: web.Request) -> str:
+def _unauthorized(detail: str, message: str, challenge: str) -> Problem:
+    return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge},
+                   errors=[{"field": "header/Authorization", "message": message}])
+
+
+def _authenticate(request: web.Request) -> tuple[str, str]:
+    """(agent id, token id) of the bearer token; 401 otherwise."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="erpath"'}
@@ -57,13 +65,46 @@ def _authenticate(request: web.Request) -> str:
         raise Problem(401, "unauthorized", "Unauthorized", "Authorization must be 'Bearer <agent token>'",
                       headers=challenge,
                       errors=[{"field": "header/Authorization", "message": "must use the Bearer scheme"}])
-    agent = request.app[TOKENS].verify(token.strip())
-    if agent is None:
-        raise Problem(401, "unauthorized", "Unauthorized",
-                      "the token is unknown or revoked; create one with 'erpath-collector token add AGENT_ID'",
-                      headers={"WWW-Authenticate": 'Bearer realm="erpath", error="invalid_token"'},
-                      errors=[{"field": "header/Authorization", "message": "token is unknown or revoked"}])
-    return agent
+    found = request.app[TOKENS].identify(token.strip())
+    if found is None:
+        raise _revoked()
+    return found
+
+
+def _revoked() -> Problem:
+    return _unauthorized("the token is unknown or revoked; create one with 'erpath-collector token add AGENT_ID'",
+                         "token is unknown or revoked", 'Bearer realm="erpath", error="invalid_token"')
+
+
+def _certificate_names(request: web.Request) -> list[str] | None:
+    """Names of a verified client certificate (CN, DNS and URI SANs), or None without one.
+
+    The ssl module only returns the certificate's fields when it was verified
+    against client_ca_file; an unverified one (CERT_NONE) gives {} and binds nothing.
+    """
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    if not cert:
+        return None
+    names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    names += [v for k, v in cert.get("subjectAltName", ()) if k in ("DNS", "URI")]
+    return names
+
+
+def _bind_certificate(request: web.Request, agent_id: str) -> None:
+    """Mutual TLS: a verified client certificate must name the report's agent (CN or SAN)."""
+    names = _certificate_names(request)
+    if names is not None and agent_id not in names:
+        raise Problem(403, "forbidden", "Forbidden",
+                      f"the client certificate names {', '.join(map(repr, names)) or 'nothing'}; "
+                      f"it cannot report as agent {agent_id!r}",
+                      errors=[{"field": "/agent/id",
+                               "message": "must equal the client certificate's CN or a DNS/URI SAN"}])
+
+
+def _apply_if_active(conn: Any, token_id: str, *args: Any) -> ingest.Outcome:
+    auth.require_active(conn, token_id)  # same transaction: a committed revoke wins at once
+    return ingest.apply(conn, *args)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -106,12 +147,40 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
+# A \uD800-\uDFFF escape: JSON allows it alone, UTF-8 (and so SQLite) cannot store it.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(node: Any, pointer: str = "") -> str | None:
+    """JSON pointer of the first string (or key) holding a lone surrogate, else None."""
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            return pointer or "/"
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            where = f"{pointer}/{k.replace('~', '~0').replace('/', '~1')}"
+            if (found := _lone_surrogate(k, where)) or (found := _lone_surrogate(v, where)):
+                return found
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            if found := _lone_surrogate(v, f"{pointer}/{i}"):
+                return found
+    return None
+
+
 def _parse_json(body: bytes) -> Any:
     if not body:
         raise Problem(400, "bad-json", "Bad Request", "the body is empty; send one report as JSON",
                       errors=[{"field": "body", "message": "is empty"}])
     try:
-        return json.loads(body.decode("utf-8"))
+        doc = json.loads(body.decode("utf-8"))
+        # Only bodies with such an escape pay for the walk (surrogate pairs, e.g. emoji, are fine).
+        if _SURROGATE_ESCAPE.search(body) and (where := _lone_surrogate(doc)):
+            raise Problem(400, "bad-json", "Bad Request", f"the body has a lone UTF-16 surrogate at {where}",
+                          errors=[{"field": where, "message": "is not valid Unicode (lone surrogate escape)"}])
+        return doc
     except UnicodeDecodeError:
         msg = "is not UTF-8 text"
     except json.JSONDecodeError as exc:
@@ -148,7 +217,17 @@ async def post_report(request: web.Request) -> web.Response:
     instruments = app[INSTRUMENTS]
     started = time.perf_counter()
     try:
-        agent = _authenticate(request)
+        address = request.remote or "unknown"
+        failures = app[ADDRESS_LIMITER]
+        if (wait_s := failures.wait_s(address)) > 0:
+            raise Problem(429, "rate-limited", "Too Many Requests",
+                          f"too many failed authentications from {address}; retry in {wait_s:.1f} s",
+                          headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        try:
+            agent, token_id = _authenticate(request)
+        except Problem:
+            failures.take(address)
+            raise
         wait_s = app[LIMITER].take(agent)
         if wait_s > 0:
             raise Problem(429, "rate-limited", "Too Many Requests",
@@ -161,11 +240,15 @@ async def post_report(request: web.Request) -> web.Response:
             raise Problem(403, "forbidden", "Forbidden",
                           f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
                           errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}])
+        _bind_certificate(request, agent)
         prepared = ingest.prepare(doc, report, body)
         store = app[STORE]
         try:
-            outcome = await store.write(ingest.apply, store.cache, prepared, app[CLOCK](),
+            outcome = await store.write(_apply_if_active, token_id, store.cache, prepared, app[CLOCK](),
                                         app[INGEST_SETTINGS])
+        except auth.Revoked:
+            failures.take(address)
+            raise _revoked() from None
         except StoreError as exc:
             raise Problem(503, "unavailable", "Service Unavailable",
                           f"the report could not be stored ({exc}); it was not acknowledged, retry later",
@@ -197,20 +280,29 @@ def _time_param(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    try:
-        return float(raw)
-    except ValueError:
-        pass
+    bad = Problem(400, "bad-query", "Bad Request", f"{name}={raw!r} is not a time",
+                  errors=[{"field": f"query/{name}",
+                           "message": "must be RFC 3339 (2024-05-01T10:00:00Z) or Unix seconds"}])
+    if _UNIX_S.fullmatch(raw):
+        value = float(raw)
+        if not math.isfinite(value):  # 1e999
+            raise bad
+        return value
     try:
         dt = datetime.fromisoformat(raw)
     except ValueError:
-        raise Problem(400, "bad-query", "Bad Request", f"{name}={raw!r} is not a time",
-                      errors=[{"field": f"query/{name}",
-                               "message": "must be RFC 3339 (2024-05-01T10:00:00Z) or Unix seconds"}]) from None
+        raise bad from None
     if dt.tzinfo is None:
         raise Problem(400, "bad-query", "Bad Request", f"{name}={raw!r} has no time zone",
                       errors=[{"field": f"query/{name}", "message": "needs a time zone, e.g. Z"}])
-    return dt.timestamp()
+    try:
+        return dt.timestamp()
+    except (OverflowError, ValueError):  # year 1 in a far time zone
+        raise bad from None
+
+
+# Plain decimal seconds only: float() would also take "nan", "inf", "1_0" and " 1 ".
+_UNIX_S = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 def _filters(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -224,7 +316,8 @@ def _filters(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
 
 def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
     raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    # ASCII digits only: str.isdigit() is true for "²", which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,7}", raw) or not 1 <= int(raw) <= most:
         raise Problem(400, "bad-query", "Bad Request", f"limit={raw!r} is not between 1 and {most}",
                       errors=[{"field": "query/limit", "message": f"must be an integer from 1 to {most}"}])
     return int(raw)
@@ -251,6 +344,9 @@ async def get_events(request: web.Request) -> web.Response:
                       errors=[{"field": "query/kind", "message": f"must be one of {', '.join(EVENT_KINDS)}"}])
     f["since_s"] = _time_param(request, "since")
     f["until_s"] = _time_param(request, "until")
+    if f["since_s"] is not None and f["until_s"] is not None and f["since_s"] > f["until_s"]:
+        raise Problem(400, "bad-query", "Bad Request", "since is after until",
+                      errors=[{"field": "query/until", "message": "must not be before since"}])
     rows = await request.app[STORE].read(queries.events, f, _limit(request))
     return _json({"events": rows})
 

@@ -361,7 +361,11 @@ def owner_of(address: str, facts_by_site: Mapping[str, SiteFacts]) -> list[tuple
     owners = []
     for site, facts in facts_by_site.items():
         edges = {e.name for e in facts.internet_edges if address in e.nat_addresses}
-        circuits = {c.name for c in facts.circuits if _in_prefixes(address, c.advertised_prefixes)}
+        # Traffic over a circuit is never translated to an internet edge's
+        # NAT address, even when a circuit (wrongly) advertises its prefix:
+        # that leak is what makes the return asymmetric, not a forward path.
+        circuits = set() if edges else {
+            c.name for c in facts.circuits if _in_prefixes(address, c.advertised_prefixes)}
         if edges or circuits:
             owners.append((site, edges, circuits))
     return owners

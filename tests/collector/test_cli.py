@@ -75,7 +75,8 @@ def make_pki(d: Path) -> dict[str, Path]:
                       ("client", "extendedKeyUsage=clientAuth")):
         (d / f"{name}.ext").write_text(ext + "\n")
         _openssl("req", *ec, "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"),
-                 "-subj", f"/CN={name}")
+                 # The client certificate names the agent: the collector binds CN to agent.id.
+                 "-subj", f"/CN={'br-1' if name == 'client' else name}")
         _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"), "-CAkey",
                  str(d / "ca.key"), "-CAcreateserial", "-out", str(d / f"{name}.crt"), "-days", "1",
                  "-extfile", str(d / f"{name}.ext"))

@@ -52,6 +52,22 @@ async def test_one_odd_report_records_an_event_but_raises_no_alert_two_do(start_
     assert resolved["ends_at"]
 
 
+async def test_a_chain_of_flips_is_one_alert_from_where_it_started(start_collector):
+    """primary → secondary → internet → primary: `from` stays primary, the return resolves all."""
+    c = await start_collector()
+    seq = 0
+    for path in (er(), er(), er(link="secondary"), er(link="secondary"), inet(), inet()):
+        seq += 1
+        await c.post(simple("br-1", seq, path))
+    (alert,) = await alerts(c, "ErpathRouteFlip", "firing")
+    assert (alert["labels"]["from"], alert["labels"]["to"]) == ("expressroute/ams-1/primary", "internet")
+    for path in (er(), er()):
+        seq += 1
+        await c.post(simple("br-1", seq, path))
+    assert await alerts(c, "ErpathRouteFlip", "firing") == []
+    assert len(await alerts(c, "ErpathRouteFlip", "resolved")) == 2
+
+
 async def test_flip_alert_resolves_after_the_hold_time(start_collector):
     c = await start_collector(alerts={"flip_hold_s": 0.3})
     for seq, path in enumerate([er(), inet(), inet()], start=1):

@@ -142,3 +142,17 @@ def test_owner_of_uses_nat_addresses_and_advertised_prefixes():
     assert state.owner_of("192.0.2.10", facts) == [("ams", {"ams-inet"}, set())]
     assert state.owner_of("198.51.100.3", facts) == [("ams", set(), {"ams-1"})]
     assert state.owner_of("8.8.8.8", facts) == []
+
+
+def test_leaked_internet_nat_prefix_pairs_only_with_internet_paths():
+    """asymmetric-nat: a circuit also advertises the internet NAT prefix.  Forward paths
+    over that circuit use the ER NAT pool, so only the internet-bound ones pair."""
+    doc = report("x", 1, [], facts=SITE_FACTS)
+    doc["site"]["circuits"][0]["advertised_prefixes"].append("192.0.2.0/24")
+    facts = {"ams": report_from_dict(doc).site}
+    assert state.owner_of("192.0.2.10", facts) == [("ams", {"ams-inet"}, set())]
+    fwd_er = SitePath("br-1", "ams", "svc", ER, None)
+    fwd_net = SitePath("br-1", "ams", "cdn", PathKey("internet", egress="ams-inet"), None)
+    rev_er = SitePath("az-1", "az", "192.0.2.10", ER, "192.0.2.10")
+    (a,) = state.measured_asymmetries(facts, [rev_er], {"ams": [fwd_er, fwd_net]})
+    assert (a.target, a.circuit) == ("cdn", "ams-1")

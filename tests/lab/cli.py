@@ -54,16 +54,26 @@ def main(argv: list[str] | None = None) -> int:
     sc = sub.add_parser("scenario", help="switch the running lab to a scenario")
     sc.add_argument("name", choices=list(SCENARIOS))
     sub.add_parser("status", help="what is running")
+    sub.add_parser("demo", help="the whole system in the lab, walked through every scenario (make demo)")
+    sub.add_parser("demo-down", help="clean up after a demo that crashed")
     env = sub.add_parser("env", help="addresses and names for tests and users")
     env.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    needs_root = args.cmd in ("up", "down", "scenario")
+    needs_root = args.cmd in ("up", "down", "scenario", "demo", "demo-down")
     if needs_root and os.geteuid() != 0:
         print("the lab needs root (network namespaces)", file=sys.stderr)
         return 2
     lab = Lab(prefix=args.prefix)
     try:
+        if args.cmd == "demo":
+            from .demo import run
+
+            return run(lab)
+        if args.cmd == "demo-down":
+            removed = lab.down()  # every demo process lives in a lab namespace
+            print(f"demo down: lab {lab.prefix} removed ({len(removed)} namespaces)")
+            return 0
         if args.cmd == "up":
             lab = Lab(prefix=args.prefix, rate_limit=not args.no_rate_limit, ecmp=not args.no_ecmp)
             lab.rate_limit, lab.ecmp = not args.no_rate_limit, not args.no_ecmp
