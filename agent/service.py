@@ -39,6 +39,10 @@ from agent.state import next_seq, state_dir
 log = logging.getLogger("erpath.agent")
 
 RETRIGGER_AFTER_S = 1.0
+# A routing change arrives as a burst of netlink messages (one per prefix,
+# then link events); waiting this long probes every affected target in one
+# cycle instead of a first cycle for the first prefix's targets only.
+ROUTE_SETTLE_S = 0.25
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 60.0
 
 
@@ -133,12 +137,12 @@ class AgentService:
         ]
         if not affected:
             return
-        now = time.monotonic()
+        due = time.monotonic() + ROUTE_SETTLE_S
         with self._lock:
             for name in affected:
-                self._triggered[name] = now
+                self._triggered.setdefault(name, due)
         # The second probe lets the collector's flip confirmation complete in seconds.
-        threading.Timer(RETRIGGER_AFTER_S, self._trigger_again, args=(affected,)).start()
+        threading.Timer(ROUTE_SETTLE_S + RETRIGGER_AFTER_S, self._trigger_again, args=(affected,)).start()
         log.info("event=route_change prefix=%s targets=%d", prefix, len(affected))
         self._wake.set()
 
