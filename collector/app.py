@@ -26,6 +26,7 @@ from collector.evaluate import EvalSettings
 from collector.ingest import Settings
 from collector.keys import (
     ADDRESS_LIMITER,
+    ADMISSION,
     ALERT_SENDER,
     CLOCK,
     CONFIG,
@@ -41,7 +42,7 @@ from collector.keys import (
 )
 from collector.metrics import Instruments, StoreCollector
 from collector.middlewares import problems
-from collector.ratelimit import RateLimiter
+from collector.ratelimit import Admission, RateLimiter
 from collector.retention import DAY_S
 from collector.store import Store
 
@@ -181,6 +182,7 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     app[STORE_COLLECTOR] = StoreCollector(store, config.metrics.per_site_aggregates)
     app[TOKENS] = TokenBook()
     app[LIMITER] = RateLimiter(config.ingest.rate_per_agent_per_s, config.ingest.burst_per_agent)
+    app[ADMISSION] = Admission(config.ingest.max_in_flight)
     app[ADDRESS_LIMITER] = RateLimiter(config.ingest.failed_auth_per_address_per_s,
                                        config.ingest.failed_auth_burst_per_address)
     app[ALERT_SENDER] = AlertSender(store, config.alerts, instruments, clock,

@@ -63,6 +63,8 @@ class IngestConfig:
         "sustained failed authentications per client address; more gets 429", default=1.0)
     failed_auth_burst_per_address: int = _doc("failed authentications a client address may make at once",
                                               default=30)
+    max_in_flight: int = _doc("reports in progress at once; more get 503 with Retry-After (overload)",
+                              default=64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ def _validate(cfg: Config, src: str, problems: list[str]) -> None:
         ("ingest", "tokens_refresh_s"),
         ("ingest", "failed_auth_per_address_per_s"),
         ("ingest", "failed_auth_burst_per_address"),
+        ("ingest", "max_in_flight"),
         ("detection", "flip_confirm_reports"),
         ("detection", "silent_after_intervals"),
         ("detection", "evaluate_interval_s"),

@@ -14,7 +14,7 @@ from collector.config import Config
 from collector.evaluate import EvalSettings
 from collector.ingest import Settings
 from collector.metrics import Instruments, StoreCollector
-from collector.ratelimit import RateLimiter
+from collector.ratelimit import Admission, RateLimiter
 from collector.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -25,6 +25,7 @@ STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", TokenBook)
 LIMITER = web.AppKey("limiter", RateLimiter)
 ADDRESS_LIMITER = web.AppKey("address_limiter", RateLimiter)
+ADMISSION = web.AppKey("admission", Admission)
 ALERT_SENDER = web.AppKey("alert_sender", AlertSender)
 EVALUATE_SOON = web.AppKey("evaluate_soon", asyncio.Event)
 INGEST_SETTINGS = web.AppKey("ingest_settings", Settings)

@@ -153,14 +153,14 @@ def document() -> dict[str, Any]:
                                {"$ref": "#/components/schemas/IngestResult"}),
                     "400": _problem("body is not JSON, not gzip, or nested too deeply"),
                     "401": _problem("missing, unknown or revoked token"),
-                    "403": _problem("the token belongs to another agent"),
+                    "403": _problem("the token, or a verified client certificate (CN/SAN), belongs to another agent"),
                     "409": _problem("the agent already used this seq for another report"),
                     "413": _problem("body larger than server.body_limit_bytes (after gzip decoding)"),
                     "415": _problem("Content-Type is not JSON or Content-Encoding is not gzip"),
                     "422": _problem("schema violations, one entry per field; unknown schema versions list "
                                     "the supported ones"),
-                    "429": _problem("per-agent rate limit; see Retry-After"),
-                    "503": _problem("the report could not be made durable; retry"),
+                    "429": _problem("per-agent rate limit, or too many failed authentications from the address; see Retry-After"),
+                    "503": _problem("the report could not be made durable (e.g. disk full), or the collector is at capacity; retry after Retry-After"),
                 },
             }},
             "/api/v1/agents": {"get": {

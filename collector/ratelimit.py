@@ -49,3 +49,27 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class Admission:
+    """At most `limit` reports in progress (body read, validation, commit).
+
+    Beyond that the collector is over capacity: a request that waits in line
+    only times out at the client after costing memory and CPU (the work is
+    wasted, and the retry comes anyway).  Shedding it at once with 503 and
+    Retry-After keeps latency and memory bounded; the agent's spool holds the
+    report until it is accepted.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_flight = 0
+
+    def admit(self) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1

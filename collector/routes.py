@@ -20,6 +20,7 @@ from collector import metrics as exposition
 from collector.fastparse import parse_report
 from collector.keys import (
     ADDRESS_LIMITER,
+    ADMISSION,
     ALERT_SENDER,
     CLOCK,
     CONFIG,
@@ -212,7 +213,26 @@ def _parse_report(doc: Any) -> Any:
                       errors=[{"field": "body", "message": "has a number too large for a float"}]) from None
 
 
+# Seconds an overloaded collector asks agents to wait: about one batch of work.
+OVERLOAD_RETRY_AFTER_S = 2
+
+
 async def post_report(request: web.Request) -> web.Response:
+    gate = request.app[ADMISSION]
+    if not gate.admit():
+        request.app[INSTRUMENTS].reports.labels("rejected").inc()
+        raise Problem(503, "unavailable", "Service Unavailable",
+                      f"the collector is at capacity ({gate.limit} reports in progress); "
+                      "the report was not read, retry later",
+                      headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)},
+                      errors=[{"field": "body", "message": "not read: collector at capacity"}])
+    try:
+        return await _ingest(request)
+    finally:
+        gate.leave()
+
+
+async def _ingest(request: web.Request) -> web.Response:
     app = request.app
     instruments = app[INSTRUMENTS]
     started = time.perf_counter()

@@ -307,6 +307,11 @@ class Store:
             self._run_batch(conn, batch)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        # A job whose caller went away (its future cancelled) is skipped; the others can no
+        # longer be cancelled, so setting their results below cannot raise and kill this thread.
+        batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
