@@ -102,6 +102,11 @@ class AgentService:
         self._triggered: dict[str, float] = {}  # target name -> when to probe it
         self.last_cycle_s: float | None = None
         self.metrics = None
+        # Where each target resolved last: a route change covering that
+        # address triggers a probe of the target.
+        self._last_address: dict[str, str] = {}
+        self._namer_key: tuple | None = None
+        self._hop_namer = None
 
     # ------------------------------------------------------------------ signals
 
@@ -154,8 +159,6 @@ class AgentService:
 
     # ------------------------------------------------------------------ main loop
 
-    _last_address: dict[str, str]
-
     def _cycle(self, targets) -> None:
         cfg = self.setup.config
         seq = next_seq(self.state_dir)
@@ -180,12 +183,11 @@ class AgentService:
         from agent.dns import HopNamer
 
         key = (tuple(cfg.dns.resolvers), cfg.dns.timeout_s)
-        if getattr(self, "_namer_key", None) != key:
+        if self._namer_key != key:
             self._namer_key, self._hop_namer = key, HopNamer(cfg.dns.resolvers, cfg.dns.timeout_s)
         return self._hop_namer
 
     def run(self) -> int:
-        self._last_address = {}
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
