@@ -90,7 +90,7 @@ class ProbeConfig:
     builtin_targets: bool = True
     interval_s: float = 60.0
     jitter_s: float = 5.0
-    concurrency: int = 8
+    concurrency: int = 64  # endpoints probed and traced together in one batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,7 +590,7 @@ def _read_probe(p: _Problems, doc: dict[str, Any]) -> ProbeConfig:
             _number(MIN_INTERVAL_S, 86400, why=" seconds: probing more often only eats routers' ICMP rate limits"),
         ),
         jitter_s=get("jitter_s", _number(0, 86400)),
-        concurrency=get("concurrency", _int(1, 256)),
+        concurrency=get("concurrency", _int(1, 1024)),
     )
     if "jitter_s" in t.data and probe.jitter_s >= probe.interval_s:
         p.add(f"[probe] jitter_s = {_show(t.data['jitter_s'])}",

@@ -109,14 +109,17 @@ def run_cycle(
         pps=probe.pps,
         timeout_s=probe.trace_timeout_s,
     )
-    # One after the other: the SYN probe takes milliseconds, and run side by
-    # side the two raw-socket receive loops slow each other's matching down
-    # (measured: a 0.15 s trace phase grew to over 1 s).
-    tcp_results: dict[tuple[str, int], TcpResult] = tcpprobe.probe_tcp(endpoints, probe.timeout_s)
+    # The SYN probe, then the trace: side by side their raw-socket receive
+    # loops would compete for one core, and the SYN probe takes milliseconds.
+    # Endpoints go in batches of `concurrency`, bounding sockets and state.
+    tcp_results: dict[tuple[str, int], TcpResult] = {}
     traces: dict[tuple[str, int], Trace] = {}
-    if plan.trace:
-        requests = [trace.TraceRequest(address=a, port=p) for a, p in endpoints]
-        traces = trace.trace_many(requests, trace_options)
+    for i in range(0, len(endpoints), probe.concurrency):
+        batch = endpoints[i : i + probe.concurrency]
+        tcp_results |= tcpprobe.probe_tcp(batch, probe.timeout_s)
+        if plan.trace:
+            requests = [trace.TraceRequest(address=a, port=p) for a, p in batch]
+            traces |= trace.trace_many(requests, trace_options)
 
     if plan.name_hops and traces:
         hop_addresses = {r.address for t in traces.values() for h in t.hops for r in h.replies}
