@@ -135,7 +135,7 @@ def run_cycle(
     for p in probes:
         port = p.target.port or probe.port
         key = (p.address, port)
-        result = Result(
+        measured = Result(
             target=p.target.name,
             role=p.target.role,
             port=port,
@@ -145,12 +145,15 @@ def run_cycle(
             tcp=tcp_results.get(key) if p.address else None,
             trace=traces.get(key) if p.address else None,
         )
-        result = replace(result, failure=_first_failure(result))
         verdict = classify.classify(
-            result, site, tags, agent_role=config.agent.role, expect=p.target.expect
+            measured, site, tags, agent_role=config.agent.role, expect=p.target.expect
         )
-        result = replace(result, verdict=verdict)
-        result = replace(result, findings=findings.find(result, verdict, site, tags=tags))
+        result = replace(
+            measured,
+            failure=_first_failure(measured),
+            verdict=verdict,
+            findings=findings.find(measured, verdict, site, tags=tags),
+        )
         results.append(result)
 
     return Report(

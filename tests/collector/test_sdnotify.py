@@ -6,17 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.collector.realparts import free_port
+
 COLLECTOR = str(Path(sys.executable).with_name("erpath-collector"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_ready_then_watchdog(tmp_path):
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "collector.toml"
     config.write_text(f'[server]\nhost = "127.0.0.1"\nport = {port}\n[store]\npath = "{tmp_path}/c.db"\n'
                       '[alerts]\nalertmanager_urls = []\n')
