@@ -33,6 +33,8 @@ test: venv debs
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 demo: venv debs
 	$(PY) -m tests.lab demo

@@ -70,15 +70,45 @@ CATALOG: tuple[CatalogEntry, ...] = (
     _e("make.powerapps.com", "service", None, "Power Apps maker portal", _PA_REQUIRED),
     _e("apps.powerapps.com", "service", None, "Power Apps player (canvas apps)", _PA_REQUIRED),
     _e("make.powerautomate.com", "service", None, "Power Automate portal", _PAU_REQUIRED),
-    _e("flow.microsoft.com", "service", None, "former Power Automate portal, still linked", _PAU_REQUIRED),
-    _e("admin.powerplatform.microsoft.com", "service", None, "Power Platform admin center", _PP_URLS),
+    _e(
+        "flow.microsoft.com",
+        "service",
+        None,
+        "former Power Automate portal, still linked",
+        _PAU_REQUIRED,
+    ),
+    _e(
+        "admin.powerplatform.microsoft.com",
+        "service",
+        None,
+        "Power Platform admin center",
+        _PP_URLS,
+    ),
     # ---- APIs behind the portals
     _e("api.powerapps.com", "api", None, "Power Apps resource provider API", _PA_REQUIRED),
     _e("api.flow.microsoft.com", "api", None, "Power Automate API", _PAU_REQUIRED),
-    _e("api.bap.microsoft.com", "api", None, "Business Application Platform API (environments)", _PP_URLS),
+    _e(
+        "api.bap.microsoft.com",
+        "api",
+        None,
+        "Business Application Platform API (environments)",
+        _PP_URLS,
+    ),
     _e("api.powerplatform.com", "api", None, "Power Platform API", _PP_URLS),
-    _e("management.azure.com", "api", None, "Azure Resource Manager, used by Power Automate", _PAU_REQUIRED),
-    _e("graph.microsoft.com", "api", None, "Microsoft Graph: user profiles and photos", _PAU_REQUIRED),
+    _e(
+        "management.azure.com",
+        "api",
+        None,
+        "Azure Resource Manager, used by Power Automate",
+        _PAU_REQUIRED,
+    ),
+    _e(
+        "graph.microsoft.com",
+        "api",
+        None,
+        "Microsoft Graph: user profiles and photos",
+        _PAU_REQUIRED,
+    ),
     _e(
         "*.api.powerplatform.com",
         "api",
@@ -93,15 +123,35 @@ CATALOG: tuple[CatalogEntry, ...] = (
         "Dataverse organisation, e.g. contoso.crm4.dynamics.com; its CDN-served part is not ExpressRoute",
         _PA_REQUIRED,
     ),
-    _e("*.azure-apim.net", "api", None, "connector runtime, API Management, one host per region", _PAU_REQUIRED),
+    _e(
+        "*.azure-apim.net",
+        "api",
+        None,
+        "connector runtime, API Management, one host per region",
+        _PAU_REQUIRED,
+    ),
     _e("*.azure-apihub.net", "api", None, "connector runtime, one host per region", _PAU_REQUIRED),
     _e("*.logic.azure.com", "api", None, "Logic Apps runtime behind cloud flows", _PAU_REQUIRED),
-    _e("*.blob.core.windows.net", "service", None, "Azure Storage: app packages, exported flows", _PA_REQUIRED),
-    _e("*.powerplatformusercontent.com", "service", None, "user content of Power Apps and Power Pages", _PP_URLS),
+    _e(
+        "*.blob.core.windows.net",
+        "service",
+        None,
+        "Azure Storage: app packages, exported flows",
+        _PA_REQUIRED,
+    ),
+    _e(
+        "*.powerplatformusercontent.com",
+        "service",
+        None,
+        "user content of Power Apps and Power Pages",
+        _PP_URLS,
+    ),
     # ---- sign-in
     _e("login.microsoftonline.com", "auth", None, "Microsoft Entra ID sign-in", _PAU_REQUIRED),
     _e("login.microsoft.com", "auth", None, "Microsoft Entra ID sign-in", _PAU_REQUIRED),
-    _e("login.windows.net", "auth", None, "Microsoft Entra ID sign-in (legacy name)", _PAU_REQUIRED),
+    _e(
+        "login.windows.net", "auth", None, "Microsoft Entra ID sign-in (legacy name)", _PAU_REQUIRED
+    ),
     _e(
         "login.live.com",
         "auth",
@@ -117,13 +167,31 @@ CATALOG: tuple[CatalogEntry, ...] = (
         _PAU_REQUIRED,
     ),
     # ---- static content: CDN / Front Door, never over ExpressRoute
-    _e("content.powerapps.com", "cdn", "cdn", "Power Apps static content (scripts, styles)", _PA_REQUIRED),
+    _e(
+        "content.powerapps.com",
+        "cdn",
+        "cdn",
+        "Power Apps static content (scripts, styles)",
+        _PA_REQUIRED,
+    ),
     _e("res.cdn.office.net", "cdn", "cdn", "Office shared static content", _ER_PLANNING),
     _e("*.azureedge.net", "cdn", "cdn", "Azure CDN hosts serving portal content", _PA_REQUIRED),
     _e("*.azurefd.net", "cdn", "cdn", "Azure Front Door hosts", _ER_PLANNING),
     # ---- telemetry: failures here never break users, but show the path of Office common services
-    _e("browser.events.data.microsoft.com", "telemetry", None, "client telemetry (One Collector)", _PP_URLS),
-    _e("dc.services.visualstudio.com", "telemetry", None, "Application Insights telemetry", _PA_REQUIRED),
+    _e(
+        "browser.events.data.microsoft.com",
+        "telemetry",
+        None,
+        "client telemetry (One Collector)",
+        _PP_URLS,
+    ),
+    _e(
+        "dc.services.visualstudio.com",
+        "telemetry",
+        None,
+        "Application Insights telemetry",
+        _PA_REQUIRED,
+    ),
 )
 
 

@@ -36,22 +36,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="one probe cycle over the targets, printed as a table or JSON",
         description="Resolve, route, TCP-probe and trace every target once; print verdicts.",
     )
-    once.add_argument("targets", nargs="*", metavar="TARGET",
-                      help="host name or address, optionally host:port (replaces the configured targets)")
-    once.add_argument("--config", metavar="FILE", help="agent TOML config (default: built-in catalog, system resolver)")
-    once.add_argument("--resolver", action="append", metavar="IP",
-                      help="DNS resolver to use, repeatable ('system' = the system resolver)")
+    once.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="host name or address, optionally host:port (replaces the configured targets)",
+    )
+    once.add_argument(
+        "--config",
+        metavar="FILE",
+        help="agent TOML config (default: built-in catalog, system resolver)",
+    )
+    once.add_argument(
+        "--resolver",
+        action="append",
+        metavar="IP",
+        help="DNS resolver to use, repeatable ('system' = the system resolver)",
+    )
     once.add_argument("--port", type=int, metavar="N", help="TCP port to probe (default 443)")
-    once.add_argument("--trace-protocol", choices=("tcp", "udp", "icmp"), help="traceroute probe protocol")
+    once.add_argument(
+        "--trace-protocol", choices=("tcp", "udp", "icmp"), help="traceroute probe protocol"
+    )
     once.add_argument("--no-trace", action="store_true", help="skip the traceroute")
-    once.add_argument("--all-addresses", action="store_true", help="probe every resolved address, not only the first IPv4 one")
+    once.add_argument(
+        "--all-addresses",
+        action="store_true",
+        help="probe every resolved address, not only the first IPv4 one",
+    )
     once.add_argument("--hops", action="store_true", help="print the hops of each trace")
-    once.add_argument("--explain", action="store_true", help="print the evidence of each verdict and what to change for each finding")
-    once.add_argument("--expect", choices=("expressroute", "internet", "cdn"),
-                      help="the path the TARGETs named on the command line should take")
+    once.add_argument(
+        "--explain",
+        action="store_true",
+        help="print the evidence of each verdict and what to change for each finding",
+    )
+    once.add_argument(
+        "--expect",
+        choices=("expressroute", "internet", "cdn"),
+        help="the path the TARGETs named on the command line should take",
+    )
     once.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
-    run = sub.add_parser("run", help="the service: probe on an interval and on route changes, report to the collector")
+    run = sub.add_parser(
+        "run",
+        help="the service: probe on an interval and on route changes, report to the collector",
+    )
     run.add_argument("--config", metavar="FILE", required=True, help="agent TOML config")
 
     check = sub.add_parser("check-config", help="validate a config file and summarise it")
@@ -90,7 +118,9 @@ def _apply_overrides(config, args):
     if args.targets:
         config = with_cli_targets(config, args.targets, expect=args.expect)
     elif args.expect:
-        raise _UsageError("--expect applies to TARGETs named on the command line; name at least one")
+        raise _UsageError(
+            "--expect applies to TARGETs named on the command line; name at least one"
+        )
     return config
 
 
@@ -100,20 +130,24 @@ class _UsageError(Exception):
 
 def _probe_once(args) -> int:
     from agent import output
-    from agent.probe import ProbePlan, run_cycle
-    from agent.state import next_seq, state_dir
+    from agent.cycle import ProbePlan, run_cycle
+    from agent.service.seq import next_seq, state_dir
 
     config = _apply_overrides(_load_config(args.config), args)
     targets = config.targets()
     if not targets:
-        raise _UsageError("no targets: name some on the command line or add [[target]] entries to the config")
+        raise _UsageError(
+            "no targets: name some on the command line or add [[target]] entries to the config"
+        )
     plan = ProbePlan(targets=targets, trace=not args.no_trace)
     progress = output.Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     try:
         seq = next_seq(state_dir())
     except OSError:
         seq = 0  # read-only host: report still valid, seq is then only informative
-    report = run_cycle(config, plan, seq=seq, progress=progress.update if progress else lambda _m: None)
+    report = run_cycle(
+        config, plan, seq=seq, progress=progress.update if progress else lambda _m: None
+    )
     if progress:
         progress.clear()
     if args.json:
@@ -135,7 +169,7 @@ def _check_config(args) -> int:
 
 
 def _run(args) -> int:
-    from agent.service import AgentService, configure_logging
+    from agent.service.runner import AgentService, configure_logging
 
     configure_logging()
     return AgentService(args.config).run()
@@ -144,7 +178,7 @@ def _run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from agent.config import ConfigError
-    from agent.service import ServiceError
+    from agent.service.runner import ServiceError
 
     try:
         if args.command == "probe":

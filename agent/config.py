@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from agent import catalog
 from agent.catalog import EXPECTS, TARGET_ROLES, CatalogEntry, Expect, TargetRole
 from agent.report import AgentRole, Circuit, InternetEdge, SiteFacts
-from agent.servicetags import ServiceTags, ServiceTagsError
+from agent.verdict.servicetags import ServiceTags, ServiceTagsError
 
 AGENT_ROLES: tuple[str, ...] = ("branch", "datacenter", "azure-side")
 SKUS: tuple[str, ...] = ("standard", "premium")
@@ -168,7 +168,10 @@ class AgentConfig:
         out: list[TargetSpec] = []
         if self.probe.builtin_targets:
             for entry in catalog.concrete_entries():
-                out.append(own.pop(entry.name, None) or TargetSpec(entry.name, None, None, entry.role, entry.expect))
+                out.append(
+                    own.pop(entry.name, None)
+                    or TargetSpec(entry.name, None, None, entry.role, entry.expect)
+                )
         out.extend(t for t in self.configured_targets if t.name in own)
         return tuple(replace(t, port=t.port or self.probe.port) for t in out)
 
@@ -181,14 +184,18 @@ class AgentConfig:
             return _load_tags(file)
         except (OSError, ServiceTagsError) as e:
             source = os.fspath(self.path) if self.path else "<config>"
-            raise ConfigError([f"{source}: [service_tags] file = {_show(os.fspath(file))}: {_tags_problem(e)}"]) from None
+            raise ConfigError(
+                [f"{source}: [service_tags] file = {_show(os.fspath(file))}: {_tags_problem(e)}"]
+            ) from None
 
     def unprobed_catalog(self) -> tuple[CatalogEntry, ...]:
         """Wildcard catalog entries no [[target]] names a host for (say so in check output)."""
         if not self.probe.builtin_targets:
             return ()
         return tuple(
-            e for e in catalog.wildcard_entries() if not any(e.matches(t.name) for t in self.configured_targets)
+            e
+            for e in catalog.wildcard_entries()
+            if not any(e.matches(t.name) for t in self.configured_targets)
         )
 
 
@@ -241,7 +248,9 @@ def _host_name_problem(name: str) -> str | None:
         return f'is a wildcard, which cannot be probed; name one real host it covers, e.g. "{catalog.example_host(name)}"'
     labels = name.rstrip(".").split(".")
     if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
-        return "is neither a host name nor an IP address; write e.g. make.powerapps.com or 192.0.2.10"
+        return (
+            "is neither a host name nor an IP address; write e.g. make.powerapps.com or 192.0.2.10"
+        )
     return None
 
 
@@ -268,8 +277,14 @@ def _show(value: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 class _Problems:
@@ -315,8 +330,10 @@ class _Table:
             return default
         value = self.data[key]
         if not isinstance(value, list):
-            self.problems.add(f"{self.where} {key} = {_show(value)}",
-                              f"must be an array, e.g. {key} = [{_show(value)}]")
+            self.problems.add(
+                f"{self.where} {key} = {_show(value)}",
+                f"must be an array, e.g. {key} = [{_show(value)}]",
+            )
             return None
         out, ok = [], True
         for i, v in enumerate(value):
@@ -327,14 +344,16 @@ class _Table:
                 ok = False
         if ok and len(set(out)) != len(out):
             dup = next(x for x in out if out.count(x) > 1)
-            self.problems.add(f"{self.where} {key} = {_show(value)}", f"lists {_show(dup)} twice; keep one")
+            self.problems.add(
+                f"{self.where} {key} = {_show(value)}", f"lists {_show(dup)} twice; keep one"
+            )
             ok = False
         return tuple(out) if ok else None
 
 
 def _string(value: Any) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f'must be a string, not {_type_name(value)}; put it in double quotes')
+        raise _Invalid(f"must be a string, not {_type_name(value)}; put it in double quotes")
     if not value.strip():
         raise _Invalid("must not be empty")
     return value
@@ -343,8 +362,10 @@ def _string(value: Any) -> str:
 def _name(value: Any) -> str:
     value = _string(value)
     if not _NAME.match(value):
-        raise _Invalid("must start with a letter or digit and use only letters, digits and . _ - : @ / "
-                       "(at most 128 characters)")
+        raise _Invalid(
+            "must start with a letter or digit and use only letters, digits and . _ - : @ / "
+            "(at most 128 characters)"
+        )
     return value
 
 
@@ -379,7 +400,9 @@ def _int(lo: int, hi: int) -> Callable[[Any], int]:
     return parse
 
 
-def _number(lo: float, hi: float, *, lo_open: bool = False, why: str = "") -> Callable[[Any], float]:
+def _number(
+    lo: float, hi: float, *, lo_open: bool = False, why: str = ""
+) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _Invalid(f"must be a number (no quotes), not {_type_name(value)}")
@@ -441,10 +464,12 @@ def _resolver(value: Any) -> str:
     try:
         host, port = split_host_port(value)
     except ValueError as e:
-        raise _Invalid(f"{e}; write \"system\", an address, or address:port") from None
+        raise _Invalid(f'{e}; write "system", an address, or address:port') from None
     if not _is_ip(host):
-        raise _Invalid('must be "system" or a resolver\'s IP address (optionally :port), '
-                       'e.g. "192.0.2.53" or "[2001:db8::53]:5353"')
+        raise _Invalid(
+            'must be "system" or a resolver\'s IP address (optionally :port), '
+            'e.g. "192.0.2.53" or "[2001:db8::53]:5353"'
+        )
     addr = str(ipaddress.ip_address(host))
     if port is None:
         return addr
@@ -464,7 +489,9 @@ def _url(value: Any) -> str:
     value = _string(value)
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _Invalid("must be an http:// or https:// URL, e.g. https://collector.example.net:8443")
+        raise _Invalid(
+            "must be an http:// or https:// URL, e.g. https://collector.example.net:8443"
+        )
     return value
 
 
@@ -473,9 +500,11 @@ def _listen(value: Any) -> str:
     try:
         host, port = split_host_port(value)
     except ValueError as e:
-        raise _Invalid(f"{e}; write host:port, e.g. \"127.0.0.1:9430\"") from None
+        raise _Invalid(f'{e}; write host:port, e.g. "127.0.0.1:9430"') from None
     if port is None:
-        raise _Invalid('needs a port; write host:port, e.g. "127.0.0.1:9430" or ":9430" (all addresses)')
+        raise _Invalid(
+            'needs a port; write host:port, e.g. "127.0.0.1:9430" or ":9430" (all addresses)'
+        )
     if host and host != "localhost" and not _is_ip(host):
         raise _Invalid('host must be an IP address, "localhost" or empty (all addresses)')
     return value
@@ -486,16 +515,35 @@ def _listen(value: Any) -> str:
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "agent": ("id", "site", "role"),
     "dns": ("resolvers", "timeout_s"),
-    "probe": ("port", "trace_protocol", "max_ttl", "probes_per_hop", "pps", "timeout_s", "trace_timeout_s", "addresses",
-              "builtin_targets", "interval_s", "jitter_s", "concurrency"),
+    "probe": (
+        "port",
+        "trace_protocol",
+        "max_ttl",
+        "probes_per_hop",
+        "pps",
+        "timeout_s",
+        "trace_timeout_s",
+        "addresses",
+        "builtin_targets",
+        "interval_s",
+        "jitter_s",
+        "concurrency",
+    ),
     "collector": ("url", "token_file", "ca_file", "client_cert", "client_key"),
     "spool": ("dir", "max_mb", "max_age_h"),
     "metrics": ("listen",),
     "service_tags": ("file",),
 }
 _ARRAYS: dict[str, tuple[str, ...]] = {
-    "circuit": ("name", "location", "sku", "primary_subnet", "secondary_subnet", "ce_addresses",
-                "advertised_prefixes"),
+    "circuit": (
+        "name",
+        "location",
+        "sku",
+        "primary_subnet",
+        "secondary_subnet",
+        "ce_addresses",
+        "advertised_prefixes",
+    ),
     "internet_edge": ("name", "nat_addresses", "hop_addresses"),
     "target": ("name", "address", "port", "role", "expect", "site"),
 }
@@ -506,9 +554,15 @@ def _tables(problems: _Problems, doc: dict[str, Any]) -> None:
     known = [*_SECTIONS, *_ARRAYS]
     for key, value in doc.items():
         if key in _SECTIONS and not isinstance(value, dict):
-            problems.add(f"[{key}]", f"must be a table; write [{key}] on a line of its own, then its keys")
-        elif key in _ARRAYS and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
-            problems.add(f"[{key}]", f"must be an array of tables; write [[{key}]] before each {key}'s keys")
+            problems.add(
+                f"[{key}]", f"must be a table; write [{key}] on a line of its own, then its keys"
+            )
+        elif key in _ARRAYS and not (
+            isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        ):
+            problems.add(
+                f"[{key}]", f"must be an array of tables; write [[{key}]] before each {key}'s keys"
+            )
         elif key not in known:
             owners = [f"[{s}]" for s, keys in _SECTIONS.items() if key in keys]
             owners += [f"[[{s}]]" for s, keys in _ARRAYS.items() if key in keys]
@@ -558,7 +612,10 @@ def _read_dns(p: _Problems, doc: dict[str, Any]) -> DnsConfig:
         return d
     resolvers = t.get_list("resolvers", _resolver, d.resolvers)
     if resolvers == ():
-        p.add("[dns] resolvers = []", 'must list at least one resolver; write ["system"] for the system resolver')
+        p.add(
+            "[dns] resolvers = []",
+            'must list at least one resolver; write ["system"] for the system resolver',
+        )
     return DnsConfig(
         resolvers=resolvers or d.resolvers,
         timeout_s=t.get("timeout_s", _number(0, 30, lo_open=True), d.timeout_s) or d.timeout_s,
@@ -587,14 +644,20 @@ def _read_probe(p: _Problems, doc: dict[str, Any]) -> ProbeConfig:
         builtin_targets=get("builtin_targets", _bool),
         interval_s=get(
             "interval_s",
-            _number(MIN_INTERVAL_S, 86400, why=" seconds: probing more often only eats routers' ICMP rate limits"),
+            _number(
+                MIN_INTERVAL_S,
+                86400,
+                why=" seconds: probing more often only eats routers' ICMP rate limits",
+            ),
         ),
         jitter_s=get("jitter_s", _number(0, 86400)),
         concurrency=get("concurrency", _int(1, 1024)),
     )
     if "jitter_s" in t.data and probe.jitter_s >= probe.interval_s:
-        p.add(f"[probe] jitter_s = {_show(t.data['jitter_s'])}",
-              f"must be less than interval_s ({probe.interval_s:g}); a few seconds spreads the agents' probes")
+        p.add(
+            f"[probe] jitter_s = {_show(t.data['jitter_s'])}",
+            f"must be less than interval_s ({probe.interval_s:g}); a few seconds spreads the agents' probes",
+        )
     return probe
 
 
@@ -606,12 +669,24 @@ def _read_collector(p: _Problems, doc: dict[str, Any], base: Path) -> CollectorC
     url = t.require("url", _url, '"https://collector.example.net:8443"')
     cert, key = t.get("client_cert", path), t.get("client_key", path)
     if ("client_cert" in t.data) != ("client_key" in t.data):
-        given, missing = ("client_cert", "client_key") if "client_cert" in t.data else ("client_key", "client_cert")
-        p.add("[collector]", f"{given} needs {missing} too; give both for TLS client authentication, or neither")
+        given, missing = (
+            ("client_cert", "client_key")
+            if "client_cert" in t.data
+            else ("client_key", "client_cert")
+        )
+        p.add(
+            "[collector]",
+            f"{given} needs {missing} too; give both for TLS client authentication, or neither",
+        )
     if url is None:
         return CollectorConfig()
-    return CollectorConfig(url=url, token_file=t.get("token_file", path), ca_file=t.get("ca_file", path),
-                           client_cert=cert, client_key=key)
+    return CollectorConfig(
+        url=url,
+        token_file=t.get("token_file", path),
+        ca_file=t.get("ca_file", path),
+        client_cert=cert,
+        client_key=key,
+    )
 
 
 def _read_spool(p: _Problems, doc: dict[str, Any], base: Path) -> SpoolConfig:
@@ -640,8 +715,11 @@ def _read_service_tags(p: _Problems, doc: dict[str, Any], base: Path) -> Service
         return ServiceTagsConfig()
     subject = f"[service_tags] file = {_show(t.data['file'])}"
     if not file.is_file():
-        p.add(subject, f"no such file ({file}); download ServiceTags_Public_*.json from Microsoft "
-                       f"and point file at it (relative paths start at the config file's directory)")
+        p.add(
+            subject,
+            f"no such file ({file}); download ServiceTags_Public_*.json from Microsoft "
+            f"and point file at it (relative paths start at the config file's directory)",
+        )
     else:
         # Index it now so that a truncated download or the wrong JSON file is
         # a config error at start (and in check-config), not odd verdicts later.
@@ -683,7 +761,10 @@ def _duplicates(p: _Problems, kind: str, named: list[tuple[str, str | None, Any]
         if name is None:
             continue
         if name in seen:
-            p.add(f"{label} name = {_show(written)}", f"duplicate; {kind} names must be unique (also used by {seen[name]})")
+            p.add(
+                f"{label} name = {_show(written)}",
+                f"duplicate; {kind} names must be unique (also used by {seen[name]})",
+            )
         else:
             seen[name] = label.split(" (")[0]
 
@@ -701,19 +782,32 @@ def _read_circuits(p: _Problems, doc: dict[str, Any]) -> tuple[Circuit, ...]:
         secondary = t.require("secondary_subnet", _peering_subnet, '"203.0.113.4/30"')
         ce = t.get_list("ce_addresses", _ip)
         advertised = t.get_list("advertised_prefixes", _prefix)
-        if primary and secondary and (
-            ipaddress.ip_network(primary).version != ipaddress.ip_network(secondary).version
+        if (
+            primary
+            and secondary
+            and (ipaddress.ip_network(primary).version != ipaddress.ip_network(secondary).version)
         ):
-            p.add(f"{label} secondary_subnet = {_show(t.data['secondary_subnet'])}",
-                  f"is not the same IP family as primary_subnet ({primary}); "
-                  f"give both links' /30s (IPv4) or both /126s (IPv6)")
+            p.add(
+                f"{label} secondary_subnet = {_show(t.data['secondary_subnet'])}",
+                f"is not the same IP family as primary_subnet ({primary}); "
+                f"give both links' /30s (IPv4) or both /126s (IPv6)",
+            )
         for key, subnet in (("primary_subnet", primary), ("secondary_subnet", secondary)):
             if subnet:
                 links.append((f"{label} {key}", subnet))
         if None in (name, location, sku, primary, secondary, ce, advertised):
             continue
-        circuits.append(Circuit(name=name, location=location, sku=sku, primary_subnet=primary,
-                                secondary_subnet=secondary, ce_addresses=ce, advertised_prefixes=advertised))
+        circuits.append(
+            Circuit(
+                name=name,
+                location=location,
+                sku=sku,
+                primary_subnet=primary,
+                secondary_subnet=secondary,
+                ce_addresses=ce,
+                advertised_prefixes=advertised,
+            )
+        )
     _duplicates(p, "circuit", names)
     # A hop address must point at exactly one link, or the verdict cannot say
     # which circuit (and which of its links) carried the traffic.
@@ -721,8 +815,10 @@ def _read_circuits(p: _Problems, doc: dict[str, Any]) -> tuple[Circuit, ...]:
         net = ipaddress.ip_network(subnet)
         for other_subject, other in links[:i]:
             if net.overlaps(ipaddress.ip_network(other)):
-                p.add(f"{subject} = {_show(subnet)}",
-                      f"overlaps {other_subject} {other}; each peering link needs its own /30 (or /126)")
+                p.add(
+                    f"{subject} = {_show(subnet)}",
+                    f"overlaps {other_subject} {other}; each peering link needs its own /30 (or /126)",
+                )
                 break
     return tuple(circuits)
 
@@ -759,14 +855,24 @@ def _read_targets(p: _Problems, doc: dict[str, Any]) -> tuple[TargetSpec, ...]:
         role = t.get("role", _enum(TARGET_ROLES))
         expect = t.get("expect", _enum(EXPECTS))
         site = t.get("site", _name)
-        bad = any(k in t.data and v is None for k, v in
-                  (("address", address), ("port", port), ("role", role), ("expect", expect), ("site", site)))
+        bad = any(
+            k in t.data and v is None
+            for k, v in (
+                ("address", address),
+                ("port", port),
+                ("role", role),
+                ("expect", expect),
+                ("site", site),
+            )
+        )
         if name is None or bad:
             continue
         if _is_ip(name):
             if address is not None and address != name:
-                p.add(f"{label} address = {_show(address)}",
-                      "differs from name, which is already an address; drop address or give the target a host name")
+                p.add(
+                    f"{label} address = {_show(address)}",
+                    "differs from name, which is already an address; drop address or give the target a host name",
+                )
                 continue
             address = name
         entry = catalog.lookup(name)
@@ -777,12 +883,20 @@ def _read_targets(p: _Problems, doc: dict[str, Any]) -> tuple[TargetSpec, ...]:
             p.add(label, 'role = "reverse" needs site = "<the site whose NAT address this is>"')
             continue
         if role == "reverse" and address is None:
-            p.add(label, 'role = "reverse" needs address = "<that site\'s NAT address>" (or an address as name)')
+            p.add(
+                label,
+                'role = "reverse" needs address = "<that site\'s NAT address>" (or an address as name)',
+            )
             continue
         if role != "reverse" and site is not None:
-            p.add(f"{label} site = {_show(site)}", 'only a role = "reverse" target names a site; remove site')
+            p.add(
+                f"{label} site = {_show(site)}",
+                'only a role = "reverse" target names a site; remove site',
+            )
             continue
-        targets.append(TargetSpec(name=name, address=address, port=port, role=role, expect=expect, site=site))
+        targets.append(
+            TargetSpec(name=name, address=address, port=port, role=role, expect=expect, site=site)
+        )
     _duplicates(p, "target", names)
     return tuple(targets)
 
@@ -795,8 +909,12 @@ def _syntax_error(source: str, e: tomllib.TOMLDecodeError) -> ConfigError:
     m = re.match(r"^(.*) \(at (line \d+, column \d+|end of document)\)$", text)
     where, what = (m.group(2), m.group(1)) if m else ("", text)
     at = f" at {where}" if where else ""
-    return ConfigError([f"{source}: TOML syntax error{at}: {what}; fix the TOML there "
-                        f"(strings in double quotes, [table], [[array of tables]])"])
+    return ConfigError(
+        [
+            f"{source}: TOML syntax error{at}: {what}; fix the TOML there "
+            f"(strings in double quotes, [table], [[array of tables]])"
+        ]
+    )
 
 
 def loads(text: str, *, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
@@ -834,14 +952,20 @@ def load(path: str | os.PathLike[str] | None = None) -> AgentConfig:
     try:
         raw = file.read_bytes()
     except FileNotFoundError:
-        raise ConfigError([f"{source}: no such file; check the path, or leave the config out "
-                           f"to probe the built-in catalog with the system resolver"]) from None
+        raise ConfigError(
+            [
+                f"{source}: no such file; check the path, or leave the config out "
+                f"to probe the built-in catalog with the system resolver"
+            ]
+        ) from None
     except OSError as e:
         raise ConfigError([f"{source}: cannot read: {e.strerror}"]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError([f"{source}: not UTF-8 (byte {e.start}); save the file as UTF-8"]) from None
+        raise ConfigError(
+            [f"{source}: not UTF-8 (byte {e.start}); save the file as UTF-8"]
+        ) from None
     config = loads(text, source=source, base_dir=file.absolute().parent)
     return replace(config, path=file)
 

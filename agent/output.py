@@ -83,9 +83,22 @@ def _hops(t: Trace | None) -> str:
 def render(report: Report, *, hops: bool = False, explain: bool = False) -> str:
     rows = [("TARGET", "ADDRESS", "PATH", "TCP", "HOPS", "ROUTE", "DNS")]
     for r in report.results:
-        rows.append((f"{r.target}:{r.port}", r.address or "-", _path(r), _tcp(r), _hops(r.trace), _route(r), _dns(r)))
+        rows.append(
+            (
+                f"{r.target}:{r.port}",
+                r.address or "-",
+                _path(r),
+                _tcp(r),
+                _hops(r.trace),
+                _route(r),
+                _dns(r),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)) + "  " + row[-1] for row in rows]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)) + "  " + row[-1]
+        for row in rows
+    ]
     lines = [ln.rstrip() for ln in lines]
     a = report.agent
     head = f"erpath {a.version} · agent {a.id} · site {a.site} ({a.role}) · {len(report.results)} results in {report.duration_s:.2f} s"
@@ -95,19 +108,28 @@ def render(report: Report, *, hops: bool = False, explain: bool = False) -> str:
         out += ["", *notes]
     for r in report.results:
         if hops and r.trace is not None and r.trace.hops:
-            out += ["", f"{r.target} ({r.address}) {r.trace.protocol} trace, flow {r.trace.flow}:", *_hop_lines(r.trace)]
+            out += [
+                "",
+                f"{r.target} ({r.address}) {r.trace.protocol} trace, flow {r.trace.flow}:",
+                *_hop_lines(r.trace),
+            ]
         if explain:
-            out += _explain(r)
+            out += explain_result(r)
         elif r.findings:
-            out += [f"{r.target}: {f.severity} {f.kind} (--explain for evidence and fix)" for f in r.findings]
+            out += [
+                f"{r.target}: {f.severity} {f.kind} (--explain for evidence and fix)"
+                for f in r.findings
+            ]
     return "\n".join(out) + "\n"
 
 
 def _notes(report: Report) -> list[str]:
     notes = []
     if any(r.tcp is not None and r.tcp.method == "connect" for r in report.results):
-        notes.append("note: no CAP_NET_RAW — TCP timed with connect(); traces need the capability "
-                     "(run as root or grant CAP_NET_RAW, e.g. AmbientCapabilities=CAP_NET_RAW)")
+        notes.append(
+            "note: no CAP_NET_RAW — TCP timed with connect(); traces need the capability "
+            "(run as root or grant CAP_NET_RAW, e.g. AmbientCapabilities=CAP_NET_RAW)"
+        )
     return notes
 
 
@@ -136,11 +158,14 @@ def _hop_lines(t: Trace) -> list[str]:
     return lines
 
 
-def _explain(r: Result) -> list[str]:
+def explain_result(r: Result) -> list[str]:
+    """Verdict, evidence and each finding with its fix, for one result (`--explain`)."""
     out = ["", f"{r.target} ({r.address or 'unresolved'}):"]
     v = r.verdict
     if v is not None:
-        out.append(f"  verdict {v.path_class} (confidence {v.confidence:.2f}), expected {v.expected or '-'}")
+        out.append(
+            f"  verdict {v.path_class} (confidence {v.confidence:.2f}), expected {v.expected or '-'}"
+        )
         out += [f"    - {e}" for e in v.evidence]
     if r.failure:
         out.append(f"  failure {r.failure}")
@@ -157,8 +182,10 @@ def render_config(config) -> str:
     out = [f"agent {a.id} · site {a.site} · role {a.role}", "", "targets:"]
     for t in config.targets():
         dest = t.address or t.name
-        out.append(f"  {t.name:<40} {t.role:<10} port {t.port or config.probe.port:<5} expect {t.expect or 'auto'}"
-                   + (f" ({dest})" if t.address else ""))
+        out.append(
+            f"  {t.name:<40} {t.role:<10} port {t.port or config.probe.port:<5} expect {t.expect or 'auto'}"
+            + (f" ({dest})" if t.address else "")
+        )
     from agent.catalog import unprobed_note
 
     for entry in config.unprobed_catalog():
@@ -166,11 +193,15 @@ def render_config(config) -> str:
     site = config.site_facts()
     out += ["", "circuits:" if site.circuits else "circuits: none"]
     for c in site.circuits:
-        out.append(f"  {c.name} ({c.location}, {c.sku}): primary {c.primary_subnet}, secondary {c.secondary_subnet},"
-                   f" advertises {', '.join(c.advertised_prefixes) or 'nothing'}")
+        out.append(
+            f"  {c.name} ({c.location}, {c.sku}): primary {c.primary_subnet}, secondary {c.secondary_subnet},"
+            f" advertises {', '.join(c.advertised_prefixes) or 'nothing'}"
+        )
     out += ["", "internet edges:" if site.internet_edges else "internet edges: none"]
     for e in site.internet_edges:
-        out.append(f"  {e.name}: NAT {', '.join(e.nat_addresses) or '-'}, hops {', '.join(e.hop_addresses) or '-'}")
+        out.append(
+            f"  {e.name}: NAT {', '.join(e.nat_addresses) or '-'}, hops {', '.join(e.hop_addresses) or '-'}"
+        )
     return "\n".join(out) + "\n"
 
 

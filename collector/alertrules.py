@@ -67,22 +67,33 @@ def evidence_text(lines: Iterable[str]) -> str:
     return "\n".join(out)
 
 
-def route_flip(site: str, agent: str, flip: PathEvent, links: Links, baseline: str | None = None) -> AlertSpec:
+def route_flip(
+    site: str, agent: str, flip: PathEvent, links: Links, baseline: str | None = None
+) -> AlertSpec:
     """`baseline`: the path before the first of a chain of flips still firing, so that
     primary → secondary → internet reads `from` primary, and a return to it resolves."""
     before = PathKey.from_dict(flip.before or {"class": "unknown"})
     after = PathKey.from_dict(flip.after or {"class": "unknown"})
     origin = baseline or before.label
     labels = {
-        "alertname": ROUTE_FLIP, "site": site, "agent": agent, "target": flip.target,
-        "from": origin, "to": after.label, "severity": flip.severity,
+        "alertname": ROUTE_FLIP,
+        "site": site,
+        "agent": agent,
+        "target": flip.target,
+        "from": origin,
+        "to": after.label,
+        "severity": flip.severity,
     }
-    driver = "DNS-driven (the target's address changed)" if flip.driver == "dns" else "routing-driven"
+    driver = (
+        "DNS-driven (the target's address changed)" if flip.driver == "dns" else "routing-driven"
+    )
     lines = [
-        f"before: {before.label}" + (f" via {before.egress}" if before.egress else "")
+        f"before: {before.label}"
+        + (f" via {before.egress}" if before.egress else "")
         + f" at {(flip.before or {}).get('address')}",
         *[f"  {e}" for e in (flip.before or {}).get("evidence", [])],
-        f"after: {after.label}" + (f" via {after.egress}" if after.egress else "")
+        f"after: {after.label}"
+        + (f" via {after.egress}" if after.egress else "")
         + f" at {(flip.after or {}).get('address')}",
         *[f"  {e}" for e in (flip.after or {}).get("evidence", [])],
     ]
@@ -101,8 +112,12 @@ def route_flip(site: str, agent: str, flip: PathEvent, links: Links, baseline: s
 
 def unexpected_path(site: str, agent: str, state: PathState, links: Links) -> AlertSpec:
     labels = {
-        "alertname": UNEXPECTED_PATH, "site": site, "agent": agent, "target": state.target,
-        "expected": state.expected or "unknown", "severity": "warning",
+        "alertname": UNEXPECTED_PATH,
+        "site": site,
+        "agent": agent,
+        "target": state.target,
+        "expected": state.expected or "unknown",
+        "severity": "warning",
     }
     return AlertSpec(
         labels,
@@ -118,7 +133,12 @@ def unexpected_path(site: str, agent: str, state: PathState, links: Links) -> Al
 
 
 def path_asymmetric(site: str, circuit: str, members: list[Asymmetry], links: Links) -> AlertSpec:
-    labels = {"alertname": PATH_ASYMMETRIC, "site": site, "circuit": circuit, "severity": "critical"}
+    labels = {
+        "alertname": PATH_ASYMMETRIC,
+        "site": site,
+        "circuit": circuit,
+        "severity": "critical",
+    }
     kinds = sorted({m.kind for m in members})
     shown = sorted(members, key=lambda m: (m.kind, m.agent, m.target))
     lines: list[str] = []

@@ -49,13 +49,22 @@ class Receiver:
 
 
 def receivers(cfg: AlertsConfig) -> list[Receiver]:
-    out = [Receiver(url, url.rstrip("/") + "/api/v2/alerts", "alertmanager") for url in cfg.alertmanager_urls]
+    out = [
+        Receiver(url, url.rstrip("/") + "/api/v2/alerts", "alertmanager")
+        for url in cfg.alertmanager_urls
+    ]
     out += [Receiver(url, url, "webhook") for url in cfg.webhook_urls]
     return out
 
 
-def due(conn: sqlite3.Connection, receiver: str, resends: bool, now_s: float, resend_interval_s: float,
-        horizon_s: float) -> list[tuple[Any, ...]]:
+def due(
+    conn: sqlite3.Connection,
+    receiver: str,
+    resends: bool,
+    now_s: float,
+    resend_interval_s: float,
+    horizon_s: float,
+) -> list[tuple[Any, ...]]:
     """Alerts the receiver must get now: unacknowledged changes, and firing ones due a re-send."""
     out = []
     for row in conn.execute(
@@ -74,7 +83,9 @@ def due(conn: sqlite3.Connection, receiver: str, resends: bool, now_s: float, re
     return out
 
 
-def mark_sent(conn: sqlite3.Connection, receiver: str, sent: list[tuple[str, int]], now_s: float) -> None:
+def mark_sent(
+    conn: sqlite3.Connection, receiver: str, sent: list[tuple[str, int]], now_s: float
+) -> None:
     conn.executemany(
         "INSERT OR REPLACE INTO alert_receipts(receiver, fingerprint, version, sent_s) VALUES (?,?,?,?)",
         [(receiver, fp, version, now_s) for fp, version in sent],
@@ -82,8 +93,14 @@ def mark_sent(conn: sqlite3.Connection, receiver: str, sent: list[tuple[str, int
 
 
 class AlertSender:
-    def __init__(self, store: Store, cfg: AlertsConfig, instruments: Instruments,
-                 clock: Callable[[], float], retention_s: float):
+    def __init__(
+        self,
+        store: Store,
+        cfg: AlertsConfig,
+        instruments: Instruments,
+        clock: Callable[[], float],
+        retention_s: float,
+    ):
         self.store = store
         self.cfg = cfg
         self.instruments = instruments
@@ -102,7 +119,9 @@ class AlertSender:
         self._wake.set()
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+        )
         if self.receivers:
             self._task = asyncio.create_task(self._run(), name="erpath-alert-sender")
 
@@ -122,23 +141,34 @@ class AlertSender:
                 # A firing alert's endsAt lies a few re-sends ahead: if the collector
                 # dies, Alertmanager resolves it rather than keeping it forever.
                 ends = ends_s if ends_s is not None else now_s + 4 * self.cfg.resend_interval_s
-                alerts.append({
-                    "labels": json.loads(labels), "annotations": ann, "startsAt": iso(starts_s),
-                    "endsAt": iso(ends), "generatorURL": ann.get("dashboard_url", ""),
-                })
+                alerts.append(
+                    {
+                        "labels": json.loads(labels),
+                        "annotations": ann,
+                        "startsAt": iso(starts_s),
+                        "endsAt": iso(ends),
+                        "generatorURL": ann.get("dashboard_url", ""),
+                    }
+                )
             else:
-                alerts.append({
-                    "status": "firing" if ends_s is None else "resolved", "fingerprint": fp,
-                    "labels": json.loads(labels), "annotations": ann, "startsAt": iso(starts_s),
-                    "endsAt": iso(ends_s),
-                })
+                alerts.append(
+                    {
+                        "status": "firing" if ends_s is None else "resolved",
+                        "fingerprint": fp,
+                        "labels": json.loads(labels),
+                        "annotations": ann,
+                        "startsAt": iso(starts_s),
+                        "endsAt": iso(ends_s),
+                    }
+                )
         return alerts if r.kind == "alertmanager" else webhook.payload(alerts)
 
     async def deliver(self, r: Receiver) -> bool:
         """One delivery round to one receiver; True when it is up to date."""
         now_s = self.clock()
         rows = await self.store.read(
-            due, r.name, r.resends, now_s, self.cfg.resend_interval_s, self.retention_s)
+            due, r.name, r.resends, now_s, self.cfg.resend_interval_s, self.retention_s
+        )
         if not rows:
             return True
         assert self._session is not None
@@ -148,11 +178,18 @@ class AlertSender:
                     text = (await resp.text())[:200]
                     raise RuntimeError(f"HTTP {resp.status}: {text}")
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
-            r.backoff_s = min(self.cfg.backoff_max_s, max(self.cfg.backoff_initial_s, r.backoff_s * 2))
+            r.backoff_s = min(
+                self.cfg.backoff_max_s, max(self.cfg.backoff_initial_s, r.backoff_s * 2)
+            )
             r.next_attempt_s = self.clock() + r.backoff_s
             r.last_error = str(exc) or type(exc).__name__
             self.instruments.alert_deliveries.labels(r.name, "failure").inc()
-            log.warning("alert delivery to %s failed (%s); retry in %.1f s", r.name, r.last_error, r.backoff_s)
+            log.warning(
+                "alert delivery to %s failed (%s); retry in %.1f s",
+                r.name,
+                r.last_error,
+                r.backoff_s,
+            )
             return False
         await self.store.write(mark_sent, r.name, [(row[0], row[5]) for row in rows], now_s)
         r.backoff_s = 0.0

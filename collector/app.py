@@ -61,8 +61,12 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(store.close)
 
 
-async def _every(period_s: float, job: Callable[[], Awaitable[object]], name: str,
-                 wake: asyncio.Event | None = None) -> None:
+async def _every(
+    period_s: float,
+    job: Callable[[], Awaitable[object]],
+    name: str,
+    wake: asyncio.Event | None = None,
+) -> None:
     while True:
         try:
             if wake is None:
@@ -94,8 +98,10 @@ async def _task(coro: Awaitable[None], name: str) -> AsyncIterator[None]:
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     store, book = app[STORE], app[TOKENS]
     await store.read(book.load)
-    async with _task(_every(app[CONFIG].ingest.tokens_refresh_s, lambda: store.read(book.load), "token refresh"),
-                     "erpath-tokens"):
+    async with _task(
+        _every(app[CONFIG].ingest.tokens_refresh_s, lambda: store.read(book.load), "token refresh"),
+        "erpath-tokens",
+    ):
         yield
 
 
@@ -117,8 +123,10 @@ async def evaluate_now(app: web.Application) -> evaluate.EvalOutcome:
 
 async def _evaluator_ctx(app: web.Application) -> AsyncIterator[None]:
     period = app[CONFIG].detection.evaluate_interval_s
-    async with _task(_every(period, lambda: evaluate_now(app), "evaluation", app[EVALUATE_SOON]),
-                     "erpath-evaluator"):
+    async with _task(
+        _every(period, lambda: evaluate_now(app), "evaluation", app[EVALUATE_SOON]),
+        "erpath-evaluator",
+    ):
         yield
 
 
@@ -135,8 +143,10 @@ async def prune_now(app: web.Application) -> retention.Pruned:
 
 
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with _task(_every(app[CONFIG].store.prune_interval_s, lambda: prune_now(app), "pruning"),
-                     "erpath-retention"):
+    async with _task(
+        _every(app[CONFIG].store.prune_interval_s, lambda: prune_now(app), "pruning"),
+        "erpath-retention",
+    ):
         yield
 
 
@@ -159,16 +169,24 @@ async def _watchdog_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def create_app(config: Config, *, registry: CollectorRegistry | None = None,
-               clock: Callable[[], float] = time.time) -> web.Application:
+def create_app(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
     app = web.Application(
         middlewares=[problems],
         client_max_size=config.server.body_limit_bytes,
         # Bodies are decoded by the ingest handler, with a size limit on the result.
         # Header limits are aiohttp's defaults, stated so an upgrade cannot loosen them:
         # longer lines or fields get 400, more headers get 400.
-        handler_args={"auto_decompress": False, "max_line_size": 8190, "max_field_size": 8190,
-                      "max_headers": 128},
+        handler_args={
+            "auto_decompress": False,
+            "max_line_size": 8190,
+            "max_field_size": 8190,
+            "max_headers": 128,
+        },
     )
     registry = registry if registry is not None else CollectorRegistry()
     instruments = Instruments(registry)
@@ -183,16 +201,24 @@ def create_app(config: Config, *, registry: CollectorRegistry | None = None,
     app[TOKENS] = TokenBook()
     app[LIMITER] = RateLimiter(config.ingest.rate_per_agent_per_s, config.ingest.burst_per_agent)
     app[ADMISSION] = Admission(config.ingest.max_in_flight)
-    app[ADDRESS_LIMITER] = RateLimiter(config.ingest.failed_auth_per_address_per_s,
-                                       config.ingest.failed_auth_burst_per_address)
-    app[ALERT_SENDER] = AlertSender(store, config.alerts, instruments, clock,
-                                    config.store.alerts_retention_days * DAY_S)
+    app[ADDRESS_LIMITER] = RateLimiter(
+        config.ingest.failed_auth_per_address_per_s, config.ingest.failed_auth_burst_per_address
+    )
+    app[ALERT_SENDER] = AlertSender(
+        store, config.alerts, instruments, clock, config.store.alerts_retention_days * DAY_S
+    )
     app[EVALUATE_SOON] = asyncio.Event()
-    app[INGEST_SETTINGS] = Settings(config.detection.flip_confirm_reports, links,
-                                    config.ingest.default_interval_s)
-    app[EVAL_SETTINGS] = EvalSettings(config.detection.silent_after_intervals,
-                                      config.ingest.default_interval_s, config.alerts.flip_hold_s, links)
-    app.cleanup_ctx.extend([_store_ctx, _tokens_ctx, _alerts_ctx, _evaluator_ctx, _retention_ctx,
-                            _watchdog_ctx])
+    app[INGEST_SETTINGS] = Settings(
+        config.detection.flip_confirm_reports, links, config.ingest.default_interval_s
+    )
+    app[EVAL_SETTINGS] = EvalSettings(
+        config.detection.silent_after_intervals,
+        config.ingest.default_interval_s,
+        config.alerts.flip_hold_s,
+        links,
+    )
+    app.cleanup_ctx.extend(
+        [_store_ctx, _tokens_ctx, _alerts_ctx, _evaluator_ctx, _retention_ctx, _watchdog_ctx]
+    )
     routes.setup(app)
     return app

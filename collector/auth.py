@@ -78,13 +78,21 @@ def require_active(conn: sqlite3.Connection, token_id: str) -> None:
 
 
 def rows(conn: sqlite3.Connection) -> list[TokenRow]:
-    return [TokenRow(*r) for r in conn.execute(
-        "SELECT id, agent_id, created_s, revoked_s FROM tokens ORDER BY agent_id, created_s")]
+    return [
+        TokenRow(*r)
+        for r in conn.execute(
+            "SELECT id, agent_id, created_s, revoked_s FROM tokens ORDER BY agent_id, created_s"
+        )
+    ]
 
 
 def _active(conn: sqlite3.Connection) -> dict[str, tuple[str, bytes]]:
-    return {tid: (agent, dig) for tid, agent, dig in conn.execute(
-        "SELECT id, agent_id, digest FROM tokens WHERE revoked_s IS NULL")}
+    return {
+        tid: (agent, dig)
+        for tid, agent, dig in conn.execute(
+            "SELECT id, agent_id, digest FROM tokens WHERE revoked_s IS NULL"
+        )
+    }
 
 
 class TokenBook:

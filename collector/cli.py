@@ -29,17 +29,21 @@ def tls_context(cfg: Config) -> ssl.SSLContext | None:
     try:
         ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file)
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError([
-            f"{cfg.source}: [server] tls_cert_file/tls_key_file: cannot load ({exc}); "
-            "give a PEM certificate chain and its matching private key"
-        ]) from None
+        raise ConfigError(
+            [
+                f"{cfg.source}: [server] tls_cert_file/tls_key_file: cannot load ({exc}); "
+                "give a PEM certificate chain and its matching private key"
+            ]
+        ) from None
     if s.client_ca_file:
         try:
             ctx.load_verify_locations(cafile=s.client_ca_file)
         except (ssl.SSLError, OSError) as exc:
-            raise ConfigError([
-                f"{cfg.source}: [server] client_ca_file: cannot load ({exc}); give a PEM CA bundle"
-            ]) from None
+            raise ConfigError(
+                [
+                    f"{cfg.source}: [server] client_ca_file: cannot load ({exc}); give a PEM CA bundle"
+                ]
+            ) from None
         ctx.verify_mode = ssl.CERT_REQUIRED if s.client_cert_required else ssl.CERT_OPTIONAL
     return ctx
 
@@ -73,21 +77,30 @@ def _serve(cfg: Config) -> int:
     def listening(_message: str) -> None:
         # run_app calls this once the sockets listen: the moment systemd's
         # Type=notify unit should count as started.
-        logging.getLogger("collector").info("listening on %s://%s:%d", scheme, cfg.server.host, cfg.server.port)
+        logging.getLogger("collector").info(
+            "listening on %s://%s:%d", scheme, cfg.server.host, cfg.server.port
+        )
         Notifier().ready(f"listening on {cfg.server.host}:{cfg.server.port}")
 
     try:
         web.run_app(
-            app, host=cfg.server.host, port=cfg.server.port, ssl_context=ctx,
-            shutdown_timeout=cfg.server.shutdown_timeout_s, access_log=None,
+            app,
+            host=cfg.server.host,
+            port=cfg.server.port,
+            ssl_context=ctx,
+            shutdown_timeout=cfg.server.shutdown_timeout_s,
+            access_log=None,
             print=listening,
         )
     except StoreError as exc:
         print(f"erpath-collector: {cfg.source}: [store] path: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"erpath-collector: cannot listen on {cfg.server.host}:{cfg.server.port} ({exc.strerror}); "
-              f"change [server] host/port in {cfg.source}", file=sys.stderr)
+        print(
+            f"erpath-collector: cannot listen on {cfg.server.host}:{cfg.server.port} ({exc.strerror}); "
+            f"change [server] host/port in {cfg.source}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 
@@ -108,8 +121,11 @@ def _token(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"erpath-collector: {exc}", file=sys.stderr)
                 return 2
             print(token)
-            print(f"token {token_id} for agent {args.agent_id}: shown once, store it in the agent's "
-                  "config now", file=sys.stderr)
+            print(
+                f"token {token_id} for agent {args.agent_id}: shown once, store it in the agent's "
+                "config now",
+                file=sys.stderr,
+            )
         elif args.action == "revoke":
             n = store.write_sync(auth.revoke, args.id, time.time())
             if not n:
@@ -121,8 +137,11 @@ def _token(args: argparse.Namespace, cfg: Config) -> int:
             print(f"{'TOKEN ID':<18} {'AGENT':<32} {'CREATED':<20} STATE")
             for r in rows:
                 created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_s))
-                state = "active" if r.revoked_s is None else "revoked " + time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.revoked_s))
+                state = (
+                    "active"
+                    if r.revoked_s is None
+                    else "revoked " + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.revoked_s))
+                )
                 print(f"{r.id:<18} {r.agent_id:<32} {created:<20} {state}")
     finally:
         store.close()
@@ -135,7 +154,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"TOML file (default {DEFAULT_CONFIG})")
+        sp.add_argument(
+            "--config", default=DEFAULT_CONFIG, help=f"TOML file (default {DEFAULT_CONFIG})"
+        )
 
     with_config(sub.add_parser("serve", help="run the collector"))
     with_config(sub.add_parser("check-config", help="validate the configuration and exit"))
@@ -153,7 +174,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         cfg = load(args.config)
         if args.command == "check-config":

@@ -34,10 +34,14 @@ def _doc(text: str, **kw: Any) -> Any:
 class ServerConfig:
     host: str = _doc("address to listen on", default="127.0.0.1")
     port: int = _doc("TCP port to listen on", default=9470)
-    body_limit_bytes: int = _doc("largest report body, after gzip decoding", default=4 * 1024 * 1024)
+    body_limit_bytes: int = _doc(
+        "largest report body, after gzip decoding", default=4 * 1024 * 1024
+    )
     tls_cert_file: str = _doc("PEM certificate chain; enables TLS with tls_key_file", default="")
     tls_key_file: str = _doc("PEM private key of tls_cert_file", default="")
-    client_ca_file: str = _doc("PEM CA bundle; when set, client certificates are verified", default="")
+    client_ca_file: str = _doc(
+        "PEM CA bundle; when set, client certificates are verified", default=""
+    )
     client_cert_required: bool = _doc("refuse clients without a certificate", default=False)
     shutdown_timeout_s: float = _doc("grace for in-flight requests on shutdown", default=30.0)
 
@@ -60,37 +64,56 @@ class IngestConfig:
     default_interval_s: float = _doc("agent interval when a report carries none", default=30.0)
     tokens_refresh_s: float = _doc("how often added or revoked tokens are picked up", default=2.0)
     failed_auth_per_address_per_s: float = _doc(
-        "sustained failed authentications per client address; more gets 429", default=1.0)
-    failed_auth_burst_per_address: int = _doc("failed authentications a client address may make at once",
-                                              default=30)
-    max_in_flight: int = _doc("reports in progress at once; more get 503 with Retry-After (overload)",
-                              default=64)
+        "sustained failed authentications per client address; more gets 429", default=1.0
+    )
+    failed_auth_burst_per_address: int = _doc(
+        "failed authentications a client address may make at once", default=30
+    )
+    max_in_flight: int = _doc(
+        "reports in progress at once; more get 503 with Retry-After (overload)", default=64
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class DetectionConfig:
     flip_confirm_reports: int = _doc("consecutive reports that confirm a route flip", default=2)
-    silent_after_intervals: float = _doc("agent intervals without a report before silent", default=3.0)
-    evaluate_interval_s: float = _doc("how often silence, hold times and asymmetry are evaluated", default=5.0)
+    silent_after_intervals: float = _doc(
+        "agent intervals without a report before silent", default=3.0
+    )
+    evaluate_interval_s: float = _doc(
+        "how often silence, hold times and asymmetry are evaluated", default=5.0
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
     alertmanager_urls: tuple[str, ...] = _doc("Alertmanager base URLs (API v2)", default=())
-    webhook_urls: tuple[str, ...] = _doc("generic JSON webhooks that get the same alerts", default=())
-    resend_interval_s: float = _doc("re-send firing alerts this often (below resolve_timeout)", default=60.0)
+    webhook_urls: tuple[str, ...] = _doc(
+        "generic JSON webhooks that get the same alerts", default=()
+    )
+    resend_interval_s: float = _doc(
+        "re-send firing alerts this often (below resolve_timeout)", default=60.0
+    )
     flip_hold_s: float = _doc("a route flip alert resolves after this long", default=3600.0)
     timeout_s: float = _doc("HTTP timeout per delivery", default=10.0)
     backoff_initial_s: float = _doc("first retry delay after a failed delivery", default=1.0)
     backoff_max_s: float = _doc("longest retry delay", default=60.0)
-    recent_s: float = _doc("resolved alerts listed by GET /api/v1/alerts for this long", default=86400.0)
-    runbook_base_url: str = _doc("runbook_url = this + '/' + alertname", default="https://erpath.dev/runbooks")
-    dashboard_base_url: str = _doc("dashboard_url = this + '?var-site=...'", default="http://localhost:3000/d/erpath")
+    recent_s: float = _doc(
+        "resolved alerts listed by GET /api/v1/alerts for this long", default=86400.0
+    )
+    runbook_base_url: str = _doc(
+        "runbook_url = this + '/' + alertname", default="https://erpath.dev/runbooks"
+    )
+    dashboard_base_url: str = _doc(
+        "dashboard_url = this + '?var-site=...'", default="http://localhost:3000/d/erpath"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    per_site_aggregates: bool = _doc("export per-site aggregates instead of per-agent series", default=False)
+    per_site_aggregates: bool = _doc(
+        "export per-site aggregates instead of per-agent series", default=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +180,9 @@ def _load_section(cls: type, table: Any, where: str, src: str, problems: list[st
 def _check_url(url: str, key: str, src: str, problems: list[str]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        problems.append(f"{src}: [alerts] {key}: {url!r} is not an http(s) URL; write e.g. 'http://127.0.0.1:9093'")
+        problems.append(
+            f"{src}: [alerts] {key}: {url!r} is not an http(s) URL; write e.g. 'http://127.0.0.1:9093'"
+        )
 
 
 def _validate(cfg: Config, src: str, problems: list[str]) -> None:
@@ -168,23 +193,39 @@ def _validate(cfg: Config, src: str, problems: list[str]) -> None:
         ipaddress.ip_address(s.host)
     except ValueError:
         if not s.host or " " in s.host:
-            problems.append(f"{src}: [server] host: {s.host!r} is not an address; use e.g. '127.0.0.1' or '::'")
+            problems.append(
+                f"{src}: [server] host: {s.host!r} is not an address; use e.g. '127.0.0.1' or '::'"
+            )
     if s.body_limit_bytes < 1024:
-        problems.append(f"{src}: [server] body_limit_bytes: {s.body_limit_bytes} is too small; use at least 1024")
+        problems.append(
+            f"{src}: [server] body_limit_bytes: {s.body_limit_bytes} is too small; use at least 1024"
+        )
     if bool(s.tls_cert_file) != bool(s.tls_key_file):
-        problems.append(f"{src}: [server] tls_cert_file and tls_key_file: set both (TLS) or neither (plain HTTP)")
+        problems.append(
+            f"{src}: [server] tls_cert_file and tls_key_file: set both (TLS) or neither (plain HTTP)"
+        )
     for key in ("tls_cert_file", "tls_key_file", "client_ca_file"):
         path = getattr(s, key)
         if path and not Path(path).is_file():
-            problems.append(f"{src}: [server] {key}: {path!r} does not exist; give the path of a PEM file")
+            problems.append(
+                f"{src}: [server] {key}: {path!r} does not exist; give the path of a PEM file"
+            )
     if (s.client_ca_file or s.client_cert_required) and not s.tls_cert_file:
-        problems.append(f"{src}: [server] client_ca_file: client certificates need TLS; set tls_cert_file and tls_key_file")
+        problems.append(
+            f"{src}: [server] client_ca_file: client certificates need TLS; set tls_cert_file and tls_key_file"
+        )
     if s.client_cert_required and not s.client_ca_file:
-        problems.append(f"{src}: [server] client_cert_required: needs client_ca_file to verify against")
+        problems.append(
+            f"{src}: [server] client_cert_required: needs client_ca_file to verify against"
+        )
     if cfg.store.journal_mode not in ("wal", "delete"):
-        problems.append(f"{src}: [store] journal_mode: {cfg.store.journal_mode!r}; use 'wal' or 'delete'")
+        problems.append(
+            f"{src}: [store] journal_mode: {cfg.store.journal_mode!r}; use 'wal' or 'delete'"
+        )
     if not cfg.store.path:
-        problems.append(f"{src}: [store] path: empty; give the SQLite file, e.g. '/var/lib/erpath/collector.db'")
+        problems.append(
+            f"{src}: [store] path: empty; give the SQLite file, e.g. '/var/lib/erpath/collector.db'"
+        )
     positive = [
         ("server", "shutdown_timeout_s"),
         ("store", "observations_retention_days"),
@@ -249,7 +290,9 @@ def load(path: str | Path) -> Config:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError([f"{src}: cannot read ({exc.strerror}); check the --config path"]) from None
+        raise ConfigError(
+            [f"{src}: cannot read ({exc.strerror}); check the --config path"]
+        ) from None
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -267,6 +310,7 @@ def documented_keys() -> dict[str, list[tuple[str, Any, str]]]:
         if sec.metadata.get("internal"):
             continue
         out[sec.name] = [
-            (f.name, f.default, f.metadata.get("doc", "")) for f in dataclasses.fields(hints[sec.name])
+            (f.name, f.default, f.metadata.get("doc", ""))
+            for f in dataclasses.fields(hints[sec.name])
         ]
     return out

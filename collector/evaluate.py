@@ -45,13 +45,21 @@ class EvalOutcome:
 def site_facts(doc: dict[str, Any]) -> SiteFacts:
     return SiteFacts(
         circuits=tuple(
-            Circuit(c["name"], c.get("location", ""), c.get("sku", "standard"),
-                    c.get("primary_subnet", ""), c.get("secondary_subnet", ""),
-                    tuple(c.get("ce_addresses", ())), tuple(c.get("advertised_prefixes", ())))
+            Circuit(
+                c["name"],
+                c.get("location", ""),
+                c.get("sku", "standard"),
+                c.get("primary_subnet", ""),
+                c.get("secondary_subnet", ""),
+                tuple(c.get("ce_addresses", ())),
+                tuple(c.get("advertised_prefixes", ())),
+            )
             for c in doc.get("circuits", ())
         ),
         internet_edges=tuple(
-            InternetEdge(e["name"], tuple(e.get("nat_addresses", ())), tuple(e.get("hop_addresses", ())))
+            InternetEdge(
+                e["name"], tuple(e.get("nat_addresses", ())), tuple(e.get("hop_addresses", ()))
+            )
             for e in doc.get("internet_edges", ())
         ),
     )
@@ -59,8 +67,14 @@ def site_facts(doc: dict[str, Any]) -> SiteFacts:
 
 def _site_path(row: tuple[Any, ...]) -> SitePath:
     agent, site, target, cls, circuit, link, egress, address, evidence = row
-    return SitePath(agent, site, target, PathKey(cls, circuit, link, egress), address,
-                    tuple(json.loads(evidence)))
+    return SitePath(
+        agent,
+        site,
+        target,
+        PathKey(cls, circuit, link, egress),
+        address,
+        tuple(json.loads(evidence)),
+    )
 
 
 _PATH_SELECT = (
@@ -78,14 +92,21 @@ def current_asymmetries(conn: sqlite3.Connection) -> list[Asymmetry]:
             " JOIN agents a ON a.ref = r.agent_ref"
         )
     ]
-    reverse = [_site_path(r) for r in conn.execute(_PATH_SELECT + " WHERE p.role = ?", (REVERSE_ROLE,))]
+    reverse = [
+        _site_path(r) for r in conn.execute(_PATH_SELECT + " WHERE p.role = ?", (REVERSE_ROLE,))
+    ]
     if reverse:
-        facts = {name: site_facts(json.loads(doc)) for name, doc in conn.execute("SELECT name, facts FROM sites")}
+        facts = {
+            name: site_facts(json.loads(doc))
+            for name, doc in conn.execute("SELECT name, facts FROM sites")
+        }
         forward: dict[str, list[SitePath]] = {}
         for site in facts:
             forward[site] = [
                 _site_path(r)
-                for r in conn.execute(_PATH_SELECT + " WHERE a.site = ? AND p.role != ?", (site, REVERSE_ROLE))
+                for r in conn.execute(
+                    _PATH_SELECT + " WHERE a.site = ? AND p.role != ?", (site, REVERSE_ROLE)
+                )
             ]
         found.extend(measured_asymmetries(facts, reverse, forward))
     return found
@@ -99,16 +120,22 @@ def _silence(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalO
         if now_s - last_seen_s > limit:
             conn.execute("UPDATE agents SET silent = 1 WHERE ref = ?", (ref,))
             journal.add_event(
-                conn, now_s, "agent_silent", "warning",
+                conn,
+                now_s,
+                "agent_silent",
+                "warning",
                 f"{agent}: no report for {now_s - last_seen_s:.0f} s "
                 f"({s.silent_after_intervals:g} intervals of {interval_s or s.default_interval_s:g} s)",
-                site=site, agent=agent,
+                site=site,
+                agent=agent,
             )
             out.silent += 1
             out.events += 1
 
 
-def _expire_flips(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalOutcome) -> None:
+def _expire_flips(
+    conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalOutcome
+) -> None:
     for (fp,) in conn.execute(
         "SELECT fingerprint FROM alerts WHERE alertname = ? AND ends_s IS NULL AND starts_s <= ?",
         (alertrules.ROUTE_FLIP, now_s - s.flip_hold_s),
@@ -141,10 +168,15 @@ def _asymmetry(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: Eva
                 (site, circuit, kind, now_s, now_s, names, json.dumps(evidence)),
             )
             journal.add_event(
-                conn, now_s, "asymmetry", "critical",
+                conn,
+                now_s,
+                "asymmetry",
+                "critical",
                 f"asymmetric routing at {site} (circuit {circuit}, {kind}): "
                 + ", ".join(json.loads(names)[:10]),
-                site=site, circuit=circuit, evidence=evidence,
+                site=site,
+                circuit=circuit,
+                evidence=evidence,
                 agent=members[0].agent if len(members) == 1 else None,
                 target=members[0].target if len(members) == 1 else None,
             )
@@ -160,9 +192,15 @@ def _asymmetry(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: Eva
             "UPDATE asymmetries SET active=0, updated_s=? WHERE site=? AND circuit=? AND kind=?",
             (now_s, site, circuit, kind),
         )
-        journal.add_event(conn, now_s, "asymmetry_cleared", "info",
-                          f"asymmetric routing at {site} (circuit {circuit}, {kind}) cleared",
-                          site=site, circuit=circuit)
+        journal.add_event(
+            conn,
+            now_s,
+            "asymmetry_cleared",
+            "info",
+            f"asymmetric routing at {site} (circuit {circuit}, {kind}) cleared",
+            site=site,
+            circuit=circuit,
+        )
         out.events += 1
 
     wanted = {}
@@ -176,8 +214,13 @@ def _asymmetry(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: Eva
     out.asymmetries = len(groups)
 
 
-def evaluate(conn: sqlite3.Connection, cache: dict[str, Any], now_s: float, s: EvalSettings,
-             asymmetry: bool = True) -> EvalOutcome:
+def evaluate(
+    conn: sqlite3.Connection,
+    cache: dict[str, Any],
+    now_s: float,
+    s: EvalSettings,
+    asymmetry: bool = True,
+) -> EvalOutcome:
     out = EvalOutcome()
     _silence(conn, now_s, s, out)
     _expire_flips(conn, now_s, s, out)

@@ -82,7 +82,12 @@ def _compile(tp: Any, fmt: str | None, cache: dict[Any, Parser]) -> Parser:
     elif tp is float:
 
         def parser(v: Any) -> Any:
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not math.isfinite(v)
+                or v < 0
+            ):
                 raise _Invalid
             return float(v)
     elif tp is str:

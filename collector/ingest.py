@@ -75,7 +75,9 @@ def prepare(doc: dict[str, Any], report: Report, body: bytes) -> Prepared:
     by_target: dict[str, list[Any]] = {}
     for raw in doc.get("results", ()):
         by_target.setdefault(raw["target"], []).append(raw)
-    return Prepared(report, tuple(observations(report)), tuple(reported_asymmetries(report)), by_target, body)
+    return Prepared(
+        report, tuple(observations(report)), tuple(reported_asymmetries(report)), by_target, body
+    )
 
 
 # --------------------------------------------------------------------------- compact rows
@@ -103,8 +105,20 @@ def _ticks(seconds: float | None) -> int:
 def encode(obs: tuple[Observation, ...]) -> tuple[str, bytes, bytes]:
     """(layout body, layout digest, times blob) of one report's observations."""
     layout = json.dumps(
-        [[o.target, o.role, o.key.path_class, o.key.circuit, o.key.link, o.key.egress, o.hops,
-          o.signature, o.tcp_state] for o in obs],
+        [
+            [
+                o.target,
+                o.role,
+                o.key.path_class,
+                o.key.circuit,
+                o.key.link,
+                o.key.egress,
+                o.hops,
+                o.signature,
+                o.tcp_state,
+            ]
+            for o in obs
+        ],
         separators=(",", ":"),
     )
     times = array.array("H")
@@ -119,14 +133,25 @@ def decode(layout: str, times_blob: bytes) -> list[dict[str, Any]]:
     times = array.array("H")
     times.frombytes(times_blob)
     out = []
-    for i, (target, role, cls, circuit, link, egress, hops, sig, tcp) in enumerate(json.loads(layout)):
+    for i, (target, role, cls, circuit, link, egress, hops, sig, tcp) in enumerate(
+        json.loads(layout)
+    ):
         c, d = times[2 * i], times[2 * i + 1]
-        out.append({
-            "target": target, "role": role, "class": cls, "circuit": circuit, "link": link,
-            "egress": egress, "hops": hops, "signature": sig, "tcp_state": tcp,
-            "connect_s": None if c == TIME_NONE else round(c * TIME_UNIT_S, 4),
-            "dns_s": None if d == TIME_NONE else round(d * TIME_UNIT_S, 4),
-        })
+        out.append(
+            {
+                "target": target,
+                "role": role,
+                "class": cls,
+                "circuit": circuit,
+                "link": link,
+                "egress": egress,
+                "hops": hops,
+                "signature": sig,
+                "tcp_state": tcp,
+                "connect_s": None if c == TIME_NONE else round(c * TIME_UNIT_S, 4),
+                "dns_s": None if d == TIME_NONE else round(d * TIME_UNIT_S, 4),
+            }
+        )
     return out
 
 
@@ -136,7 +161,9 @@ def _layout_ref(conn: sqlite3.Connection, cache: dict[str, Any], body: str, dige
     if ref is None:
         row = conn.execute("SELECT ref FROM layouts WHERE digest=?", (digest,)).fetchone()
         if row is None:
-            ref = conn.execute("INSERT INTO layouts(digest, body) VALUES (?,?)", (digest, body)).lastrowid
+            ref = conn.execute(
+                "INSERT INTO layouts(digest, body) VALUES (?,?)", (digest, body)
+            ).lastrowid
         else:
             ref = row[0]
         if len(layouts) > 100_000:
@@ -155,19 +182,53 @@ PATH_COLUMNS = (
 
 
 def state_from_row(row: tuple[Any, ...]) -> PathState:
-    (target, role, cls, circuit, link, egress, address, addresses, sig, evidence, expected,
-     matches, connect_s, dns_s, hops, tcp_state, since_s, last_seq, last_received_s, cand,
-     flips) = row
+    (
+        target,
+        role,
+        cls,
+        circuit,
+        link,
+        egress,
+        address,
+        addresses,
+        sig,
+        evidence,
+        expected,
+        matches,
+        connect_s,
+        dns_s,
+        hops,
+        tcp_state,
+        since_s,
+        last_seq,
+        last_received_s,
+        cand,
+        flips,
+    ) = row
     candidate = None
     if cand:
         c = json.loads(cand)
-        candidate = Candidate(PathKey.from_dict(c["key"]), c["count"], c["first_received_s"], c["address"])
+        candidate = Candidate(
+            PathKey.from_dict(c["key"]), c["count"], c["first_received_s"], c["address"]
+        )
     return PathState(
-        target=target, role=role, key=PathKey(cls, circuit, link, egress), since_s=since_s,
-        last_seq=last_seq, last_received_s=last_received_s, address=address,
-        addresses=tuple(json.loads(addresses)), signature=sig, evidence=tuple(json.loads(evidence)),
-        expected=expected, matches_expected=None if matches is None else bool(matches),
-        connect_s=connect_s, dns_s=dns_s, hops=hops, tcp_state=tcp_state, candidate=candidate,
+        target=target,
+        role=role,
+        key=PathKey(cls, circuit, link, egress),
+        since_s=since_s,
+        last_seq=last_seq,
+        last_received_s=last_received_s,
+        address=address,
+        addresses=tuple(json.loads(addresses)),
+        signature=sig,
+        evidence=tuple(json.loads(evidence)),
+        expected=expected,
+        matches_expected=None if matches is None else bool(matches),
+        connect_s=connect_s,
+        dns_s=dns_s,
+        hops=hops,
+        tcp_state=tcp_state,
+        candidate=candidate,
         flips_total=flips,
     )
 
@@ -176,23 +237,50 @@ def _row_from_state(agent_ref: int, s: PathState) -> tuple[Any, ...]:
     cand = None
     if s.candidate:
         c = s.candidate
-        cand = json.dumps({"key": c.key.as_dict(), "count": c.count,
-                           "first_received_s": c.first_received_s, "address": c.address})
+        cand = json.dumps(
+            {
+                "key": c.key.as_dict(),
+                "count": c.count,
+                "first_received_s": c.first_received_s,
+                "address": c.address,
+            }
+        )
     return (
-        agent_ref, s.target, s.role, s.key.path_class, s.key.circuit, s.key.link, s.key.egress,
-        s.address, json.dumps(list(s.addresses)), s.signature, json.dumps(list(s.evidence)),
-        s.expected, None if s.matches_expected is None else int(s.matches_expected), s.connect_s,
-        s.dns_s, s.hops, s.tcp_state, s.since_s, s.last_seq, s.last_received_s, cand, s.flips_total,
+        agent_ref,
+        s.target,
+        s.role,
+        s.key.path_class,
+        s.key.circuit,
+        s.key.link,
+        s.key.egress,
+        s.address,
+        json.dumps(list(s.addresses)),
+        s.signature,
+        json.dumps(list(s.evidence)),
+        s.expected,
+        None if s.matches_expected is None else int(s.matches_expected),
+        s.connect_s,
+        s.dns_s,
+        s.hops,
+        s.tcp_state,
+        s.since_s,
+        s.last_seq,
+        s.last_received_s,
+        cand,
+        s.flips_total,
     )
 
 
 # --------------------------------------------------------------------------- the transaction
 
 
-def _agent(conn: sqlite3.Connection, cache: dict[str, Any], r: Report, received_s: float,
-           interval_s: float) -> tuple[int, int, int]:
+def _agent(
+    conn: sqlite3.Connection, cache: dict[str, Any], r: Report, received_s: float, interval_s: float
+) -> tuple[int, int, int]:
     """(ref, last_seq, silent) of the agent, creating it on first contact."""
-    row = conn.execute("SELECT ref, last_seq, silent FROM agents WHERE id=?", (r.agent.id,)).fetchone()
+    row = conn.execute(
+        "SELECT ref, last_seq, silent FROM agents WHERE id=?", (r.agent.id,)
+    ).fetchone()
     if row is not None:
         return row
     a = r.agent
@@ -204,8 +292,13 @@ def _agent(conn: sqlite3.Connection, cache: dict[str, Any], r: Report, received_
     return ref, -1, 0
 
 
-def apply(conn: sqlite3.Connection, cache: dict[str, Any], p: Prepared, received_s: float,
-          settings: Settings) -> Outcome:
+def apply(
+    conn: sqlite3.Connection,
+    cache: dict[str, Any],
+    p: Prepared,
+    received_s: float,
+    settings: Settings,
+) -> Outcome:
     r = p.report
     a = r.agent
     interval_s = r.interval_s or settings.default_interval_s
@@ -218,8 +311,11 @@ def apply(conn: sqlite3.Connection, cache: dict[str, Any], p: Prepared, received
     if dup is not None:
         if dup[0] == rid:
             return Outcome("duplicate")
-        return Outcome("conflict", detail=f"seq {r.seq} of agent {a.id} was already used by report "
-                       f"{report_id_of(dup[0])!r}")
+        return Outcome(
+            "conflict",
+            detail=f"seq {r.seq} of agent {a.id} was already used by report "
+            f"{report_id_of(dup[0])!r}",
+        )
 
     layout, digest, times = encode(p.observations)
     conn.execute(
@@ -229,15 +325,25 @@ def apply(conn: sqlite3.Connection, cache: dict[str, Any], p: Prepared, received
     )
     out = Outcome("accepted")
     if silent:
-        out.event_ids.append(journal.add_event(
-            conn, received_s, "agent_recovered", "info", f"{a.id} reports again",
-            site=a.site, agent=a.id))
+        out.event_ids.append(
+            journal.add_event(
+                conn,
+                received_s,
+                "agent_recovered",
+                "info",
+                f"{a.id} reports again",
+                site=a.site,
+                agent=a.id,
+            )
+        )
         out.asymmetry_inputs_changed = True
 
     if r.seq <= last_seq:
         # Late (spooled) or replayed-with-new-id: history only, the current path stays.
-        conn.execute("UPDATE agents SET last_seen_s=max(last_seen_s, ?), silent=0 WHERE ref=?",
-                     (received_s, agent_ref))
+        conn.execute(
+            "UPDATE agents SET last_seen_s=max(last_seen_s, ?), silent=0 WHERE ref=?",
+            (received_s, agent_ref),
+        )
         out.events = len(out.event_ids)
         return out
 
@@ -247,9 +353,20 @@ def apply(conn: sqlite3.Connection, cache: dict[str, Any], p: Prepared, received
         "UPDATE agents SET site=?, role=?, version=?, hostname=?, interval_s=?, last_seq=?,"
         " last_report_id=?, last_seen_s=max(last_seen_s, ?), silent=0, cycle_s=?, spool_reports=?,"
         " dropped_reports_total=? WHERE ref=?",
-        (a.site, a.role, a.version, a.hostname, interval_s, r.seq, r.id, received_s,
-         h.cycle_s if h else None, h.spool_reports if h else None,
-         h.dropped_reports_total if h else None, agent_ref),
+        (
+            a.site,
+            a.role,
+            a.version,
+            a.hostname,
+            interval_s,
+            r.seq,
+            r.id,
+            received_s,
+            h.cycle_s if h else None,
+            h.spool_reports if h else None,
+            h.dropped_reports_total if h else None,
+            agent_ref,
+        ),
     )
     if r.site.circuits or r.site.internet_edges:
         conn.execute(
@@ -259,8 +376,10 @@ def apply(conn: sqlite3.Connection, cache: dict[str, Any], p: Prepared, received
             (a.site, json.dumps(to_dict(r.site)), a.id, received_s),
         )
 
-    prev = {row[0]: state_from_row(row) for row in conn.execute(
-        f"SELECT {PATH_COLUMNS} FROM paths WHERE agent_ref=?", (agent_ref,))}
+    prev = {
+        row[0]: state_from_row(row)
+        for row in conn.execute(f"SELECT {PATH_COLUMNS} FROM paths WHERE agent_ref=?", (agent_ref,))
+    }
     firing_alerts = conn.execute(
         "SELECT fingerprint, alertname, target, labels FROM alerts WHERE agent=? AND ends_s IS NULL",
         (a.id,),
@@ -273,51 +392,86 @@ def apply(conn: sqlite3.Connection, cache: dict[str, Any], p: Prepared, received
         if obs.role == "reverse" and (before is None or t.flip is not None):
             out.asymmetry_inputs_changed = True
         for ev in t.events:
-            out.event_ids.append(journal.add_event(
-                conn, received_s, ev.kind, ev.severity, f"{a.id}: {ev.summary}", site=a.site,
-                agent=a.id, target=ev.target, circuit=(ev.after or {}).get("circuit"),
-                driver=ev.driver, before=ev.before, after=ev.after, evidence=ev.evidence))
+            out.event_ids.append(
+                journal.add_event(
+                    conn,
+                    received_s,
+                    ev.kind,
+                    ev.severity,
+                    f"{a.id}: {ev.summary}",
+                    site=a.site,
+                    agent=a.id,
+                    target=ev.target,
+                    circuit=(ev.after or {}).get("circuit"),
+                    driver=ev.driver,
+                    before=ev.before,
+                    after=ev.after,
+                    evidence=ev.evidence,
+                )
+            )
         if t.signature_changed and obs.signature:
             conn.execute(
                 "INSERT INTO traces(agent_ref, target, seq, received_s, signature, body) VALUES (?,?,?,?,?,?)",
-                (agent_ref, obs.target, r.seq, received_s, obs.signature,
-                 zlib.compress(json.dumps(p.results_by_target.get(obs.target, [])).encode(), 6)),
+                (
+                    agent_ref,
+                    obs.target,
+                    r.seq,
+                    received_s,
+                    obs.signature,
+                    zlib.compress(json.dumps(p.results_by_target.get(obs.target, [])).encode(), 6),
+                ),
             )
-        out.alerts_changed |= _path_alerts(conn, a.site, a.id, t, firing_alerts, received_s, settings)
+        out.alerts_changed |= _path_alerts(
+            conn, a.site, a.id, t, firing_alerts, received_s, settings
+        )
         if t.flip is not None:
             out.flips += 1
             out.asymmetry_inputs_changed = True
     conn.executemany(
-        "INSERT OR REPLACE INTO paths(agent_ref, " + PATH_COLUMNS + ") VALUES ("
-        + ",".join("?" * 22) + ")",
+        "INSERT OR REPLACE INTO paths(agent_ref, "
+        + PATH_COLUMNS
+        + ") VALUES ("
+        + ",".join("?" * 22)
+        + ")",
         rows,
     )
     conn.execute(
         "INSERT OR REPLACE INTO latest_results(agent_ref, seq, received_s, body) VALUES (?,?,?,?)",
         (agent_ref, r.seq, received_s, zlib.compress(p.body, 1)),
     )
-    had = conn.execute("SELECT count(*) FROM reported_asymmetries WHERE agent_ref=?",
-                       (agent_ref,)).fetchone()[0]
+    had = conn.execute(
+        "SELECT count(*) FROM reported_asymmetries WHERE agent_ref=?", (agent_ref,)
+    ).fetchone()[0]
     if had or p.asymmetries:
         conn.execute("DELETE FROM reported_asymmetries WHERE agent_ref=?", (agent_ref,))
         conn.executemany(
             "INSERT INTO reported_asymmetries(agent_ref, target, site, circuit, evidence, seen_s)"
             " VALUES (?,?,?,?,?,?)",
-            [(agent_ref, x.target, x.site, x.circuit, json.dumps(list(x.evidence)), received_s)
-             for x in p.asymmetries],
+            [
+                (agent_ref, x.target, x.site, x.circuit, json.dumps(list(x.evidence)), received_s)
+                for x in p.asymmetries
+            ],
         )
         out.asymmetry_inputs_changed = True
     out.events = len(out.event_ids)
     return out
 
 
-def _path_alerts(conn: sqlite3.Connection, site: str, agent: str, t: Transition,
-                 firing_alerts: list[tuple[str, str, str, str]], now_s: float,
-                 settings: Settings) -> bool:
+def _path_alerts(
+    conn: sqlite3.Connection,
+    site: str,
+    agent: str,
+    t: Transition,
+    firing_alerts: list[tuple[str, str, str, str]],
+    now_s: float,
+    settings: Settings,
+) -> bool:
     """Route-flip and unexpected-path alerts of one (agent, target) after a transition."""
     changed = False
     target = t.state.target
-    mine = [(fp, name, json.loads(labels)) for fp, name, tgt, labels in firing_alerts if tgt == target]
+    mine = [
+        (fp, name, json.loads(labels)) for fp, name, tgt, labels in firing_alerts if tgt == target
+    ]
     if t.flip is not None:
         # A chain of flips is one story told from where it started: the new
         # alert keeps the first `from`, and coming back to it resolves all.

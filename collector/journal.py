@@ -36,7 +36,15 @@ def add_event(
         "INSERT INTO events(at_s, kind, severity, site, agent, target, circuit, driver, summary,"
         " before, after, evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            at_s, kind, severity, site, agent, target, circuit, driver, summary,
+            at_s,
+            kind,
+            severity,
+            site,
+            agent,
+            target,
+            circuit,
+            driver,
+            summary,
             None if before is None else json.dumps(before),
             None if after is None else json.dumps(after),
             json.dumps(list(evidence)),
@@ -57,8 +65,17 @@ def fire(conn: sqlite3.Connection, spec: AlertSpec, now_s: float) -> bool:
         conn.execute(
             "INSERT INTO alerts(fingerprint, alertname, site, agent, target, labels, annotations,"
             " starts_s, ends_s, version, updated_s) VALUES (?,?,?,?,?,?,?,?,NULL,1,?)",
-            (fp, spec.alertname, labels.get("site"), labels.get("agent"), labels.get("target"),
-             json.dumps(labels, sort_keys=True), annotations, now_s, now_s),
+            (
+                fp,
+                spec.alertname,
+                labels.get("site"),
+                labels.get("agent"),
+                labels.get("target"),
+                json.dumps(labels, sort_keys=True),
+                annotations,
+                now_s,
+                now_s,
+            ),
         )
         return True
     ends_s, old_annotations = row
@@ -86,7 +103,9 @@ def resolve(conn: sqlite3.Connection, fingerprint: str, now_s: float) -> bool:
     return cur.rowcount > 0
 
 
-def firing(conn: sqlite3.Connection, alertname: str, **scope: str) -> list[tuple[str, dict[str, str]]]:
+def firing(
+    conn: sqlite3.Connection, alertname: str, **scope: str
+) -> list[tuple[str, dict[str, str]]]:
     """(fingerprint, labels) of firing alerts of one name, narrowed by site/agent/target."""
     sql = "SELECT fingerprint, labels FROM alerts WHERE alertname=? AND ends_s IS NULL"
     args: list[Any] = [alertname]

@@ -41,13 +41,16 @@ class Instruments:
         for result in ("accepted", "duplicate", "rejected"):
             self.reports.labels(result)
         self.ingest_seconds = Histogram(
-            "erpath_ingest_seconds", "Time from request to durable acknowledgement of a report.",
+            "erpath_ingest_seconds",
+            "Time from request to durable acknowledgement of a report.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
         self.alert_deliveries = Counter(
-            "erpath_alert_deliveries", "Alert deliveries to Alertmanager and webhooks, by result.",
-            ["receiver", "result"], registry=registry,
+            "erpath_alert_deliveries",
+            "Alert deliveries to Alertmanager and webhooks, by result.",
+            ["receiver", "result"],
+            registry=registry,
         )
 
 
@@ -77,8 +80,13 @@ def _c(name: str, help_: str, *labels: str) -> Family:
 
 def families(snap: queries.Snapshot, per_site: bool) -> list[Family]:
     out = _per_site(snap) if per_site else _per_agent(snap)
-    asym = _g("erpath_path_asymmetric", "1 while asymmetric routing is seen at a site towards a circuit.",
-              "site", "circuit", "kind")
+    asym = _g(
+        "erpath_path_asymmetric",
+        "1 while asymmetric routing is seen at a site towards a circuit.",
+        "site",
+        "circuit",
+        "kind",
+    )
     for site, circuit, kind, active in snap.asymmetries:
         asym.add([site, circuit, kind], active)
     out.append(asym)
@@ -86,16 +94,46 @@ def families(snap: queries.Snapshot, per_site: bool) -> list[Family]:
 
 
 def _per_agent(snap: queries.Snapshot) -> list[Family]:
-    info = _g("erpath_path_info", "Current path of a target as an agent sees it (1).",
-              "agent", "site", "target", "class", "circuit", "link", "egress")
-    expected = _g("erpath_path_expected", "1 when the current path is the expected one.", "agent", "site", "target")
-    connect = _g("erpath_tcp_connect_seconds", "Last TCP connect time.", "agent", "site", "target", "class")
+    info = _g(
+        "erpath_path_info",
+        "Current path of a target as an agent sees it (1).",
+        "agent",
+        "site",
+        "target",
+        "class",
+        "circuit",
+        "link",
+        "egress",
+    )
+    expected = _g(
+        "erpath_path_expected",
+        "1 when the current path is the expected one.",
+        "agent",
+        "site",
+        "target",
+    )
+    connect = _g(
+        "erpath_tcp_connect_seconds", "Last TCP connect time.", "agent", "site", "target", "class"
+    )
     tcp = _g("erpath_tcp_state", "Last TCP probe state (1).", "agent", "site", "target", "state")
     dns = _g("erpath_dns_resolve_seconds", "Last DNS resolution time.", "agent", "site", "target")
     hops = _g("erpath_trace_hops", "Hop count of the last trace.", "agent", "site", "target")
     flips = _c("erpath_route_flips", "Confirmed route flips.", "agent", "site", "target")
-    for (agent, site, target, cls, circuit, link, egress, matches, connect_s, dns_s, hop_count,
-         tcp_state, flips_total) in snap.paths:
+    for (
+        agent,
+        site,
+        target,
+        cls,
+        circuit,
+        link,
+        egress,
+        matches,
+        connect_s,
+        dns_s,
+        hop_count,
+        tcp_state,
+        flips_total,
+    ) in snap.paths:
         key = (agent, site, target)
         info.add((*key, cls, _s(circuit), _s(link), _s(egress)), 1.0)
         if matches is not None:
@@ -109,11 +147,26 @@ def _per_agent(snap: queries.Snapshot) -> list[Family]:
         if hop_count is not None:
             hops.add(key, hop_count)
         flips.add(key, flips_total)
-    last = _g("erpath_agent_last_report_timestamp_seconds",
-              "When the collector last received a report from the agent.", "agent", "site", "role")
-    silent = _g("erpath_agent_silent", "1 when the agent missed 3 of its intervals.", "agent", "site", "role")
-    cycle = _g("erpath_agent_cycle_seconds", "Duration of the agent's last probe cycle.", "agent", "site")
-    spool = _g("erpath_agent_spool_reports", "Reports waiting in the agent's spool.", "agent", "site")
+    last = _g(
+        "erpath_agent_last_report_timestamp_seconds",
+        "When the collector last received a report from the agent.",
+        "agent",
+        "site",
+        "role",
+    )
+    silent = _g(
+        "erpath_agent_silent",
+        "1 when the agent missed 3 of its intervals.",
+        "agent",
+        "site",
+        "role",
+    )
+    cycle = _g(
+        "erpath_agent_cycle_seconds", "Duration of the agent's last probe cycle.", "agent", "site"
+    )
+    spool = _g(
+        "erpath_agent_spool_reports", "Reports waiting in the agent's spool.", "agent", "site"
+    )
     dropped = _c("erpath_agent_dropped_reports", "Reports the agent dropped.", "agent", "site")
     for agent, site, role, last_seen_s, is_silent, cycle_s, spool_n, dropped_n in snap.agents:
         last.add((agent, site, role), last_seen_s)
@@ -135,8 +188,21 @@ def _per_site(snap: queries.Snapshot) -> list[Family]:
     dns: dict[tuple, list[float]] = defaultdict(list)
     hops: dict[tuple, int] = {}
     flips: dict[tuple, float] = defaultdict(float)
-    for (_agent, site, target, cls, circuit, link, egress, matches, connect_s, dns_s, hop_count,
-         tcp_state, flips_total) in snap.paths:
+    for (
+        _agent,
+        site,
+        target,
+        cls,
+        circuit,
+        link,
+        egress,
+        matches,
+        connect_s,
+        dns_s,
+        hop_count,
+        tcp_state,
+        flips_total,
+    ) in snap.paths:
         info[(site, target, cls, _s(circuit), _s(link), _s(egress))] += 1
         if matches is not None:
             expected[(site, target)] = min(expected.get((site, target), 1.0), float(matches))
@@ -157,16 +223,55 @@ def _per_site(snap: queries.Snapshot) -> list[Family]:
         return f
 
     out = [
-        fam("gauge", "erpath_path_info", "Agents of a site on each path of a target.",
-            ["site", "target", "class", "circuit", "link", "egress"], info),
-        fam("gauge", "erpath_path_expected", "1 when every agent of the site is on the expected path.",
-            ["site", "target"], expected),
-        fam("gauge", "erpath_tcp_connect_seconds", "Mean last TCP connect time of a site's agents.",
-            ["site", "target", "class"], connect),
-        fam("gauge", "erpath_tcp_state", "Agents of a site per last TCP state.", ["site", "target", "state"], tcp),
-        fam("gauge", "erpath_dns_resolve_seconds", "Mean last DNS time of a site's agents.", ["site", "target"], dns),
-        fam("gauge", "erpath_trace_hops", "Largest hop count of a site's agents.", ["site", "target"], hops),
-        fam("counter", "erpath_route_flips", "Confirmed route flips of a site's agents.", ["site", "target"], flips),
+        fam(
+            "gauge",
+            "erpath_path_info",
+            "Agents of a site on each path of a target.",
+            ["site", "target", "class", "circuit", "link", "egress"],
+            info,
+        ),
+        fam(
+            "gauge",
+            "erpath_path_expected",
+            "1 when every agent of the site is on the expected path.",
+            ["site", "target"],
+            expected,
+        ),
+        fam(
+            "gauge",
+            "erpath_tcp_connect_seconds",
+            "Mean last TCP connect time of a site's agents.",
+            ["site", "target", "class"],
+            connect,
+        ),
+        fam(
+            "gauge",
+            "erpath_tcp_state",
+            "Agents of a site per last TCP state.",
+            ["site", "target", "state"],
+            tcp,
+        ),
+        fam(
+            "gauge",
+            "erpath_dns_resolve_seconds",
+            "Mean last DNS time of a site's agents.",
+            ["site", "target"],
+            dns,
+        ),
+        fam(
+            "gauge",
+            "erpath_trace_hops",
+            "Largest hop count of a site's agents.",
+            ["site", "target"],
+            hops,
+        ),
+        fam(
+            "counter",
+            "erpath_route_flips",
+            "Confirmed route flips of a site's agents.",
+            ["site", "target"],
+            flips,
+        ),
     ]
     last: dict[tuple, float] = {}
     silent: dict[tuple, float] = defaultdict(float)
@@ -181,12 +286,35 @@ def _per_site(snap: queries.Snapshot) -> list[Family]:
         spool[(site,)] += spool_n or 0
         dropped[(site,)] += dropped_n or 0
     out += [
-        fam("gauge", "erpath_agent_last_report_timestamp_seconds", "Latest report of any agent of the site.",
-            ["site", "role"], last),
+        fam(
+            "gauge",
+            "erpath_agent_last_report_timestamp_seconds",
+            "Latest report of any agent of the site.",
+            ["site", "role"],
+            last,
+        ),
         fam("gauge", "erpath_agent_silent", "Silent agents of the site.", ["site", "role"], silent),
-        fam("gauge", "erpath_agent_cycle_seconds", "Longest last probe cycle at the site.", ["site"], cycle),
-        fam("gauge", "erpath_agent_spool_reports", "Reports waiting in the site's agents' spools.", ["site"], spool),
-        fam("counter", "erpath_agent_dropped_reports", "Reports dropped by the site's agents.", ["site"], dropped),
+        fam(
+            "gauge",
+            "erpath_agent_cycle_seconds",
+            "Longest last probe cycle at the site.",
+            ["site"],
+            cycle,
+        ),
+        fam(
+            "gauge",
+            "erpath_agent_spool_reports",
+            "Reports waiting in the site's agents' spools.",
+            ["site"],
+            spool,
+        ),
+        fam(
+            "counter",
+            "erpath_agent_dropped_reports",
+            "Reports dropped by the site's agents.",
+            ["site"],
+            dropped,
+        ),
     ]
     return out
 

@@ -15,9 +15,17 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _SLUGS = {
-    400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-    405: "method-not-allowed", 413: "body-too-large", 415: "unsupported-media-type",
-    422: "invalid-report", 429: "rate-limited", 500: "internal-error", 503: "unavailable",
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "body-too-large",
+    415: "unsupported-media-type",
+    422: "invalid-report",
+    429: "rate-limited",
+    500: "internal-error",
+    503: "unavailable",
 }
 
 
@@ -33,8 +41,13 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return response(
-            Problem(exc.status, _SLUGS.get(exc.status, "error"), exc.reason, detail or exc.reason,
-                    headers=headers),
+            Problem(
+                exc.status,
+                _SLUGS.get(exc.status, "error"),
+                exc.reason,
+                detail or exc.reason,
+                headers=headers,
+            ),
             request.path,
         )
     except asyncio.CancelledError:
@@ -43,7 +56,11 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         # %r: the path is the client's text; repr escapes newlines and control characters.
         log.exception("unhandled error on %s %r", request.method, request.path)
         return response(
-            Problem(500, "internal-error", "Internal Server Error",
-                    "the collector failed on this request; nothing was stored; see its log"),
+            Problem(
+                500,
+                "internal-error",
+                "Internal Server Error",
+                "the collector failed on this request; nothing was stored; see its log",
+            ),
             request.path,
         )

@@ -16,7 +16,10 @@ PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
 
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": PROBLEM}}}
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": PROBLEM}},
+    }
 
 
 def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -24,12 +27,21 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _q(name: str, description: str, **schema: Any) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema or {"type": "string"}}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
 
 
 def _list(key: str, item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": [key], "properties": {key: {"type": "array", "items": item}}}
+    return {
+        "type": "object",
+        "required": [key],
+        "properties": {key: {"type": "array", "items": item}},
+    }
 
 
 BAD_QUERY = _problem("a query parameter is unknown or malformed")
@@ -45,159 +57,284 @@ def document() -> dict[str, Any]:
     schemas: dict[str, Any] = json.loads(text)
     obj = {"type": "object"}
     nullable_str = {"type": ["string", "null"]}
-    schemas.update({
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details; `errors` names every bad field.",
-            "required": ["type", "title", "status", "detail", "errors"],
-            "properties": {
-                "type": {"type": "string", "format": "uri"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "instance": {"type": "string"},
-                "errors": {"type": "array", "items": {
-                    "type": "object", "required": ["field", "message"],
-                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
-                "supported_schemas": {"type": "array", "items": {"type": "string"}},
+    schemas.update(
+        {
+            "Problem": {
+                "type": "object",
+                "description": "RFC 9457 problem details; `errors` names every bad field.",
+                "required": ["type", "title", "status", "detail", "errors"],
+                "properties": {
+                    "type": {"type": "string", "format": "uri"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "instance": {"type": "string"},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["field", "message"],
+                            "properties": {
+                                "field": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                    "supported_schemas": {"type": "array", "items": {"type": "string"}},
+                },
             },
-        },
-        "IngestResult": {
-            "type": "object", "required": ["id", "status", "applied"],
-            "properties": {
-                "id": {"type": "string"},
-                "status": {"enum": ["accepted", "duplicate"]},
-                "applied": {"type": "boolean",
-                            "description": "false when the report is older than the agent's current state "
-                                           "(stored as history only)"},
-                "events": {"type": "integer"}, "flips": {"type": "integer"},
+            "IngestResult": {
+                "type": "object",
+                "required": ["id", "status", "applied"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "status": {"enum": ["accepted", "duplicate"]},
+                    "applied": {
+                        "type": "boolean",
+                        "description": "false when the report is older than the agent's current state "
+                        "(stored as history only)",
+                    },
+                    "events": {"type": "integer"},
+                    "flips": {"type": "integer"},
+                },
             },
-        },
-        "Agent": {
-            "type": "object",
-            "properties": {
-                "agent": {"type": "string"}, "site": {"type": "string"}, "role": {"type": "string"},
-                "version": {"type": "string"}, "hostname": {"type": "string"},
-                "interval_s": {"type": ["number", "null"]}, "last_seq": {"type": "integer"},
-                "first_seen": {"type": "string", "format": "date-time"},
-                "last_seen": {"type": "string", "format": "date-time"}, "last_seen_s": {"type": "number"},
-                "silent": {"type": "boolean"}, "health": obj,
+            "Agent": {
+                "type": "object",
+                "properties": {
+                    "agent": {"type": "string"},
+                    "site": {"type": "string"},
+                    "role": {"type": "string"},
+                    "version": {"type": "string"},
+                    "hostname": {"type": "string"},
+                    "interval_s": {"type": ["number", "null"]},
+                    "last_seq": {"type": "integer"},
+                    "first_seen": {"type": "string", "format": "date-time"},
+                    "last_seen": {"type": "string", "format": "date-time"},
+                    "last_seen_s": {"type": "number"},
+                    "silent": {"type": "boolean"},
+                    "health": obj,
+                },
             },
-        },
-        "Path": {
-            "type": "object",
-            "properties": {
-                "agent": {"type": "string"}, "site": {"type": "string"}, "target": {"type": "string"},
-                "role": {"type": "string"}, "path": {"type": "string", "examples": ["expressroute/ams-1/primary"]},
-                "verdict": obj, "address": nullable_str, "signature": {"type": "string"},
-                "since": {"type": "string", "format": "date-time"}, "last_seq": {"type": "integer"},
-                "last_report": {"type": "string", "format": "date-time"},
-                "connect_s": {"type": ["number", "null"]}, "dns_s": {"type": ["number", "null"]},
-                "hops": {"type": ["integer", "null"]}, "tcp_state": nullable_str,
-                "flips_total": {"type": "integer"},
-                "pending": {"type": ["object", "null"],
-                            "description": "a different path seen in fewer reports than confirm a flip"},
+            "Path": {
+                "type": "object",
+                "properties": {
+                    "agent": {"type": "string"},
+                    "site": {"type": "string"},
+                    "target": {"type": "string"},
+                    "role": {"type": "string"},
+                    "path": {"type": "string", "examples": ["expressroute/ams-1/primary"]},
+                    "verdict": obj,
+                    "address": nullable_str,
+                    "signature": {"type": "string"},
+                    "since": {"type": "string", "format": "date-time"},
+                    "last_seq": {"type": "integer"},
+                    "last_report": {"type": "string", "format": "date-time"},
+                    "connect_s": {"type": ["number", "null"]},
+                    "dns_s": {"type": ["number", "null"]},
+                    "hops": {"type": ["integer", "null"]},
+                    "tcp_state": nullable_str,
+                    "flips_total": {"type": "integer"},
+                    "pending": {
+                        "type": ["object", "null"],
+                        "description": "a different path seen in fewer reports than confirm a flip",
+                    },
+                },
             },
-        },
-        "Event": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                "kind": {"enum": ["route_flip", "path_deviation", "path_change", "asymmetry",
-                                  "asymmetry_cleared", "agent_silent", "agent_recovered"]},
-                "severity": {"enum": ["info", "warning", "critical"]},
-                "site": nullable_str, "agent": nullable_str, "target": nullable_str, "circuit": nullable_str,
-                "driver": {"enum": ["routing", "dns", None]}, "summary": {"type": "string"},
-                "before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]},
-                "evidence": {"type": "array", "items": {"type": "string"}},
+            "Event": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "kind": {
+                        "enum": [
+                            "route_flip",
+                            "path_deviation",
+                            "path_change",
+                            "asymmetry",
+                            "asymmetry_cleared",
+                            "agent_silent",
+                            "agent_recovered",
+                        ]
+                    },
+                    "severity": {"enum": ["info", "warning", "critical"]},
+                    "site": nullable_str,
+                    "agent": nullable_str,
+                    "target": nullable_str,
+                    "circuit": nullable_str,
+                    "driver": {"enum": ["routing", "dns", None]},
+                    "summary": {"type": "string"},
+                    "before": {"type": ["object", "null"]},
+                    "after": {"type": ["object", "null"]},
+                    "evidence": {"type": "array", "items": {"type": "string"}},
+                },
             },
-        },
-        "Alert": {
-            "type": "object",
-            "properties": {
-                "fingerprint": {"type": "string"}, "alertname": {"type": "string"},
-                "state": {"enum": ["firing", "resolved"]},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-                "starts_at": {"type": "string", "format": "date-time"},
-                "ends_at": {"type": ["string", "null"], "format": "date-time"},
-                "version": {"type": "integer"},
+            "Alert": {
+                "type": "object",
+                "properties": {
+                    "fingerprint": {"type": "string"},
+                    "alertname": {"type": "string"},
+                    "state": {"enum": ["firing", "resolved"]},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "starts_at": {"type": "string", "format": "date-time"},
+                    "ends_at": {"type": ["string", "null"], "format": "date-time"},
+                    "version": {"type": "integer"},
+                },
             },
-        },
-    })
-    filters = [_q("site", "only this site"), _q("agent", "only this agent"), _q("target", "only this target")]
+        }
+    )
+    filters = [
+        _q("site", "only this site"),
+        _q("agent", "only this agent"),
+        _q("target", "only this target"),
+    ]
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "erpath collector API",
             "version": "1",
-            "description": "Agents post reports (" + ", ".join(SUPPORTED_SCHEMAS) + "); operators read "
+            "description": "Agents post reports ("
+            + ", ".join(SUPPORTED_SCHEMAS)
+            + "); operators read "
             "agents, current paths, events and alerts. Errors are application/problem+json (RFC 9457).",
         },
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"agentToken": {"type": "http", "scheme": "bearer",
-                                               "description": "per-agent token from `erpath-collector token add`"}},
+            "securitySchemes": {
+                "agentToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "per-agent token from `erpath-collector token add`",
+                }
+            },
         },
         "paths": {
-            "/api/v1/reports": {"post": {
-                "summary": "Ingest one report (acknowledged once durable; idempotent by report id)",
-                "security": [{"agentToken": []}],
-                "parameters": [{"name": "Content-Encoding", "in": "header", "required": False,
-                                "schema": {"enum": ["gzip", "identity"]}}],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Report"}}}},
-                "responses": {
-                    "201": _ok("stored", {"$ref": "#/components/schemas/IngestResult"}),
-                    "200": _ok("a replay of a stored report: nothing stored twice",
-                               {"$ref": "#/components/schemas/IngestResult"}),
-                    "400": _problem("body is not JSON, not gzip, or nested too deeply"),
-                    "401": _problem("missing, unknown or revoked token"),
-                    "403": _problem("the token, or a verified client certificate (CN/SAN), belongs to another agent"),
-                    "409": _problem("the agent already used this seq for another report"),
-                    "413": _problem("body larger than server.body_limit_bytes (after gzip decoding)"),
-                    "415": _problem("Content-Type is not JSON or Content-Encoding is not gzip"),
-                    "422": _problem("schema violations, one entry per field; unknown schema versions list "
-                                    "the supported ones"),
-                    "429": _problem("per-agent rate limit, or too many failed authentications from the address; see Retry-After"),
-                    "503": _problem("the report could not be made durable (e.g. disk full), or the collector is at capacity; retry after Retry-After"),
-                },
-            }},
-            "/api/v1/agents": {"get": {
-                "summary": "Agents: last seen, version, site, role, silent",
-                "parameters": [_q("site", "only this site"), _q("agent", "only this agent"),
-                               _q("role", "only this role")],
-                "responses": {"200": _ok("agents", _list("agents", {"$ref": "#/components/schemas/Agent"})),
-                              "400": BAD_QUERY},
-            }},
-            "/api/v1/paths": {"get": {
-                "summary": "Current path per agent and target: verdict, evidence, since when",
-                "parameters": filters,
-                "responses": {"200": _ok("paths", _list("paths", {"$ref": "#/components/schemas/Path"})),
-                              "400": BAD_QUERY},
-            }},
-            "/api/v1/events": {"get": {
-                "summary": "Flips, path changes, asymmetry, silent agents; newest first",
-                "parameters": [*filters, _q("kind", "only this event kind"),
-                               _q("since", "RFC 3339 time or Unix seconds (inclusive)"),
-                               _q("until", "RFC 3339 time or Unix seconds (exclusive)"),
-                               _q("limit", "at most this many (1-1000, default 100)", type="integer")],
-                "responses": {"200": _ok("events", _list("events", {"$ref": "#/components/schemas/Event"})),
-                              "400": BAD_QUERY},
-            }},
-            "/api/v1/alerts": {"get": {
-                "summary": "Active alerts and recently resolved ones, with receiver status",
-                "parameters": [_q("state", "firing or resolved")],
-                "responses": {"200": _ok("alerts", _list("alerts", {"$ref": "#/components/schemas/Alert"})),
-                              "400": BAD_QUERY},
-            }},
-            "/api/v1/openapi.json": {"get": {"summary": "This document",
-                                             "responses": {"200": _ok("OpenAPI 3.1", obj)}}},
-            "/healthz": {"get": {"summary": "The process is up", "responses": {"200": _ok("up", obj)}}},
-            "/readyz": {"get": {"summary": "The store answers",
-                                "responses": {"200": _ok("ready", obj), "503": _problem("not ready")}}},
-            "/metrics": {"get": {"summary": "Prometheus exposition", "responses": {"200": {
-                "description": "text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/api/v1/reports": {
+                "post": {
+                    "summary": "Ingest one report (acknowledged once durable; idempotent by report id)",
+                    "security": [{"agentToken": []}],
+                    "parameters": [
+                        {
+                            "name": "Content-Encoding",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"enum": ["gzip", "identity"]},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Report"}}
+                        },
+                    },
+                    "responses": {
+                        "201": _ok("stored", {"$ref": "#/components/schemas/IngestResult"}),
+                        "200": _ok(
+                            "a replay of a stored report: nothing stored twice",
+                            {"$ref": "#/components/schemas/IngestResult"},
+                        ),
+                        "400": _problem("body is not JSON, not gzip, or nested too deeply"),
+                        "401": _problem("missing, unknown or revoked token"),
+                        "403": _problem(
+                            "the token, or a verified client certificate (CN/SAN), belongs to another agent"
+                        ),
+                        "409": _problem("the agent already used this seq for another report"),
+                        "413": _problem(
+                            "body larger than server.body_limit_bytes (after gzip decoding)"
+                        ),
+                        "415": _problem("Content-Type is not JSON or Content-Encoding is not gzip"),
+                        "422": _problem(
+                            "schema violations, one entry per field; unknown schema versions list "
+                            "the supported ones"
+                        ),
+                        "429": _problem(
+                            "per-agent rate limit, or too many failed authentications from the address; see Retry-After"
+                        ),
+                        "503": _problem(
+                            "the report could not be made durable (e.g. disk full), or the collector is at capacity; retry after Retry-After"
+                        ),
+                    },
+                }
+            },
+            "/api/v1/agents": {
+                "get": {
+                    "summary": "Agents: last seen, version, site, role, silent",
+                    "parameters": [
+                        _q("site", "only this site"),
+                        _q("agent", "only this agent"),
+                        _q("role", "only this role"),
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            "agents", _list("agents", {"$ref": "#/components/schemas/Agent"})
+                        ),
+                        "400": BAD_QUERY,
+                    },
+                }
+            },
+            "/api/v1/paths": {
+                "get": {
+                    "summary": "Current path per agent and target: verdict, evidence, since when",
+                    "parameters": filters,
+                    "responses": {
+                        "200": _ok("paths", _list("paths", {"$ref": "#/components/schemas/Path"})),
+                        "400": BAD_QUERY,
+                    },
+                }
+            },
+            "/api/v1/events": {
+                "get": {
+                    "summary": "Flips, path changes, asymmetry, silent agents; newest first",
+                    "parameters": [
+                        *filters,
+                        _q("kind", "only this event kind"),
+                        _q("since", "RFC 3339 time or Unix seconds (inclusive)"),
+                        _q("until", "RFC 3339 time or Unix seconds (exclusive)"),
+                        _q("limit", "at most this many (1-1000, default 100)", type="integer"),
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            "events", _list("events", {"$ref": "#/components/schemas/Event"})
+                        ),
+                        "400": BAD_QUERY,
+                    },
+                }
+            },
+            "/api/v1/alerts": {
+                "get": {
+                    "summary": "Active alerts and recently resolved ones, with receiver status",
+                    "parameters": [_q("state", "firing or resolved")],
+                    "responses": {
+                        "200": _ok(
+                            "alerts", _list("alerts", {"$ref": "#/components/schemas/Alert"})
+                        ),
+                        "400": BAD_QUERY,
+                    },
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3.1", obj)}}
+            },
+            "/healthz": {
+                "get": {"summary": "The process is up", "responses": {"200": _ok("up", obj)}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "The store answers",
+                    "responses": {"200": _ok("ready", obj), "503": _problem("not ready")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus exposition",
+                    "responses": {
+                        "200": {
+                            "description": "text format 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
         },
     }
 

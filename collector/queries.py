@@ -34,18 +34,47 @@ def _where(filters: dict[str, Any], columns: dict[str, str]) -> tuple[str, list[
 def agents(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, Any]]:
     where, args = _where(filters, {"site": "site", "agent": "id", "role": "role"})
     out = []
-    for (agent_id, site, role, version, hostname, interval_s, last_seq, first_seen_s, last_seen_s,
-         silent, cycle_s, spool, dropped) in conn.execute(
+    for (
+        agent_id,
+        site,
+        role,
+        version,
+        hostname,
+        interval_s,
+        last_seq,
+        first_seen_s,
+        last_seen_s,
+        silent,
+        cycle_s,
+        spool,
+        dropped,
+    ) in conn.execute(
         "SELECT id, site, role, version, hostname, interval_s, last_seq, first_seen_s, last_seen_s,"
-        " silent, cycle_s, spool_reports, dropped_reports_total FROM agents" + where + " ORDER BY id",
+        " silent, cycle_s, spool_reports, dropped_reports_total FROM agents"
+        + where
+        + " ORDER BY id",
         args,
     ):
-        out.append({
-            "agent": agent_id, "site": site, "role": role, "version": version, "hostname": hostname,
-            "interval_s": interval_s, "last_seq": last_seq, "first_seen": iso(first_seen_s),
-            "last_seen": iso(last_seen_s), "last_seen_s": last_seen_s, "silent": bool(silent),
-            "health": {"cycle_s": cycle_s, "spool_reports": spool, "dropped_reports_total": dropped},
-        })
+        out.append(
+            {
+                "agent": agent_id,
+                "site": site,
+                "role": role,
+                "version": version,
+                "hostname": hostname,
+                "interval_s": interval_s,
+                "last_seq": last_seq,
+                "first_seen": iso(first_seen_s),
+                "last_seen": iso(last_seen_s),
+                "last_seen_s": last_seen_s,
+                "silent": bool(silent),
+                "health": {
+                    "cycle_s": cycle_s,
+                    "spool_reports": spool,
+                    "dropped_reports_total": dropped,
+                },
+            }
+        )
     return out
 
 
@@ -55,28 +84,52 @@ def paths(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, A
     out = []
     for row in conn.execute(
         f"SELECT a.id, a.site, {cols} FROM paths p JOIN agents a ON a.ref = p.agent_ref"
-        + where + " ORDER BY a.id, p.target",
+        + where
+        + " ORDER BY a.id, p.target",
         args,
     ):
         s = state_from_row(row[2:])
-        out.append({
-            "agent": row[0], "site": row[1], "target": s.target, "role": s.role,
-            "path": s.key.label,
-            "verdict": {**s.key.as_dict(), "evidence": list(s.evidence), "expected": s.expected,
-                        "matches_expected": s.matches_expected},
-            "address": s.address, "signature": s.signature, "since": iso(s.since_s),
-            "since_s": s.since_s, "last_seq": s.last_seq, "last_report": iso(s.last_received_s),
-            "connect_s": s.connect_s, "dns_s": s.dns_s, "hops": s.hops, "tcp_state": s.tcp_state,
-            "flips_total": s.flips_total,
-            "pending": None if s.candidate is None else {
-                "path": s.candidate.key.label, **s.candidate.key.as_dict(), "reports": s.candidate.count,
-                "since": iso(s.candidate.first_received_s)},
-        })
+        out.append(
+            {
+                "agent": row[0],
+                "site": row[1],
+                "target": s.target,
+                "role": s.role,
+                "path": s.key.label,
+                "verdict": {
+                    **s.key.as_dict(),
+                    "evidence": list(s.evidence),
+                    "expected": s.expected,
+                    "matches_expected": s.matches_expected,
+                },
+                "address": s.address,
+                "signature": s.signature,
+                "since": iso(s.since_s),
+                "since_s": s.since_s,
+                "last_seq": s.last_seq,
+                "last_report": iso(s.last_received_s),
+                "connect_s": s.connect_s,
+                "dns_s": s.dns_s,
+                "hops": s.hops,
+                "tcp_state": s.tcp_state,
+                "flips_total": s.flips_total,
+                "pending": None
+                if s.candidate is None
+                else {
+                    "path": s.candidate.key.label,
+                    **s.candidate.key.as_dict(),
+                    "reports": s.candidate.count,
+                    "since": iso(s.candidate.first_received_s),
+                },
+            }
+        )
     return out
 
 
 def events(conn: sqlite3.Connection, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    where, args = _where(filters, {"site": "site", "agent": "agent", "target": "target", "kind": "kind"})
+    where, args = _where(
+        filters, {"site": "site", "agent": "agent", "target": "target", "kind": "kind"}
+    )
     extra = []
     if filters.get("since_s") is not None:
         extra.append("at_s >= ?")
@@ -87,24 +140,53 @@ def events(conn: sqlite3.Connection, filters: dict[str, Any], limit: int) -> lis
     if extra:
         where = (where + " AND " if where else " WHERE ") + " AND ".join(extra)
     out = []
-    for (eid, at_s, kind, severity, site, agent, target, circuit, driver, summary, before, after,
-         evidence) in conn.execute(
+    for (
+        eid,
+        at_s,
+        kind,
+        severity,
+        site,
+        agent,
+        target,
+        circuit,
+        driver,
+        summary,
+        before,
+        after,
+        evidence,
+    ) in conn.execute(
         "SELECT id, at_s, kind, severity, site, agent, target, circuit, driver, summary, before, after,"
         " evidence FROM events" + where + " ORDER BY at_s DESC, id DESC LIMIT ?",
         [*args, limit],
     ):
-        out.append({
-            "id": eid, "at": iso(at_s), "at_s": at_s, "kind": kind, "severity": severity, "site": site,
-            "agent": agent, "target": target, "circuit": circuit, "driver": driver, "summary": summary,
-            "before": json.loads(before) if before else None,
-            "after": json.loads(after) if after else None, "evidence": json.loads(evidence),
-        })
+        out.append(
+            {
+                "id": eid,
+                "at": iso(at_s),
+                "at_s": at_s,
+                "kind": kind,
+                "severity": severity,
+                "site": site,
+                "agent": agent,
+                "target": target,
+                "circuit": circuit,
+                "driver": driver,
+                "summary": summary,
+                "before": json.loads(before) if before else None,
+                "after": json.loads(after) if after else None,
+                "evidence": json.loads(evidence),
+            }
+        )
     return out
 
 
-def alerts(conn: sqlite3.Connection, now_s: float, recent_s: float, state: str | None) -> list[dict[str, Any]]:
-    sql = ("SELECT fingerprint, alertname, labels, annotations, starts_s, ends_s, version, updated_s"
-           " FROM alerts WHERE (ends_s IS NULL OR ends_s >= ?)")
+def alerts(
+    conn: sqlite3.Connection, now_s: float, recent_s: float, state: str | None
+) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT fingerprint, alertname, labels, annotations, starts_s, ends_s, version, updated_s"
+        " FROM alerts WHERE (ends_s IS NULL OR ends_s >= ?)"
+    )
     args: list[Any] = [now_s - recent_s]
     if state == "firing":
         sql += " AND ends_s IS NULL"
@@ -114,12 +196,19 @@ def alerts(conn: sqlite3.Connection, now_s: float, recent_s: float, state: str |
     for fp, name, labels, notes, starts_s, ends_s, version, updated_s in conn.execute(
         sql + " ORDER BY starts_s DESC", args
     ):
-        out.append({
-            "fingerprint": fp, "alertname": name, "state": "firing" if ends_s is None else "resolved",
-            "labels": json.loads(labels), "annotations": json.loads(notes),
-            "starts_at": iso(starts_s), "ends_at": iso(ends_s), "version": version,
-            "updated_at": iso(updated_s),
-        })
+        out.append(
+            {
+                "fingerprint": fp,
+                "alertname": name,
+                "state": "firing" if ends_s is None else "resolved",
+                "labels": json.loads(labels),
+                "annotations": json.loads(notes),
+                "starts_at": iso(starts_s),
+                "ends_at": iso(ends_s),
+                "version": version,
+                "updated_at": iso(updated_s),
+            }
+        )
     return out
 
 
@@ -132,14 +221,25 @@ def observations(conn: sqlite3.Connection, agent: str, limit: int = 100) -> list
         " WHERE a.id = ? ORDER BY o.seq DESC LIMIT ?",
         (agent, limit),
     ):
-        out.append({"seq": seq, "report_id": report_id_of(report_id), "received_s": received_s,
-                    "targets": decode(layout, times)})
+        out.append(
+            {
+                "seq": seq,
+                "report_id": report_id_of(report_id),
+                "received_s": received_s,
+                "targets": decode(layout, times),
+            }
+        )
     return out
 
 
 def traces(conn: sqlite3.Connection, agent: str, target: str) -> list[dict[str, Any]]:
     return [
-        {"seq": seq, "received_s": received_s, "signature": sig, "results": json.loads(zlib.decompress(body))}
+        {
+            "seq": seq,
+            "received_s": received_s,
+            "signature": sig,
+            "results": json.loads(zlib.decompress(body)),
+        }
         for seq, received_s, sig, body in conn.execute(
             "SELECT t.seq, t.received_s, t.signature, t.body FROM traces t JOIN agents a ON a.ref = t.agent_ref"
             " WHERE a.id = ? AND t.target = ? ORDER BY t.seq",
@@ -154,7 +254,9 @@ def traces(conn: sqlite3.Connection, agent: str, target: str) -> list[dict[str, 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     agents: list[tuple[Any, ...]]  # id, site, role, last_seen_s, silent, cycle_s, spool, dropped
-    paths: list[tuple[Any, ...]]  # agent, site, target, class, circuit, link, egress, matches, connect, dns, hops, tcp, flips
+    paths: list[
+        tuple[Any, ...]
+    ]  # agent, site, target, class, circuit, link, egress, matches, connect, dns, hops, tcp, flips
     asymmetries: list[tuple[str, str, str, int]]
 
 

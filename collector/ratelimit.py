@@ -11,8 +11,13 @@ MAX_KEYS = 100_000
 
 
 class RateLimiter:
-    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = MAX_KEYS):
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = MAX_KEYS,
+    ):
         self.rate_per_s = rate_per_s
         self.burst = float(burst)
         self._clock = clock
@@ -42,7 +47,10 @@ class RateLimiter:
         if key not in self._buckets and len(self._buckets) >= self._max_keys:
             # Full buckets carry no state worth keeping; drop them, else the oldest half.
             full = [k for k in self._buckets if self._level(k, now) >= self.burst]
-            victims = full or sorted(self._buckets, key=lambda k: self._buckets[k][1])[: self._max_keys // 2]
+            victims = (
+                full
+                or sorted(self._buckets, key=lambda k: self._buckets[k][1])[: self._max_keys // 2]
+            )
             for k in victims:
                 del self._buckets[k]
         self._buckets[key] = (tokens, now)

@@ -38,7 +38,8 @@ def _first_rowid_at_or_after(conn: sqlite3.Connection, cutoff_s: float) -> int |
     while lo < hi:
         mid = (lo + hi) // 2
         rowid, received_s = conn.execute(
-            "SELECT rowid, received_s FROM observations WHERE rowid >= ? ORDER BY rowid LIMIT 1", (mid,)
+            "SELECT rowid, received_s FROM observations WHERE rowid >= ? ORDER BY rowid LIMIT 1",
+            (mid,),
         ).fetchone()
         if received_s >= cutoff_s:
             hi = mid
@@ -47,21 +48,30 @@ def _first_rowid_at_or_after(conn: sqlite3.Connection, cutoff_s: float) -> int |
     return lo
 
 
-def prune(conn: sqlite3.Connection, cache: dict[str, Any], now_s: float, cfg: StoreConfig) -> Pruned:
+def prune(
+    conn: sqlite3.Connection, cache: dict[str, Any], now_s: float, cfg: StoreConfig
+) -> Pruned:
     out = Pruned()
     cut = _first_rowid_at_or_after(conn, now_s - cfg.observations_retention_days * DAY_S)
     if cut is not None:
         out.observations = conn.execute(
             "DELETE FROM observations WHERE rowid IN (SELECT rowid FROM observations WHERE rowid < ?"
-            " ORDER BY rowid LIMIT ?)", (cut, CHUNK_ROWS)).rowcount
+            " ORDER BY rowid LIMIT ?)",
+            (cut, CHUNK_ROWS),
+        ).rowcount
     out.events = conn.execute(
         "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at_s < ? ORDER BY at_s LIMIT ?)",
-        (now_s - cfg.events_retention_days * DAY_S, CHUNK_ROWS)).rowcount
+        (now_s - cfg.events_retention_days * DAY_S, CHUNK_ROWS),
+    ).rowcount
     out.traces = conn.execute(
         "DELETE FROM traces WHERE id IN (SELECT id FROM traces WHERE received_s < ? ORDER BY id LIMIT ?)",
-        (now_s - cfg.traces_retention_days * DAY_S, CHUNK_ROWS)).rowcount
+        (now_s - cfg.traces_retention_days * DAY_S, CHUNK_ROWS),
+    ).rowcount
     old = now_s - cfg.alerts_retention_days * DAY_S
     out.alerts = conn.execute(
-        "DELETE FROM alerts WHERE ends_s IS NOT NULL AND ends_s < ?", (old,)).rowcount
-    conn.execute("DELETE FROM alert_receipts WHERE fingerprint NOT IN (SELECT fingerprint FROM alerts)")
+        "DELETE FROM alerts WHERE ends_s IS NOT NULL AND ends_s < ?", (old,)
+    ).rowcount
+    conn.execute(
+        "DELETE FROM alert_receipts WHERE fingerprint NOT IN (SELECT fingerprint FROM alerts)"
+    )
     return out

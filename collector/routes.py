@@ -42,15 +42,23 @@ EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json")
+    return web.Response(
+        status=status, body=json.dumps(data).encode(), content_type="application/json"
+    )
 
 
 # --------------------------------------------------------------------------- ingest
 
 
 def _unauthorized(detail: str, message: str, challenge: str) -> Problem:
-    return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge},
-                   errors=[{"field": "header/Authorization", "message": message}])
+    return Problem(
+        401,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+        headers={"WWW-Authenticate": challenge},
+        errors=[{"field": "header/Authorization", "message": message}],
+    )
 
 
 def _authenticate(request: web.Request) -> tuple[str, str]:
@@ -59,13 +67,23 @@ def _authenticate(request: web.Request) -> tuple[str, str]:
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="erpath"'}
     if not header:
-        raise Problem(401, "unauthorized", "Unauthorized",
-                      "no Authorization header; send 'Authorization: Bearer <agent token>'",
-                      headers=challenge, errors=[{"field": "header/Authorization", "message": "is required"}])
+        raise Problem(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "no Authorization header; send 'Authorization: Bearer <agent token>'",
+            headers=challenge,
+            errors=[{"field": "header/Authorization", "message": "is required"}],
+        )
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(401, "unauthorized", "Unauthorized", "Authorization must be 'Bearer <agent token>'",
-                      headers=challenge,
-                      errors=[{"field": "header/Authorization", "message": "must use the Bearer scheme"}])
+        raise Problem(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "Authorization must be 'Bearer <agent token>'",
+            headers=challenge,
+            errors=[{"field": "header/Authorization", "message": "must use the Bearer scheme"}],
+        )
     found = request.app[TOKENS].identify(token.strip())
     if found is None:
         raise _revoked()
@@ -73,8 +91,11 @@ def _authenticate(request: web.Request) -> tuple[str, str]:
 
 
 def _revoked() -> Problem:
-    return _unauthorized("the token is unknown or revoked; create one with 'erpath-collector token add AGENT_ID'",
-                         "token is unknown or revoked", 'Bearer realm="erpath", error="invalid_token"')
+    return _unauthorized(
+        "the token is unknown or revoked; create one with 'erpath-collector token add AGENT_ID'",
+        "token is unknown or revoked",
+        'Bearer realm="erpath", error="invalid_token"',
+    )
 
 
 def _certificate_names(request: web.Request) -> list[str] | None:
@@ -96,11 +117,19 @@ def _bind_certificate(request: web.Request, agent_id: str) -> None:
     """Mutual TLS: a verified client certificate must name the report's agent (CN or SAN)."""
     names = _certificate_names(request)
     if names is not None and agent_id not in names:
-        raise Problem(403, "forbidden", "Forbidden",
-                      f"the client certificate names {', '.join(map(repr, names)) or 'nothing'}; "
-                      f"it cannot report as agent {agent_id!r}",
-                      errors=[{"field": "/agent/id",
-                               "message": "must equal the client certificate's CN or a DNS/URI SAN"}])
+        raise Problem(
+            403,
+            "forbidden",
+            "Forbidden",
+            f"the client certificate names {', '.join(map(repr, names)) or 'nothing'}; "
+            f"it cannot report as agent {agent_id!r}",
+            errors=[
+                {
+                    "field": "/agent/id",
+                    "message": "must equal the client certificate's CN or a DNS/URI SAN",
+                }
+            ],
+        )
 
 
 def _apply_if_active(conn: Any, token_id: str, *args: Any) -> ingest.Outcome:
@@ -109,22 +138,34 @@ def _apply_if_active(conn: Any, token_id: str, *args: Any) -> ingest.Outcome:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    too_big = Problem(413, "body-too-large", "Payload Too Large",
-                      f"the report is larger than {limit} bytes (after gzip decoding); "
-                      "send fewer results per report",
-                      errors=[{"field": "body", "message": f"larger than {limit} bytes"}])
+    too_big = Problem(
+        413,
+        "body-too-large",
+        "Payload Too Large",
+        f"the report is larger than {limit} bytes (after gzip decoding); "
+        "send fewer results per report",
+        errors=[{"field": "body", "message": f"larger than {limit} bytes"}],
+    )
     if request.content_length is not None and request.content_length > limit:
         raise too_big
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "x-gzip"):
-        raise Problem(415, "unsupported-media-type", "Unsupported Media Type",
-                      f"Content-Encoding {encoding!r} is not supported; send gzip or identity",
-                      errors=[{"field": "header/Content-Encoding", "message": "must be gzip or identity"}])
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            f"Content-Encoding {encoding!r} is not supported; send gzip or identity",
+            errors=[{"field": "header/Content-Encoding", "message": "must be gzip or identity"}],
+        )
     ctype = request.content_type
     if ctype not in ("application/json", "application/octet-stream") and request.body_exists:
-        raise Problem(415, "unsupported-media-type", "Unsupported Media Type",
-                      f"Content-Type {ctype!r} is not JSON; send application/json",
-                      errors=[{"field": "header/Content-Type", "message": "must be application/json"}])
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            f"Content-Type {ctype!r} is not JSON; send application/json",
+            errors=[{"field": "header/Content-Type", "message": "must be application/json"}],
+        )
     chunks, size = [], 0
     async for chunk in request.content.iter_any():
         size += len(chunk)
@@ -138,13 +179,23 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     try:
         body = d.decompress(raw, limit + 1)
     except zlib.error as exc:
-        raise Problem(400, "bad-gzip", "Bad Request", f"Content-Encoding is gzip but the body is not gzip ({exc})",
-                      errors=[{"field": "body", "message": "is not valid gzip"}]) from None
+        raise Problem(
+            400,
+            "bad-gzip",
+            "Bad Request",
+            f"Content-Encoding is gzip but the body is not gzip ({exc})",
+            errors=[{"field": "body", "message": "is not valid gzip"}],
+        ) from None
     if len(body) > limit:
         raise too_big
     if not d.eof:
-        raise Problem(400, "bad-gzip", "Bad Request", "the gzip stream is truncated",
-                      errors=[{"field": "body", "message": "gzip stream is truncated"}])
+        raise Problem(
+            400,
+            "bad-gzip",
+            "Bad Request",
+            "the gzip stream is truncated",
+            errors=[{"field": "body", "message": "gzip stream is truncated"}],
+        )
     return body
 
 
@@ -173,14 +224,26 @@ def _lone_surrogate(node: Any, pointer: str = "") -> str | None:
 
 def _parse_json(body: bytes) -> Any:
     if not body:
-        raise Problem(400, "bad-json", "Bad Request", "the body is empty; send one report as JSON",
-                      errors=[{"field": "body", "message": "is empty"}])
+        raise Problem(
+            400,
+            "bad-json",
+            "Bad Request",
+            "the body is empty; send one report as JSON",
+            errors=[{"field": "body", "message": "is empty"}],
+        )
     try:
         doc = json.loads(body.decode("utf-8"))
         # Only bodies with such an escape pay for the walk (surrogate pairs, e.g. emoji, are fine).
         if _SURROGATE_ESCAPE.search(body) and (where := _lone_surrogate(doc)):
-            raise Problem(400, "bad-json", "Bad Request", f"the body has a lone UTF-16 surrogate at {where}",
-                          errors=[{"field": where, "message": "is not valid Unicode (lone surrogate escape)"}])
+            raise Problem(
+                400,
+                "bad-json",
+                "Bad Request",
+                f"the body has a lone UTF-16 surrogate at {where}",
+                errors=[
+                    {"field": where, "message": "is not valid Unicode (lone surrogate escape)"}
+                ],
+            )
         return doc
     except UnicodeDecodeError:
         msg = "is not UTF-8 text"
@@ -190,7 +253,13 @@ def _parse_json(body: bytes) -> Any:
         msg = "is nested too deeply to be a report"
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         msg = f"is not usable JSON: {exc}"
-    raise Problem(400, "bad-json", "Bad Request", f"the body {msg}", errors=[{"field": "body", "message": msg}])
+    raise Problem(
+        400,
+        "bad-json",
+        "Bad Request",
+        f"the body {msg}",
+        errors=[{"field": "body", "message": msg}],
+    )
 
 
 def _parse_report(doc: Any) -> Any:
@@ -201,16 +270,31 @@ def _parse_report(doc: Any) -> Any:
         if any(e.field == "/schema" and "unsupported" in e.message for e in exc.errors):
             extra["supported_schemas"] = list(SUPPORTED_SCHEMAS)
         errors = [{"field": e.field, "message": e.message} for e in exc.errors[:100]]
-        raise Problem(422, "invalid-report", "Unprocessable Content",
-                      f"the report is not a valid {SUPPORTED_SCHEMAS[0]} document "
-                      f"({len(exc.errors)} problem(s)): {exc}",
-                      errors=errors, extra=extra) from None
+        raise Problem(
+            422,
+            "invalid-report",
+            "Unprocessable Content",
+            f"the report is not a valid {SUPPORTED_SCHEMAS[0]} document "
+            f"({len(exc.errors)} problem(s)): {exc}",
+            errors=errors,
+            extra=extra,
+        ) from None
     except RecursionError:
-        raise Problem(400, "bad-json", "Bad Request", "the body is nested too deeply to be a report",
-                      errors=[{"field": "body", "message": "is nested too deeply"}]) from None
+        raise Problem(
+            400,
+            "bad-json",
+            "Bad Request",
+            "the body is nested too deeply to be a report",
+            errors=[{"field": "body", "message": "is nested too deeply"}],
+        ) from None
     except OverflowError:
-        raise Problem(422, "invalid-report", "Unprocessable Content", "a number in the report is too large",
-                      errors=[{"field": "body", "message": "has a number too large for a float"}]) from None
+        raise Problem(
+            422,
+            "invalid-report",
+            "Unprocessable Content",
+            "a number in the report is too large",
+            errors=[{"field": "body", "message": "has a number too large for a float"}],
+        ) from None
 
 
 # Seconds an overloaded collector asks agents to wait: about one batch of work.
@@ -221,11 +305,15 @@ async def post_report(request: web.Request) -> web.Response:
     gate = request.app[ADMISSION]
     if not gate.admit():
         request.app[INSTRUMENTS].reports.labels("rejected").inc()
-        raise Problem(503, "unavailable", "Service Unavailable",
-                      f"the collector is at capacity ({gate.limit} reports in progress); "
-                      "the report was not read, retry later",
-                      headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)},
-                      errors=[{"field": "body", "message": "not read: collector at capacity"}])
+        raise Problem(
+            503,
+            "unavailable",
+            "Service Unavailable",
+            f"the collector is at capacity ({gate.limit} reports in progress); "
+            "the report was not read, retry later",
+            headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)},
+            errors=[{"field": "body", "message": "not read: collector at capacity"}],
+        )
     try:
         return await _ingest(request)
     finally:
@@ -240,9 +328,13 @@ async def _ingest(request: web.Request) -> web.Response:
         address = request.remote or "unknown"
         failures = app[ADDRESS_LIMITER]
         if (wait_s := failures.wait_s(address)) > 0:
-            raise Problem(429, "rate-limited", "Too Many Requests",
-                          f"too many failed authentications from {address}; retry in {wait_s:.1f} s",
-                          headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+            raise Problem(
+                429,
+                "rate-limited",
+                "Too Many Requests",
+                f"too many failed authentications from {address}; retry in {wait_s:.1f} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
         try:
             agent, token_id = _authenticate(request)
         except Problem:
@@ -250,36 +342,59 @@ async def _ingest(request: web.Request) -> web.Response:
             raise
         wait_s = app[LIMITER].take(agent)
         if wait_s > 0:
-            raise Problem(429, "rate-limited", "Too Many Requests",
-                          f"agent {agent} sends faster than the collector accepts; retry in {wait_s:.1f} s",
-                          headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+            raise Problem(
+                429,
+                "rate-limited",
+                "Too Many Requests",
+                f"agent {agent} sends faster than the collector accepts; retry in {wait_s:.1f} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
         body = await _read_body(request, app[CONFIG].server.body_limit_bytes)
         doc = _parse_json(body)
         report = _parse_report(doc)
         if report.agent.id != agent:
-            raise Problem(403, "forbidden", "Forbidden",
-                          f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
-                          errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}])
+            raise Problem(
+                403,
+                "forbidden",
+                "Forbidden",
+                f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
+                errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}],
+            )
         _bind_certificate(request, agent)
         prepared = ingest.prepare(doc, report, body)
         store = app[STORE]
         try:
-            outcome = await store.write(_apply_if_active, token_id, store.cache, prepared, app[CLOCK](),
-                                        app[INGEST_SETTINGS])
+            outcome = await store.write(
+                _apply_if_active,
+                token_id,
+                store.cache,
+                prepared,
+                app[CLOCK](),
+                app[INGEST_SETTINGS],
+            )
         except auth.Revoked:
             failures.take(address)
             raise _revoked() from None
         except StoreError as exc:
-            raise Problem(503, "unavailable", "Service Unavailable",
-                          f"the report could not be stored ({exc}); it was not acknowledged, retry later",
-                          headers={"Retry-After": "5"}) from None
+            raise Problem(
+                503,
+                "unavailable",
+                "Service Unavailable",
+                f"the report could not be stored ({exc}); it was not acknowledged, retry later",
+                headers={"Retry-After": "5"},
+            ) from None
     except Problem:
         instruments.reports.labels("rejected").inc()
         raise
     if outcome.status == "conflict":
         instruments.reports.labels("rejected").inc()
-        raise Problem(409, "seq-conflict", "Conflict", outcome.detail,
-                      errors=[{"field": "/seq", "message": outcome.detail}])
+        raise Problem(
+            409,
+            "seq-conflict",
+            "Conflict",
+            outcome.detail,
+            errors=[{"field": "/seq", "message": outcome.detail}],
+        )
     if outcome.alerts_changed:
         app[ALERT_SENDER].poke()
     if outcome.asymmetry_inputs_changed:
@@ -287,8 +402,13 @@ async def _ingest(request: web.Request) -> web.Response:
     instruments.reports.labels(outcome.status).inc()
     instruments.ingest_seconds.observe(time.perf_counter() - started)
     return _json(
-        {"id": report.id, "status": outcome.status, "applied": outcome.applied, "events": outcome.events,
-         "flips": outcome.flips},
+        {
+            "id": report.id,
+            "status": outcome.status,
+            "applied": outcome.applied,
+            "events": outcome.events,
+            "flips": outcome.flips,
+        },
         status=201 if outcome.status == "accepted" else 200,
     )
 
@@ -300,9 +420,18 @@ def _time_param(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    bad = Problem(400, "bad-query", "Bad Request", f"{name}={raw!r} is not a time",
-                  errors=[{"field": f"query/{name}",
-                           "message": "must be RFC 3339 (2024-05-01T10:00:00Z) or Unix seconds"}])
+    bad = Problem(
+        400,
+        "bad-query",
+        "Bad Request",
+        f"{name}={raw!r} is not a time",
+        errors=[
+            {
+                "field": f"query/{name}",
+                "message": "must be RFC 3339 (2024-05-01T10:00:00Z) or Unix seconds",
+            }
+        ],
+    )
     if _UNIX_S.fullmatch(raw):
         value = float(raw)
         if not math.isfinite(value):  # 1e999
@@ -313,8 +442,13 @@ def _time_param(request: web.Request, name: str) -> float | None:
     except ValueError:
         raise bad from None
     if dt.tzinfo is None:
-        raise Problem(400, "bad-query", "Bad Request", f"{name}={raw!r} has no time zone",
-                      errors=[{"field": f"query/{name}", "message": "needs a time zone, e.g. Z"}])
+        raise Problem(
+            400,
+            "bad-query",
+            "Bad Request",
+            f"{name}={raw!r} has no time zone",
+            errors=[{"field": f"query/{name}", "message": "needs a time zone, e.g. Z"}],
+        )
     try:
         return dt.timestamp()
     except (OverflowError, ValueError):  # year 1 in a far time zone
@@ -328,9 +462,16 @@ _UNIX_S = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")
 def _filters(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     unknown = set(request.query) - set(allowed)
     if unknown:
-        raise Problem(400, "bad-query", "Bad Request", f"unknown query parameter(s): {', '.join(sorted(unknown))}",
-                      errors=[{"field": f"query/{k}", "message": f"is not one of {', '.join(allowed)}"}
-                              for k in sorted(unknown)])
+        raise Problem(
+            400,
+            "bad-query",
+            "Bad Request",
+            f"unknown query parameter(s): {', '.join(sorted(unknown))}",
+            errors=[
+                {"field": f"query/{k}", "message": f"is not one of {', '.join(allowed)}"}
+                for k in sorted(unknown)
+            ],
+        )
     return {k: request.query.get(k) for k in allowed}
 
 
@@ -338,8 +479,13 @@ def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
     raw = request.query.get("limit", str(default))
     # ASCII digits only: str.isdigit() is true for "²", which int() refuses.
     if not re.fullmatch(r"[0-9]{1,7}", raw) or not 1 <= int(raw) <= most:
-        raise Problem(400, "bad-query", "Bad Request", f"limit={raw!r} is not between 1 and {most}",
-                      errors=[{"field": "query/limit", "message": f"must be an integer from 1 to {most}"}])
+        raise Problem(
+            400,
+            "bad-query",
+            "Bad Request",
+            f"limit={raw!r} is not between 1 and {most}",
+            errors=[{"field": "query/limit", "message": f"must be an integer from 1 to {most}"}],
+        )
     return int(raw)
 
 
@@ -353,20 +499,37 @@ async def get_paths(request: web.Request) -> web.Response:
     return _json({"paths": await request.app[STORE].read(queries.paths, f)})
 
 
-EVENT_KINDS = ("route_flip", "path_deviation", "path_change", "asymmetry", "asymmetry_cleared",
-               "agent_silent", "agent_recovered")
+EVENT_KINDS = (
+    "route_flip",
+    "path_deviation",
+    "path_change",
+    "asymmetry",
+    "asymmetry_cleared",
+    "agent_silent",
+    "agent_recovered",
+)
 
 
 async def get_events(request: web.Request) -> web.Response:
     f = _filters(request, ("site", "agent", "target", "kind", "since", "until", "limit"))
     if f["kind"] is not None and f["kind"] not in EVENT_KINDS:
-        raise Problem(400, "bad-query", "Bad Request", f"kind={f['kind']!r} is not an event kind",
-                      errors=[{"field": "query/kind", "message": f"must be one of {', '.join(EVENT_KINDS)}"}])
+        raise Problem(
+            400,
+            "bad-query",
+            "Bad Request",
+            f"kind={f['kind']!r} is not an event kind",
+            errors=[{"field": "query/kind", "message": f"must be one of {', '.join(EVENT_KINDS)}"}],
+        )
     f["since_s"] = _time_param(request, "since")
     f["until_s"] = _time_param(request, "until")
     if f["since_s"] is not None and f["until_s"] is not None and f["since_s"] > f["until_s"]:
-        raise Problem(400, "bad-query", "Bad Request", "since is after until",
-                      errors=[{"field": "query/until", "message": "must not be before since"}])
+        raise Problem(
+            400,
+            "bad-query",
+            "Bad Request",
+            "since is after until",
+            errors=[{"field": "query/until", "message": "must not be before since"}],
+        )
     rows = await request.app[STORE].read(queries.events, f, _limit(request))
     return _json({"events": rows})
 
@@ -374,12 +537,24 @@ async def get_events(request: web.Request) -> web.Response:
 async def get_alerts(request: web.Request) -> web.Response:
     f = _filters(request, ("state",))
     if f["state"] not in (None, "firing", "resolved"):
-        raise Problem(400, "bad-query", "Bad Request", f"state={f['state']!r}",
-                      errors=[{"field": "query/state", "message": "must be firing or resolved"}])
+        raise Problem(
+            400,
+            "bad-query",
+            "Bad Request",
+            f"state={f['state']!r}",
+            errors=[{"field": "query/state", "message": "must be firing or resolved"}],
+        )
     app = request.app
-    rows = await app[STORE].read(queries.alerts, app[CLOCK](), app[CONFIG].alerts.recent_s, f["state"])
+    rows = await app[STORE].read(
+        queries.alerts, app[CLOCK](), app[CONFIG].alerts.recent_s, f["state"]
+    )
     receivers = [
-        {"receiver": r.name, "kind": r.kind, "last_error": r.last_error, "retry_in_s": r.backoff_s or None}
+        {
+            "receiver": r.name,
+            "kind": r.kind,
+            "last_error": r.last_error,
+            "retry_in_s": r.backoff_s or None,
+        }
         for r in app[ALERT_SENDER].receivers
     ]
     return _json({"alerts": rows, "receivers": receivers})
@@ -403,7 +578,9 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(store.read(_ping), 5)
     except Exception as exc:
-        raise Problem(503, "unavailable", "Service Unavailable", f"the store does not answer ({exc})") from None
+        raise Problem(
+            503, "unavailable", "Service Unavailable", f"the store does not answer ({exc})"
+        ) from None
     return _json({"status": "ready"})
 
 

@@ -46,7 +46,12 @@ class PathKey:
         return "/".join(p for p in (self.path_class, self.circuit, self.link) if p)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"class": self.path_class, "circuit": self.circuit, "link": self.link, "egress": self.egress}
+        return {
+            "class": self.path_class,
+            "circuit": self.circuit,
+            "link": self.link,
+            "egress": self.egress,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PathKey:
@@ -193,18 +198,36 @@ def observations(report: Report) -> list[Observation]:
 # --------------------------------------------------------------------------- hysteresis
 
 
-def _side(key: PathKey, address: str | None, signature_: str, evidence: Iterable[str]) -> dict[str, Any]:
-    return {**key.as_dict(), "path": key.label, "address": address, "signature": signature_,
-            "evidence": list(evidence)}
+def _side(
+    key: PathKey, address: str | None, signature_: str, evidence: Iterable[str]
+) -> dict[str, Any]:
+    return {
+        **key.as_dict(),
+        "path": key.label,
+        "address": address,
+        "signature": signature_,
+        "evidence": list(evidence),
+    }
 
 
 def new_state(obs: Observation, seq: int, received_s: float) -> PathState:
     return PathState(
-        target=obs.target, role=obs.role, key=obs.key, since_s=received_s, last_seq=seq,
-        last_received_s=received_s, address=obs.address, addresses=obs.addresses,
-        signature=obs.signature, evidence=obs.evidence, expected=obs.expected,
-        matches_expected=obs.matches_expected, connect_s=obs.connect_s, dns_s=obs.dns_s,
-        hops=obs.hops, tcp_state=obs.tcp_state,
+        target=obs.target,
+        role=obs.role,
+        key=obs.key,
+        since_s=received_s,
+        last_seq=seq,
+        last_received_s=received_s,
+        address=obs.address,
+        addresses=obs.addresses,
+        signature=obs.signature,
+        evidence=obs.evidence,
+        expected=obs.expected,
+        matches_expected=obs.matches_expected,
+        connect_s=obs.connect_s,
+        dns_s=obs.dns_s,
+        hops=obs.hops,
+        tcp_state=obs.tcp_state,
     )
 
 
@@ -215,19 +238,31 @@ def apply(
     if prev is None:
         return Transition(new_state(obs, seq, received_s), signature_changed=True)
     measured = {
-        "last_seq": seq, "last_received_s": received_s, "connect_s": obs.connect_s,
-        "dns_s": obs.dns_s, "hops": obs.hops, "tcp_state": obs.tcp_state,
+        "last_seq": seq,
+        "last_received_s": received_s,
+        "connect_s": obs.connect_s,
+        "dns_s": obs.dns_s,
+        "hops": obs.hops,
+        "tcp_state": obs.tcp_state,
     }
     if obs.key == prev.key:
         state = replace(
-            prev, **measured, candidate=None, address=obs.address, addresses=obs.addresses,
-            signature=obs.signature, evidence=obs.evidence, expected=obs.expected,
+            prev,
+            **measured,
+            candidate=None,
+            address=obs.address,
+            addresses=obs.addresses,
+            signature=obs.signature,
+            evidence=obs.evidence,
+            expected=obs.expected,
             matches_expected=obs.matches_expected,
         )
         if obs.signature == prev.signature or not prev.signature or not obs.signature:
             return Transition(state, signature_changed=obs.signature != prev.signature)
         change = PathEvent(
-            kind="path_change", severity="info", target=obs.target,
+            kind="path_change",
+            severity="info",
+            target=obs.target,
             summary=f"{obs.target}: hops changed on the same path {obs.key.label} "
             f"({prev.signature} -> {obs.signature})",
             before=_side(prev.key, prev.address, prev.signature, prev.evidence),
@@ -246,7 +281,9 @@ def apply(
         if cand.count == 1:
             events = (
                 PathEvent(
-                    kind="path_deviation", severity="info", target=obs.target,
+                    kind="path_deviation",
+                    severity="info",
+                    target=obs.target,
                     summary=f"{obs.target}: one report saw {obs.key.label} instead of "
                     f"{prev.key.label} (needs {confirm_reports} in a row to be a flip)",
                     before=_side(prev.key, prev.address, prev.signature, prev.evidence),
@@ -273,7 +310,9 @@ def apply(
         driver=driver,
     )
     state = replace(
-        new_state(obs, seq, received_s), since_s=cand.first_received_s, flips_total=prev.flips_total + 1
+        new_state(obs, seq, received_s),
+        since_s=cand.first_received_s,
+        flips_total=prev.flips_total + 1,
     )
     return Transition(state, (flip,), flip=flip, signature_changed=True)
 
@@ -312,15 +351,23 @@ def reported_asymmetries(report: Report) -> list[Asymmetry]:
         for f in r.findings:
             if not is_asymmetry_finding(f.kind):
                 continue
-            circuit = (r.verdict.circuit if r.verdict else None) or _circuit_named(f.evidence, report.site)
+            circuit = (r.verdict.circuit if r.verdict else None) or _circuit_named(
+                f.evidence, report.site
+            )
             if circuit is None and len(report.site.circuits) == 1:
                 circuit = report.site.circuits[0].name
             lines = [f"{report.agent.id} -> {r.target}: {f.kind} ({f.severity})", *f.evidence]
             if f.fix:
                 lines.append(f"fix: {f.fix}")
             out.append(
-                Asymmetry(report.agent.site, circuit or NO_CIRCUIT, "reported", report.agent.id,
-                          r.target, tuple(lines))
+                Asymmetry(
+                    report.agent.site,
+                    circuit or NO_CIRCUIT,
+                    "reported",
+                    report.agent.id,
+                    r.target,
+                    tuple(lines),
+                )
             )
     return out
 
@@ -356,7 +403,9 @@ def _in_prefixes(address: str, prefixes: Iterable[str]) -> bool:
     return False
 
 
-def owner_of(address: str, facts_by_site: Mapping[str, SiteFacts]) -> list[tuple[str, set[str], set[str]]]:
+def owner_of(
+    address: str, facts_by_site: Mapping[str, SiteFacts]
+) -> list[tuple[str, set[str], set[str]]]:
     """Sites that own a NAT address: (site, internet edges, circuits) carrying it."""
     owners = []
     for site, facts in facts_by_site.items():
@@ -364,8 +413,11 @@ def owner_of(address: str, facts_by_site: Mapping[str, SiteFacts]) -> list[tuple
         # Traffic over a circuit is never translated to an internet edge's
         # NAT address, even when a circuit (wrongly) advertises its prefix:
         # that leak is what makes the return asymmetric, not a forward path.
-        circuits = set() if edges else {
-            c.name for c in facts.circuits if _in_prefixes(address, c.advertised_prefixes)}
+        circuits = (
+            set()
+            if edges
+            else {c.name for c in facts.circuits if _in_prefixes(address, c.advertised_prefixes)}
+        )
         if edges or circuits:
             owners.append((site, edges, circuits))
     return owners
@@ -390,7 +442,9 @@ def measured_asymmetries(
         for site, edges, circuits in owner_of(nat, facts_by_site):
             for fwd in forward_by_site.get(site, ()):
                 k = fwd.key
-                via_edge = _transport(k) == "internet" and (k.egress in edges or (k.egress is None and edges))
+                via_edge = _transport(k) == "internet" and (
+                    k.egress in edges or (k.egress is None and edges)
+                )
                 via_circuit = k.path_class == "expressroute" and k.circuit in circuits
                 if not (via_edge or via_circuit):
                     continue
@@ -402,7 +456,11 @@ def measured_asymmetries(
                 circuit = rev.key.circuit or k.circuit or NO_CIRCUIT
                 out.append(
                     Asymmetry(
-                        site, circuit, "measured", fwd.agent, fwd.target,
+                        site,
+                        circuit,
+                        "measured",
+                        fwd.agent,
+                        fwd.target,
                         (
                             f"forward {fwd.agent} -> {fwd.target}: {k.label}"
                             + (f" via {k.egress}" if k.egress else "")

@@ -184,8 +184,13 @@ class StoreError(RuntimeError):
 
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
-                               isolation_level=None, timeout=30)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro",
+            uri=True,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=30,
+        )
     else:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
     conn.execute("PRAGMA busy_timeout=30000")
@@ -229,8 +234,9 @@ _STOP = object()
 class Store:
     """The collector's database; `write` and `read` run functions of a connection."""
 
-    def __init__(self, path: str | Path, *, journal_mode: str = "wal", readers: int = 2,
-                 max_batch: int = 256):
+    def __init__(
+        self, path: str | Path, *, journal_mode: str = "wal", readers: int = 2, max_batch: int = 256
+    ):
         self.path = str(path)
         self.journal_mode = journal_mode
         self._max_batch = max_batch
@@ -240,7 +246,9 @@ class Store:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._readers = concurrent.futures.ThreadPoolExecutor(readers, thread_name_prefix="erpath-read")
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            readers, thread_name_prefix="erpath-read"
+        )
         self.cache: dict[str, Any] = {}  # writer-thread-only caches (agent refs, layouts)
         self.closed = True
 
@@ -252,7 +260,9 @@ class Store:
             conn = _connect(self.path)
             mode = conn.execute(f"PRAGMA journal_mode={self.journal_mode}").fetchone()[0]
             if mode.lower() != self.journal_mode:
-                raise StoreError(f"{self.path}: cannot switch to journal_mode={self.journal_mode} (got {mode})")
+                raise StoreError(
+                    f"{self.path}: cannot switch to journal_mode={self.journal_mode} (got {mode})"
+                )
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=OFF")
             migrate(conn)

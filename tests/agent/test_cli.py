@@ -19,7 +19,10 @@ def run(*args: str) -> subprocess.CompletedProcess:
     [
         (["probe", "once", "--port", "70000", "x.example"], "--port 70000: must be 1 to 65535"),
         (["probe", "once", "--resolver", "not-an-ip", "x.example"], "--resolver: resolver"),
-        (["probe", "once", "--expect", "expressroute"], "--expect applies to TARGETs named on the command line"),
+        (
+            ["probe", "once", "--expect", "expressroute"],
+            "--expect applies to TARGETs named on the command line",
+        ),
         (["probe", "once", "--config", "/nonexistent/agent.toml"], "/nonexistent/agent.toml"),
         (["probe", "once", "--trace-protocol", "gre"], "invalid choice: 'gre'"),
         (["check-config", "/nonexistent.toml"], "/nonexistent.toml"),

@@ -29,11 +29,11 @@ INNER = """
 import json, resource, sys, tempfile, time
 from pathlib import Path
 from agent.config import load
-from agent.dns import HopNamer, resolve_many
-from agent.dnscache import DnsCache
-from agent.probe import ProbePlan, run_cycle
+from agent.measure.dns import HopNamer, resolve_many
+from agent.measure.dnscache import DnsCache
+from agent.cycle import ProbePlan, run_cycle
 from agent.report import to_dict
-from agent.spool import Spool
+from agent.service.spool import Spool
 
 def rss_mb():
     for line in open('/proc/self/status'):
@@ -69,17 +69,32 @@ def main() -> int:
     config = write_config("branch", "er", Path("/tmp"))
     with lab.options(rate_limit=False):
         out = subprocess.run(
-            ["ip", "netns", "exec", lab.ns("branch"), sys.executable, "-c", INNER, str(config), str(args.cycles)],
-            capture_output=True, text=True, cwd=ROOT, check=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                lab.ns("branch"),
+                sys.executable,
+                "-c",
+                INNER,
+                str(config),
+                str(args.cycles),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
         ).stdout
     print(out.strip())
     import json
 
     doc = json.loads(out)
     growth = (doc["rss_last_mb"] - doc["rss_10_mb"]) / doc["rss_10_mb"] * 100
-    print(f"RSS after 10 cycles {doc['rss_10_mb']:.1f} MB, after {doc['cycles']} {doc['rss_last_mb']:.1f} MB "
-          f"({growth:+.1f} %); peak {doc['peak_rss_mb']:.1f} MB; CPU {doc['cpu_per_cycle_s']:.3f} s/cycle, "
-          f"wall {doc['wall_per_cycle_s']:.3f} s/cycle")
+    print(
+        f"RSS after 10 cycles {doc['rss_10_mb']:.1f} MB, after {doc['cycles']} {doc['rss_last_mb']:.1f} MB "
+        f"({growth:+.1f} %); peak {doc['peak_rss_mb']:.1f} MB; CPU {doc['cpu_per_cycle_s']:.3f} s/cycle, "
+        f"wall {doc['wall_per_cycle_s']:.3f} s/cycle"
+    )
     return 0
 
 

@@ -39,49 +39,129 @@ PY = sys.executable
 
 
 def target_names(n: int) -> list[str]:
-    base = ["api.powerapps.com", "make.powerapps.com", "api.flow.microsoft.com", "login.microsoftonline.com",
-            "org.crm4.dynamics.com", "content.powerapps.com", "res.cdn.office.net", "graph.microsoft.com"]
-    return [base[i % len(base)] if i < len(base) else f"t{i}.{base[i % len(base)]}" for i in range(n)]
+    base = [
+        "api.powerapps.com",
+        "make.powerapps.com",
+        "api.flow.microsoft.com",
+        "login.microsoftonline.com",
+        "org.crm4.dynamics.com",
+        "content.powerapps.com",
+        "res.cdn.office.net",
+        "graph.microsoft.com",
+    ]
+    return [
+        base[i % len(base)] if i < len(base) else f"t{i}.{base[i % len(base)]}" for i in range(n)
+    ]
 
 
 def result(target: str, i: int, rng: random.Random, flip: bool = False) -> dict[str, Any]:
     er = not flip and i % 4 != 3
-    verdict = ({"class": "expressroute", "circuit": "ams-1", "link": "primary", "egress": None,
-                "evidence": ["hop 4 203.0.113.2 is the MSEE of circuit ams-1 (primary)"]}
-               if er else {"class": "internet", "circuit": None, "link": None, "egress": "ams-inet",
-                           "evidence": ["egress via internet edge ams-inet (NAT 192.0.2.10)"]})
+    verdict = (
+        {
+            "class": "expressroute",
+            "circuit": "ams-1",
+            "link": "primary",
+            "egress": None,
+            "evidence": ["hop 4 203.0.113.2 is the MSEE of circuit ams-1 (primary)"],
+        }
+        if er
+        else {
+            "class": "internet",
+            "circuit": None,
+            "link": None,
+            "egress": "ams-inet",
+            "evidence": ["egress via internet edge ams-inet (NAT 192.0.2.10)"],
+        }
+    )
     verdict.update(confidence=0.9, expected="expressroute" if i % 4 != 3 else "internet")
     verdict["matches_expected"] = verdict["expected"] == verdict["class"]
     asns = [65001, 65001, 65001, 12076, 12076, 8075, 8075, 8075, 8075, 8075, 8075, 8075]
-    hops = [{"ttl": h + 1, "replies": [{"address": f"10.{i}.{h}.{rng.randint(1, 2)}", "rtt_s": 0.001 * (h + 1),
-                                        "kind": "time-exceeded", "asn": asn, "ptr": None}]}
-            for h, asn in enumerate(asns)]
+    hops = [
+        {
+            "ttl": h + 1,
+            "replies": [
+                {
+                    "address": f"10.{i}.{h}.{rng.randint(1, 2)}",
+                    "rtt_s": 0.001 * (h + 1),
+                    "kind": "time-exceeded",
+                    "asn": asn,
+                    "ptr": None,
+                }
+            ],
+        }
+        for h, asn in enumerate(asns)
+    ]
     address = f"198.18.{i}.10"
     return {
-        "target": target, "role": "api", "port": 443, "address": address,
-        "dns": {"cname_chain": [], "addresses": [address], "ttl_s": 300, "duration_s": 0.004 + rng.random() / 100},
-        "route": {"interface": "eth0", "gateway": "10.0.0.1", "source": "10.0.0.5", "protocol": "bgp",
-                  "duration_s": 0.0002},
-        "tcp": {"port": 443, "state": "open", "method": "connect", "connect_s": 0.01 + rng.random() / 50,
-                "duration_s": 0.02},
+        "target": target,
+        "role": "api",
+        "port": 443,
+        "address": address,
+        "dns": {
+            "cname_chain": [],
+            "addresses": [address],
+            "ttl_s": 300,
+            "duration_s": 0.004 + rng.random() / 100,
+        },
+        "route": {
+            "interface": "eth0",
+            "gateway": "10.0.0.1",
+            "source": "10.0.0.5",
+            "protocol": "bgp",
+            "duration_s": 0.0002,
+        },
+        "tcp": {
+            "port": 443,
+            "state": "open",
+            "method": "connect",
+            "connect_s": 0.01 + rng.random() / 50,
+            "duration_s": 0.02,
+        },
         "trace": {"protocol": "tcp", "flow": 1, "reached": True, "hops": hops, "duration_s": 1.2},
         "verdict": verdict,
         "findings": [],
     }
 
 
-def report(agent: str, seq: int, targets: list[str], rng: random.Random, flip_every: int = 0,
-           interval_s: float = 30.0) -> dict[str, Any]:
+def report(
+    agent: str,
+    seq: int,
+    targets: list[str],
+    rng: random.Random,
+    flip_every: int = 0,
+    interval_s: float = 30.0,
+) -> dict[str, Any]:
     flip = bool(flip_every) and (seq // 2) % flip_every == 0 and seq > 2
     return {
-        "schema": "erpath.report/1", "id": str(uuid.uuid4()), "seq": seq,
-        "agent": {"id": agent, "site": f"site-{int(agent.split('-')[1]) % 50}", "role": "branch",
-                  "version": "0.1.0", "hostname": agent},
-        "started_at": "2024-05-01T10:00:00Z", "duration_s": 3.1, "interval_s": interval_s,
-        "site": {"circuits": [{"name": "ams-1", "location": "Amsterdam", "sku": "standard",
-                               "primary_subnet": "203.0.113.0/30", "secondary_subnet": "203.0.113.4/30",
-                               "ce_addresses": ["203.0.113.1"], "advertised_prefixes": ["198.51.100.0/28"]}],
-                 "internet_edges": [{"name": "ams-inet", "nat_addresses": ["192.0.2.10"], "hop_addresses": []}]},
+        "schema": "erpath.report/1",
+        "id": str(uuid.uuid4()),
+        "seq": seq,
+        "agent": {
+            "id": agent,
+            "site": f"site-{int(agent.split('-')[1]) % 50}",
+            "role": "branch",
+            "version": "0.1.0",
+            "hostname": agent,
+        },
+        "started_at": "2024-05-01T10:00:00Z",
+        "duration_s": 3.1,
+        "interval_s": interval_s,
+        "site": {
+            "circuits": [
+                {
+                    "name": "ams-1",
+                    "location": "Amsterdam",
+                    "sku": "standard",
+                    "primary_subnet": "203.0.113.0/30",
+                    "secondary_subnet": "203.0.113.4/30",
+                    "ce_addresses": ["203.0.113.1"],
+                    "advertised_prefixes": ["198.51.100.0/28"],
+                }
+            ],
+            "internet_edges": [
+                {"name": "ams-inet", "nat_addresses": ["192.0.2.10"], "hop_addresses": []}
+            ],
+        },
         "health": {"cycle_s": 3.1, "spool_reports": 0, "dropped_reports_total": 0},
         "results": [result(t, i, rng, flip and i == 0) for i, t in enumerate(targets)],
     }
@@ -89,16 +169,24 @@ def report(agent: str, seq: int, targets: list[str], rng: random.Random, flip_ev
 
 def pushgateway_group(doc: dict[str, Any]) -> bytes:
     """The same measurements as a Pushgateway metric group (text format)."""
-    lines = ["# TYPE erpath_tcp_connect_seconds gauge", "# TYPE erpath_dns_resolve_seconds gauge",
-             "# TYPE erpath_trace_hops gauge", "# TYPE erpath_path_info gauge"]
+    lines = [
+        "# TYPE erpath_tcp_connect_seconds gauge",
+        "# TYPE erpath_dns_resolve_seconds gauge",
+        "# TYPE erpath_trace_hops gauge",
+        "# TYPE erpath_path_info gauge",
+    ]
     for r in doc["results"]:
         v = r["verdict"]
         t = r["target"]
-        lines.append(f'erpath_tcp_connect_seconds{{target="{t}",class="{v["class"]}"}} {r["tcp"]["connect_s"]}')
+        lines.append(
+            f'erpath_tcp_connect_seconds{{target="{t}",class="{v["class"]}"}} {r["tcp"]["connect_s"]}'
+        )
         lines.append(f'erpath_dns_resolve_seconds{{target="{t}"}} {r["dns"]["duration_s"]}')
         lines.append(f'erpath_trace_hops{{target="{t}"}} {len(r["trace"]["hops"])}')
-        lines.append(f'erpath_path_info{{target="{t}",class="{v["class"]}",circuit="{v["circuit"] or ""}",'
-                     f'link="{v["link"] or ""}",egress="{v["egress"] or ""}"}} 1')
+        lines.append(
+            f'erpath_path_info{{target="{t}",class="{v["class"]}",circuit="{v["circuit"] or ""}",'
+            f'link="{v["link"] or ""}",egress="{v["egress"] or ""}"}} 1'
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -126,8 +214,12 @@ def start_collector(tmp: Path, db: Path, port: int) -> subprocess.Popen:
         "[ingest]\nrate_per_agent_per_s = 100000.0\nburst_per_agent = 100000\n"
         "[detection]\nevaluate_interval_s = 5.0\n"
     )
-    proc = subprocess.Popen([PY, "-m", "collector.cli", "--log-level", "WARNING", "serve", "--config", str(cfg)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [PY, "-m", "collector.cli", "--log-level", "WARNING", "serve", "--config", str(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     wait_http(f"http://127.0.0.1:{port}/readyz", proc)
     return proc
 
@@ -152,7 +244,9 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(
+                f"{proc.args} exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
@@ -202,9 +296,14 @@ async def drive(make_request, agents: list[str], duration_s: float) -> dict[str,
         elapsed = time.perf_counter() - t0
     latencies.sort()
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-    return {"requests": len(latencies), "errors": errors, "elapsed_s": round(elapsed, 2),
-            "per_s": round(len(latencies) / elapsed, 1), "p50_ms": round(q[49] * 1000, 1),
-            "p99_ms": round(q[98] * 1000, 1)}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "elapsed_s": round(elapsed, 2),
+        "per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(q[49] * 1000, 1),
+        "p99_ms": round(q[98] * 1000, 1),
+    }
 
 
 def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, Any]:
@@ -224,8 +323,13 @@ def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, 
         templates[a] = (head, mid, tail)
         groups[a] = pushgateway_group(doc)
     size = len(b"".join(templates[agents[0]])) + 36
-    out: dict[str, Any] = {"agents": n_agents, "targets": n_targets, "report_bytes": size,
-                           "group_bytes": len(groups[agents[0]]), "duration_s": duration_s}
+    out: dict[str, Any] = {
+        "agents": n_agents,
+        "targets": n_targets,
+        "report_bytes": size,
+        "group_bytes": len(groups[agents[0]]),
+        "duration_s": duration_s,
+    }
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         db = tmp / "bench.db"
@@ -237,32 +341,48 @@ def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, 
         def collector_request(i: int, agent: str, seq: int):
             head, mid, tail = templates[agent]
             body = head + str(uuid.uuid4()).encode() + mid + str(seq).encode() + tail
-            return "POST", url, body, {"Authorization": f"Bearer {tokens[agent]}",
-                                       "Content-Type": "application/json"}
+            return (
+                "POST",
+                url,
+                body,
+                {"Authorization": f"Bearer {tokens[agent]}", "Content-Type": "application/json"},
+            )
 
         try:
             out["collector"] = asyncio.run(drive(collector_request, agents, duration_s))
             out["collector"]["rss_mib"] = round(rss_mib(proc.pid), 1)
         finally:
             stop(proc)
-        out["collector"]["db_mib"] = round(sum(p.stat().st_size for p in tmp.glob("bench.db*")) / 2**20, 1)
+        out["collector"]["db_mib"] = round(
+            sum(p.stat().st_size for p in tmp.glob("bench.db*")) / 2**20, 1
+        )
 
         if pushgateway:
             pport = free_port()
-            pg = subprocess.Popen([pushgateway, f"--web.listen-address=127.0.0.1:{pport}", "--log.level=warn"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            pg = subprocess.Popen(
+                [pushgateway, f"--web.listen-address=127.0.0.1:{pport}", "--log.level=warn"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             try:
                 wait_http(f"http://127.0.0.1:{pport}/-/ready", pg)
                 base = f"http://127.0.0.1:{pport}/metrics/job/erpath/agent"
 
                 def pg_request(i: int, agent: str, seq: int):
-                    return "PUT", f"{base}/{agent}", groups[agent], {"Content-Type": "text/plain; version=0.0.4"}
+                    return (
+                        "PUT",
+                        f"{base}/{agent}",
+                        groups[agent],
+                        {"Content-Type": "text/plain; version=0.0.4"},
+                    )
 
                 out["pushgateway"] = asyncio.run(drive(pg_request, agents, duration_s))
                 out["pushgateway"]["rss_mib"] = round(rss_mib(pg.pid), 1)
             finally:
                 stop(pg)
-            out["throughput_ratio"] = round(out["collector"]["per_s"] / max(out["pushgateway"]["per_s"], 1e-9), 2)
+            out["throughput_ratio"] = round(
+                out["collector"]["per_s"] / max(out["pushgateway"]["per_s"], 1e-9), 2
+            )
         else:
             out["pushgateway"] = "prometheus-pushgateway not installed"
     return out
@@ -273,12 +393,22 @@ def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, 
 
 def _used_bytes(conn: Any) -> int:
     page = conn.execute("PRAGMA page_size").fetchone()[0]
-    pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+    pages = (
+        conn.execute("PRAGMA page_count").fetchone()[0]
+        - conn.execute("PRAGMA freelist_count").fetchone()[0]
+    )
     return page * pages
 
 
-def fill(db: Path, agents: int, n_targets: int, cycles: int, interval_s: float, flip_every: int,
-         sizes_at: tuple[int, ...] = ()) -> dict[int, int]:
+def fill(
+    db: Path,
+    agents: int,
+    n_targets: int,
+    cycles: int,
+    interval_s: float,
+    flip_every: int,
+    sizes_at: tuple[int, ...] = (),
+) -> dict[int, int]:
     """Ingest cycles of reports straight through the writer (no HTTP) with a fake clock."""
     sys.path.insert(0, str(ROOT))
     from collector import ingest
@@ -300,7 +430,11 @@ def fill(db: Path, agents: int, n_targets: int, cycles: int, interval_s: float, 
                 doc = report(f"agent-{a:04d}", cycle, targets, rng, flip_every, interval_s)
                 body = json.dumps(doc).encode()
                 prepared = ingest.prepare(doc, parse_report(doc), body)
-                futures.append(store.submit(ingest.apply, store.cache, prepared, t0 + cycle * interval_s, settings))
+                futures.append(
+                    store.submit(
+                        ingest.apply, store.cache, prepared, t0 + cycle * interval_s, settings
+                    )
+                )
             for f in futures:
                 f.result()
             if cycle in sizes_at:
@@ -333,44 +467,74 @@ def bench_metrics(agents: int, n_targets: int) -> dict[str, Any]:
             rss_after = rss_mib(proc.pid)
         finally:
             stop(proc)
-    return {"agents": agents, "targets": n_targets, "paths": agents * n_targets,
-            "fill_s": round(fill_s, 1), "scrape_s_first": round(times[0], 2),
-            "scrape_s_median": round(statistics.median(times), 2), "scrape_s_max": round(max(times), 2),
-            "exposition_mib": round(size / 2**20, 1), "rss_mib_idle": round(rss_before, 1),
-            "rss_mib_after_scrapes": round(rss_after, 1)}
+    return {
+        "agents": agents,
+        "targets": n_targets,
+        "paths": agents * n_targets,
+        "fill_s": round(fill_s, 1),
+        "scrape_s_first": round(times[0], 2),
+        "scrape_s_median": round(statistics.median(times), 2),
+        "scrape_s_max": round(max(times), 2),
+        "exposition_mib": round(size / 2**20, 1),
+        "rss_mib_idle": round(rss_before, 1),
+        "rss_mib_after_scrapes": round(rss_after, 1),
+    }
 
 
-def bench_storage(agents: int, n_targets: int, cycles: int, interval_s: float, fleet: int,
-                  flip_every: int = 0) -> dict[str, Any]:
+def bench_storage(
+    agents: int, n_targets: int, cycles: int, interval_s: float, fleet: int, flip_every: int = 0
+) -> dict[str, Any]:
     warm = 2
     with tempfile.TemporaryDirectory() as tmpd:
         db = Path(tmpd) / "growth.db"
         t0 = time.perf_counter()
         # flip_every=N: one target of every agent flips every 2N cycles (traces and events).
-        sizes = fill(db, agents, n_targets, cycles, interval_s, flip_every=flip_every, sizes_at=(warm, cycles))
+        sizes = fill(
+            db,
+            agents,
+            n_targets,
+            cycles,
+            interval_s,
+            flip_every=flip_every,
+            sizes_at=(warm, cycles),
+        )
         elapsed = time.perf_counter() - t0
     reports = agents * (cycles - warm)
     per_report = (sizes[cycles] - sizes[warm]) / reports
     per_day_reports = fleet * 86400 / interval_s  # extrapolated to the whole fleet
     per_day = per_report * per_day_reports
-    return {"agents_simulated": agents, "fleet": fleet, "targets": n_targets, "interval_s": interval_s,
-            "cycles": cycles, "flip_every": flip_every,
-            "simulated_s": cycles * interval_s, "wall_s": round(elapsed, 1),
-            "ingest_reports_per_s_in_process": round(agents * cycles / elapsed, 1),
-            "bytes_per_report": round(per_report), "reports_per_day": int(per_day_reports),
-            "gib_per_day": round(per_day / 2**30, 2),
-            "gib_at_14_days_observations": round(per_day * 14 / 2**30, 1)}
+    return {
+        "agents_simulated": agents,
+        "fleet": fleet,
+        "targets": n_targets,
+        "interval_s": interval_s,
+        "cycles": cycles,
+        "flip_every": flip_every,
+        "simulated_s": cycles * interval_s,
+        "wall_s": round(elapsed, 1),
+        "ingest_reports_per_s_in_process": round(agents * cycles / elapsed, 1),
+        "bytes_per_report": round(per_report),
+        "reports_per_day": int(per_day_reports),
+        "gib_per_day": round(per_day / 2**30, 2),
+        "gib_at_14_days_observations": round(per_day * 14 / 2**30, 1),
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="*", default=["ingest", "metrics", "storage"],
-                   choices=["ingest", "metrics", "storage"])
+    p.add_argument(
+        "what",
+        nargs="*",
+        default=["ingest", "metrics", "storage"],
+        choices=["ingest", "metrics", "storage"],
+    )
     p.add_argument("--agents", type=int)
     p.add_argument("--targets", type=int, default=30)
     p.add_argument("--duration-s", type=float, default=20.0)
     p.add_argument("--cycles", type=int, default=12)
-    p.add_argument("--fleet", type=int, default=2000, help="storage: extrapolate to this many agents")
+    p.add_argument(
+        "--fleet", type=int, default=2000, help="storage: extrapolate to this many agents"
+    )
     p.add_argument("--flip-every", type=int, default=0, help="storage: churn, see bench_storage")
     args = p.parse_args()
     os.chdir(ROOT)
@@ -381,8 +545,9 @@ def main() -> int:
         elif what == "metrics":
             results["metrics"] = bench_metrics(args.agents or 2000, args.targets)
         else:
-            results["storage"] = bench_storage(args.agents or 500, args.targets, args.cycles, 30.0, args.fleet,
-                                               args.flip_every)
+            results["storage"] = bench_storage(
+                args.agents or 500, args.targets, args.cycles, 30.0, args.fleet, args.flip_every
+            )
         print(json.dumps({what: results[what]}, indent=1), flush=True)
     return 0
 

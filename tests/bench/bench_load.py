@@ -49,7 +49,10 @@ def used_bytes(db: Path) -> int:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         page = conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        pages = (
+            conn.execute("PRAGMA page_count").fetchone()[0]
+            - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        )
         return page * pages
     finally:
         conn.close()
@@ -69,8 +72,15 @@ def templates(agents: list[str], n_targets: int) -> dict[str, tuple[bytes, bytes
     return out
 
 
-async def fleet(url: str, tokens: dict[str, str], bodies: dict[str, tuple[bytes, bytes, bytes]],
-                interval_s: float, duration_s: float, pid: int, db: Path) -> dict[str, Any]:
+async def fleet(
+    url: str,
+    tokens: dict[str, str],
+    bodies: dict[str, tuple[bytes, bytes, bytes]],
+    interval_s: float,
+    duration_s: float,
+    pid: int,
+    db: Path,
+) -> dict[str, Any]:
     agents = sorted(tokens)
     latencies: list[float] = []
     acked = retries = 0
@@ -108,7 +118,9 @@ async def fleet(url: str, tokens: dict[str, str], bodies: dict[str, tuple[bytes,
                         warm.update(t=time.monotonic(), bytes=used_bytes(db), acked=acked)
                     break
                 retries += 1
-                await asyncio.sleep(float(retry_after) if retry_after and retry_after.isdigit() else 1.0)
+                await asyncio.sleep(
+                    float(retry_after) if retry_after and retry_after.isdigit() else 1.0
+                )
             next_at += interval_s
 
     async def sampler() -> None:
@@ -116,9 +128,15 @@ async def fleet(url: str, tokens: dict[str, str], bodies: dict[str, tuple[bytes,
         while True:
             await asyncio.sleep(SAMPLE_EVERY_S)
             now, cpu = time.monotonic(), cpu_s(pid)
-            samples.append({"t_s": round(now - start, 1), "cpu_pct": round(100 * (cpu - last_cpu) / (now - last_t), 1),
-                            "rss_mib": round(rss_mib(pid), 1), "acked": acked,
-                            "db_used_mib": round(used_bytes(db) / 2**20, 2)})
+            samples.append(
+                {
+                    "t_s": round(now - start, 1),
+                    "cpu_pct": round(100 * (cpu - last_cpu) / (now - last_t), 1),
+                    "rss_mib": round(rss_mib(pid), 1),
+                    "acked": acked,
+                    "db_used_mib": round(used_bytes(db) / 2**20, 2),
+                }
+            )
             last_t, last_cpu = now, cpu
 
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
@@ -132,18 +150,24 @@ async def fleet(url: str, tokens: dict[str, str], bodies: dict[str, tuple[bytes,
         return latencies[max(0, math.ceil(p * len(latencies)) - 1)] if latencies else 0.0
 
     out: dict[str, Any] = {
-        "acked": acked, "retries": retries, "elapsed_s": round(end_t - start, 1),
+        "acked": acked,
+        "retries": retries,
+        "elapsed_s": round(end_t - start, 1),
         "reports_per_s": round(acked / (end_t - start), 1),
-        "latency_ms": {k: round(pct(p) * 1000, 1) for k, p in
-                       (("p50", 0.5), ("p99", 0.99), ("p999", 0.999), ("max", 1.0))},
+        "latency_ms": {
+            k: round(pct(p) * 1000, 1)
+            for k, p in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999), ("max", 1.0))
+        },
         "samples": samples,
     }
     if warm:
         per_s = (end_bytes - warm["bytes"]) / (end_t - warm["t"])
-        out["db_growth"] = {"bytes_per_report": round((end_bytes - warm["bytes"]) / max(1, acked - warm["acked"])),
-                            "mib_per_hour": round(per_s * 3600 / 2**20, 1),
-                            "gib_per_day": round(per_s * 86400 / 2**30, 2),
-                            "gib_at_14_days_observations": round(per_s * 86400 * 14 / 2**30, 1)}
+        out["db_growth"] = {
+            "bytes_per_report": round((end_bytes - warm["bytes"]) / max(1, acked - warm["acked"])),
+            "mib_per_hour": round(per_s * 3600 / 2**20, 1),
+            "gib_per_day": round(per_s * 86400 / 2**30, 2),
+            "gib_at_14_days_observations": round(per_s * 86400 * 14 / 2**30, 1),
+        }
     return out
 
 
@@ -168,8 +192,17 @@ def main() -> int:
         proc = start_collector(tmp, db, port)
         setup_s = time.perf_counter() - t0
         try:
-            result = asyncio.run(fleet(f"http://127.0.0.1:{port}/api/v1/reports", tokens, bodies,
-                                       args.interval_s, duration, proc.pid, db))
+            result = asyncio.run(
+                fleet(
+                    f"http://127.0.0.1:{port}/api/v1/reports",
+                    tokens,
+                    bodies,
+                    args.interval_s,
+                    duration,
+                    proc.pid,
+                    db,
+                )
+            )
             result["collector_cpu_s"] = round(cpu_s(proc.pid), 1)
             result["rss_mib_end"] = round(rss_mib(proc.pid), 1)
         finally:
@@ -178,10 +211,21 @@ def main() -> int:
         stored = conn.execute("SELECT count(*) FROM observations").fetchone()[0]
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
         conn.close()
-        result["db_file_mib"] = round(sum(f.stat().st_size for f in tmp.glob("load.db*")) / 2**20, 1)
-    summary = {"agents": args.agents, "targets": args.targets, "interval_s": args.interval_s,
-               "duration_s": duration, "report_bytes": size, "setup_s": round(setup_s, 1),
-               "stored": stored, "lost": result["acked"] - stored, "integrity": integrity, **result}
+        result["db_file_mib"] = round(
+            sum(f.stat().st_size for f in tmp.glob("load.db*")) / 2**20, 1
+        )
+    summary = {
+        "agents": args.agents,
+        "targets": args.targets,
+        "interval_s": args.interval_s,
+        "duration_s": duration,
+        "report_bytes": size,
+        "setup_s": round(setup_s, 1),
+        "stored": stored,
+        "lost": result["acked"] - stored,
+        "integrity": integrity,
+        **result,
+    }
     samples = summary.pop("samples")
     print(json.dumps(summary, indent=1))
     print("samples (every 5 s):")

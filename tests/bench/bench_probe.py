@@ -40,7 +40,8 @@ def timed(ns: str, argv: list[str]) -> tuple[float, float, float]:
     """(wall s, cpu s, peak RSS MB) of a command and its children, inside a namespace."""
     proc = subprocess.run(
         ["ip", "netns", "exec", ns, "/usr/bin/time", "-f", "%e %U %S %M", *argv],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     wall, user, system, rss_kb = proc.stderr.strip().splitlines()[-1].split()
     return float(wall), float(user) + float(system), int(rss_kb) / 1024
@@ -64,9 +65,23 @@ def main() -> int:
     tools = {
         "traceroute -T -p 443 -n (one after another)": ["sh", "-c", loop],
         "scamper -p 10000 trace -P tcp -q 1 -w 1": [
-            "scamper", "-p", "10000", "-c", "trace -P tcp -d 443 -q 1 -w 1", "-i", *addresses],
+            "scamper",
+            "-p",
+            "10000",
+            "-c",
+            "trace -P tcp -d 443 -q 1 -w 1",
+            "-i",
+            *addresses,
+        ],
         "erpath-agent probe once (whole process)": [
-            AGENT, "probe", "once", "--json", "--resolver", dns, *names],
+            AGENT,
+            "probe",
+            "once",
+            "--json",
+            "--resolver",
+            dns,
+            *names,
+        ],
     }
     results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in tools}
     with lab.options(rate_limit=False):
@@ -74,7 +89,9 @@ def main() -> int:
             for name, argv in tools.items():
                 time.sleep(REFILL_S)
                 results[name].append(timed(ns, argv))
-    print(f"{len(addresses)} targets from {ns}, ICMP rate limits off, median of {args.rounds} rounds\n")
+    print(
+        f"{len(addresses)} targets from {ns}, ICMP rate limits off, median of {args.rounds} rounds\n"
+    )
     print(f"{'tool':<48} {'wall s':>7} {'cpu s':>7} {'peak RSS MB':>12}")
     for name, runs in results.items():
         wall, cpu, rss = (statistics.median(x[i] for x in runs) for i in range(3))

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.servicetags import ServiceTags  # noqa: E402
+from agent.verdict.servicetags import ServiceTags  # noqa: E402
 
 DEFAULT = REPO / ".." / "shared" / "data" / "ServiceTags_Public.json"
 

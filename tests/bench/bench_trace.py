@@ -42,11 +42,11 @@ def _inner(addresses: list[str]) -> None:
     import resource
 
     t0 = time.perf_counter()
-    from agent import tcpprobe, trace
+    from agent.measure import tcp, trace
 
     t_import = time.perf_counter() - t0
     t1 = time.perf_counter()
-    tcp = tcpprobe.probe_tcp([(a, 443) for a in addresses], 2.0)
+    tcp_results = tcp.probe_tcp([(a, 443) for a in addresses], 2.0)
     t_tcp = time.perf_counter() - t1
     t2 = time.perf_counter()
     traces = trace.trace_many(
@@ -60,7 +60,7 @@ def _inner(addresses: list[str]) -> None:
         "trace_s": t_trace,
         "total_s": time.perf_counter() - t0,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "open": sum(1 for r in tcp.values() if r.state == "open"),
+        "open": sum(1 for r in tcp_results.values() if r.state == "open"),
         "hops": {
             k[0]: {h.ttl: sorted(h.addresses) for h in t.hops if h.replies}
             for k, t in traces.items()
@@ -109,7 +109,15 @@ def _traceroute(
 def _scamper(ns: str, addresses: list[str]) -> tuple[float, dict[str, Hops]]:
     dt, out = _ns_run(
         ns,
-        ["scamper", "-p", "10000", "-c", f"trace -P tcp -d 443 -q 1 -w 1 -s {SPORT}", "-i", *addresses],
+        [
+            "scamper",
+            "-p",
+            "10000",
+            "-c",
+            f"trace -P tcp -d 443 -q 1 -w 1 -s {SPORT}",
+            "-i",
+            *addresses,
+        ],
     )
     return dt, _parse_text(out)
 
@@ -166,13 +174,13 @@ def main() -> int:
         f"peak RSS {doc['rss_mb']:.1f} MB   open ports {doc['open']}"
     )
     total, found, wrong = _found(tr, er)
-    extra = sum(
-        1 for d, h in er.items() for ttl in h if ttl not in tr.get(d, {})
-    )
+    extra = sum(1 for d, h in er.items() for ttl in h if ttl not in tr.get(d, {}))
     print(f"  erpath vs traceroute hops: {found}/{total} equal, {wrong} different, {extra} extra")
     for d, hops in tr.items():
         if {t: set(a) for t, a in hops.items()} != {t: set(a) for t, a in er.get(d, {}).items()}:
-            print(f"    {d}: traceroute {_fmt(hops)}\n    {' ' * len(d)}  erpath     {_fmt(er.get(d, {}))}")
+            print(
+                f"    {d}: traceroute {_fmt(hops)}\n    {' ' * len(d)}  erpath     {_fmt(er.get(d, {}))}"
+            )
     total_sc, found_sc, wrong_sc = _found(tr, sc)
     print(f"  scamper vs traceroute hops: {found_sc}/{total_sc} equal, {wrong_sc} different")
 

@@ -50,7 +50,9 @@ class Process:
 
     def start(self, ready_url: str) -> None:
         out = self.log.open("ab")
-        self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         try:
             wait_ready(ready_url, self.proc)
         except RuntimeError as exc:
@@ -91,9 +93,14 @@ class Alertmanager(Process):
         cfg = tmp / "alertmanager.yml"
         cfg.write_text(ALERTMANAGER_CONFIG.format(webhook=webhook))
         super().__init__(
-            [binary("prometheus-alertmanager"), f"--config.file={cfg}", f"--storage.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
-             "--log.level=warn"],
+            [
+                binary("prometheus-alertmanager"),
+                f"--config.file={cfg}",
+                f"--storage.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
             tmp / "alertmanager.log",
         )
 
@@ -117,8 +124,13 @@ class Prometheus(Process):
             f"      - targets: ['{target}']\n"
         )
         super().__init__(
-            [binary("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            [
+                binary("prometheus"),
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
             tmp / "prometheus.log",
         )
 

@@ -35,31 +35,54 @@ async def test_real_alertmanager_gets_flip_and_asymmetry_resolves_and_survives_r
     hook = await aiohttp_server(capture_app)
     am = Alertmanager(tmp_path / "am", f"http://127.0.0.1:{hook.port}/hook", port=free_port())
 
-    c = await start_collector(alerts={"alertmanager_urls": [am.url], "resend_interval_s": 1.0,
-                                      "runbook_base_url": "https://runbooks.example/erpath",
-                                      "dashboard_base_url": "https://grafana.example/d/erpath"})
+    c = await start_collector(
+        alerts={
+            "alertmanager_urls": [am.url],
+            "resend_interval_s": 1.0,
+            "runbook_base_url": "https://runbooks.example/erpath",
+            "dashboard_base_url": "https://grafana.example/d/erpath",
+        }
+    )
     try:
         # Alertmanager is down while the flip is confirmed: the alert waits, with backoff.
         for seq, path in enumerate([er(), inet(), inet()], start=1):
             await c.post(simple("br-1", seq, path))
-        await eventually(lambda: asyncio.sleep(0, c.registry.get_sample_value(
-            "erpath_alert_deliveries_total", {"receiver": am.url, "result": "failure"})))
+        await eventually(
+            lambda: asyncio.sleep(
+                0,
+                c.registry.get_sample_value(
+                    "erpath_alert_deliveries_total", {"receiver": am.url, "result": "failure"}
+                ),
+            )
+        )
 
         await asyncio.to_thread(am.start)
         async with aiohttp.ClientSession() as session:
             got = await eventually(lambda: am_alerts(session, am))
             flip = got["ErpathRouteFlip"]
-            assert {k: flip["labels"][k] for k in ("site", "agent", "target", "from", "to", "severity")} == {
-                "site": "ams", "agent": "br-1", "target": T, "from": "expressroute/ams-1/primary",
-                "to": "internet", "severity": "critical"}
+            assert {
+                k: flip["labels"][k] for k in ("site", "agent", "target", "from", "to", "severity")
+            } == {
+                "site": "ams",
+                "agent": "br-1",
+                "target": T,
+                "from": "expressroute/ams-1/primary",
+                "to": "internet",
+                "severity": "critical",
+            }
             ann = flip["annotations"]
             assert "MSEE of circuit ams-1" in ann["evidence"] and "ams-inet" in ann["evidence"]
             assert ann["runbook_url"] == "https://runbooks.example/erpath/ErpathRouteFlip"
             assert ann["dashboard_url"].startswith("https://grafana.example/d/erpath?var-site=ams")
             assert ann["summary"] and ann["description"]
 
-            finding = {"kind": "asymmetry.nat-advertised", "severity": "critical",
-                       "evidence": ["NAT 192.0.2.10 of ams-inet lies in 198.51.100.0/28 advertised over ams-1"]}
+            finding = {
+                "kind": "asymmetry.nat-advertised",
+                "severity": "critical",
+                "evidence": [
+                    "NAT 192.0.2.10 of ams-inet lies in 198.51.100.0/28 advertised over ams-1"
+                ],
+            }
             await c.post(report("br-2", 1, [result(T, inet(), findings=[finding])]))
 
             async def both():
@@ -82,8 +105,12 @@ async def test_real_alertmanager_gets_flip_and_asymmetry_resolves_and_survives_r
             await c.post(simple("br-1", 5, er()))
 
             def resolved_flip():
-                return [a for n in notifications for a in n["alerts"]
-                        if a["labels"]["alertname"] == "ErpathRouteFlip" and a["status"] == "resolved"]
+                return [
+                    a
+                    for n in notifications
+                    for a in n["alerts"]
+                    if a["labels"]["alertname"] == "ErpathRouteFlip" and a["status"] == "resolved"
+                ]
 
             async def flip_gone():
                 return "ErpathRouteFlip" not in await am_alerts(session, am) and resolved_flip()
@@ -92,9 +119,16 @@ async def test_real_alertmanager_gets_flip_and_asymmetry_resolves_and_survives_r
             assert note["labels"]["to"] == "internet" and note["endsAt"] > note["startsAt"]
             # The asymmetry is still firing, and was notified as firing.
             assert "ErpathPathAsymmetric" in await am_alerts(session, am)
-            assert any(a["labels"]["alertname"] == "ErpathPathAsymmetric" and a["status"] == "firing"
-                       for n in notifications for a in n["alerts"])
-        assert c.registry.get_sample_value(
-            "erpath_alert_deliveries_total", {"receiver": am.url, "result": "success"}) >= 3
+            assert any(
+                a["labels"]["alertname"] == "ErpathPathAsymmetric" and a["status"] == "firing"
+                for n in notifications
+                for a in n["alerts"]
+            )
+        assert (
+            c.registry.get_sample_value(
+                "erpath_alert_deliveries_total", {"receiver": am.url, "result": "success"}
+            )
+            >= 3
+        )
     finally:
         await asyncio.to_thread(am.stop)

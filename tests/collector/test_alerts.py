@@ -40,8 +40,12 @@ async def test_failed_deliveries_are_retried_and_nothing_is_lost(start_collector
         return ok and any(a["labels"]["alertname"] == "ErpathRouteFlip" for a in ok[0])
 
     await eventually(delivered)
-    assert c.registry.get_sample_value("erpath_alert_deliveries_total",
-                                       {"receiver": url, "result": "failure"}) == 3
+    assert (
+        c.registry.get_sample_value(
+            "erpath_alert_deliveries_total", {"receiver": url, "result": "failure"}
+        )
+        == 3
+    )
     status = (await c.get("/api/v1/alerts"))["receivers"][0]
     assert status["last_error"] is None
     alert = [a for i, body in seen if i >= 3 for a in body][0]
@@ -53,9 +57,13 @@ async def test_alertmanager_gets_re_sends_the_webhook_only_changes(start_collect
     hook_app, hook_seen = flaky_receiver(0)
     am = await aiohttp_server(am_app)
     hook = await aiohttp_server(hook_app)
-    c = await start_collector(alerts={"alertmanager_urls": [f"http://127.0.0.1:{am.port}"],
-                                      "webhook_urls": [f"http://127.0.0.1:{hook.port}/hook"],
-                                      "resend_interval_s": 0.4})
+    c = await start_collector(
+        alerts={
+            "alertmanager_urls": [f"http://127.0.0.1:{am.port}"],
+            "webhook_urls": [f"http://127.0.0.1:{hook.port}/hook"],
+            "resend_interval_s": 0.4,
+        }
+    )
     for seq, path in enumerate([er(), inet(), inet()], start=1):
         await c.post(simple("br-1", seq, path))
     await eventually(lambda: _true(len(am_seen) >= 3), 10)
@@ -79,8 +87,14 @@ def test_alert_fingerprint_depends_on_labels_only():
     links = Links("https://rb", "https://dash")
     from collector.state import PathEvent
 
-    ev = PathEvent("route_flip", "critical", "t", "s", before={"class": "expressroute", "circuit": "c",
-                   "link": "primary", "evidence": ["x"]}, after={"class": "internet", "evidence": ["y"]})
+    ev = PathEvent(
+        "route_flip",
+        "critical",
+        "t",
+        "s",
+        before={"class": "expressroute", "circuit": "c", "link": "primary", "evidence": ["x"]},
+        after={"class": "internet", "evidence": ["y"]},
+    )
     a = alertrules.route_flip("ams", "br-1", ev, links)
     b = alertrules.route_flip("ams", "br-1", ev, Links("https://other", "https://other"))
     assert a.fingerprint == b.fingerprint and a.labels["from"] == "expressroute/c/primary"

@@ -69,17 +69,52 @@ def _openssl(*args: str) -> None:
 
 def make_pki(d: Path) -> dict[str, Path]:
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"), "-days", "1",
-             "-subj", "/CN=erpath test CA")
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
-                      ("client", "extendedKeyUsage=clientAuth")):
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.crt"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=erpath test CA",
+    )
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
         (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("req", *ec, "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"),
-                 # The client certificate names the agent: the collector binds CN to agent.id.
-                 "-subj", f"/CN={'br-1' if name == 'client' else name}")
-        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"), "-CAkey",
-                 str(d / "ca.key"), "-CAcreateserial", "-out", str(d / f"{name}.crt"), "-days", "1",
-                 "-extfile", str(d / f"{name}.ext"))
+        _openssl(
+            "req",
+            *ec,
+            "-keyout",
+            str(d / f"{name}.key"),
+            "-out",
+            str(d / f"{name}.csr"),
+            # The client certificate names the agent: the collector binds CN to agent.id.
+            "-subj",
+            f"/CN={'br-1' if name == 'client' else name}",
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(d / f"{name}.csr"),
+            "-CA",
+            str(d / "ca.crt"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-out",
+            str(d / f"{name}.crt"),
+            "-days",
+            "1",
+            "-extfile",
+            str(d / f"{name}.ext"),
+        )
     return {n: d / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
 
 
@@ -99,15 +134,22 @@ async def _wait_up(url: str, ssl_ctx=None, proc=None) -> None:
 
 
 def _serve(cfg: Path) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, "serve", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [*CLI, "serve", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 async def test_tls_with_required_client_certificates(tmp_path):
     pki = make_pki(tmp_path)
     port = free_port()
-    cfg = write_config(tmp_path, port, (
-        f'tls_cert_file = "{pki["server.crt"]}"\ntls_key_file = "{pki["server.key"]}"\n'
-        f'client_ca_file = "{pki["ca.crt"]}"\nclient_cert_required = true\n'))
+    cfg = write_config(
+        tmp_path,
+        port,
+        (
+            f'tls_cert_file = "{pki["server.crt"]}"\ntls_key_file = "{pki["server.key"]}"\n'
+            f'client_ca_file = "{pki["ca.crt"]}"\nclient_cert_required = true\n'
+        ),
+    )
     token = run("token", "add", "br-1", "--config", str(cfg)).stdout.strip()
     proc = _serve(cfg)
     try:
@@ -116,8 +158,12 @@ async def test_tls_with_required_client_certificates(tmp_path):
         url = f"https://127.0.0.1:{port}"
         await _wait_up(url, with_cert, proc)
         async with aiohttp.ClientSession() as s:
-            async with s.post(f"{url}/api/v1/reports", json=simple("br-1", 1, er()), ssl=with_cert,
-                              headers={"Authorization": f"Bearer {token}"}) as r:
+            async with s.post(
+                f"{url}/api/v1/reports",
+                json=simple("br-1", 1, er()),
+                ssl=with_cert,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as r:
                 assert r.status == 201, await r.text()
             no_cert = ssl.create_default_context(cafile=str(pki["ca.crt"]))
             with pytest.raises((aiohttp.ClientError, ssl.SSLError, OSError)):
@@ -130,7 +176,9 @@ async def test_tls_with_required_client_certificates(tmp_path):
 
 async def test_sigterm_loses_nothing_acknowledged(tmp_path):
     port = free_port()
-    cfg = write_config(tmp_path, port, "[ingest]\nrate_per_agent_per_s = 1000.0\nburst_per_agent = 1000\n")
+    cfg = write_config(
+        tmp_path, port, "[ingest]\nrate_per_agent_per_s = 1000.0\nburst_per_agent = 1000\n"
+    )
     token = run("token", "add", "br-1", "--config", str(cfg)).stdout.strip()
     proc = _serve(cfg)
     url = f"http://127.0.0.1:{port}"
@@ -140,8 +188,9 @@ async def test_sigterm_loses_nothing_acknowledged(tmp_path):
     async def post(s: aiohttp.ClientSession, seq: int) -> None:
         doc = simple("br-1", seq, er())
         try:
-            async with s.post(f"{url}/api/v1/reports", json=doc,
-                              headers={"Authorization": f"Bearer {token}"}) as r:
+            async with s.post(
+                f"{url}/api/v1/reports", json=doc, headers={"Authorization": f"Bearer {token}"}
+            ) as r:
                 if r.status == 201:
                     acked.append(doc["id"])
         except (aiohttp.ClientError, OSError):

@@ -36,13 +36,24 @@ async def test_one_odd_report_records_an_event_but_raises_no_alert_two_do(start_
     assert flip["driver"] == "routing" and flip["before"]["path"] == "expressroute/ams-1/primary"
     assert flip["after"]["egress"] == "ams-inet" and flip["evidence"]
     (alert,) = await alerts(c, "ErpathRouteFlip", "firing")
-    assert alert["labels"] == {"alertname": "ErpathRouteFlip", "site": "ams", "agent": "br-1", "target": T,
-                               "from": "expressroute/ams-1/primary", "to": "internet", "severity": "critical"}
+    assert alert["labels"] == {
+        "alertname": "ErpathRouteFlip",
+        "site": "ams",
+        "agent": "br-1",
+        "target": T,
+        "from": "expressroute/ams-1/primary",
+        "to": "internet",
+        "severity": "critical",
+    }
     for key in ("summary", "description", "evidence", "runbook_url", "dashboard_url"):
         assert alert["annotations"][key], key
     assert "MSEE of circuit ams-1" in alert["annotations"]["evidence"]
-    assert c.registry.get_sample_value("erpath_route_flips_total",
-                                       {"agent": "br-1", "site": "ams", "target": T}) == 1
+    assert (
+        c.registry.get_sample_value(
+            "erpath_route_flips_total", {"agent": "br-1", "site": "ams", "target": T}
+        )
+        == 1
+    )
 
     # The path returns (confirmed): the flip alert resolves and no new one fires.
     await c.post(simple("br-1", 5, er()))
@@ -60,7 +71,10 @@ async def test_a_chain_of_flips_is_one_alert_from_where_it_started(start_collect
         seq += 1
         await c.post(simple("br-1", seq, path))
     (alert,) = await alerts(c, "ErpathRouteFlip", "firing")
-    assert (alert["labels"]["from"], alert["labels"]["to"]) == ("expressroute/ams-1/primary", "internet")
+    assert (alert["labels"]["from"], alert["labels"]["to"]) == (
+        "expressroute/ams-1/primary",
+        "internet",
+    )
     for path in (er(), er()):
         seq += 1
         await c.post(simple("br-1", seq, path))
@@ -102,24 +116,46 @@ async def test_unexpected_path_fires_while_it_differs(start_collector):
     await c.post(simple("br-1", 2, er(), expected="expressroute"))
     await c.post(simple("br-1", 3, er(), expected="expressroute"))
     assert await alerts(c, "ErpathUnexpectedPath", "firing") == []
-    assert c.registry.get_sample_value("erpath_path_expected", {"agent": "br-1", "site": "ams", "target": T}) == 1
+    assert (
+        c.registry.get_sample_value(
+            "erpath_path_expected", {"agent": "br-1", "site": "ams", "target": T}
+        )
+        == 1
+    )
 
 
 async def test_reported_asymmetry_is_one_alert_per_site_and_circuit(start_collector):
     c = await start_collector()
-    finding = {"kind": "asymmetry.nat-advertised", "severity": "critical",
-               "evidence": ["NAT 192.0.2.10 lies in a prefix advertised over ams-1"]}
+    finding = {
+        "kind": "asymmetry.nat-advertised",
+        "severity": "critical",
+        "evidence": ["NAT 192.0.2.10 lies in a prefix advertised over ams-1"],
+    }
     for agent in ("br-1", "br-2"):
-        doc = report(agent, 1, [result(T, inet(), findings=[finding]),
-                                result("make.powerapps.com", inet(), findings=[finding])])
+        doc = report(
+            agent,
+            1,
+            [
+                result(T, inet(), findings=[finding]),
+                result("make.powerapps.com", inet(), findings=[finding]),
+            ],
+        )
         assert (await c.post(doc)).status == 201
     (alert,) = await eventually(lambda: alerts(c, "ErpathPathAsymmetric", "firing"))
-    assert alert["labels"] == {"alertname": "ErpathPathAsymmetric", "site": "ams", "circuit": "ams-1",
-                               "severity": "critical"}
+    assert alert["labels"] == {
+        "alertname": "ErpathPathAsymmetric",
+        "site": "ams",
+        "circuit": "ams-1",
+        "severity": "critical",
+    }
     assert "4 agent/target pair(s)" in alert["annotations"]["summary"]
     assert alert["annotations"]["evidence"].count("NAT 192.0.2.10") == 4
-    assert c.registry.get_sample_value("erpath_path_asymmetric",
-                                       {"site": "ams", "circuit": "ams-1", "kind": "reported"}) == 1
+    assert (
+        c.registry.get_sample_value(
+            "erpath_path_asymmetric", {"site": "ams", "circuit": "ams-1", "kind": "reported"}
+        )
+        == 1
+    )
     # The findings disappear from both agents' next reports: the alert resolves.
     for agent in ("br-1", "br-2"):
         await c.post(report(agent, 2, [result(T, inet()), result("make.powerapps.com", inet())]))
@@ -131,8 +167,15 @@ async def test_reported_asymmetry_is_one_alert_per_site_and_circuit(start_collec
 async def test_measured_reverse_path_pairs_with_the_sites_forward_path(start_collector):
     c = await start_collector()
     # Forward: the branch leaves via the internet edge (NAT 192.0.2.10) ...
-    facts = {**SITE_FACTS, "circuits": [{**SITE_FACTS["circuits"][0],
-                                          "advertised_prefixes": ["198.51.100.0/28", "192.0.2.10/32"]}]}
+    facts = {
+        **SITE_FACTS,
+        "circuits": [
+            {
+                **SITE_FACTS["circuits"][0],
+                "advertised_prefixes": ["198.51.100.0/28", "192.0.2.10/32"],
+            }
+        ],
+    }
     await c.post(simple("br-1", 1, inet(), facts=facts))
     # ... and an azure-side agent's trace back to that NAT address comes in over the circuit.
     rev = result("192.0.2.10", er(), address="192.0.2.10", role="reverse")
@@ -142,8 +185,12 @@ async def test_measured_reverse_path_pairs_with_the_sites_forward_path(start_col
     ev = alert["annotations"]["evidence"]
     assert "forward br-1 -> api.powerapps.com: internet via ams-inet" in ev
     assert "reverse az-1 -> 192.0.2.10: expressroute/ams-1/primary" in ev
-    assert c.registry.get_sample_value("erpath_path_asymmetric",
-                                       {"site": "ams", "circuit": "ams-1", "kind": "measured"}) == 1
+    assert (
+        c.registry.get_sample_value(
+            "erpath_path_asymmetric", {"site": "ams", "circuit": "ams-1", "kind": "measured"}
+        )
+        == 1
+    )
 
 
 async def test_silent_agent_is_an_event_in_the_api_and_metrics(start_collector):
@@ -156,7 +203,12 @@ async def test_silent_agent_is_an_event_in_the_api_and_metrics(start_collector):
     await eventually(silent, 5)
     (ev,) = (await c.get(f"{API}/events", kind="agent_silent"))["events"]
     assert ev["agent"] == "br-1"
-    assert c.registry.get_sample_value("erpath_agent_silent", {"agent": "br-1", "site": "ams", "role": "branch"}) == 1
+    assert (
+        c.registry.get_sample_value(
+            "erpath_agent_silent", {"agent": "br-1", "site": "ams", "role": "branch"}
+        )
+        == 1
+    )
     await c.post(simple("br-1", 2, er(), interval_s=30))
     assert not await silent()
     assert (await c.get(f"{API}/events", kind="agent_recovered"))["events"]
@@ -185,14 +237,20 @@ async def test_restart_keeps_paths_events_and_active_alerts(start_collector, tmp
     c2 = await start_collector(cfg)
     after = [await c2.get(f"{API}/{what}") for what in ("paths", "events", "alerts")]
     assert after[0] == before[0] and after[1] == before[1]
-    assert [a["fingerprint"] for a in after[2]["alerts"]] == [a["fingerprint"] for a in before[2]["alerts"]]
+    assert [a["fingerprint"] for a in after[2]["alerts"]] == [
+        a["fingerprint"] for a in before[2]["alerts"]
+    ]
     assert after[2]["alerts"][0]["state"] == "firing"
     # The old token still works, the seq order still holds, the flip counter survived.
     c2.tokens = c.tokens
     resp = await c2.post(simple("br-1", 0, er()))
     assert (await resp.json())["applied"] is False
-    assert c2.registry.get_sample_value("erpath_route_flips_total",
-                                        {"agent": "br-1", "site": "ams", "target": T}) == 1
+    assert (
+        c2.registry.get_sample_value(
+            "erpath_route_flips_total", {"agent": "br-1", "site": "ams", "target": T}
+        )
+        == 1
+    )
 
 
 async def test_evaluate_now_is_idempotent(start_collector):

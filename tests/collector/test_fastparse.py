@@ -13,9 +13,20 @@ from collector.fastparse import parse_report
 
 from .reports import SITE_FACTS, er, inet, report, result
 
-BASE = report("br-1", 7, [result("api.powerapps.com", er(), expected="expressroute",
-                                 findings=[{"kind": "asymmetry.x", "severity": "warning", "evidence": ["e"]}]),
-                          result("res.cdn.office.net", inet())], facts=SITE_FACTS)
+BASE = report(
+    "br-1",
+    7,
+    [
+        result(
+            "api.powerapps.com",
+            er(),
+            expected="expressroute",
+            findings=[{"kind": "asymmetry.x", "severity": "warning", "evidence": ["e"]}],
+        ),
+        result("res.cdn.office.net", inet()),
+    ],
+    facts=SITE_FACTS,
+)
 
 
 def outcome(fn, doc: Any) -> Any:
@@ -41,11 +52,27 @@ def paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
 ALL_PATHS = paths(BASE)[1:]
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**64)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8)
-    | st.sampled_from(["192.0.2.1", "2001:db8::1", "198.51.100.0/24", "x" * 1100, "open", "primary",
-                       "expressroute", "erpath.report/2", "tcp"]),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8)
+    | st.sampled_from(
+        [
+            "192.0.2.1",
+            "2001:db8::1",
+            "198.51.100.0/24",
+            "x" * 1100,
+            "open",
+            "primary",
+            "expressroute",
+            "erpath.report/2",
+            "tcp",
+        ]
+    ),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=6,
 )
 

@@ -16,7 +16,9 @@ PROBLEM = "application/problem+json"
 
 
 async def _count(c, table: str) -> int:
-    return await c.app[STORE].read(lambda conn: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    return await c.app[STORE].read(
+        lambda conn: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    )
 
 
 async def test_accepts_a_report_and_shows_the_path(start_collector):
@@ -28,12 +30,20 @@ async def test_accepts_a_report_and_shows_the_path(start_collector):
     paths = (await c.get(f"{API}/paths"))["paths"]
     assert len(paths) == 1
     p = paths[0]
-    assert (p["agent"], p["site"], p["target"], p["path"]) == ("br-1", "ams", "api.powerapps.com",
-                                                               "expressroute/ams-1/primary")
+    assert (p["agent"], p["site"], p["target"], p["path"]) == (
+        "br-1",
+        "ams",
+        "api.powerapps.com",
+        "expressroute/ams-1/primary",
+    )
     assert p["verdict"]["evidence"] == ["hop 3 203.0.113.2 is the MSEE of circuit ams-1 (primary)"]
     assert p["since"] and p["signature"] == "as:65001 12076 8075"
     agents = (await c.get(f"{API}/agents"))["agents"]
-    assert agents[0]["agent"] == "br-1" and agents[0]["silent"] is False and agents[0]["version"] == "0.1.0"
+    assert (
+        agents[0]["agent"] == "br-1"
+        and agents[0]["silent"] is False
+        and agents[0]["version"] == "0.1.0"
+    )
 
 
 async def test_replay_returns_200_and_stores_nothing_twice(start_collector):
@@ -59,8 +69,15 @@ async def test_gzip_body_is_accepted(start_collector):
     c = await start_collector()
     token = await c.token("br-1")
     body = gzip.compress(json.dumps(simple("br-1", 1, er())).encode())
-    resp = await c.client.post(f"{API}/reports", data=body, headers={
-        "Authorization": f"Bearer {token}", "Content-Encoding": "gzip", "Content-Type": "application/json"})
+    resp = await c.client.post(
+        f"{API}/reports",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+        },
+    )
     assert resp.status == 201, await resp.text()
 
 
@@ -89,7 +106,11 @@ async def test_missing_and_bad_tokens_are_401(start_collector):
     assert resp.status == 401 and resp.content_type == PROBLEM
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert (await resp.json())["errors"][0]["field"] == "header/Authorization"
-    for header in ("Basic dXNlcjpwYXNz", "Bearer erp_0000000000000000_" + "A" * 43, "Bearer nonsense"):
+    for header in (
+        "Basic dXNlcjpwYXNz",
+        "Bearer erp_0000000000000000_" + "A" * 43,
+        "Bearer nonsense",
+    ):
         resp = await c.client.post(f"{API}/reports", json=doc, headers={"Authorization": header})
         assert resp.status == 401, header
     assert await _count(c, "observations") == 0
@@ -100,7 +121,9 @@ async def test_a_token_cannot_report_as_another_agent(start_collector):
     resp = await c.post(simple("br-2", 1, er()), agent="br-1")
     assert resp.status == 403
     problem = await resp.json()
-    assert problem["errors"] == [{"field": "/agent/id", "message": "must be 'br-1', the token's agent"}]
+    assert problem["errors"] == [
+        {"field": "/agent/id", "message": "must be 'br-1', the token's agent"}
+    ]
     assert await _count(c, "agents") == 0
 
 
@@ -123,7 +146,9 @@ def test_tokens_are_random_and_stored_as_digests(tmp_path):
     store.open()
     try:
         token_id, token = store.write_sync(auth.add, "br-1", 1.0)
-        stored = store.read_sync(lambda conn: conn.execute("SELECT digest FROM tokens").fetchone()[0])
+        stored = store.read_sync(
+            lambda conn: conn.execute("SELECT digest FROM tokens").fetchone()[0]
+        )
         assert stored == auth.digest(token) and token.encode() not in stored
         store.read_sync(book.load)
         assert book.verify(token) == "br-1"
@@ -163,10 +188,28 @@ async def test_bad_bodies_get_a_clear_4xx_and_nothing_is_stored(start_collector)
         (b"[" * 30_000 + b"]" * 30_000, {}, 400, "body", "nested too deeply"),
         (b"not gzip", {"Content-Encoding": "gzip"}, 400, "body", "gzip"),
         (gzip.compress(b"{}")[:-6], {"Content-Encoding": "gzip"}, 400, "body", "truncated"),
-        (json.dumps(good).encode(), {"Content-Type": "text/plain"}, 415, "header/Content-Type", "application/json"),
-        (json.dumps(good).encode(), {"Content-Encoding": "br"}, 415, "header/Content-Encoding", "gzip"),
+        (
+            json.dumps(good).encode(),
+            {"Content-Type": "text/plain"},
+            415,
+            "header/Content-Type",
+            "application/json",
+        ),
+        (
+            json.dumps(good).encode(),
+            {"Content-Encoding": "br"},
+            415,
+            "header/Content-Encoding",
+            "gzip",
+        ),
         (b" " * (65 * 1024), {}, 413, "body", "larger"),
-        (gzip.compress(b" " * (2 * 1024 * 1024)), {"Content-Encoding": "gzip"}, 413, "body", "larger"),
+        (
+            gzip.compress(b" " * (2 * 1024 * 1024)),
+            {"Content-Encoding": "gzip"},
+            413,
+            "body",
+            "larger",
+        ),
         (json.dumps(missing).encode(), {}, 422, "/seq", "required"),
         (json.dumps(wrong_type).encode(), {}, 422, "/seq", "integer"),
         (json.dumps([good]).encode(), {}, 422, "/", "object"),
@@ -179,10 +222,14 @@ async def test_bad_bodies_get_a_clear_4xx_and_nothing_is_stored(start_collector)
         assert resp.content_type == PROBLEM
         problem = await resp.json()
         assert problem["status"] == status and problem["type"].startswith("https://")
-        assert any(e["field"] == field and words in e["message"] for e in problem["errors"]), problem
+        assert any(e["field"] == field and words in e["message"] for e in problem["errors"]), (
+            problem
+        )
     for table in ("agents", "observations", "paths", "events", "traces"):
         assert await _count(c, table) == 0, table
-    assert c.registry.get_sample_value("erpath_reports_received_total", {"result": "rejected"}) == len(cases)
+    assert c.registry.get_sample_value(
+        "erpath_reports_received_total", {"result": "rejected"}
+    ) == len(cases)
     # The process is still fine.
     assert (await c.post(good)).status == 201
 
@@ -193,7 +240,10 @@ async def test_unknown_schema_version_lists_the_supported_ones(start_collector):
     assert resp.status == 422
     problem = await resp.json()
     assert problem["supported_schemas"] == ["erpath.report/1"]
-    assert problem["errors"][0]["field"] == "/schema" and "erpath.report/1" in problem["errors"][0]["message"]
+    assert (
+        problem["errors"][0]["field"] == "/schema"
+        and "erpath.report/1" in problem["errors"][0]["message"]
+    )
 
 
 async def test_unknown_routes_and_methods_are_problems(start_collector):

@@ -20,8 +20,16 @@ async def _fleet(c) -> None:
     for agent in ("br-1", "br-2"):
         for seq, path in enumerate([er(), inet(), inet()], start=1):
             await c.post(simple(agent, seq, path, expected="expressroute"))
-    await c.post(report("az-1", 1, [result("192.0.2.10", er(), role="reverse", address="192.0.2.10")],
-                        site="azure-weu", role="azure-side", facts={}))
+    await c.post(
+        report(
+            "az-1",
+            1,
+            [result("192.0.2.10", er(), role="reverse", address="192.0.2.10")],
+            site="azure-weu",
+            role="azure-side",
+            facts={},
+        )
+    )
     await evaluate_now(c.app)  # pairs the reverse path: internet out, ExpressRoute back
 
 
@@ -29,26 +37,53 @@ async def test_exposition_passes_promtool_and_has_every_metric(start_collector):
     c = await start_collector()
     await _fleet(c)
     resp = await c.client.get("/metrics")
-    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith(
+        "text/plain; version=0.0.4"
+    )
     text = await resp.text()
-    for name in ("erpath_path_info", "erpath_path_expected", "erpath_tcp_connect_seconds", "erpath_tcp_state",
-                 "erpath_dns_resolve_seconds", "erpath_trace_hops", "erpath_route_flips_total",
-                 "erpath_path_asymmetric", "erpath_agent_last_report_timestamp_seconds",
-                 "erpath_agent_cycle_seconds", "erpath_agent_spool_reports", "erpath_agent_dropped_reports_total",
-                 "erpath_reports_received_total", "erpath_ingest_seconds_bucket", "erpath_alert_deliveries_total"):
+    for name in (
+        "erpath_path_info",
+        "erpath_path_expected",
+        "erpath_tcp_connect_seconds",
+        "erpath_tcp_state",
+        "erpath_dns_resolve_seconds",
+        "erpath_trace_hops",
+        "erpath_route_flips_total",
+        "erpath_path_asymmetric",
+        "erpath_agent_last_report_timestamp_seconds",
+        "erpath_agent_cycle_seconds",
+        "erpath_agent_spool_reports",
+        "erpath_agent_dropped_reports_total",
+        "erpath_reports_received_total",
+        "erpath_ingest_seconds_bucket",
+        "erpath_alert_deliveries_total",
+    ):
         assert f"# TYPE {name.removesuffix('_bucket')}" in text or f"\n{name}" in text, name
-    assert ('erpath_path_info{agent="br-1",circuit="",class="internet",egress="ams-inet",link="",'
-            'site="ams",target="api.powerapps.com"} 1.0') in text
-    assert 'erpath_tcp_state{agent="br-1",site="ams",state="open",target="api.powerapps.com"} 1.0' in text
+    assert (
+        'erpath_path_info{agent="br-1",circuit="",class="internet",egress="ams-inet",link="",'
+        'site="ams",target="api.powerapps.com"} 1.0'
+    ) in text
+    assert (
+        'erpath_tcp_state{agent="br-1",site="ams",state="open",target="api.powerapps.com"} 1.0'
+        in text
+    )
     assert "10.0.1.1" not in text  # hop addresses never become labels
     get = c.registry.get_sample_value
     assert get("erpath_path_expected", {"agent": "br-1", "site": "ams", "target": T}) == 0
-    assert get("erpath_tcp_connect_seconds", {"agent": "br-1", "site": "ams", "target": T, "class": "internet"}) == 0.012
+    assert (
+        get(
+            "erpath_tcp_connect_seconds",
+            {"agent": "br-1", "site": "ams", "target": T, "class": "internet"},
+        )
+        == 0.012
+    )
     assert get("erpath_trace_hops", {"agent": "br-1", "site": "ams", "target": T}) == 3
     assert get("erpath_agent_cycle_seconds", {"agent": "br-1", "site": "ams"}) == 2.5
     assert get("erpath_reports_received_total", {"result": "accepted"}) == 7
     promtool = binary("promtool")
-    check = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
+    )
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
 
 
@@ -58,11 +93,25 @@ async def test_per_site_aggregates_drop_the_agent_label(start_collector):
     text = await (await c.client.get("/metrics")).text()
     assert "agent=" not in text
     get = c.registry.get_sample_value
-    assert get("erpath_path_info", {"site": "ams", "target": T, "class": "internet", "circuit": "", "link": "",
-                                    "egress": "ams-inet"}) == 2
+    assert (
+        get(
+            "erpath_path_info",
+            {
+                "site": "ams",
+                "target": T,
+                "class": "internet",
+                "circuit": "",
+                "link": "",
+                "egress": "ams-inet",
+            },
+        )
+        == 2
+    )
     assert get("erpath_route_flips_total", {"site": "ams", "target": T}) == 2
     assert get("erpath_agent_last_report_timestamp_seconds", {"site": "ams", "role": "branch"}) > 0
-    check = subprocess.run([binary("promtool"), "check", "metrics"], input=text.encode(), capture_output=True)
+    check = subprocess.run(
+        [binary("promtool"), "check", "metrics"], input=text.encode(), capture_output=True
+    )
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
 
 
@@ -107,8 +156,18 @@ async def test_fast_render_equals_prometheus_client(start_collector):
     slow = await asyncio.to_thread(generate_latest, registry)
 
     def parsed(text: bytes):
-        return [(f.name, f.type, f.documentation, sorted((s.name, sorted(s.labels.items()), s.value)
-                 for s in f.samples if not s.name.endswith("_created")))
-                for f in text_string_to_metric_families(text.decode())]
+        return [
+            (
+                f.name,
+                f.type,
+                f.documentation,
+                sorted(
+                    (s.name, sorted(s.labels.items()), s.value)
+                    for s in f.samples
+                    if not s.name.endswith("_created")
+                ),
+            )
+            for f in text_string_to_metric_families(text.decode())
+        ]
 
     assert parsed(fast) == parsed(slow)

@@ -15,7 +15,9 @@ ER2 = PathKey("expressroute", "ams-1", "secondary")
 NET = PathKey("internet", None, None, "ams-inet")
 
 
-def obs(key: PathKey, address: str = "198.18.1.10", sig: str = "as:65001 12076 8075") -> Observation:
+def obs(
+    key: PathKey, address: str = "198.18.1.10", sig: str = "as:65001 12076 8075"
+) -> Observation:
     return Observation("t", "api", key, address=address, addresses=(address,), signature=sig)
 
 
@@ -35,7 +37,10 @@ def test_one_odd_report_is_recorded_not_a_flip():
     s, events, flips = run([ER, ER, NET, ER])
     assert flips == [] and s.key == ER and s.flips_total == 0
     assert [e.kind for e in events] == ["path_deviation"]
-    assert events[0].before["path"] == "expressroute/ams-1/primary" and events[0].after["path"] == "internet"
+    assert (
+        events[0].before["path"] == "expressroute/ams-1/primary"
+        and events[0].after["path"] == "internet"
+    )
 
 
 def test_two_in_a_row_confirm_the_flip_since_the_first():
@@ -67,7 +72,9 @@ def test_flip_with_a_new_address_is_dns_driven():
 
 
 def test_hop_changes_on_the_same_path_are_a_low_severity_path_change():
-    s, events, flips = run([ER, obs(ER, sig="as:65001 12076 8075"), obs(ER, sig="as:65001 3356 8075")])
+    s, events, flips = run(
+        [ER, obs(ER, sig="as:65001 12076 8075"), obs(ER, sig="as:65001 3356 8075")]
+    )
     assert flips == [] and [e.kind for e in events] == ["path_change"]
     assert events[0].severity == "info" and s.signature == "as:65001 3356 8075"
 
@@ -81,17 +88,29 @@ def test_signature_ignores_ecmp_members_when_asns_are_known():
 
 
 def test_observations_take_the_first_result_with_a_verdict_per_target():
-    doc = report("a", 1, [result("t", er(), address="198.18.1.1"), result("t", inet(), address="198.18.1.2"),
-                          result("u", inet())])
+    doc = report(
+        "a",
+        1,
+        [
+            result("t", er(), address="198.18.1.1"),
+            result("t", inet(), address="198.18.1.2"),
+            result("u", inet()),
+        ],
+    )
     obs_ = state.observations(report_from_dict(doc))
     assert [(o.target, o.key.path_class, o.addresses) for o in obs_] == [
-        ("t", "expressroute", ("198.18.1.1", "198.18.1.2")), ("u", "internet", ("198.18.1.10",))]
+        ("t", "expressroute", ("198.18.1.1", "198.18.1.2")),
+        ("u", "internet", ("198.18.1.10",)),
+    ]
 
 
 def test_reported_asymmetry_findings_carry_site_and_circuit():
-    finding = {"kind": "asymmetry.nat-advertised", "severity": "critical",
-               "evidence": ["NAT 192.0.2.10 of ams-inet lies in 198.51.100.0/28 advertised over ams-1"],
-               "fix": "stop advertising 192.0.2.10 over ams-1"}
+    finding = {
+        "kind": "asymmetry.nat-advertised",
+        "severity": "critical",
+        "evidence": ["NAT 192.0.2.10 of ams-inet lies in 198.51.100.0/28 advertised over ams-1"],
+        "fix": "stop advertising 192.0.2.10 over ams-1",
+    }
     other = {"kind": "premium-needed", "severity": "warning"}
     r = report_from_dict(simple("a", 1, inet(), findings=[finding, other]))
     (a,) = state.reported_asymmetries(r)
@@ -111,7 +130,13 @@ def test_reverse_over_expressroute_against_forward_over_internet_is_asymmetric()
     facts = {"ams": replace(site, circuits=(circuit,))}
     rev = SitePath("az-1", "azure-weu", "192.0.2.10", ER, "192.0.2.10", ("hop 2 is MSEE of ams-1",))
     (a,) = state.measured_asymmetries(facts, [rev], {"ams": [fwd]})
-    assert (a.site, a.circuit, a.kind, a.agent, a.target) == ("ams", "ams-1", "measured", "br-1", "api.powerapps.com")
+    assert (a.site, a.circuit, a.kind, a.agent, a.target) == (
+        "ams",
+        "ams-1",
+        "measured",
+        "br-1",
+        "api.powerapps.com",
+    )
     assert a.evidence[0].startswith("forward br-1 -> api.powerapps.com: internet via ams-inet")
     assert a.evidence[1].startswith("reverse az-1 -> 192.0.2.10: expressroute/ams-1/primary")
 
@@ -132,7 +157,9 @@ def test_symmetric_and_unrelated_paths_are_not_asymmetric():
 def test_forward_over_circuit_a_reverse_over_circuit_b():
     facts = _facts()
     fwd = SitePath("br-1", "ams", "t", ER, None)
-    rev = SitePath("az-1", "az", "198.51.100.5", PathKey("expressroute", "fra-1", "primary"), "198.51.100.5")
+    rev = SitePath(
+        "az-1", "az", "198.51.100.5", PathKey("expressroute", "fra-1", "primary"), "198.51.100.5"
+    )
     (a,) = state.measured_asymmetries(facts, [rev], {"ams": [fwd]})
     assert a.circuit == "fra-1"
 

@@ -22,8 +22,9 @@ def _ingest(store: Store, doc: dict, at_s: float) -> ingest.Outcome:
     import json
 
     body = json.dumps(doc).encode()
-    return store.write_sync(ingest.apply, store.cache, ingest.prepare(doc, report_from_dict(doc), body), at_s,
-                            SETTINGS)
+    return store.write_sync(
+        ingest.apply, store.cache, ingest.prepare(doc, report_from_dict(doc), body), at_s, SETTINGS
+    )
 
 
 @pytest.fixture
@@ -38,7 +39,9 @@ def test_migrations_are_versioned_and_reopen_cleanly(tmp_path):
     for _ in range(2):
         s = Store(tmp_path / "m.db")
         s.open()
-        assert s.read_sync(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION
+        assert (
+            s.read_sync(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION
+        )
         assert s.read_sync(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
         s.close()
     conn = sqlite3.connect(tmp_path / "m.db")
@@ -50,29 +53,46 @@ def test_migrations_are_versioned_and_reopen_cleanly(tmp_path):
 
 def test_a_failing_job_rolls_back_alone(store):
     def good(conn, n):
-        conn.execute("INSERT INTO sites(name, facts, from_agent, updated_s) VALUES (?, '{}', 'a', 0)", (n,))
+        conn.execute(
+            "INSERT INTO sites(name, facts, from_agent, updated_s) VALUES (?, '{}', 'a', 0)", (n,)
+        )
 
     def bad(conn):
-        conn.execute("INSERT INTO sites(name, facts, from_agent, updated_s) VALUES ('bad', '{}', 'a', 0)")
+        conn.execute(
+            "INSERT INTO sites(name, facts, from_agent, updated_s) VALUES ('bad', '{}', 'a', 0)"
+        )
         raise RuntimeError("boom")
 
     futures = [store.submit(good, "s1"), store.submit(bad), store.submit(good, "s2")]
     assert futures[0].result() is None and futures[2].result() is None
     with pytest.raises(RuntimeError):
         futures[1].result()
-    names = store.read_sync(lambda c: [r[0] for r in c.execute("SELECT name FROM sites ORDER BY name")])
+    names = store.read_sync(
+        lambda c: [r[0] for r in c.execute("SELECT name FROM sites ORDER BY name")]
+    )
     assert names == ["s1", "s2"]
 
 
 def test_observation_rows_are_compact_and_decode(store):
-    doc = report("br-1", 1, [result("a", er(), connect_s=0.0123), result("b", inet(), connect_s=7.5)])
+    doc = report(
+        "br-1", 1, [result("a", er(), connect_s=0.0123), result("b", inet(), connect_s=7.5)]
+    )
     _ingest(store, doc, 1000.0)
     (row,) = store.read_sync(queries.observations, "br-1")
     a, b = row["targets"]
-    assert (a["target"], a["class"], a["circuit"], a["link"], a["connect_s"], a["dns_s"], a["hops"]) == (
-        "a", "expressroute", "ams-1", "primary", 0.0123, 0.004, 3)
+    assert (
+        a["target"],
+        a["class"],
+        a["circuit"],
+        a["link"],
+        a["connect_s"],
+        a["dns_s"],
+        a["hops"],
+    ) == ("a", "expressroute", "ams-1", "primary", 0.0123, 0.004, 3)
     assert b["egress"] == "ams-inet" and b["connect_s"] == 6.5534  # saturates, never wraps
-    size = store.read_sync(lambda c: c.execute("SELECT length(times) FROM observations").fetchone()[0])
+    size = store.read_sync(
+        lambda c: c.execute("SELECT length(times) FROM observations").fetchone()[0]
+    )
     assert size == 8  # 4 bytes per target
     # A second report with the same paths shares the layout row.
     _ingest(store, report("br-1", 2, [result("a", er()), result("b", inet())]), 1030.0)
@@ -89,10 +109,17 @@ def test_traces_are_stored_only_when_the_signature_changes(store):
 def test_retention_prunes_old_rows(store):
     now = 100 * DAY
     for seq, age_days in enumerate([20, 16, 13, 1], start=1):
-        _ingest(store, report("br-1", seq, [result("a", er() if seq % 2 else inet())]), now - age_days * DAY)
-    store.write_sync(lambda c: c.execute(
-        "INSERT INTO events(at_s, kind, severity, summary, evidence) VALUES (?, 'x', 'info', 'old', '[]')",
-        (now - 95 * DAY,)))
+        _ingest(
+            store,
+            report("br-1", seq, [result("a", er() if seq % 2 else inet())]),
+            now - age_days * DAY,
+        )
+    store.write_sync(
+        lambda c: c.execute(
+            "INSERT INTO events(at_s, kind, severity, summary, evidence) VALUES (?, 'x', 'info', 'old', '[]')",
+            (now - 95 * DAY,),
+        )
+    )
     pruned = store.write_sync(retention.prune, store.cache, now, StoreConfig())
     assert pruned.observations == 2 and pruned.events == 1
     seqs = [o["seq"] for o in store.read_sync(queries.observations, "br-1")]

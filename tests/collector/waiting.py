@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0, every_s: float = 0.1) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0, every_s: float = 0.1
+) -> Any:
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while True:

@@ -36,16 +36,25 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
     for name, d in dashboards().items():
         for p in panels(d):
             out.extend((name, p["title"], t["expr"]) for t in p.get("targets", []))
-        out.extend((name, f"annotation {a['name']}", a["expr"]) for a in d["annotations"]["list"] if "expr" in a)
-        out.extend((name, f"variable {v['name']}", v["definition"]) for v in d["templating"]["list"]
-                   if v["type"] == "query")
+        out.extend(
+            (name, f"annotation {a['name']}", a["expr"])
+            for a in d["annotations"]["list"]
+            if "expr" in a
+        )
+        out.extend(
+            (name, f"variable {v['name']}", v["definition"])
+            for v in d["templating"]["list"]
+            if v["type"] == "query"
+        )
     return out
 
 
 # Without a YAML parser (none in the venv, and promtool is the real judge):
 # the rule file is written as `- record:`/`- alert:` followed by `expr:`,
 # either inline or as a `>-` block.
-_RULE = re.compile(r"^\s*- (record|alert): (\S+)\n(?:\s+#.*\n)*\s+expr: (>-\n((?:\s{10,}.*\n)+)|(.*)\n)", re.M)
+_RULE = re.compile(
+    r"^\s*- (record|alert): (\S+)\n(?:\s+#.*\n)*\s+expr: (>-\n((?:\s{10,}.*\n)+)|(.*)\n)", re.M
+)
 
 
 def rules() -> list[tuple[str, str, str]]:

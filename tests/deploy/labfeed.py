@@ -30,8 +30,21 @@ TARGETS = ["make.powerapps.com", "login.microsoftonline.com", "content.powerapps
 
 def probe_once(lab, scenario_dir: Path, state_dir: Path) -> bytes:
     config = write_config("branch", lab.current_scenario, scenario_dir)
-    proc = lab.run("branch", ["env", f"STATE_DIRECTORY={state_dir}", AGENT_BIN, "probe", "once", "--json",
-                              "--config", str(config), *TARGETS], timeout=60)
+    proc = lab.run(
+        "branch",
+        [
+            "env",
+            f"STATE_DIRECTORY={state_dir}",
+            AGENT_BIN,
+            "probe",
+            "once",
+            "--json",
+            "--config",
+            str(config),
+            *TARGETS,
+        ],
+        timeout=60,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     return proc.stdout.encode()
 
@@ -49,16 +62,25 @@ def service_config(lab, directory: Path, agent: str) -> Path:
     return path
 
 
-def run_service(lab, directory: Path, agent: str, cycles: int = 2, timeout_s: float = 40.0) -> list[Path]:
+def run_service(
+    lab, directory: Path, agent: str, cycles: int = 2, timeout_s: float = 40.0
+) -> list[Path]:
     """`erpath-agent run` in the branch namespace until `cycles` reports are spooled; their files."""
     config = service_config(lab, directory, agent)
     spool = directory / "spool"
     env = {**os.environ, "STATE_DIRECTORY": str(directory / "state")}
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.ns("branch"), AGENT_BIN, "run", "--config", str(config)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=(directory / "agent.log").open("wb"))
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.ns("branch"), AGENT_BIN, "run", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(directory / "agent.log").open("wb"),
+    )
     try:
-        wait_for(lambda: len(list(spool.glob("*.json.gz"))) >= cycles or proc.poll() is not None,
-                 timeout_s, "agent service cycles")
+        wait_for(
+            lambda: len(list(spool.glob("*.json.gz"))) >= cycles or proc.poll() is not None,
+            timeout_s,
+            "agent service cycles",
+        )
         assert proc.poll() is None, (directory / "agent.log").read_text()[-2000:]
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -60,11 +60,18 @@ class Collector(Process):
             f'[alerts]\nalertmanager_urls = ["{alertmanager_url}"]\nwebhook_urls = ["{dead_url}"]\n'
             "resend_interval_s = 1.0\nbackoff_initial_s = 0.2\nbackoff_max_s = 0.5\ntimeout_s = 2.0\n"
         )
-        super().__init__([COLLECTOR_BIN, "serve", "--config", str(self.config)], tmp / "collector.log")
+        super().__init__(
+            [COLLECTOR_BIN, "serve", "--config", str(self.config)], tmp / "collector.log"
+        )
 
     def token(self, agent: str) -> str:
-        proc = subprocess.run([COLLECTOR_BIN, "token", "add", agent, "--config", str(self.config)],
-                              capture_output=True, text=True, timeout=30, check=True)
+        proc = subprocess.run(
+            [COLLECTOR_BIN, "token", "add", agent, "--config", str(self.config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         return proc.stdout.strip()
 
     def start(self) -> None:  # type: ignore[override]
@@ -74,7 +81,9 @@ class Collector(Process):
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
-        req = urllib.request.Request(f"{self.url}/api/v1/reports", data=body, headers=headers, method="POST")
+        req = urllib.request.Request(
+            f"{self.url}/api/v1/reports", data=body, headers=headers, method="POST"
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status
 
@@ -94,8 +103,14 @@ class Alertmanager(Process):
         cfg = tmp / "alertmanager.yml"
         cfg.write_text(text)
         super().__init__(
-            [binary("prometheus-alertmanager"), f"--config.file={cfg}", f"--storage.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=", "--log.level=warn"],
+            [
+                binary("prometheus-alertmanager"),
+                f"--config.file={cfg}",
+                f"--storage.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
             tmp / "alertmanager.log",
         )
 
@@ -107,9 +122,13 @@ class Prometheus(Process):
     def __init__(self, tmp: Path, collector: str, alertmanager: str):
         shutil.copytree(PROMETHEUS_DIR, tmp / "etc")
         text = (tmp / "etc" / "prometheus.yml").read_text()
-        for old, new in [("scrape_interval: 30s", "scrape_interval: 1s"), ("scrape_timeout: 10s", "scrape_timeout: 1s"),
-                         ("evaluation_interval: 30s", "evaluation_interval: 1s"),
-                         ("127.0.0.1:9470", collector), ("127.0.0.1:9093", alertmanager)]:
+        for old, new in [
+            ("scrape_interval: 30s", "scrape_interval: 1s"),
+            ("scrape_timeout: 10s", "scrape_timeout: 1s"),
+            ("evaluation_interval: 30s", "evaluation_interval: 1s"),
+            ("127.0.0.1:9470", collector),
+            ("127.0.0.1:9093", alertmanager),
+        ]:
             assert old in text, old
             text = text.replace(old, new)
         (tmp / "etc" / "prometheus.yml").write_text(text)
@@ -117,11 +136,16 @@ class Prometheus(Process):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
-            [binary("prometheus"), f"--config.file={tmp / 'etc' / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-             # Alertmanager is discovered a few seconds after the first evaluations;
-             # re-send firing alerts every second rather than every minute.
-             "--rules.alert.resend-delay=1s", "--log.level=warn"],
+            [
+                binary("prometheus"),
+                f"--config.file={tmp / 'etc' / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                # Alertmanager is discovered a few seconds after the first evaluations;
+                # re-send firing alerts every second rather than every minute.
+                "--rules.alert.resend-delay=1s",
+                "--log.level=warn",
+            ],
             tmp / "prometheus.log",
         )
 
@@ -134,7 +158,9 @@ class Prometheus(Process):
         return doc["data"]["result"]
 
     def query_range(self, expr: str, start: float, end: float, step: str = "1s") -> list[dict]:
-        doc = get_json(f"{self.url}/api/v1/query_range", query=expr, start=start, end=end, step=step)
+        doc = get_json(
+            f"{self.url}/api/v1/query_range", query=expr, start=start, end=end, step=step
+        )
         assert doc["status"] == "success", (expr, doc)
         return doc["data"]["result"]
 

@@ -20,21 +20,41 @@ def test_config_is_valid():
     assert "SUCCESS" in proc.stdout
 
 
-@pytest.mark.parametrize(("labels", "receivers"), [
-    # The dead man's switch gets the heartbeat and nothing else.
-    ("alertname=ErpathWatchdog severity=none", "deadman"),
-    ("alertname=ErpathCollectorDown severity=critical instance=c:9470", "erpath-owners"),
-    ("alertname=ErpathAlertDeliveriesFailing severity=critical receiver=x", "erpath-owners"),
-    ("alertname=ErpathRouteFlip severity=critical site=ams agent=a target=t from=expressroute/ams-er-1/primary "
-     "to=internet", "network-pager,network-team"),
-    ("alertname=ErpathRouteFlip severity=warning site=ams agent=a target=t from=expressroute/ams-er-1/primary "
-     "to=expressroute/ams-er-1/secondary", "network-team"),
-    ("alertname=ErpathPathAsymmetric severity=critical site=ams circuit=ams-er-1", "network-pager,network-team"),
-    ("alertname=ErpathSiteOffExpressRoute severity=critical site=ams", "network-pager,network-team"),
-    ("alertname=ErpathUnexpectedPath severity=warning site=ams agent=a target=t expected=expressroute",
-     "network-team"),
-    ("alertname=ErpathAgentSilent severity=warning site=ams agent=a role=branch", "network-team"),
-])
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        # The dead man's switch gets the heartbeat and nothing else.
+        ("alertname=ErpathWatchdog severity=none", "deadman"),
+        ("alertname=ErpathCollectorDown severity=critical instance=c:9470", "erpath-owners"),
+        ("alertname=ErpathAlertDeliveriesFailing severity=critical receiver=x", "erpath-owners"),
+        (
+            "alertname=ErpathRouteFlip severity=critical site=ams agent=a target=t from=expressroute/ams-er-1/primary "
+            "to=internet",
+            "network-pager,network-team",
+        ),
+        (
+            "alertname=ErpathRouteFlip severity=warning site=ams agent=a target=t from=expressroute/ams-er-1/primary "
+            "to=expressroute/ams-er-1/secondary",
+            "network-team",
+        ),
+        (
+            "alertname=ErpathPathAsymmetric severity=critical site=ams circuit=ams-er-1",
+            "network-pager,network-team",
+        ),
+        (
+            "alertname=ErpathSiteOffExpressRoute severity=critical site=ams",
+            "network-pager,network-team",
+        ),
+        (
+            "alertname=ErpathUnexpectedPath severity=warning site=ams agent=a target=t expected=expressroute",
+            "network-team",
+        ),
+        (
+            "alertname=ErpathAgentSilent severity=warning site=ams agent=a role=branch",
+            "network-team",
+        ),
+    ],
+)
 def test_routes(labels, receivers):
     proc = amtool("config", "routes", "test", f"--config.file={ALERTMANAGER_YML}", *labels.split())
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -44,8 +64,8 @@ def test_routes(labels, receivers):
 def test_grouping_by_circuit_and_site():
     """The tree as amtool prints it: flips by the circuit link left, asymmetry by circuit, the rest by site."""
     text = ALERTMANAGER_YML.read_text()
-    flip = text[text.index('matchers: [alertname="ErpathRouteFlip"]'):]
+    flip = text[text.index('matchers: [alertname="ErpathRouteFlip"]') :]
     assert flip.split("\n", 2)[1].strip() == "group_by: [alertname, from]"
-    asym = text[text.index('matchers: [alertname="ErpathPathAsymmetric"]'):]
+    asym = text[text.index('matchers: [alertname="ErpathPathAsymmetric"]') :]
     assert asym.split("\n", 2)[1].strip() == "group_by: [alertname, circuit]"
     assert "  group_by: [alertname, site]\n" in text.split("routes:")[0]

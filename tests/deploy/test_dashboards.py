@@ -22,13 +22,18 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 def test_committed_json_is_current():
     assert sorted(generate.DASHBOARDS) == sorted(dashboards()), "run: python -m grafana.generate"
     for name, build in generate.DASHBOARDS.items():
-        assert (DASHBOARD_DIR / name).read_text() == generate.render(build), f"{name}: run python -m grafana.generate"
+        assert (DASHBOARD_DIR / name).read_text() == generate.render(build), (
+            f"{name}: run python -m grafana.generate"
+        )
 
 
 def test_uids_are_stable_and_unique():
     uids = {name: d["uid"] for name, d in dashboards().items()}
-    assert uids == {"erpath-overview.json": "erpath", "erpath-site.json": "erpath-site",
-                    "erpath-agents.json": "erpath-agents"}
+    assert uids == {
+        "erpath-overview.json": "erpath",
+        "erpath-site.json": "erpath-site",
+        "erpath-agents.json": "erpath-agents",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(generate.DASHBOARDS))
@@ -36,7 +41,10 @@ def test_structure(name):
     d = dashboards()[name]
     assert d["schemaVersion"] == SCHEMA_VERSION and d["title"] and d["uid"]
     variables = {v["name"]: v for v in d["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert (
+        variables["datasource"]["type"] == "datasource"
+        and variables["datasource"]["query"] == "prometheus"
+    )
     assert {"site", "agent"} <= set(variables)
     for v in variables.values():
         if v["type"] == "query":
@@ -47,7 +55,9 @@ def test_structure(name):
     for p in panels(d):
         g = p["gridPos"]
         assert set(g) == {"x", "y", "w", "h"} and g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
-        cells = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        cells = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
         assert not cells & occupied, f"{p['title']} overlaps another panel"
         occupied |= cells
         if p["type"] == "row":
@@ -68,15 +78,26 @@ def test_template_variables_are_used_and_defined():
         defined = {v["name"] for v in d["templating"]["list"]}
         for dash, title, expr in dashboard_queries():
             if dash == name:
-                used = set(re.findall(r"\$(\w+)", expr)) - {"__rate_interval", "__range", "__interval"}
+                used = set(re.findall(r"\$(\w+)", expr)) - {
+                    "__rate_interval",
+                    "__range",
+                    "__interval",
+                }
                 assert used <= defined, (name, title, used)
 
 
 def test_class_colours_per_path_class():
     site = dashboards()["erpath-site.json"]
     timeline = next(p for p in site["panels"] if p["title"] == "Path class history")
-    texts = {o["text"]: o["color"] for o in timeline["fieldConfig"]["defaults"]["mappings"][0]["options"].values()}
-    assert texts["ExpressRoute primary"] == "green" and texts["Internet"] == "orange" and texts["CDN"] == "blue"
+    texts = {
+        o["text"]: o["color"]
+        for o in timeline["fieldConfig"]["defaults"]["mappings"][0]["options"].values()
+    }
+    assert (
+        texts["ExpressRoute primary"] == "green"
+        and texts["Internet"] == "orange"
+        and texts["CDN"] == "blue"
+    )
 
 
 def test_provisioning_points_at_the_dashboards_folder():

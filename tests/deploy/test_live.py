@@ -23,7 +23,13 @@ from tests.lab.scenarios import SCENARIOS
 pytestmark = pytest.mark.lab
 
 # Ends in asymmetric-nat: TCP filtered, asymmetry active, so those alerts are live at the end.
-SCENARIO_ORDER = ["er", "er-secondary", "internet-failover", "asymmetric-circuits", "asymmetric-nat"]
+SCENARIO_ORDER = [
+    "er",
+    "er-secondary",
+    "internet-failover",
+    "asymmetric-circuits",
+    "asymmetric-nat",
+]
 
 # Needs a day of history and a lasting slowdown the lab does not have: its
 # unit tests prove the logic; here each of its selectors must return data.
@@ -33,8 +39,11 @@ NOT_IN_LAB = {"ErpathConnectRegression"}
 def grafana_to_promql(expr: str, range_s: int) -> str:
     """What Grafana sends with every variable at All (allValue .*)."""
     expr = re.sub(r"\$(site|agent|target)\b", ".*", expr)
-    return (expr.replace("$__rate_interval", "5s").replace("$__interval", "5s")
-            .replace("$__range", f"{range_s}s"))
+    return (
+        expr.replace("$__rate_interval", "5s")
+        .replace("$__interval", "5s")
+        .replace("$__range", f"{range_s}s")
+    )
 
 
 def selectors(expr: str) -> list[str]:
@@ -82,22 +91,33 @@ def test_every_query_returns_data(lab, lab_scenario, stack, tmp_path):
         labfeed.relay(collector, svc_token, path.read_bytes(), gzipped=True)
 
     # A few scrapes of the service's health, as rate and increase panels need.
-    wait_for(lambda: prom.query("count_over_time(erpath_agent_dropped_reports_total[1m]) >= 5"), 15,
-             "service health scraped")
+    wait_for(
+        lambda: prom.query("count_over_time(erpath_agent_dropped_reports_total[1m]) >= 5"),
+        15,
+        "service health scraped",
+    )
     # The probe-once agent is silent by now (3 x 5 s); then the collector goes down.
-    wait_for(lambda: any(a["labels"]["alertname"] == "ErpathAgentSilent" for a in prom.alerts()), 20,
-             "ErpathAgentSilent active")
+    wait_for(
+        lambda: any(a["labels"]["alertname"] == "ErpathAgentSilent" for a in prom.alerts()),
+        20,
+        "ErpathAgentSilent active",
+    )
     exposition = collector.exposition()
     assert_alertmanager_groups(am)
     collector.stop()
-    wait_for(lambda: any(a["labels"]["alertname"] == "ErpathCollectorDown" for a in prom.alerts()), 10,
-             "ErpathCollectorDown pending")
+    wait_for(
+        lambda: any(a["labels"]["alertname"] == "ErpathCollectorDown" for a in prom.alerts()),
+        10,
+        "ErpathCollectorDown pending",
+    )
     t1 = time.time()
     range_s = int(t1 - t0) + 1
 
     # Every metric name used exists in the collector's exposition.
     exported = set(re.findall(r"^(erpath_\w+)", exposition, re.M))
-    used = {name for _, _, expr in dashboard_queries() for name in re.findall(r"\berpath_\w+", expr)}
+    used = {
+        name for _, _, expr in dashboard_queries() for name in re.findall(r"\berpath_\w+", expr)
+    }
     used |= {name for _, _, expr in rules() for name in re.findall(r"(?<![:\w])erpath_\w+", expr)}
     assert used <= exported, f"not exported: {sorted(used - exported)}"
 
@@ -106,24 +126,31 @@ def test_every_query_returns_data(lab, lab_scenario, stack, tmp_path):
         q = grafana_to_promql(expr, range_s)
         if title.startswith("variable "):
             metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", q).groups()
-            if not get_json(f"{prom.url}/api/v1/label/{label}/values", **{"match[]": metric})["data"]:
+            if not get_json(f"{prom.url}/api/v1/label/{label}/values", **{"match[]": metric})[
+                "data"
+            ]:
                 empty.append((dash, title, q))
         elif not prom.query_range(q, t0, t1):
             empty.append((dash, title, q))
     for kind, name, expr in rules():
         if name in NOT_IN_LAB:
-            empty += [("rules", name, s) for s in selectors(expr) if not prom.query_range(s, t0, t1)]
+            empty += [
+                ("rules", name, s) for s in selectors(expr) if not prom.query_range(s, t0, t1)
+            ]
         elif not prom.query_range(name if kind == "record" else expr, t0, t1):
             empty.append(("rules", name, expr))
     assert not empty, "queries without data:\n" + "\n".join(map(str, empty))
 
     groups = get_json(f"{prom.url}/api/v1/rules")["data"]["groups"]
-    unhealthy = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
+    unhealthy = [
+        (r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"
+    ]
     assert not unhealthy and sum(len(g["rules"]) for g in groups) == len(rules())
 
 
 def assert_alertmanager_groups(am: Alertmanager) -> None:
     """Prometheus' heartbeat and the collector's flips arrived, grouped as the tree says."""
+
     def groups():
         return get_json(f"{am.url}/api/v2/alerts/groups")
 
@@ -131,14 +158,24 @@ def assert_alertmanager_groups(am: Alertmanager) -> None:
         out = {}
         for g in groups():
             for a in g["alerts"]:
-                out.setdefault(a["labels"]["alertname"], []).append((g["receiver"]["name"], g["labels"]))
+                out.setdefault(a["labels"]["alertname"], []).append(
+                    (g["receiver"]["name"], g["labels"])
+                )
         return out
 
-    wait_for(lambda: {"ErpathWatchdog", "ErpathRouteFlip"} <= set(by_alertname()), 15,
-             f"Watchdog and route flips in Alertmanager (has {sorted(by_alertname())})")
+    wait_for(
+        lambda: {"ErpathWatchdog", "ErpathRouteFlip"} <= set(by_alertname()),
+        15,
+        f"Watchdog and route flips in Alertmanager (has {sorted(by_alertname())})",
+    )
     seen = by_alertname()
     assert ("deadman", {"alertname": "ErpathWatchdog"}) in seen["ErpathWatchdog"]
     for receiver, labels in seen["ErpathRouteFlip"]:
-        assert set(labels) == {"alertname", "from"} and receiver in ("network-team", "network-pager")
+        assert set(labels) == {"alertname", "from"} and receiver in (
+            "network-team",
+            "network-pager",
+        )
     if "ErpathPathAsymmetric" in seen:
-        assert all(set(labels) == {"alertname", "circuit"} for _, labels in seen["ErpathPathAsymmetric"])
+        assert all(
+            set(labels) == {"alertname", "circuit"} for _, labels in seen["ErpathPathAsymmetric"]
+        )

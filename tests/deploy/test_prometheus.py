@@ -11,7 +11,9 @@ from tests.deploy.files import AGENTS_EXAMPLE, PROMETHEUS_DIR, RULE_TESTS, RULES
 
 
 def promtool(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([binary("promtool"), *args], capture_output=True, text=True, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [binary("promtool"), *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
 
 
 def test_config_is_valid_with_agent_targets(tmp_path):
@@ -40,8 +42,12 @@ def test_every_alert_has_unit_tests_firing_and_not_firing():
     for kind, name, _ in rules():
         if kind != "alert":
             continue
-        blocks = re.findall(rf"alertname: {name}\n\s+exp_alerts:(.*?)(?=\n\s+- eval_time|\n  - name|\Z)", text, re.S)
-        assert any(b.strip() == "[]" for b in blocks) or name == "ErpathWatchdog", f"{name}: no not-firing case"
+        blocks = re.findall(
+            rf"alertname: {name}\n\s+exp_alerts:(.*?)(?=\n\s+- eval_time|\n  - name|\Z)", text, re.S
+        )
+        assert any(b.strip() == "[]" for b in blocks) or name == "ErpathWatchdog", (
+            f"{name}: no not-firing case"
+        )
         assert any("exp_labels" in b for b in blocks), f"{name}: no firing case"
 
 
@@ -51,9 +57,11 @@ def test_every_alert_links_its_runbook_section_and_a_dashboard():
     for kind, name, _ in rules():
         if kind != "alert":
             continue
-        block = text[text.index(f"- alert: {name}\n"):].split("- alert:", 2)[1]
+        block = text[text.index(f"- alert: {name}\n") :].split("- alert:", 2)[1]
         assert f"runbook_url: https://erpath.dev/runbooks/{name}\n" in block, name
-        assert re.search(r"dashboard_url: \"?http://localhost:3000/d/erpath(-site|-agents)?[?\"\n]", block), name
+        assert re.search(
+            r"dashboard_url: \"?http://localhost:3000/d/erpath(-site|-agents)?[?\"\n]", block
+        ), name
         assert name in sections, f"docs/runbooks.md has no section for {name}"
     # The collector's own alerts have their runbook sections too.
     assert {"ErpathRouteFlip", "ErpathUnexpectedPath", "ErpathPathAsymmetric"} <= sections

@@ -24,8 +24,12 @@ def erpath_alerts(alerts):
 
 
 def named(alerts, name, **labels):
-    return [a for a in alerts if a["labels"]["alertname"] == name
-            and all(a["labels"].get(k) == v for k, v in labels.items())]
+    return [
+        a
+        for a in alerts
+        if a["labels"]["alertname"] == name
+        and all(a["labels"].get(k) == v for k, v in labels.items())
+    ]
 
 
 def wait_alerts(demo: Demo, check, timeout_s: float, what: str):
@@ -54,7 +58,9 @@ def demo(lab, tmp_path):
 
 def test_every_scenario_end_to_end(demo, lab):
     latencies: dict[str, float] = {}
-    branch_targets = {t.name for t in _config_targets(demo, "branch") if t.role not in ("cdn", "reverse")}
+    branch_targets = {
+        t.name for t in _config_targets(demo, "branch") if t.role not in ("cdn", "reverse")
+    }
 
     # Steady `er` for several cycles: no alert at all.
     demo.wait_until_reported(reports=2)
@@ -64,39 +70,76 @@ def test_every_scenario_end_to_end(demo, lab):
     # er -> er-secondary: one ErpathRouteFlip per affected branch target, primary -> secondary.
     demo.switch("er-secondary")
     alerts, latencies["er-secondary (branch)"] = wait_alerts(
-        demo, lambda a: {x["labels"]["target"] for x in named(a, "ErpathRouteFlip", agent="branch")}
-        >= branch_targets, 3 * INTERVAL_S + 10, "branch flips to the secondary link")
+        demo,
+        lambda a: (
+            {x["labels"]["target"] for x in named(a, "ErpathRouteFlip", agent="branch")}
+            >= branch_targets
+        ),
+        3 * INTERVAL_S + 10,
+        "branch flips to the secondary link",
+    )
     for a in named(alerts, "ErpathRouteFlip", agent="branch"):
-        assert (a["labels"]["from"], a["labels"]["to"]) == ("expressroute/ams-er-1/primary",
-                                                            "expressroute/ams-er-1/secondary")
+        assert (a["labels"]["from"], a["labels"]["to"]) == (
+            "expressroute/ams-er-1/primary",
+            "expressroute/ams-er-1/secondary",
+        )
     assert len(named(alerts, "ErpathRouteFlip", agent="branch")) == len(branch_targets)
     # Alertmanager groups them as the example routing says: one notification per
     # receiver (the team, and the pager for critical ones), not thirty.
     groups = demo.obs.get(f"{ALERTMANAGER}/api/v2/alerts/groups")
-    receivers = [g["receiver"]["name"] for g in groups if any(
-        a["labels"].get("agent") == "branch" and a["labels"]["alertname"] == "ErpathRouteFlip" for a in g["alerts"])]
+    receivers = [
+        g["receiver"]["name"]
+        for g in groups
+        if any(
+            a["labels"].get("agent") == "branch" and a["labels"]["alertname"] == "ErpathRouteFlip"
+            for a in g["alerts"]
+        )
+    ]
     assert receivers and len(receivers) == len(set(receivers)), receivers
 
     # Back to er resolves them.
     demo.switch("er")
-    wait_alerts(demo, lambda a: not named(a, "ErpathRouteFlip", agent="branch"), 3 * INTERVAL_S + 10,
-                "branch flips resolved")
+    wait_alerts(
+        demo,
+        lambda a: not named(a, "ErpathRouteFlip", agent="branch"),
+        3 * INTERVAL_S + 10,
+        "branch flips resolved",
+    )
 
     # internet-failover: flip expressroute -> internet and the unexpected path.
     t_switch = time.monotonic()
     demo.switch("internet-failover")
-    wait_alerts(demo, lambda a: named(a, "ErpathRouteFlip", agent="dccore", to="internet"), 30,
-                "the datacenter core router's flip")
+    wait_alerts(
+        demo,
+        lambda a: named(a, "ErpathRouteFlip", agent="dccore", to="internet"),
+        30,
+        "the datacenter core router's flip",
+    )
     latencies["internet-failover (dccore, route-change trigger)"] = time.monotonic() - t_switch
     alerts, _ = wait_alerts(
-        demo, lambda a: named(a, "ErpathRouteFlip", agent="branch", to="internet")
-        and named(a, "ErpathUnexpectedPath", agent="branch"), 3 * INTERVAL_S + 10, "branch flip to the internet")
+        demo,
+        lambda a: (
+            named(a, "ErpathRouteFlip", agent="branch", to="internet")
+            and named(a, "ErpathUnexpectedPath", agent="branch")
+        ),
+        3 * INTERVAL_S + 10,
+        "branch flip to the internet",
+    )
     latencies["internet-failover (branch)"] = time.monotonic() - t_switch
-    assert named(alerts, "ErpathRouteFlip", agent="branch", target="make.powerapps.com")[0]["labels"]["from"] \
+    assert (
+        named(alerts, "ErpathRouteFlip", agent="branch", target="make.powerapps.com")[0]["labels"][
+            "from"
+        ]
         == "expressroute/ams-er-1/primary"
+    )
 
     demo.switch("er")
-    wait_alerts(demo, lambda a: not erpath_alerts(a), 3 * INTERVAL_S + 10, "everything resolved after failover")
+    wait_alerts(
+        demo,
+        lambda a: not erpath_alerts(a),
+        3 * INTERVAL_S + 10,
+        "everything resolved after failover",
+    )
 
     # asymmetric-nat: one alert with the branch's findings and the azure-side reverse trace.
     t_switch = time.monotonic()
@@ -113,22 +156,36 @@ def test_every_scenario_end_to_end(demo, lab):
     demo.obs.stop("alertmanager")
     time.sleep(2)
     demo.obs.start_alertmanager()
-    alerts, _ = wait_alerts(demo, asym_both, 4 * INTERVAL_S + 15, "asymmetry with both kinds of evidence")
+    alerts, _ = wait_alerts(
+        demo, asym_both, 4 * INTERVAL_S + 15, "asymmetry with both kinds of evidence"
+    )
     latencies["asymmetric-nat (branch findings + reverse trace)"] = time.monotonic() - t_switch
     # The TCP failures are visible in the metrics.
-    filtered = demo.obs.get(f"{PROMETHEUS}/api/v1/query?query="
-                            "erpath_tcp_state%7Bagent%3D%22branch%22%2Cstate%3D%22filtered%22%7D")
+    filtered = demo.obs.get(
+        f"{PROMETHEUS}/api/v1/query?query="
+        "erpath_tcp_state%7Bagent%3D%22branch%22%2Cstate%3D%22filtered%22%7D"
+    )
     assert filtered["data"]["result"], "erpath_tcp_state{state=filtered} for the branch"
 
     # asymmetric-circuits: the alert names both circuits.
     demo.switch("er")
-    wait_alerts(demo, lambda a: not named(a, "ErpathPathAsymmetric"), 4 * INTERVAL_S + 15, "asymmetry resolved")
+    wait_alerts(
+        demo,
+        lambda a: not named(a, "ErpathPathAsymmetric"),
+        4 * INTERVAL_S + 15,
+        "asymmetry resolved",
+    )
     t_switch = time.monotonic()
     demo.switch("asymmetric-circuits")
     alerts, _ = wait_alerts(
-        demo, lambda a: any("ams-er-1" in json.dumps(x) and "dub-er-2" in json.dumps(x)
-                            for x in named(a, "ErpathPathAsymmetric")), 4 * INTERVAL_S + 15,
-        "asymmetry naming both circuits")
+        demo,
+        lambda a: any(
+            "ams-er-1" in json.dumps(x) and "dub-er-2" in json.dumps(x)
+            for x in named(a, "ErpathPathAsymmetric")
+        ),
+        4 * INTERVAL_S + 15,
+        "asymmetry naming both circuits",
+    )
     latencies["asymmetric-circuits"] = time.monotonic() - t_switch
 
     # Every alert resolves after the lab returns to er.

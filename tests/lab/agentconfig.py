@@ -15,10 +15,10 @@ from pathlib import Path
 from .scenarios import SCENARIOS
 
 AGENTS_DIR = Path(__file__).with_name("agents")
-_CIRCUIT = re.compile(r'^\[\[circuit\]\]\s*$', re.M)
+_CIRCUIT = re.compile(r"^\[\[circuit\]\]\s*$", re.M)
 _NAME = re.compile(r'^name\s*=\s*"([^"]+)"', re.M)
-_ADVERTISED = re.compile(r'^advertised_prefixes\s*=\s*\[[^\]]*\]', re.M)
-_PROBE = re.compile(r'^\[probe\]\s*\n', re.M)
+_ADVERTISED = re.compile(r"^advertised_prefixes\s*=\s*\[[^\]]*\]", re.M)
+_PROBE = re.compile(r"^\[probe\]\s*\n", re.M)
 _TAGS_FILE = re.compile(r'^file\s*=\s*"([^"]+)"', re.M)
 
 
@@ -40,7 +40,9 @@ def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = No
             parts[i] = _ADVERTISED.sub(f"advertised_prefixes = [{prefixes}]", parts[i], count=1)
     text = "[[circuit]]\n".join(parts)
     # Written elsewhere, the config must still find the lab's service tags.
-    return _TAGS_FILE.sub(lambda m: f'file = "{(AGENTS_DIR / m.group(1)).resolve()}"', text, count=1)
+    return _TAGS_FILE.sub(
+        lambda m: f'file = "{(AGENTS_DIR / m.group(1)).resolve()}"', text, count=1
+    )
 
 
 def write_config(node: str, scenario: str, directory: Path) -> Path:

@@ -93,14 +93,17 @@ class Wiring:
     def build_links(self) -> None:
         for link in plan.LINKS:
             self.ipr[link.a].link(
-                "add", ifname=link.ifname(link.a), kind="veth",
+                "add",
+                ifname=link.ifname(link.a),
+                kind="veth",
                 peer={"ifname": link.ifname(link.b), "net_ns_fd": self.ns(link.b)},
             )
         for link in plan.LINKS:
             for end in (link.a, link.b):
                 idx = self.index(end, link.ifname(end))
-                self.ipr[end].addr("add", index=idx, address=link.address(end),
-                                   prefixlen=link.prefixlen)
+                self.ipr[end].addr(
+                    "add", index=idx, address=link.address(end), prefixlen=link.prefixlen
+                )
                 self.ipr[end].link("set", index=idx, state="up")
         for n in plan.NODES:
             lo = self.index(n.key, "lo")
@@ -115,8 +118,12 @@ class Wiring:
         mgmt.link("set", index=bridge, state="up")
         prefixlen = ipaddress.ip_network(plan.MGMT_SUBNET).prefixlen
         for node, address in plan.MGMT_ADDRESSES.items():
-            mgmt.link("add", ifname=node[:15], kind="veth",
-                      peer={"ifname": plan.MGMT_IFNAME, "net_ns_fd": self.ns(node)})
+            mgmt.link(
+                "add",
+                ifname=node[:15],
+                kind="veth",
+                peer={"ifname": plan.MGMT_IFNAME, "net_ns_fd": self.ns(node)},
+            )
             port = self.index("mgmt", node[:15])
             mgmt.link("set", index=port, master=bridge, state="up")
             idx = self.index(node, plan.MGMT_IFNAME)
@@ -148,9 +155,11 @@ class Wiring:
                 if route["proto"] != RTPROT_STATIC:
                     continue
                 key = (route.get("table"), f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}")
-                gws = [route.get("gateway")] if route.get("gateway") else [
-                    dict(h["attrs"]).get("RTA_GATEWAY") for h in route.get("multipath") or []
-                ]
+                gws = (
+                    [route.get("gateway")]
+                    if route.get("gateway")
+                    else [dict(h["attrs"]).get("RTA_GATEWAY") for h in route.get("multipath") or []]
+                )
                 have[key] = tuple(sorted(g for g in gws if g))
             for key in have.keys() - want.keys():
                 table, prefix = key
@@ -163,8 +172,9 @@ class Wiring:
                 if len(hops) == 1:
                     ipr.route("replace", dst=prefix, table=table, proto=RTPROT_STATIC, **hops[0])
                 else:
-                    ipr.route("replace", dst=prefix, table=table, proto=RTPROT_STATIC,
-                              multipath=hops)
+                    ipr.route(
+                        "replace", dst=prefix, table=table, proto=RTPROT_STATIC, multipath=hops
+                    )
 
         for n in plan.NODE_KEYS:
             one(n)

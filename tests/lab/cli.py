@@ -12,8 +12,10 @@ from .scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 
 def _print_env(env: dict) -> None:
-    print(f"lab {env['prefix']}  scenario={env['scenario']}  up={env['up']}  "
-          f"rate_limit={env['rate_limit']}  ecmp={env['ecmp']}")
+    print(
+        f"lab {env['prefix']}  scenario={env['scenario']}  up={env['up']}  "
+        f"rate_limit={env['rate_limit']}  ecmp={env['ecmp']}"
+    )
     print("\nagents (namespace, measured address, management address):")
     for name, a in env["agents"].items():
         print(f"  {name:8} {a['namespace']:14} {a['address']:15} {a['mgmt_address']}")
@@ -26,9 +28,11 @@ def _print_env(env: dict) -> None:
         print(f"          {trig:22} {what}")
     print("\ncircuits:")
     for c in env["circuits"]:
-        print(f"  {c['name']} ({c['location']}, {c['sku']}): primary {c['primary_subnet']} "
-              f"secondary {c['secondary_subnet']}  MSEE {c['msee_addresses']}  "
-              f"CE {c['ce_addresses']}  advertises {c['advertised_prefixes']}")
+        print(
+            f"  {c['name']} ({c['location']}, {c['sku']}): primary {c['primary_subnet']} "
+            f"secondary {c['secondary_subnet']}  MSEE {c['msee_addresses']}  "
+            f"CE {c['ce_addresses']}  advertises {c['advertised_prefixes']}"
+        )
     for e in env["internet_edges"]:
         print(f"\ninternet edge {e['name']}: NAT {e['nat_addresses']}  hops {e['hop_addresses']}")
     print(f"ER NAT pool: {env['er_nat_pool']}")
@@ -54,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     sc = sub.add_parser("scenario", help="switch the running lab to a scenario")
     sc.add_argument("name", choices=list(SCENARIOS))
     sub.add_parser("status", help="what is running")
-    sub.add_parser("demo", help="the whole system in the lab, walked through every scenario (make demo)")
+    sub.add_parser(
+        "demo", help="the whole system in the lab, walked through every scenario (make demo)"
+    )
     sub.add_parser("demo-down", help="clean up after a demo that crashed")
     env = sub.add_parser("env", help="addresses and names for tests and users")
     env.add_argument("--json", action="store_true")

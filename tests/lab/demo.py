@@ -52,31 +52,61 @@ class Step:
 def _started_since(alerts: list[Alert], wall_s: float) -> list[Alert]:
     from datetime import datetime
 
-    return [a for a in alerts if datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")).timestamp()
-            >= wall_s - 1.0]
+    return [
+        a
+        for a in alerts
+        if datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")).timestamp() >= wall_s - 1.0
+    ]
 
 
 def _firing(alerts: list[Alert], name: str, **labels: str) -> list[Alert]:
-    return [a for a in alerts if a["labels"].get("alertname") == name
-            and all(v in a["labels"].get(k, "") for k, v in labels.items())]
+    return [
+        a
+        for a in alerts
+        if a["labels"].get("alertname") == name
+        and all(v in a["labels"].get(k, "") for k, v in labels.items())
+    ]
 
 
 def _quiet(alerts: list[Alert]) -> bool:
-    return not [a for a in alerts if a["labels"]["alertname"].startswith("Erpath")
-                and a["labels"]["alertname"] not in ("ErpathWatchdog",)]
+    return not [
+        a
+        for a in alerts
+        if a["labels"]["alertname"].startswith("Erpath")
+        and a["labels"]["alertname"] not in ("ErpathWatchdog",)
+    ]
 
 
 STEPS = (
-    Step("er", "every Power Platform target on ams-er-1 primary, CDN over the internet, no alert", _quiet,
-         quiet=True),
-    Step("er-secondary", "ErpathRouteFlip …/ams-er-1/primary → …/ams-er-1/secondary",
-         lambda a: bool(_firing(a, "ErpathRouteFlip", to="secondary"))),
-    Step("internet-failover", "ErpathRouteFlip expressroute → internet and ErpathUnexpectedPath",
-         lambda a: bool(_firing(a, "ErpathRouteFlip", to="internet")) and bool(_firing(a, "ErpathUnexpectedPath"))),
-    Step("asymmetric-nat", "ErpathPathAsymmetric: out via the internet edge, back over ams-er-1",
-         lambda a: bool(_firing(a, "ErpathPathAsymmetric"))),
-    Step("asymmetric-circuits", "ErpathPathAsymmetric: out over ams-er-1, back over dub-er-2",
-         lambda a: any("dub-er-2" in json.dumps(x) for x in _firing(a, "ErpathPathAsymmetric"))),
+    Step(
+        "er",
+        "every Power Platform target on ams-er-1 primary, CDN over the internet, no alert",
+        _quiet,
+        quiet=True,
+    ),
+    Step(
+        "er-secondary",
+        "ErpathRouteFlip …/ams-er-1/primary → …/ams-er-1/secondary",
+        lambda a: bool(_firing(a, "ErpathRouteFlip", to="secondary")),
+    ),
+    Step(
+        "internet-failover",
+        "ErpathRouteFlip expressroute → internet and ErpathUnexpectedPath",
+        lambda a: (
+            bool(_firing(a, "ErpathRouteFlip", to="internet"))
+            and bool(_firing(a, "ErpathUnexpectedPath"))
+        ),
+    ),
+    Step(
+        "asymmetric-nat",
+        "ErpathPathAsymmetric: out via the internet edge, back over ams-er-1",
+        lambda a: bool(_firing(a, "ErpathPathAsymmetric")),
+    ),
+    Step(
+        "asymmetric-circuits",
+        "ErpathPathAsymmetric: out over ams-er-1, back over dub-er-2",
+        lambda a: any("dub-er-2" in json.dumps(x) for x in _firing(a, "ErpathPathAsymmetric")),
+    ),
     Step("er", "back to normal: every erpath alert resolved", _quiet, quiet=True),
 )
 
@@ -90,17 +120,31 @@ class Observability:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.workdir / f"{name}.log", "a")  # noqa: SIM115 - owned by the process
-        self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("collector"), *argv],
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            ["ip", "netns", "exec", self.lab.ns("collector"), *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def start_alertmanager(self) -> None:
         cfg = self.workdir / "alertmanager.yml"
-        cfg.write_text((DEPLOY / "alertmanager" / "alertmanager.yml").read_text()
-                       .replace("http://alert-relay.example.net", DEAD_WEBHOOK))
-        self._spawn("alertmanager", [_binary("prometheus-alertmanager"), f"--config.file={cfg}",
-                                     f"--storage.path={self.workdir / 'alertmanager'}",
-                                     "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address=",
-                                     "--log.level=warn"])
+        cfg.write_text(
+            (DEPLOY / "alertmanager" / "alertmanager.yml")
+            .read_text()
+            .replace("http://alert-relay.example.net", DEAD_WEBHOOK)
+        )
+        self._spawn(
+            "alertmanager",
+            [
+                _binary("prometheus-alertmanager"),
+                f"--config.file={cfg}",
+                f"--storage.path={self.workdir / 'alertmanager'}",
+                "--web.listen-address=127.0.0.1:9093",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+        )
         self._ready(f"{ALERTMANAGER}/-/ready")
 
     def start_prometheus(self, collector: str) -> None:
@@ -109,13 +153,22 @@ class Observability:
         shutil.copytree(DEPLOY / "prometheus", etc)
         (etc / "erpath-agents").mkdir(exist_ok=True)
         text = (etc / "prometheus.yml").read_text()
-        text = text.replace("127.0.0.1:9470", collector).replace("scrape_interval: 30s", "scrape_interval: 5s")
+        text = text.replace("127.0.0.1:9470", collector).replace(
+            "scrape_interval: 30s", "scrape_interval: 5s"
+        )
         text = text.replace("scrape_timeout: 10s", "scrape_timeout: 5s")
         text = text.replace("evaluation_interval: 30s", "evaluation_interval: 5s")
         (etc / "prometheus.yml").write_text(text)
-        self._spawn("prometheus", [_binary("prometheus"), f"--config.file={etc / 'prometheus.yml'}",
-                                   f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-                                   "--web.listen-address=127.0.0.1:9090", "--log.level=warn"])
+        self._spawn(
+            "prometheus",
+            [
+                _binary("prometheus"),
+                f"--config.file={etc / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                "--web.listen-address=127.0.0.1:9090",
+                "--log.level=warn",
+            ],
+        )
         self._ready(f"{PROMETHEUS}/-/ready")
 
     def stop(self, name: str | None = None) -> None:
@@ -152,13 +205,20 @@ def _binary(name: str) -> str:
 
 
 class Demo:
-    def __init__(self, lab: Lab, workdir: Path = WORKDIR, interval_s: float = INTERVAL_S,
-                 say: Callable[[str], None] = print):
+    def __init__(
+        self,
+        lab: Lab,
+        workdir: Path = WORKDIR,
+        interval_s: float = INTERVAL_S,
+        say: Callable[[str], None] = print,
+    ):
         self.lab, self.workdir, self.say = lab, workdir, say
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         self.obs = Observability(lab, workdir)
-        self.fleet = Fleet(lab, workdir / "fleet", interval_s=interval_s, alertmanager_urls=(ALERTMANAGER,))
+        self.fleet = Fleet(
+            lab, workdir / "fleet", interval_s=interval_s, alertmanager_urls=(ALERTMANAGER,)
+        )
 
     def start(self) -> None:
         self.obs.start_alertmanager()
@@ -204,14 +264,26 @@ class Demo:
     def table(self) -> str:
         rows = [("SITE", "AGENT", "TARGET", "PATH", "EXPECTED", "TCP")]
         for p in self.fleet.get("/api/v1/paths")["paths"]:
-            if p["role"] not in ("service", "reverse") and p["target"] not in ("content.powerapps.com",):
+            if p["role"] not in ("service", "reverse") and p["target"] not in (
+                "content.powerapps.com",
+            ):
                 continue
             mark = "" if p["verdict"]["matches_expected"] is not False else "  ✗"
-            rows.append((p["site"], p["agent"], p["target"], p["path"] + mark,
-                         str(p["verdict"]["expected"] or "-"), str(p["tcp_state"] or "-")))
+            rows.append(
+                (
+                    p["site"],
+                    p["agent"],
+                    p["target"],
+                    p["path"] + mark,
+                    str(p["verdict"]["expected"] or "-"),
+                    str(p["tcp_state"] or "-"),
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                         for r in rows)
+        return "\n".join(
+            "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        )
 
     def alert_lines(self, alerts: list[Alert]) -> str:
         """Alerts as an engineer wants them: one line per kind of trouble, with its evidence."""
@@ -226,10 +298,20 @@ class Demo:
         for key, members in sorted(groups.items()):
             labels = dict(key)
             name = labels.pop("alertname")
-            targets = sorted(m["labels"].get("target", "") for m in members if m["labels"].get("target"))
+            targets = sorted(
+                m["labels"].get("target", "") for m in members if m["labels"].get("target")
+            )
             what = " ".join(f"{k}={v}" for k, v in labels.items())
-            lines.append(f"  {name} {what}" + (f"  [{len(targets)} targets: {', '.join(targets[:3])}"
-                                                + (", …" if len(targets) > 3 else "") + "]" if targets else ""))
+            lines.append(
+                f"  {name} {what}"
+                + (
+                    f"  [{len(targets)} targets: {', '.join(targets[:3])}"
+                    + (", …" if len(targets) > 3 else "")
+                    + "]"
+                    if targets
+                    else ""
+                )
+            )
             evidence = members[0].get("annotations", {}).get("evidence", "")
             lines += [f"      {line}" for line in evidence.splitlines()[:4]]
         return "\n".join(lines) or "  (none)"
@@ -259,13 +341,17 @@ def run(lab: Lab) -> int:
     demo = Demo(lab)
     try:
         demo.start()
-        print(f"erpath demo: lab {lab.prefix} up; collector, Prometheus, Alertmanager and 4 agents started "
-              f"(probe interval {INTERVAL_S:.0f} s, flip confirmed after 2 reports)")
+        print(
+            f"erpath demo: lab {lab.prefix} up; collector, Prometheus, Alertmanager and 4 agents started "
+            f"(probe interval {INTERVAL_S:.0f} s, flip confirmed after 2 reports)"
+        )
         demo.walk()
         ns = lab.ns("collector")
         print("\nStaying up. From this host (the services live in the lab's collector namespace):")
         print(f"  collector API   ip netns exec {ns} curl -s {demo.fleet.url}/api/v1/paths")
-        print(f"  Prometheus      ip netns exec {ns} curl -s '{PROMETHEUS}/api/v1/query?query=erpath_path_info'")
+        print(
+            f"  Prometheus      ip netns exec {ns} curl -s '{PROMETHEUS}/api/v1/query?query=erpath_path_info'"
+        )
         print(f"  Alertmanager    ip netns exec {ns} curl -s {ALERTMANAGER}/api/v2/alerts")
         print(f"  logs            {WORKDIR}")
         print("Ctrl-C to stop and clean up.")

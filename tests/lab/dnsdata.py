@@ -86,18 +86,28 @@ def build(view: str = "public") -> Zone:
         add(_reverse_name(address), "PTR", name + ".")
     for prefix, asn, cc, reg, date in plan.ASN_TABLE:
         del prefix, cc, reg, date
-        add(f"as{asn}.asn.cymru.com", "TXT",
-            f"{asn} | US | arin | 1997-03-27 | {plan.ASN_NAMES.get(asn, 'UNKNOWN')}")
+        add(
+            f"as{asn}.asn.cymru.com",
+            "TXT",
+            f"{asn} | US | arin | 1997-03-27 | {plan.ASN_NAMES.get(asn, 'UNKNOWN')}",
+        )
     if view == "bad":
         add(f"loop.{BAD_ZONE}", "CNAME", f"loop-b.{BAD_ZONE}.")
         add(f"loop-b.{BAD_ZONE}", "CNAME", f"loop.{BAD_ZONE}.")
-        chain = [f"chain.{BAD_ZONE}"] + [f"c{i}.chain.{BAD_ZONE}" for i in range(1, CHAIN_LENGTH + 1)]
+        chain = [f"chain.{BAD_ZONE}"] + [
+            f"c{i}.chain.{BAD_ZONE}" for i in range(1, CHAIN_LENGTH + 1)
+        ]
         for here, there in zip(chain, chain[1:], strict=False):
             add(here, "CNAME", there + ".")
         add(chain[-1], "A", "198.19.16.10")
-        add(f"big.{BAD_ZONE}", "A", *(f"198.19.16.{10 + i % 30}" if i < 30 else
-                                      f"198.18.{200 + i // 250}.{i % 250}"
-                                      for i in range(BIG_RECORDS)))
+        add(
+            f"big.{BAD_ZONE}",
+            "A",
+            *(
+                f"198.19.16.{10 + i % 30}" if i < 30 else f"198.18.{200 + i // 250}.{i % 250}"
+                for i in range(BIG_RECORDS)
+            ),
+        )
         add(f"tc.{BAD_ZONE}", "A", "198.19.16.10")
     return Zone(rec)
 

@@ -52,7 +52,9 @@ class Responder:
                 self._mode = (f.read().strip() or "normal", mtime)
         return self._mode[0]
 
-    def respond(self, query: dns.message.Message, tcp: bool) -> tuple[dns.message.Message | None, str]:
+    def respond(
+        self, query: dns.message.Message, tcp: bool
+    ) -> tuple[dns.message.Message | None, str]:
         """Returns (response or None for silence, how to send: normal|oversize|truncate)."""
         response = dns.message.make_response(query)
         response.flags |= dns.flags.RA
@@ -169,8 +171,9 @@ def _tcp_handler(responder: Responder):
     return handle
 
 
-async def serve(bindings: list[tuple[str, str]], mode_file: str | None, ready: str | None,
-                port: int = 53) -> None:
+async def serve(
+    bindings: list[tuple[str, str]], mode_file: str | None, ready: str | None, port: int = 53
+) -> None:
     loop = asyncio.get_running_loop()
     servers = []
     for view, address in bindings:

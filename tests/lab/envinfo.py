@@ -12,15 +12,29 @@ if TYPE_CHECKING:
 
 def _interfaces(node: str) -> list[dict]:
     out = [
-        {"ifname": link.ifname(node), "address": link.address(node),
-         "prefixlen": link.prefixlen, "peer": link.peer(node), "link": link.key}
+        {
+            "ifname": link.ifname(node),
+            "address": link.address(node),
+            "prefixlen": link.prefixlen,
+            "peer": link.peer(node),
+            "link": link.key,
+        }
         for link in plan.links_of(node)
     ]
-    out += [{"ifname": "lo", "address": a, "prefixlen": 32, "peer": None, "link": None}
-            for a in plan.node(node).loopbacks]
+    out += [
+        {"ifname": "lo", "address": a, "prefixlen": 32, "peer": None, "link": None}
+        for a in plan.node(node).loopbacks
+    ]
     if node in plan.MGMT_ADDRESSES:
-        out.append({"ifname": plan.MGMT_IFNAME, "address": plan.MGMT_ADDRESSES[node],
-                    "prefixlen": 24, "peer": "mgmt", "link": "mgmt"})
+        out.append(
+            {
+                "ifname": plan.MGMT_IFNAME,
+                "address": plan.MGMT_ADDRESSES[node],
+                "prefixlen": 24,
+                "peer": "mgmt",
+                "link": "mgmt",
+            }
+        )
     return out
 
 
@@ -42,27 +56,33 @@ def _circuits(s: scenarios.Scenario) -> list[dict]:
             ce["secondary"] = sec.address(c.ce)
             msee["secondary"] = sec.address(sec.peer(c.ce))
             msee_nodes["secondary"] = sec.peer(c.ce)
-        msee_core = {role: plan.link_between(n, "mscore").address(n) for role, n in msee_nodes.items()}
+        msee_core = {
+            role: plan.link_between(n, "mscore").address(n) for role, n in msee_nodes.items()
+        }
         links = [k for k in (c.primary_link, c.secondary_link) if k]
-        out.append({
-            "name": c.name,
-            "location": c.location,
-            "sku": c.sku,
-            "ce": c.ce,
-            "primary_subnet": pri.subnet,
-            "secondary_subnet": sec.subnet if sec else None,
-            "msee_addresses": msee,
-            "msee_core_addresses": msee_core,
-            "msee_nodes": msee_nodes,
-            "ce_addresses": ce,
-            "advertised_prefixes": list(s.advertised.get(c.name, ())),
-            "received_prefixes": list(plan.ER_RECEIVED_PREFIXES),
-            "nat_pool": c.nat_pool,
-            "nat_addresses": dict(c.nat_addresses),
-            "links_up": {("primary" if k == c.primary_link else "secondary"): k not in s.links_down
-                         for k in links},
-            "asn": 12076,
-        })
+        out.append(
+            {
+                "name": c.name,
+                "location": c.location,
+                "sku": c.sku,
+                "ce": c.ce,
+                "primary_subnet": pri.subnet,
+                "secondary_subnet": sec.subnet if sec else None,
+                "msee_addresses": msee,
+                "msee_core_addresses": msee_core,
+                "msee_nodes": msee_nodes,
+                "ce_addresses": ce,
+                "advertised_prefixes": list(s.advertised.get(c.name, ())),
+                "received_prefixes": list(plan.ER_RECEIVED_PREFIXES),
+                "nat_pool": c.nat_pool,
+                "nat_addresses": dict(c.nat_addresses),
+                "links_up": {
+                    ("primary" if k == c.primary_link else "secondary"): k not in s.links_down
+                    for k in links
+                },
+                "asn": 12076,
+            }
+        )
     return out
 
 
@@ -83,50 +103,94 @@ def describe(lab: Lab) -> dict:
         "namespaces": {n: plan.namespace(lab.prefix, n) for n in plan.NODE_KEYS},
         "addresses": {n: plan.addresses_of(n) for n in plan.NODE_KEYS},
         "nodes": {
-            n.key: {"namespace": plan.namespace(lab.prefix, n.key), "role": n.role,
-                    "description": n.description, "interfaces": _interfaces(n.key)}
+            n.key: {
+                "namespace": plan.namespace(lab.prefix, n.key),
+                "role": n.role,
+                "description": n.description,
+                "interfaces": _interfaces(n.key),
+            }
             for n in plan.NODES
         },
         "agents": {
-            n: {"namespace": plan.namespace(lab.prefix, n), "site": plan.SITES[n],
-                "address": _primary_address(n), "mgmt_address": plan.MGMT_ADDRESSES[n]}
+            n: {
+                "namespace": plan.namespace(lab.prefix, n),
+                "site": plan.SITES[n],
+                "address": _primary_address(n),
+                "mgmt_address": plan.MGMT_ADDRESSES[n],
+            }
             for n in plan.AGENT_NODES
         },
-        "collector": {"node": "collector", "namespace": plan.namespace(lab.prefix, "collector"),
-                      "mgmt_address": plan.MGMT_ADDRESSES["collector"]},
-        "mgmt": {"namespace": plan.namespace(lab.prefix, "mgmt"), "subnet": plan.MGMT_SUBNET,
-                 "ifname": plan.MGMT_IFNAME, "addresses": dict(plan.MGMT_ADDRESSES)},
+        "collector": {
+            "node": "collector",
+            "namespace": plan.namespace(lab.prefix, "collector"),
+            "mgmt_address": plan.MGMT_ADDRESSES["collector"],
+        },
+        "mgmt": {
+            "namespace": plan.namespace(lab.prefix, "mgmt"),
+            "subnet": plan.MGMT_SUBNET,
+            "ifname": plan.MGMT_IFNAME,
+            "addresses": dict(plan.MGMT_ADDRESSES),
+        },
         "dns_servers": {
-            "public": {"address": plan.DNS_PUBLIC, "node": "dns",
-                       "description": "public resolver: catalog, CNAME chains, PTR, origin.asn.cymru.com"},
-            "split": {"address": plan.DNS_SPLIT, "node": "dcdns",
-                      "description": "datacenter resolver, split horizon",
-                      "overrides": dict(dnsdata.SPLIT_OVERRIDES)},
-            "bad": {"address": plan.DNS_BAD, "node": "dns",
-                    "description": "misbehaving resolver: trigger names, or a mode for every name",
-                    "triggers": dict(dnsdata.TRIGGERS), "modes": dict(dnsdata.MODES),
-                    "mode_file": str(sd / "dns-bad.mode")},
+            "public": {
+                "address": plan.DNS_PUBLIC,
+                "node": "dns",
+                "description": "public resolver: catalog, CNAME chains, PTR, origin.asn.cymru.com",
+            },
+            "split": {
+                "address": plan.DNS_SPLIT,
+                "node": "dcdns",
+                "description": "datacenter resolver, split horizon",
+                "overrides": dict(dnsdata.SPLIT_OVERRIDES),
+            },
+            "bad": {
+                "address": plan.DNS_BAD,
+                "node": "dns",
+                "description": "misbehaving resolver: trigger names, or a mode for every name",
+                "triggers": dict(dnsdata.TRIGGERS),
+                "modes": dict(dnsdata.MODES),
+                "mode_file": str(sd / "dns-bad.mode"),
+            },
         },
         "targets": [
-            {"name": t.name, "address": t.address, "role": t.role, "port": t.port,
-             "region": t.region, "cname_chain": list(t.cname_chain)}
+            {
+                "name": t.name,
+                "address": t.address,
+                "role": t.role,
+                "port": t.port,
+                "region": t.region,
+                "cname_chain": list(t.cname_chain),
+            }
             for t in plan.targets()
         ],
-        "probe_addresses": {"open": plan.targets()[0].address, "closed": plan.CLOSED_ADDRESS,
-                            "filtered": plan.FILTERED_ADDRESS},
+        "probe_addresses": {
+            "open": plan.targets()[0].address,
+            "closed": plan.CLOSED_ADDRESS,
+            "filtered": plan.FILTERED_ADDRESS,
+        },
         "circuits": _circuits(s),
-        "internet_edges": [{
-            "name": "ams-inet",
-            "node": "inet",
-            "nat_prefix": plan.INTERNET_NAT_PREFIX,
-            "nat_addresses": dict(plan.INTERNET_NAT_ADDRESSES),
-            "hop_addresses": inet_hops,
-            "isp_hop_addresses": [plan.link_between(isp, "inet").address(isp) for isp in ("isp1", "isp2")],
-        }],
-        "er_nat_pool": {"prefix": plan.ER_NAT_POOL_1,
-                        "addresses": dict(plan.CIRCUITS[0].nat_addresses)},
-        "silent_hop": {"node": "silent", "addresses": [
-            plan.link_between("silent", isp).address("silent") for isp in ("isp1", "isp2")]},
+        "internet_edges": [
+            {
+                "name": "ams-inet",
+                "node": "inet",
+                "nat_prefix": plan.INTERNET_NAT_PREFIX,
+                "nat_addresses": dict(plan.INTERNET_NAT_ADDRESSES),
+                "hop_addresses": inet_hops,
+                "isp_hop_addresses": [
+                    plan.link_between(isp, "inet").address(isp) for isp in ("isp1", "isp2")
+                ],
+            }
+        ],
+        "er_nat_pool": {
+            "prefix": plan.ER_NAT_POOL_1,
+            "addresses": dict(plan.CIRCUITS[0].nat_addresses),
+        },
+        "silent_hop": {
+            "node": "silent",
+            "addresses": [
+                plan.link_between("silent", isp).address("silent") for isp in ("isp1", "isp2")
+            ],
+        },
         "microsoft_hops": {n: plan.addresses_of(n) for n in ("msedge", "mscore")},
         "cdn_prefix": plan.CDN_PREFIX,
         "service_tags_file": str(sd / "ServiceTags_Public_lab.json"),

@@ -119,7 +119,9 @@ def counter(namespace: str, name: str) -> int:
     """Packets counted by a named counter of the firewall (0 if absent)."""
     out = subprocess.run(
         ["ip", "netns", "exec", namespace, "nft", "list", "counter", "inet", TABLE, name],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     for token, nxt in zip(out.split(), out.split()[1:], strict=False):
         if token == "packets":

@@ -45,7 +45,7 @@ class Fleet:
         ams = ", ".join(f'"{u}"' for u in self.alertmanager_urls)
         self.collector_config.write_text(
             f'[server]\nhost = "{self.collector_address}"\nport = {COLLECTOR_PORT}\n'
-            f'shutdown_timeout_s = 5.0\n'
+            f"shutdown_timeout_s = 5.0\n"
             f'[store]\npath = "{self.db}"\n'
             f"[ingest]\ndefault_interval_s = {self.interval_s}\nburst_per_agent = 600\n"
             f"[detection]\nflip_confirm_reports = {self.flip_confirm_reports}\nevaluate_interval_s = 1.0\n"
@@ -58,9 +58,19 @@ class Fleet:
     def start_collector(self, timeout_s: float = 20.0) -> None:
         log = open(self.workdir / "collector.log", "a")  # noqa: SIM115 - owned by the process
         self.collector = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.ns("collector"), str(BIN / "erpath-collector"), "serve",
-             "--config", str(self.collector_config)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.lab.ns("collector"),
+                str(BIN / "erpath-collector"),
+                "serve",
+                "--config",
+                str(self.collector_config),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -69,7 +79,9 @@ class Fleet:
                 return
             except (OSError, urllib.error.URLError):
                 if self.collector.poll() is not None:
-                    raise RuntimeError(f"collector exited: {(self.workdir / 'collector.log').read_text()[-2000:]}") from None
+                    raise RuntimeError(
+                        f"collector exited: {(self.workdir / 'collector.log').read_text()[-2000:]}"
+                    ) from None
                 time.sleep(0.1)
         raise RuntimeError("collector did not become ready")
 
@@ -81,25 +93,45 @@ class Fleet:
         """A token for the agent (created once), in a file only root may read."""
         path = self.workdir / f"{agent_id}.token"
         if not path.exists():
-            out = subprocess.run(
-                [str(BIN / "erpath-collector"), "token", "add", agent_id, "--config", str(self.collector_config)],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    [
+                        str(BIN / "erpath-collector"),
+                        "token",
+                        "add",
+                        agent_id,
+                        "--config",
+                        str(self.collector_config),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             path.write_text(out + "\n")
             path.chmod(0o600)
         return path
 
     def get(self, path: str):
         """GET from the collector's API, from inside its namespace."""
-        with self.lab.netns("collector"), urllib.request.urlopen(self.url + path, timeout=5) as resp:
+        with (
+            self.lab.netns("collector"),
+            urllib.request.urlopen(self.url + path, timeout=5) as resp,
+        ):
             body = resp.read()
         return json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
 
     # ------------------------------------------------------------------ agents
 
-    def agent_config(self, node: str, scenario: str | None = None, *, interval_s: float | None = None) -> Path:
+    def agent_config(
+        self, node: str, scenario: str | None = None, *, interval_s: float | None = None
+    ) -> Path:
         scenario = scenario or self.lab.current_scenario or "er"
-        text = config_text(node, scenario, probe={"interval_s": interval_s or self.interval_s, "jitter_s": 0})
+        text = config_text(
+            node, scenario, probe={"interval_s": interval_s or self.interval_s, "jitter_s": 0}
+        )
         agent_id = _agent_id(text)
         state = self.workdir / f"{node}-state"
         text += (
@@ -110,13 +142,30 @@ class Fleet:
         path.write_text(text)
         return path
 
-    def start_agent(self, node: str, scenario: str | None = None, *, interval_s: float | None = None,
-                    env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start_agent(
+        self,
+        node: str,
+        scenario: str | None = None,
+        *,
+        interval_s: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
         config = self.agent_config(node, scenario, interval_s=interval_s)
         log = open(self.workdir / f"{node}.log", "a")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.ns(node), str(BIN / "erpath-agent"), "run", "--config", str(config)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.lab.ns(node),
+                str(BIN / "erpath-agent"),
+                "run",
+                "--config",
+                str(config),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env=os.environ | {"STATE_DIRECTORY": str(self.workdir / f"{node}-state")} | (env or {}),
         )
         self.agents[node] = proc
@@ -145,7 +194,8 @@ class Fleet:
         with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
             rows = db.execute(
                 "SELECT o.seq FROM observations o JOIN agents a ON a.ref = o.agent_ref "
-                "WHERE a.id = ? ORDER BY o.seq", (agent_id,),
+                "WHERE a.id = ? ORDER BY o.seq",
+                (agent_id,),
             ).fetchall()
         return [r[0] for r in rows]
 

@@ -29,10 +29,14 @@ def default_prefix() -> str:
 
 
 class Lab:
-    def __init__(self, prefix: str | None = None, rate_limit: bool = True, ecmp: bool = True) -> None:
+    def __init__(
+        self, prefix: str | None = None, rate_limit: bool = True, ecmp: bool = True
+    ) -> None:
         self.prefix = prefix or default_prefix()
         if not _PREFIX_RE.match(self.prefix):
-            raise ValueError(f"lab prefix {self.prefix!r}: 1-8 lower-case letters/digits, letter first")
+            raise ValueError(
+                f"lab prefix {self.prefix!r}: 1-8 lower-case letters/digits, letter first"
+            )
         self.rate_limit = rate_limit
         self.ecmp = ecmp
         saved = state.read_state(self.prefix)
@@ -78,8 +82,10 @@ class Lab:
             wiring.create_namespaces(self.rate_limit)
             wiring.build_links()
             wiring.build_management()
-            loads = {self.ns(node): firewall.load(self.ns(node), script)
-                     for node, script in firewall.rulesets().items()}
+            loads = {
+                self.ns(node): firewall.load(self.ns(node), script)
+                for node, script in firewall.rulesets().items()
+            }
             self._make_files()
             procs = self._start_processes()
             firewall.wait(loads)
@@ -94,8 +100,14 @@ class Lab:
         finally:
             wiring.close()
         self.up_seconds = round(time.monotonic() - started, 3)
-        state.write_state(self.prefix, building=False, scenario=s.name, rate_limit=self.rate_limit,
-                          ecmp=self.ecmp, up_seconds=self.up_seconds)
+        state.write_state(
+            self.prefix,
+            building=False,
+            scenario=s.name,
+            rate_limit=self.rate_limit,
+            ecmp=self.ecmp,
+            up_seconds=self.up_seconds,
+        )
         return self.up_seconds
 
     def down(self) -> list[str]:
@@ -114,16 +126,41 @@ class Lab:
         d = state.state_dir(self.prefix)
         tls = ["--cert", str(d / "tls" / "cert.pem"), "--key", str(d / "tls" / "key.pem")]
         return {
-            "svc-tls": state.spawn(self.prefix, "svc-tls", self.ns("svc"), "tests.lab.services",
-                                   [*tls, "--host", "svc"]),
-            "cdn-tls": state.spawn(self.prefix, "cdn-tls", self.ns("cdn"), "tests.lab.services",
-                                   [*tls, "--host", "cdn"]),
-            "dns": state.spawn(self.prefix, "dns", self.ns("dns"), "tests.lab.dnsserver",
-                               ["--serve", f"public={plan.DNS_PUBLIC}",
-                                "--serve", f"bad={plan.DNS_BAD}",
-                                "--mode-file", str(d / "dns-bad.mode")]),
-            "dcdns": state.spawn(self.prefix, "dcdns", self.ns("dcdns"), "tests.lab.dnsserver",
-                                 ["--serve", f"split={plan.DNS_SPLIT}"]),
+            "svc-tls": state.spawn(
+                self.prefix,
+                "svc-tls",
+                self.ns("svc"),
+                "tests.lab.services",
+                [*tls, "--host", "svc"],
+            ),
+            "cdn-tls": state.spawn(
+                self.prefix,
+                "cdn-tls",
+                self.ns("cdn"),
+                "tests.lab.services",
+                [*tls, "--host", "cdn"],
+            ),
+            "dns": state.spawn(
+                self.prefix,
+                "dns",
+                self.ns("dns"),
+                "tests.lab.dnsserver",
+                [
+                    "--serve",
+                    f"public={plan.DNS_PUBLIC}",
+                    "--serve",
+                    f"bad={plan.DNS_BAD}",
+                    "--mode-file",
+                    str(d / "dns-bad.mode"),
+                ],
+            ),
+            "dcdns": state.spawn(
+                self.prefix,
+                "dcdns",
+                self.ns("dcdns"),
+                "tests.lab.dnsserver",
+                ["--serve", f"split={plan.DNS_SPLIT}"],
+            ),
         }
 
     def _require_up(self) -> None:
@@ -186,7 +223,9 @@ class Lab:
     def set_dns_mode(self, mode: str) -> None:
         """Make the misbehaving resolver misbehave for every name (see dnsdata.MODES)."""
         if mode not in dnsdata.MODES:
-            raise ValueError(f"unknown DNS mode {mode!r}; choose one of: {', '.join(dnsdata.MODES)}")
+            raise ValueError(
+                f"unknown DNS mode {mode!r}; choose one of: {', '.join(dnsdata.MODES)}"
+            )
         path = state.state_dir(self.prefix) / "dns-bad.mode"
         path.write_text(mode + "\n")
         # mtime granularity: make sure the server sees a change even within one tick.
@@ -235,15 +274,24 @@ class Lab:
     def traces(self, scenario: str | None, src_node: str, dst_address: str) -> list[pathsim.Trace]:
         return pathsim.traces(self._scenario_name(scenario), src_node, dst_address, ecmp=self.ecmp)
 
-    def expected_hop_sets(self, scenario: str | None, src_node: str,
-                          dst_address: str) -> list[frozenset[str]]:
+    def expected_hop_sets(
+        self, scenario: str | None, src_node: str, dst_address: str
+    ) -> list[frozenset[str]]:
         """Per TTL, every address that may answer (ECMP members); empty = no answer."""
-        return pathsim.expected_hop_sets(self._scenario_name(scenario), src_node, dst_address,
-                                         ecmp=self.ecmp)
+        return pathsim.expected_hop_sets(
+            self._scenario_name(scenario), src_node, dst_address, ecmp=self.ecmp
+        )
 
-    def expected_hops(self, scenario: str | None, src_node: str, dst_address: str, *,
-                      sport: int | None = None, dport: int = 443,
-                      proto: str = "tcp") -> list[str | None]:
+    def expected_hops(
+        self,
+        scenario: str | None,
+        src_node: str,
+        dst_address: str,
+        *,
+        sport: int | None = None,
+        dport: int = 443,
+        proto: str = "tcp",
+    ) -> list[str | None]:
         """Hop address per TTL as `traceroute -n` sees it from src_node (None: no answer).
 
         Where the path forks over ECMP, pass the probe flow's `sport` (e.g.
@@ -252,18 +300,40 @@ class Lab:
         """
         choose = None
         if sport is not None and self.ecmp:
+
             def choose(node, prev, src, via):
                 return (self._ecmp_member(node, prev, src, dst_address, proto, sport, dport),)
-        return pathsim.expected_hops(self._scenario_name(scenario), src_node, dst_address,
-                                     ecmp=self.ecmp, choose=choose)
 
-    def _ecmp_member(self, node: str, prev: str, src: str, dst: str, proto: str,
-                     sport: int, dport: int) -> str:
+        return pathsim.expected_hops(
+            self._scenario_name(scenario), src_node, dst_address, ecmp=self.ecmp, choose=choose
+        )
+
+    def _ecmp_member(
+        self, node: str, prev: str, src: str, dst: str, proto: str, sport: int, dport: int
+    ) -> str:
         # pyroute2 cannot send RTA_SPORT/RTA_DPORT; iproute2's `ip route get` can,
         # and the kernel then hashes the flow exactly as it hashes the probes.
         iif = plan.link_between(node, prev).ifname(node)
-        out = self.run(node, ["ip", "-o", "route", "get", dst, "from", src, "iif", iif,
-                              "ipproto", proto, "sport", str(sport), "dport", str(dport)]).stdout
+        out = self.run(
+            node,
+            [
+                "ip",
+                "-o",
+                "route",
+                "get",
+                dst,
+                "from",
+                src,
+                "iif",
+                iif,
+                "ipproto",
+                proto,
+                "sport",
+                str(sport),
+                "dport",
+                str(dport),
+            ],
+        ).stdout
         words = out.split()
         gateway = words[words.index("via") + 1] if "via" in words else None
         owner = plan.owner_of(gateway) if gateway else None

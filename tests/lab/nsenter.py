@@ -32,7 +32,9 @@ def netns(name: str) -> Iterator[None]:
         target = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY)
     except FileNotFoundError:
         os.close(own)
-        raise FileNotFoundError(f"network namespace {name!r} does not exist (is the lab up?)") from None
+        raise FileNotFoundError(
+            f"network namespace {name!r} does not exist (is the lab up?)"
+        ) from None
     try:
         _setns(target)
         try:

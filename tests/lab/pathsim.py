@@ -112,8 +112,11 @@ class _Net:
 
 def _snat(node: str, out_peer: str, src: str) -> str | None:
     for rule in plan.SOURCE_NATS:
-        if (rule.node == node and out_peer in rule.out_peers
-                and ipaddress.ip_address(src) in ipaddress.ip_network(rule.source)):
+        if (
+            rule.node == node
+            and out_peer in rule.out_peers
+            and ipaddress.ip_address(src) in ipaddress.ip_network(rule.source)
+        ):
             return rule.to_address
     return None
 
@@ -140,7 +143,9 @@ def _paths(net: _Net, src_node: str, dst: str, choose) -> list[list[str]]:
         if not via:
             out.append(path)
             return
-        picked = choose(node, path[-2] if len(path) > 1 else None, cur_src, via) if len(via) > 1 else via
+        picked = (
+            choose(node, path[-2] if len(path) > 1 else None, cur_src, via) if len(via) > 1 else via
+        )
         for nxt in picked:
             new_src = _snat(node, nxt, cur_src) or cur_src
             walk(path + [nxt], new_src)
@@ -149,9 +154,15 @@ def _paths(net: _Net, src_node: str, dst: str, choose) -> list[list[str]]:
     return out
 
 
-def _walk_answer(net: _Net, from_node: str, answer_src: str, dst: str,
-                 bindings: dict[str, tuple[str, str]], fw_seen: dict[str, str],
-                 prober: str) -> str:
+def _walk_answer(
+    net: _Net,
+    from_node: str,
+    answer_src: str,
+    dst: str,
+    bindings: dict[str, tuple[str, str]],
+    fw_seen: dict[str, str],
+    prober: str,
+) -> str:
     """Follow an answer back to the prober; returns "ok" or "lost:<node>"."""
     node, prev = from_node, None
     for _ in range(64):
@@ -209,16 +220,21 @@ def _trace_path(net: _Net, path: list[str], dst: str, proto: str) -> Trace:
     return Trace(tuple(hops), False, "unreachable")
 
 
-def traces(scenario: str, src_node: str, dst: str, *, ecmp: bool = True,
-           proto: str = "tcp", choose=None) -> list[Trace]:
+def traces(
+    scenario: str, src_node: str, dst: str, *, ecmp: bool = True, proto: str = "tcp", choose=None
+) -> list[Trace]:
     """One Trace per forward path (several when the path forks over ECMP)."""
     plan.node(src_node)
     net = _Net(scenarios.get(scenario), ecmp)
-    return [_trace_path(net, p, dst, proto) for p in _paths(net, src_node, dst, choose or
-                                                             (lambda _n, _p, _s, via: via))]
+    return [
+        _trace_path(net, p, dst, proto)
+        for p in _paths(net, src_node, dst, choose or (lambda _n, _p, _s, via: via))
+    ]
 
 
-def expected_hop_sets(scenario: str, src_node: str, dst: str, *, ecmp: bool = True) -> list[frozenset[str]]:
+def expected_hop_sets(
+    scenario: str, src_node: str, dst: str, *, ecmp: bool = True
+) -> list[frozenset[str]]:
     """Per TTL, the addresses that may answer (empty set: no answer)."""
     per_ttl: dict[int, set[str]] = {}
     length = 0
@@ -231,8 +247,9 @@ def expected_hop_sets(scenario: str, src_node: str, dst: str, *, ecmp: bool = Tr
     return [frozenset(per_ttl.get(i, set())) for i in range(1, length + 1)]
 
 
-def expected_hops(scenario: str, src_node: str, dst: str, *, ecmp: bool = True,
-                  choose=None) -> list[str | None]:
+def expected_hops(
+    scenario: str, src_node: str, dst: str, *, ecmp: bool = True, choose=None
+) -> list[str | None]:
     """Hop address per TTL (None: no answer).  Raises AmbiguousPath on an ECMP fork
     unless `choose(node, previous_node, source, next_hops) -> (next_hop,)` resolves it."""
     ts = traces(scenario, src_node, dst, ecmp=ecmp, choose=choose)

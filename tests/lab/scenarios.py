@@ -125,9 +125,7 @@ def _circuit_links_up(s: Scenario) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for c in plan.CIRCUITS:
         links = [c.primary_link] + ([c.secondary_link] if c.secondary_link else [])
-        out[c.name] = [
-            plan.LINKS_BY_KEY[k].peer(c.ce) for k in links if k not in s.links_down
-        ]
+        out[c.name] = [plan.LINKS_BY_KEY[k].peer(c.ce) for k in links if k not in s.links_down]
     return out
 
 

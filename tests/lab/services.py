@@ -29,8 +29,9 @@ def certificate_names() -> list[str]:
     for t in plan.targets():
         names.add(t.name)
         names.update(t.cname_chain)
-    names.update({"*.azureedge.net", "*.azurefd.net", "*.crm4.dynamics.com",
-                  "*.api.crm4.dynamics.com"})
+    names.update(
+        {"*.azureedge.net", "*.azurefd.net", "*.crm4.dynamics.com", "*.api.crm4.dynamics.com"}
+    )
     return sorted(names)
 
 
@@ -38,10 +39,28 @@ def make_certificate(cert: str, key: str) -> None:
     """Self-signed P-256 certificate with every catalog name (openssl: ~20 ms)."""
     san = ",".join(f"DNS:{n}" for n in certificate_names())
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "7", "-subj", "/CN=erpath-lab service", "-keyout", key,
-         "-out", cert, "-addext", f"subjectAltName={san}"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "7",
+            "-subj",
+            "/CN=erpath-lab service",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-addext",
+            f"subjectAltName={san}",
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
@@ -52,11 +71,19 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ho
     try:
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
         body = f"erpath-lab {host} {local} {sni}\n".encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
-    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-            ConnectionError, ssl.SSLError):
+    except (
+        TimeoutError,
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+        ConnectionError,
+        ssl.SSLError,
+    ):
         pass  # TCP/TLS probes that hang up early are normal here
     finally:
         with contextlib.suppress(Exception):
@@ -69,8 +96,12 @@ async def serve(cert: str, key: str, host: str, ready: str | None, port: int = 4
     # The server side only learns SNI through this callback.
     ctx.sni_callback = lambda obj, name, _ctx: _SNI.__setitem__(id(obj), name or "-")
     server = await asyncio.start_server(
-        lambda r, w: _handle(r, w, host), "0.0.0.0", port, ssl=ctx,
-        ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S, backlog=512,
+        lambda r, w: _handle(r, w, host),
+        "0.0.0.0",
+        port,
+        ssl=ctx,
+        ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,
+        backlog=512,
     )
     if ready:
         with open(ready, "w") as f:

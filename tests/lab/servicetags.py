@@ -58,7 +58,11 @@ def document() -> dict:
         else:
             values.append(_entry(f"{tag}.{_REGION_SUFFIX[region]}", region, tag, prefixes))
     for tag, prefixes in sorted(by_tag.items()):
-        service = "" if tag == "AzureFrontDoor.Frontend" else tag.replace("AzureActiveDirectory", "AzureAD")
+        service = (
+            ""
+            if tag == "AzureFrontDoor.Frontend"
+            else tag.replace("AzureActiveDirectory", "AzureAD")
+        )
         values.append(_entry(tag, "", service, prefixes))
     values.sort(key=lambda v: v["name"].lower())
     return {"changeNumber": CHANGE_NUMBER, "cloud": "Public", "values": values}

@@ -60,9 +60,22 @@ def spawn(prefix: str, name: str, namespace: str, module: str, args: list[str]) 
     ready.unlink(missing_ok=True)
     with open(d / "logs" / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, sys.executable, "-m", module, *args,
-             "--ready", str(ready)],
-            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            [
+                "ip",
+                "netns",
+                "exec",
+                namespace,
+                sys.executable,
+                "-m",
+                module,
+                *args,
+                "--ready",
+                str(ready),
+            ],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C on the CLI must not kill the lab's servers
         )
     (d / "pids" / f"{name}.pid").write_text(f"{proc.pid}\n")

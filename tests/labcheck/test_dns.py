@@ -21,16 +21,23 @@ def test_every_target_resolves_on_the_public_resolver(lab: Lab) -> None:
 
 
 def test_cdn_name_is_a_cname_chain_to_azureedge(lab: Lab) -> None:
-    answer = dig(lab, "branch", lab.env()["dns_servers"]["public"]["address"], "+short",
-                 "content.powerapps.com").split()
+    answer = dig(
+        lab,
+        "branch",
+        lab.env()["dns_servers"]["public"]["address"],
+        "+short",
+        "content.powerapps.com",
+    ).split()
     assert any(a.rstrip(".").endswith(".azureedge.net") for a in answer[:-1])
     assert answer[-1] == "198.19.128.10"
 
 
 def test_ptr_and_cymru_asn(lab: Lab) -> None:
     public = lab.env()["dns_servers"]["public"]["address"]
-    assert dig(lab, "branch", public, "+short", "-x", "198.19.0.2").strip() == \
-        "ae21-0.ams-96cbe-1b.ntwk.msn.net."
+    assert (
+        dig(lab, "branch", public, "+short", "-x", "198.19.0.2").strip()
+        == "ae21-0.ams-96cbe-1b.ntwk.msn.net."
+    )
     txt = dig(lab, "branch", public, "+short", "TXT", "2.0.19.198.origin.asn.cymru.com")
     assert txt.strip().strip('"').startswith("8075 | 198.19.0.0/16 |")
     msee = dig(lab, "branch", public, "+short", "TXT", "2.2.0.192.origin.asn.cymru.com")

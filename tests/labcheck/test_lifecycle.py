@@ -37,8 +37,24 @@ def test_second_instance_coexists_and_leaves_nothing(lab: Lab) -> None:
         assert seconds < 15
         assert other.up("er") < 15  # idempotent: tears down and builds again
         assert other.status()["up"] and lab.status()["up"]
-        probe = other.run("branch", ["traceroute", "-T", "-p", "443", "-n", "-q", "1",
-                                     "-w", "1", "-m", "8", "198.19.16.10"], timeout=60)
+        probe = other.run(
+            "branch",
+            [
+                "traceroute",
+                "-T",
+                "-p",
+                "443",
+                "-n",
+                "-q",
+                "1",
+                "-w",
+                "1",
+                "-m",
+                "8",
+                "198.19.16.10",
+            ],
+            timeout=60,
+        )
         assert "192.0.2.2" in probe.stdout
     finally:
         other.down()
@@ -70,18 +86,33 @@ def test_down_after_crash_mid_build_sweeps_namespaces_and_processes(lab: Lab) ->
 
 
 def test_cli_env_json_and_status(lab: Lab) -> None:
-    env = subprocess.run([sys.executable, "-m", "tests.lab", "env", "--json"], cwd=REPO,
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, "ERPATH_LAB_PREFIX": lab.prefix})
+    env = subprocess.run(
+        [sys.executable, "-m", "tests.lab", "env", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "ERPATH_LAB_PREFIX": lab.prefix},
+    )
     data = json.loads(env.stdout)
     assert data["up"] and data["prefix"] == lab.prefix
-    status = subprocess.run([sys.executable, "-m", "tests.lab", "status"], cwd=REPO,
-                            capture_output=True, text=True, check=True,
-                            env={**os.environ, "ERPATH_LAB_PREFIX": lab.prefix})
+    status = subprocess.run(
+        [sys.executable, "-m", "tests.lab", "status"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "ERPATH_LAB_PREFIX": lab.prefix},
+    )
     assert all(json.loads(status.stdout)["processes"].values())
-    human = subprocess.run([sys.executable, "-m", "tests.lab", "env"], cwd=REPO,
-                           capture_output=True, text=True, check=True,
-                           env={**os.environ, "ERPATH_LAB_PREFIX": lab.prefix})
+    human = subprocess.run(
+        [sys.executable, "-m", "tests.lab", "env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "ERPATH_LAB_PREFIX": lab.prefix},
+    )
     assert "circuits:" in human.stdout and "make.powerapps.com" in human.stdout
 
 
@@ -89,5 +120,10 @@ def test_service_tags_file_is_written(lab: Lab) -> None:
     with open(lab.env()["service_tags_file"]) as f:
         doc = json.load(f)
     names = {v["name"] for v in doc["values"]}
-    assert {"PowerPlatformInfra", "PowerPlatformInfra.WestEurope", "AzureFrontDoor.Frontend",
-            "AzureCloud", "AzureCloud.westeurope"} <= names
+    assert {
+        "PowerPlatformInfra",
+        "PowerPlatformInfra.WestEurope",
+        "AzureFrontDoor.Frontend",
+        "AzureCloud",
+        "AzureCloud.westeurope",
+    } <= names

@@ -10,8 +10,9 @@ import pytest
 
 from tests.lab import AmbiguousPath, Lab, pathsim, plan, scenarios, servicetags
 
-REAL_TAGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
-                         "ServiceTags_Public.json")
+REAL_TAGS = os.path.join(
+    os.path.dirname(__file__), "..", "..", "..", "shared", "data", "ServiceTags_Public.json"
+)
 TEST_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
 
 
@@ -54,8 +55,14 @@ def test_nat_pools_and_advertisements() -> None:
 
 def test_truth_er_path_has_ce_and_primary_msee() -> None:
     hops = pathsim.expected_hops("er", "branch", "198.19.16.10")
-    assert hops == ["10.10.1.1", "10.255.0.2", "10.255.1.2", "192.0.2.2", "198.19.0.6",
-                    "198.19.16.10"]
+    assert hops == [
+        "10.10.1.1",
+        "10.255.0.2",
+        "10.255.1.2",
+        "192.0.2.2",
+        "198.19.0.6",
+        "198.19.16.10",
+    ]
 
 
 def test_truth_asymmetric_nat_reverse_goes_through_msee() -> None:
@@ -81,9 +88,21 @@ def test_truth_filtered_and_closed() -> None:
 
 def test_env_without_root() -> None:
     env = Lab(prefix="zz").env()
-    for key in ("namespaces", "addresses", "agents", "collector", "dns_servers", "targets",
-                "circuits", "internet_edges", "er_nat_pool", "silent_hop", "service_tags_file",
-                "scenario", "probe_addresses"):
+    for key in (
+        "namespaces",
+        "addresses",
+        "agents",
+        "collector",
+        "dns_servers",
+        "targets",
+        "circuits",
+        "internet_edges",
+        "er_nat_pool",
+        "silent_hop",
+        "service_tags_file",
+        "scenario",
+        "probe_addresses",
+    ):
         assert key in env
     json.dumps(env)
     assert env["namespaces"]["branch"] == "zz-branch"

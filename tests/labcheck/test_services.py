@@ -32,9 +32,22 @@ def test_tls_on_every_target(lab: Lab) -> None:
 
 def test_openssl_s_client_handshake(lab: Lab) -> None:
     cert = lab.env()["tls"]["cert_file"]
-    r = lab.run("dchost", ["openssl", "s_client", "-connect", "198.19.20.10:443",
-                           "-servername", "login.microsoftonline.com", "-CAfile", cert,
-                           "-verify_return_error"], input="", timeout=15)
+    r = lab.run(
+        "dchost",
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            "198.19.20.10:443",
+            "-servername",
+            "login.microsoftonline.com",
+            "-CAfile",
+            cert,
+            "-verify_return_error",
+        ],
+        input="",
+        timeout=15,
+    )
     assert "Verify return code: 0 (ok)" in r.stdout
 
 

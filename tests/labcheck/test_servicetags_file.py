@@ -10,6 +10,6 @@ COMMITTED = Path(__file__).parents[1] / "lab" / "agents" / "ServiceTags_Public_l
 
 def test_committed_copy_matches_the_plan():
     assert json.loads(COMMITTED.read_text()) == servicetags.document(), (
-        "regenerate: python -c \"from tests.lab import servicetags; "
+        'regenerate: python -c "from tests.lab import servicetags; '
         "servicetags.write('tests/lab/agents/ServiceTags_Public_lab.json')\""
     )

@@ -11,11 +11,23 @@ _HOP = re.compile(r"^\s*(\d+)\s+(.*)$")
 _ADDR = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b")
 
 
-def traceroute(lab: Lab, node: str, dst: str, *, max_hops: int = 12, sport: int | None = None,
-               queries: int = 1) -> list[frozenset[str]]:
+def traceroute(
+    lab: Lab, node: str, dst: str, *, max_hops: int = 12, sport: int | None = None, queries: int = 1
+) -> list[frozenset[str]]:
     """`traceroute -T -p 443 -n` from `node`: per TTL, the set of answering addresses."""
-    argv = ["traceroute", "-T", "-p", "443", "-n", "-q", str(queries), "-w", "1",
-            "-m", str(max_hops)]
+    argv = [
+        "traceroute",
+        "-T",
+        "-p",
+        "443",
+        "-n",
+        "-q",
+        str(queries),
+        "-w",
+        "1",
+        "-m",
+        str(max_hops),
+    ]
     if sport is not None:
         argv.append(f"--sport={sport}")
     out = lab.run(node, [*argv, dst], timeout=60).stdout

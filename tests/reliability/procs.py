@@ -52,8 +52,16 @@ def cpu_s(pid: int) -> float:
 class CollectorProcess:
     """`erpath-collector serve` with a config written here; start/kill/stop any number of times."""
 
-    def __init__(self, tmp: Path, *, db: Path | None = None, server: str = "", ingest: str = "",
-                 prefix: Sequence[str] = (), log_name: str = "collector.log"):
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        db: Path | None = None,
+        server: str = "",
+        ingest: str = "",
+        prefix: Sequence[str] = (),
+        log_name: str = "collector.log",
+    ):
         self.tmp = tmp
         self.db = db or tmp / "collector.db"
         self.port = free_port()
@@ -77,20 +85,28 @@ class CollectorProcess:
 
     def start(self, timeout_s: float = 30.0) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([*self.prefix, *CLI, "serve", "--config", str(self.config)],
-                                         cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [*self.prefix, *CLI, "serve", "--config", str(self.config)],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"collector exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"collector exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+                )
             try:
                 if self.request("GET", "/readyz", timeout_s=1.0)[0] == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"collector not ready after {timeout_s} s:\n{self.log.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"collector not ready after {timeout_s} s:\n{self.log.read_text()[-3000:]}"
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -112,10 +128,19 @@ class CollectorProcess:
             self.proc.kill()
             return self.proc.wait()
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout_s: float = 10.0) -> tuple[int, dict, bytes]:
-        conn = (http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout_s, context=self.tls)
-                if self.tls else http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s))
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 10.0,
+    ) -> tuple[int, dict, bytes]:
+        conn = (
+            http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout_s, context=self.tls)
+            if self.tls
+            else http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        )
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()

@@ -10,14 +10,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.sender import CollectorEndpoint, Sender
-from agent.spool import Spool, SpooledReport
+from agent.service.sender import CollectorEndpoint, Sender
+from agent.service.spool import Spool, SpooledReport
 from tests.collector.reports import er, simple
 
 
 class SimAgent:
-    def __init__(self, agent: str, spool_dir: Path, endpoint: CollectorEndpoint, *,
-                 max_bytes: int = 50_000_000, max_age_s: float = 86_400):
+    def __init__(
+        self,
+        agent: str,
+        spool_dir: Path,
+        endpoint: CollectorEndpoint,
+        *,
+        max_bytes: int = 50_000_000,
+        max_age_s: float = 86_400,
+    ):
         self.agent = agent
         self.spool = Spool(spool_dir, max_bytes=max_bytes, max_age_s=max_age_s)
         self.sender = Sender(endpoint)

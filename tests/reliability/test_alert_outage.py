@@ -69,15 +69,22 @@ class Receiver:
 async def test_resolutions_made_while_alertmanager_is_down_arrive_when_it_is_back(start_collector):  # noqa: F811
     rx = Receiver()
     await rx.start()
-    c = await start_collector(alerts={"alertmanager_urls": [f"http://127.0.0.1:{rx.port}"],
-                                      "resend_interval_s": 30.0, "backoff_initial_s": 0.1, "backoff_max_s": 0.3})
+    c = await start_collector(
+        alerts={
+            "alertmanager_urls": [f"http://127.0.0.1:{rx.port}"],
+            "resend_interval_s": 30.0,
+            "backoff_initial_s": 0.1,
+            "backoff_max_s": 0.3,
+        }
+    )
     try:
         for seq, path in enumerate([er(), inet(), inet()], start=1):
             assert (await c.post(simple("br-1", seq, path, target="a.example"))).status == 201
 
         async def fired() -> bool:
             return rx.latest("ErpathRouteFlip", "a.example") is not None and not rx.resolved(
-                "ErpathRouteFlip", "a.example")
+                "ErpathRouteFlip", "a.example"
+            )
 
         await eventually(fired)
 
@@ -97,7 +104,9 @@ async def test_resolutions_made_while_alertmanager_is_down_arrive_when_it_is_bac
         await rx.listen()
 
         async def resolved() -> bool:
-            return rx.resolved("ErpathRouteFlip", "a.example") and rx.resolved("ErpathRouteFlip", "b.example")
+            return rx.resolved("ErpathRouteFlip", "a.example") and rx.resolved(
+                "ErpathRouteFlip", "b.example"
+            )
 
         await eventually(resolved, timeout_s=10)
         (state,) = [a for a in (await c.get("/api/v1/alerts"))["receivers"]]

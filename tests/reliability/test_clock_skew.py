@@ -30,7 +30,9 @@ class FakeClock:
 
 
 def stamped(doc: dict, agent_clock_s: float) -> dict:
-    doc["started_at"] = datetime.fromtimestamp(agent_clock_s, UTC).isoformat().replace("+00:00", "Z")
+    doc["started_at"] = (
+        datetime.fromtimestamp(agent_clock_s, UTC).isoformat().replace("+00:00", "Z")
+    )
     return doc
 
 
@@ -38,7 +40,9 @@ def stamped(doc: dict, agent_clock_s: float) -> dict:
 async def skewed(aiohttp_client, tmp_path):
     clock = FakeClock()
     # Evaluation is driven by hand (evaluate_now) at chosen fake times.
-    cfg = make_config(tmp_path, detection={"evaluate_interval_s": 3600.0, "silent_after_intervals": 3.0})
+    cfg = make_config(
+        tmp_path, detection={"evaluate_interval_s": 3600.0, "silent_after_intervals": 3.0}
+    )
     registry = CollectorRegistry()
     client = await aiohttp_client(create_app(cfg, registry=registry, clock=clock))
     return Collector(client, registry), clock
@@ -49,11 +53,15 @@ async def events(c: Collector, kind: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("skew_s", [-600.0, -90.0, 90.0, 600.0])
-async def test_skewed_agents_are_accepted_applied_in_seq_order_and_never_falsely_silent(skewed, skew_s):
+async def test_skewed_agents_are_accepted_applied_in_seq_order_and_never_falsely_silent(
+    skewed, skew_s
+):
     c, clock = skewed
     agent = "br-skew"
     for seq in range(1, 11):
-        resp = await c.post(stamped(simple(agent, seq, er(), interval_s=INTERVAL_S), clock.now + skew_s))
+        resp = await c.post(
+            stamped(simple(agent, seq, er(), interval_s=INTERVAL_S), clock.now + skew_s)
+        )
         body = await resp.json()
         assert resp.status == 201 and body["applied"], body
         clock.now += INTERVAL_S

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sender import CollectorEndpoint
+from agent.service.sender import CollectorEndpoint
 from tests.reliability.procs import CollectorProcess, add_tokens
 from tests.reliability.simagent import SimAgent
 
@@ -29,7 +29,9 @@ FREE_BYTES = 256 * 1024
 def small_fs(tmp_path):
     mnt = tmp_path / "full"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)], check=True
+    )
     try:
         yield mnt
     finally:
@@ -63,7 +65,9 @@ def test_disk_full_is_503_the_agent_spools_and_recovery_needs_no_one(small_fs, t
                 break
         assert len(agent.spool) >= 5, "the store never filled up"
         status, retry_after, detail = agent.retries[-1]
-        assert (status, retry_after) == (503, 5.0) and "could not be stored" in detail, agent.retries[-1]
+        assert (status, retry_after) == (503, 5.0) and "could not be stored" in detail, (
+            agent.retries[-1]
+        )
         # Reads still work while writes cannot.
         assert proc.get_json("/api/v1/agents")["agents"][0]["agent"] == AGENT
         spooled = len(agent.spool)
@@ -72,8 +76,10 @@ def test_disk_full_is_503_the_agent_spools_and_recovery_needs_no_one(small_fs, t
         agent.cycle()
         assert len(agent.spool) == 0, agent.retries[-1]
         assert proc.alive() and proc.pid == pid
-        print(f"\ndisk full: {len(agent.retries)} retries (503), {spooled} reports spooled, "
-              f"{len(agent.acked)} acknowledged in all")
+        print(
+            f"\ndisk full: {len(agent.retries)} retries (503), {spooled} reports spooled, "
+            f"{len(agent.acked)} acknowledged in all"
+        )
     finally:
         proc.stop()
 

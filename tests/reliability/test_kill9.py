@@ -30,15 +30,24 @@ KILLS = 8
 SEED = 20240501
 
 
-async def _agent(session: aiohttp.ClientSession, proc: CollectorProcess, agent: str, token: str, n: int,
-                 acked: dict[tuple[str, int], str], tally: dict[str, int]) -> None:
+async def _agent(
+    session: aiohttp.ClientSession,
+    proc: CollectorProcess,
+    agent: str,
+    token: str,
+    n: int,
+    acked: dict[tuple[str, int], str],
+    tally: dict[str, int],
+) -> None:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     for seq in range(1, n + 1):
         doc = simple(agent, seq, er())
         body = json.dumps(doc).encode()
         while True:
             try:
-                async with session.post(f"{proc.url}/api/v1/reports", data=body, headers=headers) as r:
+                async with session.post(
+                    f"{proc.url}/api/v1/reports", data=body, headers=headers
+                ) as r:
                     await r.read()
                     status = r.status
             except (TimeoutError, aiohttp.ClientError, ConnectionError):
@@ -52,7 +61,9 @@ async def _agent(session: aiohttp.ClientSession, proc: CollectorProcess, agent: 
             await asyncio.sleep(0.02)
 
 
-async def _killer(proc: CollectorProcess, rng: random.Random, done: asyncio.Event, kills: list[float]) -> None:
+async def _killer(
+    proc: CollectorProcess, rng: random.Random, done: asyncio.Event, kills: list[float]
+) -> None:
     while not done.is_set() and len(kills) < KILLS:
         try:
             await asyncio.wait_for(done.wait(), rng.uniform(0.5, 3.0))
@@ -79,9 +90,13 @@ def test_kill_9_loses_no_acknowledged_report_and_duplicates_none(tmp_path):
         done = asyncio.Event()
         t0 = time.monotonic()
         timeout = aiohttp.ClientTimeout(total=15)
-        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=AGENTS)) as s:
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(limit=AGENTS)
+        ) as s:
             killer = asyncio.ensure_future(_killer(proc, rng, done, kills))
-            await asyncio.gather(*(_agent(s, proc, a, tokens[a], REPORTS // AGENTS, acked, tally) for a in agents))
+            await asyncio.gather(
+                *(_agent(s, proc, a, tokens[a], REPORTS // AGENTS, acked, tally) for a in agents)
+            )
             done.set()
             await killer
         return time.monotonic() - t0
@@ -90,16 +105,20 @@ def test_kill_9_loses_no_acknowledged_report_and_duplicates_none(tmp_path):
         elapsed = asyncio.run(run())
     finally:
         proc.kill()  # the last stop is a kill too: nothing is checkpointed for us
-    print(f"\nkill -9: {len(acked)} reports acknowledged in {elapsed:.1f} s, {len(kills)} kills, "
-          f"responses {sorted(tally.items(), key=str)}")
+    print(
+        f"\nkill -9: {len(acked)} reports acknowledged in {elapsed:.1f} s, {len(kills)} kills, "
+        f"responses {sorted(tally.items(), key=str)}"
+    )
     assert len(kills) >= 3, "the run ended before the collector was killed enough times"
     assert len(acked) == REPORTS
 
     conn = sqlite3.connect(tmp_path / "collector.db")
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        rows = conn.execute("SELECT a.id, o.seq, o.report_id FROM observations o"
-                            " JOIN agents a ON a.ref = o.agent_ref").fetchall()
+        rows = conn.execute(
+            "SELECT a.id, o.seq, o.report_id FROM observations o"
+            " JOIN agents a ON a.ref = o.agent_ref"
+        ).fetchall()
         stored = {(agent, seq): report_id_of(rid) for agent, seq, rid in rows}
         assert len(rows) == len(stored) == REPORTS  # none twice
         assert stored == acked  # every acknowledged report, with the id that was acknowledged

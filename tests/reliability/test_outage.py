@@ -4,7 +4,7 @@ spool's bounds nothing is lost, beyond them the oldest go first and are counted.
 Time is compressed: the outage is 20 cycles of a 30 s interval run back to
 back, and each spooled file's mtime is set to the moment its cycle would have
 ended (the spool's age bound reads mtimes), so the spool sees a real
-10-minute backlog.  tests/agent/test_service_lab.py covers a short outage with
+10-minute backlog.  tests/agent/service/test_service_lab.py covers a short outage with
 real `erpath-agent run` processes in the lab.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from agent.sender import CollectorEndpoint
+from agent.service.sender import CollectorEndpoint
 from tests.reliability.procs import CollectorProcess, add_tokens
 from tests.reliability.simagent import SimAgent
 

@@ -20,9 +20,13 @@ async def _slow_upload(host: str, port: int, token: str, doc: dict) -> asyncio.S
     """A request whose body is still arriving: it holds an ingest slot."""
     body = json.dumps(doc).encode()
     _, writer = await asyncio.open_connection(host, port)
-    writer.write((f"POST {API}/reports HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-                 + body[:10])
+    writer.write(
+        (
+            f"POST {API}/reports HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body[:10]
+    )
     await writer.drain()
     return writer
 

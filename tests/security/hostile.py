@@ -30,9 +30,15 @@ ID_MARK, SEQ_MARK = "00000000-0000-4000-8000-00000000f022", 987654321
 
 def base_report(fresh_ids: bool = True) -> dict[str, Any]:
     """A valid report with every section filled."""
-    doc = report(AGENT, SEQ_MARK, [result("api.powerapps.com", er()),
-                                   result("make.powerapps.com", inet(), address="198.18.2.10")],
-                 report_id=ID_MARK)
+    doc = report(
+        AGENT,
+        SEQ_MARK,
+        [
+            result("api.powerapps.com", er()),
+            result("make.powerapps.com", inet(), address="198.18.2.10"),
+        ],
+        report_id=ID_MARK,
+    )
     # Through JSON: a deep copy (the site facts are a shared module constant we mutate).
     text = json.dumps(doc).encode()
     return json.loads(fresh(text) if fresh_ids else text)
@@ -40,8 +46,9 @@ def base_report(fresh_ids: bool = True) -> dict[str, Any]:
 
 def fresh(body: bytes) -> bytes:
     """The body with a new report id and the next seq, so it is not a replay."""
-    return (body.replace(ID_MARK.encode(), str(uuid.uuid4()).encode(), 1)
-            .replace(str(SEQ_MARK).encode(), str(next(_seqs)).encode(), 1))
+    return body.replace(ID_MARK.encode(), str(uuid.uuid4()).encode(), 1).replace(
+        str(SEQ_MARK).encode(), str(next(_seqs)).encode(), 1
+    )
 
 
 def paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -58,29 +65,64 @@ def paths(node: Any, prefix: tuple = ()) -> list[tuple]:
     return out
 
 
-_raw_fragments = st.sampled_from([
-    "NaN", "Infinity", "-Infinity", "1e999", "-1e999", "-0", "-1", "-0.001", "1e-400",
-    "9" * 5000,  # more digits than Python converts (ValueError)
-    "18446744073709551616", "-9223372036854775809",
-    '"\\ud800"', '"\\udfff\\ud800"', '"\\u0000"', '"a\\u0000b"',  # lone surrogates, NUL
-    '"' + "x" * 1025 + '"', '"' + "\\u00e9" * 70_000 + '"',
-    "[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000,
-    "[" + ",".join(["1"] * 5000) + "]", "[" + ",".join(['"x"'] * 2000) + "]",
-    '"999.1.1.1"', '"::g"', '"fe80::1%eth0"', '"198.18.1.10/24"', '"localhost"', '" 198.18.1.10"',
-    '"2024-13-45T99:99:99Z"', '"not-a-uuid"', '""', "true", "null", "{}", "[]",
-])
+_raw_fragments = st.sampled_from(
+    [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e999",
+        "-1e999",
+        "-0",
+        "-1",
+        "-0.001",
+        "1e-400",
+        "9" * 5000,  # more digits than Python converts (ValueError)
+        "18446744073709551616",
+        "-9223372036854775809",
+        '"\\ud800"',
+        '"\\udfff\\ud800"',
+        '"\\u0000"',
+        '"a\\u0000b"',  # lone surrogates, NUL
+        '"' + "x" * 1025 + '"',
+        '"' + "\\u00e9" * 70_000 + '"',
+        "[" * 5000 + "]" * 5000,
+        '{"a":' * 3000 + "1" + "}" * 3000,
+        "[" + ",".join(["1"] * 5000) + "]",
+        "[" + ",".join(['"x"'] * 2000) + "]",
+        '"999.1.1.1"',
+        '"::g"',
+        '"fe80::1%eth0"',
+        '"198.18.1.10/24"',
+        '"localhost"',
+        '" 198.18.1.10"',
+        '"2024-13-45T99:99:99Z"',
+        '"not-a-uuid"',
+        '""',
+        "true",
+        "null",
+        "{}",
+        "[]",
+    ]
+)
 
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
     max_leaves=12,
 )
 
 hostile_value = st.one_of(
     _raw_fragments,
     _json_values.map(json.dumps),
-    st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False).map(repr),  # negative durations
+    st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False).map(
+        repr
+    ),  # negative durations
     st.text(min_size=1, max_size=30).map(json.dumps),
 )
 
@@ -120,8 +162,20 @@ def _corrupt_utf8(body: bytes, at: int) -> bytes:
 def hostile_body(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
     """Bytes and content headers: invalid UTF-8, truncation, gzip that lies, junk."""
     valid = json.dumps(base_report(fresh_ids=False)).encode()
-    kind = draw(st.sampled_from(["junk", "utf8", "truncated", "gzip", "gzip-truncated", "gzip-junk",
-                                 "gzip-twice", "headers"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "junk",
+                "utf8",
+                "truncated",
+                "gzip",
+                "gzip-truncated",
+                "gzip-junk",
+                "gzip-twice",
+                "headers",
+            ]
+        )
+    )
     headers = {"Content-Type": "application/json"}
     if kind == "junk":
         body = draw(st.binary(max_size=2000))
@@ -140,22 +194,56 @@ def hostile_body(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
             body = gzip.compress(body)
     else:
         body = valid
-        headers = draw(st.fixed_dictionaries({}, optional={
-            "Content-Type": st.sampled_from(["text/plain", "application/json; charset=latin-1", "", "*/*",
-                                             "application/x-www-form-urlencoded", "multipart/form-data"]),
-            "Content-Encoding": st.sampled_from(["br", "deflate", "gzip, gzip", "identity", "GZIP", "x-gzip",
-                                                 "compress", ""]),
-        }))
+        headers = draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "Content-Type": st.sampled_from(
+                        [
+                            "text/plain",
+                            "application/json; charset=latin-1",
+                            "",
+                            "*/*",
+                            "application/x-www-form-urlencoded",
+                            "multipart/form-data",
+                        ]
+                    ),
+                    "Content-Encoding": st.sampled_from(
+                        [
+                            "br",
+                            "deflate",
+                            "gzip, gzip",
+                            "identity",
+                            "GZIP",
+                            "x-gzip",
+                            "compress",
+                            "",
+                        ]
+                    ),
+                },
+            )
+        )
     return body, headers
 
 
 # Header values as raw bytes (UTF-8 and all): an HTTP client would refuse to encode some.
 hostile_authorization = st.one_of(
-    st.text(max_size=120).map(lambda s: s.encode()).filter(lambda b: b"\n" not in b and b"\r" not in b),
+    st.text(max_size=120)
+    .map(lambda s: s.encode())
+    .filter(lambda b: b"\n" not in b and b"\r" not in b),
     st.binary(max_size=80).filter(lambda b: b"\n" not in b and b"\r" not in b),
-    st.sampled_from(["Bearer", "Bearer ", "Basic Zm9vOmJhcg==", "bearer erp_0000000000000000_" + "A" * 43,
-                     "Bearer erp_" + "f" * 16 + "_" + "x" * 43, "Bearer " + "A" * 8000,
-                     "Bearer erp_../../etc/passwd", "Bearer ' OR 1=1 --"]).map(str.encode),
+    st.sampled_from(
+        [
+            "Bearer",
+            "Bearer ",
+            "Basic Zm9vOmJhcg==",
+            "bearer erp_0000000000000000_" + "A" * 43,
+            "Bearer erp_" + "f" * 16 + "_" + "x" * 43,
+            "Bearer " + "A" * 8000,
+            "Bearer erp_../../etc/passwd",
+            "Bearer ' OR 1=1 --",
+        ]
+    ).map(str.encode),
 )
 
 

@@ -23,8 +23,15 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
 AGENT_BIN = str(Path(sys.executable).with_name("erpath-agent"))
 SERVICE = "make.powerapps.com"
-NET_RAW_ONLY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                "--inh-caps=-all,+net_raw", "--ambient-caps=+net_raw", "--bounding-set=-all,+net_raw"]
+NET_RAW_ONLY = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all,+net_raw",
+    "--ambient-caps=+net_raw",
+    "--bounding-set=-all,+net_raw",
+]
 
 
 def _probe_json(lab, argv: list[str]) -> dict:
@@ -37,8 +44,17 @@ def _probe_json(lab, argv: list[str]) -> dict:
 
 
 def test_probe_once_with_a_trace_needs_only_cap_net_raw(lab):
-    probe = [AGENT_BIN, "probe", "once", "--json", SERVICE, "--resolver", plan.DNS_PUBLIC,
-             "--trace-protocol", "icmp"]
+    probe = [
+        AGENT_BIN,
+        "probe",
+        "once",
+        "--json",
+        SERVICE,
+        "--resolver",
+        plan.DNS_PUBLIC,
+        "--trace-protocol",
+        "icmp",
+    ]
     # What the unprivileged process really holds, from its own /proc/self/status.
     status = lab.run("branch", [*NET_RAW_ONLY, "cat", "/proc/self/status"]).stdout
     fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
@@ -54,7 +70,9 @@ def test_probe_once_with_a_trace_needs_only_cap_net_raw(lab):
     assert mine["tcp"]["method"] != "connect", mine["tcp"]  # the raw-socket probe, not the fallback
     assert mine["verdict"]["class"] == theirs["verdict"]["class"] == "expressroute"
     assert (mine["verdict"]["circuit"], mine["verdict"]["link"]) == (
-        theirs["verdict"]["circuit"], theirs["verdict"]["link"])
+        theirs["verdict"]["circuit"],
+        theirs["verdict"]["link"],
+    )
 
 
 BAD_NAMES = {
@@ -80,7 +98,9 @@ def test_probe_once_against_the_misbehaving_resolver_prints_failure_codes(lab):
     for name, code in BAD_NAMES.items():
         r = by_target[name]
         assert r["dns"]["failure"] == code, r["dns"]
-        assert r.get("trace") is None and r["verdict"]["class"] == "unknown"  # no address: never a hop
+        assert (
+            r.get("trace") is None and r["verdict"]["class"] == "unknown"
+        )  # no address: never a hop
     # Oversized and truncated answers still resolve (TCP retry; addresses capped).
     assert by_target[f"big.{dnsdata.BAD_ZONE}"]["dns"]["addresses"]
     assert by_target[f"tc.{dnsdata.BAD_ZONE}"]["dns"]["addresses"] == ["198.19.16.10"]

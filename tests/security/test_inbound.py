@@ -35,15 +35,21 @@ def test_every_token_check_is_one_constant_time_digest_comparison(monkeypatch):
     """Unknown ids, malformed tokens and wrong secrets all cost one compare_digest."""
     calls = []
     real = hmac.compare_digest
-    monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: calls.append((len(a), len(b))) or real(a, b))
+    monkeypatch.setattr(
+        auth.hmac, "compare_digest", lambda a, b: calls.append((len(a), len(b))) or real(a, b)
+    )
     conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE tokens(id TEXT PRIMARY KEY, agent_id TEXT, digest BLOB, created_s REAL,"
-                 " revoked_s REAL)")
+    conn.execute(
+        "CREATE TABLE tokens(id TEXT PRIMARY KEY, agent_id TEXT, digest BLOB, created_s REAL,"
+        " revoked_s REAL)"
+    )
     _, token = auth.add(conn, "br-1", 0.0)
     book = auth.TokenBook()
     book.load(conn)
     stored = conn.execute("SELECT digest FROM tokens").fetchone()[0]
-    assert token.encode() not in stored and len(stored) == 32  # a SHA-256 digest at rest, never the token
+    assert (
+        token.encode() not in stored and len(stored) == 32
+    )  # a SHA-256 digest at rest, never the token
     wrong_secret = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     for presented in (token, wrong_secret, "erp_0123456789abcdef_" + "A" * 43, "junk", ""):
         book.verify(presented)
@@ -52,11 +58,15 @@ def test_every_token_check_is_one_constant_time_digest_comparison(monkeypatch):
 
 
 async def test_failed_authentications_are_limited_per_address(start_collector):  # noqa: F811
-    c = await start_collector(ingest={"failed_auth_per_address_per_s": 0.01, "failed_auth_burst_per_address": 5})
+    c = await start_collector(
+        ingest={"failed_auth_per_address_per_s": 0.01, "failed_auth_burst_per_address": 5}
+    )
     bad = {"Authorization": "Bearer erp_0123456789abcdef_" + "A" * 43}
     statuses = []
     for seq in range(7):
-        resp = await c.client.post(f"{API}/reports", json=simple("br-1", seq + 1, er()), headers=bad)
+        resp = await c.client.post(
+            f"{API}/reports", json=simple("br-1", seq + 1, er()), headers=bad
+        )
         statuses.append(resp.status)
     assert statuses == [401] * 5 + [429] * 2
     assert int(resp.headers["Retry-After"]) >= 1
@@ -75,11 +85,17 @@ async def test_oversized_and_too_many_headers_are_400(start_collector):  # noqa:
     c = await start_collector()
     token = await c.token("br-1")
     auth_header = {"Authorization": f"Bearer {token}"}
-    resp = await c.client.post(f"{API}/reports", json=simple("br-1", 1, er()),
-                               headers={**auth_header, "X-Pad": "x" * 20_000})
+    resp = await c.client.post(
+        f"{API}/reports",
+        json=simple("br-1", 1, er()),
+        headers={**auth_header, "X-Pad": "x" * 20_000},
+    )
     assert resp.status == 400
-    resp = await c.client.post(f"{API}/reports", json=simple("br-1", 1, er()),
-                               headers={**auth_header, **{f"X-H{i}": "1" for i in range(200)}})
+    resp = await c.client.post(
+        f"{API}/reports",
+        json=simple("br-1", 1, er()),
+        headers={**auth_header, **{f"X-H{i}": "1" for i in range(200)}},
+    )
     assert resp.status == 400
     # The collector serves on.
     assert (await c.post(simple("br-1", 1, er()))).status == 201

@@ -38,8 +38,12 @@ FIELD = re.compile(r"^(/.*|body|header/[A-Za-z-]+)$", re.DOTALL)
 BODY_LIMIT = 1 << 20
 RSS_GROWTH_LIMIT_MIB = 150.0
 
-FUZZ = settings(deadline=None, database=None, phases=[Phase.generate, Phase.shrink],
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    deadline=None,
+    database=None,
+    phases=[Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 class Client:
@@ -51,10 +55,17 @@ class Client:
         self.sent = 0
         self.statuses: dict[int, int] = {}
 
-    def post(self, body: bytes, headers: dict[str, str] | None = None, *,
-             authorization: str | bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-        hdrs: dict[str, str | bytes] = {"Content-Type": "application/json",
-                "Authorization": f"Bearer {self.token}" if authorization is None else authorization}
+    def post(
+        self,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        authorization: str | bytes | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        hdrs: dict[str, str | bytes] = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.token}" if authorization is None else authorization,
+        }
         hdrs.update(headers or {})
         for attempt in (1, 2):
             if self.conn is None:
@@ -78,7 +89,9 @@ class Client:
         return out
 
 
-def check(status: int, headers: dict[str, str], body: bytes, *, protocol_error_ok: bool = False) -> None:
+def check(
+    status: int, headers: dict[str, str], body: bytes, *, protocol_error_ok: bool = False
+) -> None:
     assert status < 500, body[:2000]
     if status < 400:
         assert json.loads(body)["status"] in ("accepted", "duplicate")
@@ -100,9 +113,14 @@ def check(status: int, headers: dict[str, str], body: bytes, *, protocol_error_o
 def collector(tmp_path_factory):
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     tokens = add_tokens(tmp / "collector.db", [AGENT])
-    proc = CollectorProcess(tmp, server=f"body_limit_bytes = {BODY_LIMIT}", ingest=(
-        "rate_per_agent_per_s = 100000.0\nburst_per_agent = 100000\n"
-        "failed_auth_per_address_per_s = 100000.0\nfailed_auth_burst_per_address = 100000"))
+    proc = CollectorProcess(
+        tmp,
+        server=f"body_limit_bytes = {BODY_LIMIT}",
+        ingest=(
+            "rate_per_agent_per_s = 100000.0\nburst_per_agent = 100000\n"
+            "failed_auth_per_address_per_s = 100000.0\nfailed_auth_burst_per_address = 100000"
+        ),
+    )
     proc.start()
     client = Client(proc.port, tokens[AGENT])
     rss_start = rss_mib(proc.pid)
@@ -110,8 +128,10 @@ def collector(tmp_path_factory):
     try:
         assert proc.alive(), proc.log.read_text()[-3000:]
         growth = rss_mib(proc.pid) - rss_start
-        print(f"\nfuzz: {client.sent} requests, statuses {sorted(client.statuses.items())}, "
-              f"collector RSS {rss_start:.0f} MiB -> +{growth:.0f} MiB")
+        print(
+            f"\nfuzz: {client.sent} requests, statuses {sorted(client.statuses.items())}, "
+            f"collector RSS {rss_start:.0f} MiB -> +{growth:.0f} MiB"
+        )
         assert growth < RSS_GROWTH_LIMIT_MIB
         assert "Traceback" not in proc.log.read_text()
     finally:
@@ -125,7 +145,9 @@ def test_mutated_reports_get_a_4xx_naming_the_field(collector, body):
     status, headers, answer = client.post(fresh(body))
     check(status, headers, answer)
     if status == 422:
-        assert all(e["field"].startswith("/") or e["field"] == "body" for e in json.loads(answer)["errors"])
+        assert all(
+            e["field"].startswith("/") or e["field"] == "body" for e in json.loads(answer)["errors"]
+        )
 
 
 @settings(FUZZ, max_examples=3000)
@@ -142,7 +164,9 @@ def test_hostile_bytes_get_a_4xx(collector, case):
 @given(authorization=hostile_authorization)
 def test_hostile_authorization_is_401(collector, authorization):
     proc, client = collector
-    status, headers, body = client.post(json.dumps(base_report()).encode(), authorization=authorization)
+    status, headers, body = client.post(
+        json.dumps(base_report()).encode(), authorization=authorization
+    )
     check(status, headers, body, protocol_error_ok=True)
     assert status in (400, 401), body
 
@@ -166,7 +190,9 @@ def test_oversized_plain_and_declared_bodies_are_413(collector):
     assert status == 413
     doc = base_report()
     doc["results"] = doc["results"] * 2000  # ~2.5 MiB, compresses below the limit
-    status, headers, body = client.post(gzip.compress(json.dumps(doc).encode()), {"Content-Encoding": "gzip"})
+    status, headers, body = client.post(
+        gzip.compress(json.dumps(doc).encode()), {"Content-Encoding": "gzip"}
+    )
     check(status, headers, body)
     assert status == 413
 

@@ -19,8 +19,16 @@ from tests.reliability.procs import CollectorProcess, add_tokens
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
 NOBODY = 65534
-NO_CAPS = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
-           "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+NO_CAPS = [
+    "setpriv",
+    f"--reuid={NOBODY}",
+    f"--regid={NOBODY}",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--ambient-caps=-all",
+    "--bounding-set=-all",
+    "--no-new-privs",
+]
 
 
 def test_collector_serves_and_ingests_as_nobody_without_capabilities():
@@ -41,9 +49,12 @@ def test_collector_serves_and_ingests_as_nobody_without_capabilities():
                 assert int(fields[cap], 16) == 0, (cap, fields[cap])
             assert fields["NoNewPrivs"].strip() == "1"
             doc = simple("br-1", 1, er())
-            code, _, body = proc.request("POST", "/api/v1/reports", json.dumps(doc).encode(),
-                                         {"Authorization": f"Bearer {tokens['br-1']}",
-                                          "Content-Type": "application/json"})
+            code, _, body = proc.request(
+                "POST",
+                "/api/v1/reports",
+                json.dumps(doc).encode(),
+                {"Authorization": f"Bearer {tokens['br-1']}", "Content-Type": "application/json"},
+            )
             assert code == 201, body
             assert proc.get_json("/api/v1/agents")["agents"][0]["agent"] == "br-1"
         finally:

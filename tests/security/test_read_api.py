@@ -31,9 +31,22 @@ ENDPOINTS = {
     "/api/v1/alerts": ("state",),
 }
 INJECTIONS = [
-    "' OR '1'='1", "br-1' --", "br-1\" OR \"\"=\"", "x'; DROP TABLE agents; --", "1) OR (1=1",
-    "%", "_", "*", "br-%", "' UNION SELECT id, site FROM agents --", "\\", "\x00", "br-1\x00' OR 1=1",
-    "ams' AND 1=(SELECT count(*) FROM tokens) --", "é" * 500, "x" * 6000,
+    "' OR '1'='1",
+    "br-1' --",
+    'br-1" OR ""="',
+    "x'; DROP TABLE agents; --",
+    "1) OR (1=1",
+    "%",
+    "_",
+    "*",
+    "br-%",
+    "' UNION SELECT id, site FROM agents --",
+    "\\",
+    "\x00",
+    "br-1\x00' OR 1=1",
+    "ams' AND 1=(SELECT count(*) FROM tokens) --",
+    "é" * 500,
+    "x" * 6000,
 ]
 SLOW_S = 1.0
 LINE_LIMIT = 8190 - len("GET  HTTP/1.1")
@@ -54,8 +67,16 @@ def _fill(db) -> None:
 
         def many(conn):
             for i in range(EVENTS):
-                journal.add_event(conn, now - EVENTS + i, "path_deviation", "info", f"event {i}",
-                                  site="ams", agent=f"bulk-{i % 500}", target="api.powerapps.com")
+                journal.add_event(
+                    conn,
+                    now - EVENTS + i,
+                    "path_deviation",
+                    "info",
+                    f"event {i}",
+                    site="ams",
+                    agent=f"bulk-{i % 500}",
+                    target="api.powerapps.com",
+                )
 
         store.write_sync(many)
     finally:
@@ -85,7 +106,10 @@ def get(proc: CollectorProcess, path: str, params: dict[str, str]) -> tuple[int,
     assert status < 500, body
     if len(target) > LINE_LIMIT:
         # Refused by the HTTP parser (the collector's max_line_size) before any handler runs.
-        assert status in (400, 414) and headers["content-type"].startswith("text/plain"), (status, body)
+        assert status in (400, 414) and headers["content-type"].startswith("text/plain"), (
+            status,
+            body,
+        )
         return status, {}, elapsed
     doc = json.loads(body)
     if status >= 400:
@@ -110,18 +134,31 @@ def test_injection_attempts_match_nothing_and_change_nothing(collector, value):
     assert len(get(collector, "/api/v1/paths", {"agent": "br-1"})[1]["paths"]) == 1
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"limit": "0"}, "query/limit"), ({"limit": "-1"}, "query/limit"), ({"limit": "1001"}, "query/limit"),
-    ({"limit": "9" * 40}, "query/limit"), ({"limit": "²"}, "query/limit"), ({"limit": "1e3"}, "query/limit"),
-    ({"limit": ""}, "query/limit"), ({"limit": " 10"}, "query/limit"),
-    ({"since": "nan"}, "query/since"), ({"since": "inf"}, "query/since"), ({"until": "1e999"}, "query/until"),
-    ({"since": "2024-13-01T00:00:00Z"}, "query/since"), ({"since": "2024-05-01T10:00:00"}, "query/since"),
-    ({"since": "yesterday"}, "query/since"), ({"since": "1_700_000_000"}, "query/since"),
-    ({"since": "2024-05-02T00:00:00Z", "until": "2024-05-01T00:00:00Z"}, "query/until"),
-    ({"since": "200", "until": "100"}, "query/until"),
-    ({"kind": "route_flip' OR 1=1 --"}, "query/kind"), ({"sort": "id"}, "query/sort"),
-    ({"limit; DROP TABLE events": "1"}, "query/limit; DROP TABLE events"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "query/limit"),
+        ({"limit": "-1"}, "query/limit"),
+        ({"limit": "1001"}, "query/limit"),
+        ({"limit": "9" * 40}, "query/limit"),
+        ({"limit": "²"}, "query/limit"),
+        ({"limit": "1e3"}, "query/limit"),
+        ({"limit": ""}, "query/limit"),
+        ({"limit": " 10"}, "query/limit"),
+        ({"since": "nan"}, "query/since"),
+        ({"since": "inf"}, "query/since"),
+        ({"until": "1e999"}, "query/until"),
+        ({"since": "2024-13-01T00:00:00Z"}, "query/since"),
+        ({"since": "2024-05-01T10:00:00"}, "query/since"),
+        ({"since": "yesterday"}, "query/since"),
+        ({"since": "1_700_000_000"}, "query/since"),
+        ({"since": "2024-05-02T00:00:00Z", "until": "2024-05-01T00:00:00Z"}, "query/until"),
+        ({"since": "200", "until": "100"}, "query/until"),
+        ({"kind": "route_flip' OR 1=1 --"}, "query/kind"),
+        ({"sort": "id"}, "query/sort"),
+        ({"limit; DROP TABLE events": "1"}, "query/limit; DROP TABLE events"),
+    ],
+)
 def test_bad_limits_and_time_ranges_are_400_naming_the_parameter(collector, params, field):
     status, doc, elapsed = get(collector, "/api/v1/events", params)
     assert status == 400, doc
@@ -131,20 +168,30 @@ def test_bad_limits_and_time_ranges_are_400_naming_the_parameter(collector, para
 
 def test_the_largest_window_is_fast(collector):
     """limit=1000 over every event, filtered and unfiltered: well under a second each."""
-    for params in ({"limit": "1000"}, {"limit": "1000", "kind": "path_deviation"},
-                   {"limit": "1000", "agent": "bulk-7"}, {"limit": "1000", "since": "0", "until": "99999999999"},
-                   {"limit": "1000", "site": "ams", "target": "api.powerapps.com"}):
+    for params in (
+        {"limit": "1000"},
+        {"limit": "1000", "kind": "path_deviation"},
+        {"limit": "1000", "agent": "bulk-7"},
+        {"limit": "1000", "since": "0", "until": "99999999999"},
+        {"limit": "1000", "site": "ams", "target": "api.powerapps.com"},
+    ):
         status, doc, elapsed = get(collector, "/api/v1/events", params)
         assert status == 200 and doc["events"] and elapsed < SLOW_S, (params, elapsed)
 
 
-_param_names = st.sampled_from(sorted({k for ks in ENDPOINTS.values() for k in ks} | {"sort", "q", "limit[]"}))
-_values = st.one_of(st.text(max_size=60), st.sampled_from(INJECTIONS),
-                    st.integers().map(str), st.floats().map(repr))
+_param_names = st.sampled_from(
+    sorted({k for ks in ENDPOINTS.values() for k in ks} | {"sort", "q", "limit[]"})
+)
+_values = st.one_of(
+    st.text(max_size=60), st.sampled_from(INJECTIONS), st.integers().map(str), st.floats().map(repr)
+)
 
 
 @settings(max_examples=600, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(path=st.sampled_from(sorted(ENDPOINTS)), params=st.dictionaries(_param_names, _values, max_size=4))
+@given(
+    path=st.sampled_from(sorted(ENDPOINTS)),
+    params=st.dictionaries(_param_names, _values, max_size=4),
+)
 def test_any_query_string_is_200_or_a_400_naming_the_parameter(collector, path, params):
     status, doc, elapsed = get(collector, path, params)
     assert status in (200, 400) and elapsed < SLOW_S, (status, doc, elapsed)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.sender import CollectorEndpoint, Sender
-from agent.spool import Spool
+from agent.service.sender import CollectorEndpoint, Sender
+from agent.service.spool import Spool
 from collector import queries
 from collector.store import Store
 from tests.collector.reports import er, simple
@@ -30,9 +30,13 @@ def tls_collector(tmp_path_factory):
     tmp: Path = tmp_path_factory.mktemp("tls")
     certs = pki.make(tmp)
     tokens = add_tokens(tmp / "collector.db", ["br-1", "br-2"])
-    proc = CollectorProcess(tmp, server=(
-        f'tls_cert_file = "{certs["server.crt"]}"\ntls_key_file = "{certs["server.key"]}"\n'
-        f'client_ca_file = "{certs["ca"]}"\nclient_cert_required = false'))
+    proc = CollectorProcess(
+        tmp,
+        server=(
+            f'tls_cert_file = "{certs["server.crt"]}"\ntls_key_file = "{certs["server.key"]}"\n'
+            f'client_ca_file = "{certs["ca"]}"\nclient_cert_required = false'
+        ),
+    )
     proc.tls = ssl.create_default_context(cafile=str(certs["ca"]))
     proc.start()
     yield proc, certs, tokens
@@ -42,14 +46,20 @@ def tls_collector(tmp_path_factory):
         proc.stop()
 
 
-def post(proc: CollectorProcess, certs: dict, token: str, doc: dict, cert: str | None) -> tuple[int, dict]:
+def post(
+    proc: CollectorProcess, certs: dict, token: str, doc: dict, cert: str | None
+) -> tuple[int, dict]:
     ctx = ssl.create_default_context(cafile=str(certs["ca"]))
     if cert:
         ctx.load_cert_chain(str(certs[f"{cert}.crt"]), str(certs[f"{cert}.key"]))
     conn = http.client.HTTPSConnection("127.0.0.1", proc.port, timeout=10, context=ctx)
     try:
-        conn.request("POST", "/api/v1/reports", body=json.dumps(doc),
-                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/api/v1/reports",
+            body=json.dumps(doc),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())
     finally:
@@ -66,8 +76,9 @@ def test_certificate_of_another_agent_is_403_even_with_the_right_token(tls_colle
     proc, certs, tokens = tls_collector
     status, problem = post(proc, certs, tokens["br-1"], simple("br-1", 10, er()), "br-2")
     assert status == 403, problem
-    assert problem["errors"] == [{"field": "/agent/id",
-                                  "message": "must equal the client certificate's CN or a DNS/URI SAN"}]
+    assert problem["errors"] == [
+        {"field": "/agent/id", "message": "must equal the client certificate's CN or a DNS/URI SAN"}
+    ]
     assert "'br-2'" in problem["detail"]
     # And br-2's own token with br-2's certificate cannot report as br-1 either (token binding).
     assert post(proc, certs, tokens["br-2"], simple("br-1", 11, er()), "br-2")[0] == 403
@@ -79,7 +90,9 @@ def test_certificate_from_an_untrusted_ca_fails_the_handshake(tls_collector):
         post(proc, certs, tokens["br-1"], simple("br-1", 20, er()), "rogue")
 
 
-def test_without_a_certificate_the_token_alone_decides_when_certificates_are_optional(tls_collector):
+def test_without_a_certificate_the_token_alone_decides_when_certificates_are_optional(
+    tls_collector,
+):
     proc, certs, tokens = tls_collector
     assert post(proc, certs, tokens["br-2"], simple("br-2", 1, er()), None)[0] == 201
 
@@ -106,13 +119,17 @@ def test_agent_sender_verifies_the_collector_with_its_ca_file(tls_collector, tmp
     (item,) = spool.pending()
 
     for ca_file in (str(certs["other-ca"]), None):  # a wrong CA, then the system store
-        wrong = Sender(CollectorEndpoint(url=proc.url, token=tokens[token_file_agent], ca_file=ca_file))
+        wrong = Sender(
+            CollectorEndpoint(url=proc.url, token=tokens[token_file_agent], ca_file=ca_file)
+        )
         d = wrong.deliver(item)
         assert d.outcome == "retry" and "CERTIFICATE_VERIFY_FAILED" in d.detail, d
     assert len(spool) == 1  # nothing acknowledged, nothing lost
     assert 100 not in _stored_seqs(proc, token_file_agent)
 
-    right = Sender(CollectorEndpoint(url=proc.url, token=tokens[token_file_agent], ca_file=str(certs["ca"])))
+    right = Sender(
+        CollectorEndpoint(url=proc.url, token=tokens[token_file_agent], ca_file=str(certs["ca"]))
+    )
     d = right.deliver(item)
     assert d.outcome == "acked" and d.status == 201, d
     spool.ack(item)
@@ -123,14 +140,28 @@ def test_agent_sender_with_a_client_certificate(tls_collector, tmp_path):
     proc, certs, tokens = tls_collector
     spool = _spool_one(tmp_path, "br-1", 200)
     (item,) = spool.pending()
-    ok = Sender(CollectorEndpoint(url=proc.url, token=tokens["br-1"], ca_file=str(certs["ca"]),
-                                  client_cert=str(certs["br-1.crt"]), client_key=str(certs["br-1.key"])))
+    ok = Sender(
+        CollectorEndpoint(
+            url=proc.url,
+            token=tokens["br-1"],
+            ca_file=str(certs["ca"]),
+            client_cert=str(certs["br-1.crt"]),
+            client_key=str(certs["br-1.key"]),
+        )
+    )
     assert ok.deliver(item).outcome == "acked"
     # Another agent's certificate: 403 is a set-up problem; the agent keeps the report and retries.
     spool2 = _spool_one(tmp_path, "br-1", 201)
     (item2,) = spool2.pending()
-    bad = Sender(CollectorEndpoint(url=proc.url, token=tokens["br-1"], ca_file=str(certs["ca"]),
-                                   client_cert=str(certs["br-2.crt"]), client_key=str(certs["br-2.key"])))
+    bad = Sender(
+        CollectorEndpoint(
+            url=proc.url,
+            token=tokens["br-1"],
+            ca_file=str(certs["ca"]),
+            client_cert=str(certs["br-2.crt"]),
+            client_key=str(certs["br-2.key"]),
+        )
+    )
     d = bad.deliver(item2)
     assert (d.outcome, d.status) == ("retry", 403) and "br-2" in d.detail
     assert len(spool2) == 1

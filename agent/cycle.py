@@ -1,0 +1,199 @@
+"""One probe cycle: resolve, route, TCP-probe, trace, classify — one Report.
+
+This is the only place the measurement modules are wired together.  Each
+phase runs for all targets at once (the modules batch internally).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from agent import __version__
+from agent.config import AgentConfig, TargetSpec
+from agent.measure.dnscache import DnsCache
+from agent.report import AgentInfo, DnsResult, Health, Report, Result, TcpResult, Trace
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePlan:
+    """What one cycle measures: the targets and how."""
+
+    targets: tuple[TargetSpec, ...]
+    trace: bool = True
+    name_hops: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """One (target, address) to measure; address None when DNS failed."""
+
+    target: TargetSpec
+    address: str | None
+    dns: DnsResult | None
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _pick_addresses(dns: DnsResult, mode: str) -> list[str]:
+    """Which of a name's addresses to probe: the first IPv4 one, or all."""
+    if mode == "all":
+        return list(dns.addresses)
+    v4 = [a for a in dns.addresses if ipaddress.ip_address(a).version == 4]
+    return (v4 or list(dns.addresses))[:1]
+
+
+def _expand(
+    targets: Sequence[TargetSpec], answers: dict[str, DnsResult], mode: str
+) -> list[_Probe]:
+    probes: list[_Probe] = []
+    for t in targets:
+        if t.address:
+            probes.append(_Probe(t, t.address, None))
+            continue
+        dns = answers[t.name]
+        picked = _pick_addresses(dns, mode) if dns.failure is None else []
+        if not picked:
+            probes.append(_Probe(t, None, dns))
+        probes.extend(_Probe(t, a, dns) for a in picked)
+    return probes
+
+
+def run_cycle(
+    config: AgentConfig,
+    plan: ProbePlan,
+    *,
+    seq: int,
+    interval_s: float | None = None,
+    health: Health | None = None,
+    dns_cache: DnsCache | None = None,
+    namer: Callable[[str], tuple[str | None, int | None]] | None = None,
+    progress: Progress = lambda _msg: None,
+) -> Report:
+    """Measure every target once and return the report (never raises for network outcomes)."""
+    # Imported here so that `agent.cycle` stays importable without scapy for
+    # tools that only build reports (and so start-up of other commands is fast).
+    from agent.measure import dns, route, tcp, trace
+    from agent.verdict import classify, findings
+
+    started_wall = datetime.now(UTC)
+    t0 = time.perf_counter()
+    probe = config.probe
+
+    names = sorted({t.name for t in plan.targets if not t.address})
+    progress(f"resolving {len(names)} names")
+    resolve_many = dns_cache.resolve_many if dns_cache else dns.resolve_many
+    answers = resolve_many(names, config.dns.resolvers, config.dns.timeout_s) if names else {}
+    probes = _expand(plan.targets, answers, probe.addresses)
+
+    addresses = sorted({p.address for p in probes if p.address})
+    progress(f"looking up routes for {len(addresses)} addresses")
+    routes = route.route_get_many(addresses)
+
+    endpoints = sorted({(p.address, p.target.port or probe.port) for p in probes if p.address})
+    progress(f"probing {len(endpoints)} endpoints")
+    trace_options = trace.TraceOptions(
+        protocol=probe.trace_protocol,
+        max_ttl=probe.max_ttl,
+        probes_per_hop=probe.probes_per_hop,
+        pps=probe.pps,
+        timeout_s=probe.trace_timeout_s,
+    )
+    # The SYN probe, then the trace: side by side their raw-socket receive
+    # loops would compete for one core, and the SYN probe takes milliseconds.
+    # Endpoints go in batches of `concurrency`, bounding sockets and state.
+    tcp_results: dict[tuple[str, int], TcpResult] = {}
+    traces: dict[tuple[str, int], Trace] = {}
+    for i in range(0, len(endpoints), probe.concurrency):
+        batch = endpoints[i : i + probe.concurrency]
+        tcp_results |= tcp.probe_tcp(batch, probe.timeout_s)
+        if plan.trace:
+            requests = [trace.TraceRequest(address=a, port=p) for a, p in batch]
+            traces |= trace.trace_many(requests, trace_options)
+
+    if plan.name_hops and traces:
+        hop_addresses = {r.address for t in traces.values() for h in t.hops for r in h.replies}
+        progress(f"naming {len(hop_addresses)} hops")
+        # The service passes one long-lived namer so its cache spans cycles.
+        namer = namer or dns.HopNamer(config.dns.resolvers, config.dns.timeout_s)
+        namer.prefetch(sorted(hop_addresses))
+        traces = {k: _named(t, namer) for k, t in traces.items()}
+
+    tags = config.load_service_tags()
+    site = config.site_facts()
+    results: list[Result] = []
+    for p in probes:
+        port = p.target.port or probe.port
+        key = (p.address, port)
+        measured = Result(
+            target=p.target.name,
+            role=p.target.role,
+            port=port,
+            address=p.address,
+            dns=p.dns,
+            route=routes.get(p.address) if p.address else None,
+            tcp=tcp_results.get(key) if p.address else None,
+            trace=traces.get(key) if p.address else None,
+        )
+        verdict = classify.classify(
+            measured, site, tags, agent_role=config.agent.role, expect=p.target.expect
+        )
+        result = replace(
+            measured,
+            failure=_first_failure(measured),
+            verdict=verdict,
+            findings=findings.find(measured, verdict, site, tags=tags),
+        )
+        results.append(result)
+
+    return Report(
+        id=str(uuid.uuid4()),
+        seq=seq,
+        agent=AgentInfo(
+            id=config.agent.id,
+            site=config.agent.site,
+            role=config.agent.role,
+            version=__version__,
+            hostname=socket.gethostname(),
+        ),
+        started_at=started_wall.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        duration_s=round(time.perf_counter() - t0, 6),
+        interval_s=interval_s,
+        site=site,
+        health=health,
+        results=tuple(results),
+    )
+
+
+def _named(t: Trace, namer: Callable[[str], tuple[str | None, int | None]]) -> Trace:
+    hops = []
+    for h in t.hops:
+        replies = []
+        for r in h.replies:
+            ptr, asn = namer(r.address)
+            replies.append(replace(r, ptr=ptr, asn=asn))
+        hops.append(replace(h, replies=tuple(replies)))
+    return replace(t, hops=tuple(hops))
+
+
+def _first_failure(r: Result) -> str | None:
+    """The failure that explains the result best: the earliest phase that failed."""
+    for phase in (r.dns, r.route, r.tcp):
+        if phase is not None and phase.failure:
+            return phase.failure
+    if r.trace is not None and r.trace.failure and r.trace.failure != "trace.no-capability":
+        return r.trace.failure
+    return None

@@ -1,0 +1,397 @@
+"""Probe packets out, replies in: the one module that imports scapy.
+
+scapy builds one template per flow (IP header + TCP SYN with the options a
+real client sends, UDP, or ICMP echo); `stamp` then writes TTL, IP ID and
+sequence number into a copy with `struct`, because scapy needs ~0.7 ms per
+packet to build and as long again to dissect, more than a whole traceroute
+of the lab costs.  For the same reason replies are decoded here with
+`struct` at fixed offsets (`decode_icmp`, `decode_tcp`); the tests check the
+decoder against packets scapy crafts.  Only the layers used are imported,
+never `scapy.all`, to keep the agent's memory small.
+
+Paris traceroute (Augustin et al., IMC 2006): everything a load balancer may
+hash stays constant within a flow -- addresses, protocol, ports, ICMP type,
+code, identifier and checksum -- and the probe's identity travels in fields
+no balancer hashes: the IP ID (all protocols), the TCP sequence number, the
+ICMP echo sequence (with two payload bytes compensating it so the ICMP
+checksum does not change).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from dataclasses import dataclass
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
+
+from agent.measure import icmpext
+from agent.report import MplsLabel
+
+PROTO_ICMP = socket.IPPROTO_ICMP
+PROTO_TCP = socket.IPPROTO_TCP
+PROTO_UDP = socket.IPPROTO_UDP
+PROTOCOLS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP}
+
+ICMP_ECHO_REPLY = 0
+ICMP_UNREACHABLE = 3
+ICMP_ECHO_REQUEST = 8
+ICMP_TIME_EXCEEDED = 11
+ICMP_ERRORS = frozenset({ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED})
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+# Offsets inside a template; transport offsets count from the IP header's end.
+_IP_HEADER_BYTES = 20
+_TTL = 8
+_IP_ID = 4
+_TCP_SEQ = 4
+_TCP_CHECKSUM = 16
+_ICMP_SEQ = 6  # followed by the first payload word, which compensates it
+
+IPOPT_RR = 7
+RR_SLOTS = 9  # all that fits in 40 bytes of IP options
+
+# Like the SYN a Linux client sends (minus timestamps), so middleboxes treat
+# the probe as the real flow would be treated.
+SYN_OPTIONS = [("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)]
+SYN_WINDOW = 64240
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A flow's probe with the per-probe fields still open."""
+
+    protocol: int
+    source: str
+    destination: str
+    sport: int
+    dport: int
+    data: bytes
+    icmp_ident: int = 0
+
+    @property
+    def l4_offset(self) -> int:
+        return (self.data[0] & 0x0F) * 4
+
+
+def _ip(source: str, destination: str, record_route: bool) -> IP:
+    """The IP header; with record_route, an empty RFC 791 Record Route option.
+
+    Routers that forward the probe write their outgoing address into it and
+    the destination echoes it (TCP SYN-ACK, ICMP echo reply) or quotes it
+    (ICMP port unreachable): a path fingerprint that costs no router an ICMP.
+    """
+    options = [IPOption_RR(routers=["0.0.0.0"] * RR_SLOTS)] if record_route else []
+    return IP(src=source, dst=destination, ttl=64, id=0, options=options)
+
+
+def tcp_syn_template(
+    source: str, destination: str, sport: int, dport: int, *, record_route: bool = False
+) -> Template:
+    pkt = _ip(source, destination, record_route) / TCP(
+        sport=sport, dport=dport, flags="S", seq=0, window=SYN_WINDOW, options=SYN_OPTIONS
+    )
+    return Template(PROTO_TCP, source, destination, sport, dport, bytes(pkt))
+
+
+def udp_template(
+    source: str,
+    destination: str,
+    sport: int,
+    dport: int,
+    payload_bytes: int = 12,
+    *,
+    record_route: bool = False,
+) -> Template:
+    # The payload never changes, so neither does the UDP checksum (Paris).
+    pkt = _ip(source, destination, record_route) / UDP(sport=sport, dport=dport)
+    pkt = pkt / (b"erpath-probe" * 8)[:payload_bytes]
+    return Template(PROTO_UDP, source, destination, sport, dport, bytes(pkt))
+
+
+def icmp_echo_template(
+    source: str,
+    destination: str,
+    ident: int,
+    payload_bytes: int = 12,
+    *,
+    record_route: bool = False,
+) -> Template:
+    payload = b"\xff\xff" + (b"erpath-probe" * 8)[: max(payload_bytes - 2, 0)]
+    # seq 0 with pad 0xffff (one's complement zero): stamp keeps seq + pad
+    # constant, hence the checksum scapy computed here.
+    pkt = _ip(source, destination, record_route) / ICMP(type=8, id=ident, seq=0) / payload
+    return Template(PROTO_ICMP, source, destination, 0, 0, bytes(pkt), icmp_ident=ident)
+
+
+def _fold(total: int) -> int:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def stamp(template: Template, ttl: int, ip_id: int, seq: int) -> bytes:
+    """The template with this probe's TTL, IP ID and sequence number written in.
+
+    The kernel fills in the IP checksum of IP_HDRINCL packets; the transport
+    checksum is ours.
+    """
+    buf = bytearray(template.data)
+    buf[_TTL] = ttl
+    struct.pack_into("!H", buf, _IP_ID, ip_id)
+    l4 = template.l4_offset
+    if template.protocol == PROTO_TCP:
+        struct.pack_into("!I", buf, l4 + _TCP_SEQ, seq)
+        struct.pack_into("!H", buf, l4 + _TCP_CHECKSUM, 0)
+        segment = bytes(buf[l4:])
+        pseudo = (
+            socket.inet_aton(template.source)
+            + socket.inet_aton(template.destination)
+            + struct.pack("!BBH", 0, PROTO_TCP, len(segment))
+        )
+        checksum = 0xFFFF - icmpext.ones_complement_sum(pseudo + segment)
+        struct.pack_into("!H", buf, l4 + _TCP_CHECKSUM, checksum or 0xFFFF)
+    elif template.protocol == PROTO_ICMP:
+        seq &= 0xFFFF
+        struct.pack_into("!HH", buf, l4 + _ICMP_SEQ, seq, 0xFFFF - seq)
+    return bytes(buf)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The probe headers an ICMP error quotes (RFC 792: IP header + 8 bytes)."""
+
+    source: str
+    destination: str
+    protocol: int
+    ip_id: int
+    ttl: int
+    sport: int | None = None  # TCP/UDP
+    dport: int | None = None
+    seq: int | None = None  # TCP sequence number, or ICMP echo sequence
+    icmp_ident: int | None = None
+    record_route: tuple[str, ...] = ()  # as the destination received it
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpError:
+    source: str
+    reply_ttl: int
+    icmp_type: int
+    icmp_code: int
+    quote: Quote
+    mpls: tuple[MplsLabel, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EchoReply:
+    source: str
+    reply_ttl: int
+    ident: int
+    seq: int
+    record_route: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSegment:
+    source: str
+    destination: str
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    reply_ttl: int
+    record_route: tuple[str, ...] = ()
+
+
+def record_route(data: bytes, offset: int, ihl: int) -> tuple[str, ...]:
+    """Addresses filled in so far in an IP header's Record Route option."""
+    pos, end = offset + _IP_HEADER_BYTES, offset + ihl
+    while pos < end:
+        kind = data[pos]
+        if kind == 0:  # end of options
+            break
+        if kind == 1:  # no-op
+            pos += 1
+            continue
+        if pos + 1 >= end:
+            break
+        length = data[pos + 1]
+        if length < 2 or pos + length > end:
+            break
+        if kind == IPOPT_RR and length >= 3:
+            pointer = data[pos + 2]  # 1-based, to the next free slot
+            filled = max(0, min(pointer - 4, length - 3)) // 4
+            return tuple(
+                socket.inet_ntoa(data[pos + 3 + 4 * i : pos + 7 + 4 * i]) for i in range(filled)
+            )
+        pos += length
+    return ()
+
+
+def _ip_header(data: bytes, offset: int = 0) -> tuple[int, int, int, str, str, int] | None:
+    """(header length, ip id, ttl, source, destination, protocol) or None."""
+    if len(data) < offset + _IP_HEADER_BYTES:
+        return None
+    vihl = data[offset]
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != 4 or ihl < _IP_HEADER_BYTES or len(data) < offset + ihl:
+        return None
+    (ip_id,) = struct.unpack_from("!H", data, offset + 4)
+    ttl, proto = data[offset + 8], data[offset + 9]
+    src = socket.inet_ntoa(data[offset + 12 : offset + 16])
+    dst = socket.inet_ntoa(data[offset + 16 : offset + 20])
+    return ihl, ip_id, ttl, src, dst, proto
+
+
+def decode_icmp(data: bytes) -> IcmpError | EchoReply | None:
+    """An ICMP packet as a raw IPPROTO_ICMP socket delivers it (IP header first)."""
+    outer = _ip_header(data)
+    if outer is None or outer[5] != PROTO_ICMP:
+        return None
+    ihl, _, reply_ttl, source, _, _ = outer
+    icmp = data[ihl:]
+    if len(icmp) < 8:
+        return None
+    icmp_type, icmp_code = icmp[0], icmp[1]
+    if icmp_type == ICMP_ECHO_REPLY:
+        ident, seq = struct.unpack_from("!HH", icmp, 4)
+        return EchoReply(source, reply_ttl, ident, seq, record_route(data, 0, ihl))
+    if icmp_type not in ICMP_ERRORS:
+        return None
+    payload = icmp[8:]
+    inner = _ip_header(payload)
+    if inner is None:
+        return None
+    q_ihl, q_id, q_ttl, q_src, q_dst, q_proto = inner
+    l4 = payload[q_ihl:]
+    sport = dport = seq = ident = None
+    if q_proto in (PROTO_TCP, PROTO_UDP):
+        if len(l4) < 4:
+            return None
+        sport, dport = struct.unpack_from("!HH", l4)
+        if q_proto == PROTO_TCP and len(l4) >= 8:
+            (seq,) = struct.unpack_from("!I", l4, 4)
+    elif q_proto == PROTO_ICMP:
+        if len(l4) < 8 or l4[0] != ICMP_ECHO_REQUEST:
+            return None
+        ident, seq = struct.unpack_from("!HH", l4, 4)
+    else:
+        return None
+    quote = Quote(
+        q_src,
+        q_dst,
+        q_proto,
+        q_id,
+        q_ttl,
+        sport,
+        dport,
+        seq,
+        ident,
+        record_route(payload, 0, q_ihl),
+    )
+    labels = icmpext.parse_extensions(payload, icmp[5])
+    return IcmpError(source, reply_ttl, icmp_type, icmp_code, quote, labels)
+
+
+def decode_tcp(data: bytes) -> TcpSegment | None:
+    """A TCP segment as a raw IPPROTO_TCP socket delivers it (IP header first)."""
+    outer = _ip_header(data)
+    if outer is None or outer[5] != PROTO_TCP:
+        return None
+    ihl, _, reply_ttl, source, destination, _ = outer
+    if len(data) < ihl + 14:
+        return None
+    sport, dport, seq, ack = struct.unpack_from("!HHII", data, ihl)
+    flags = data[ihl + 13]
+    rr = record_route(data, 0, ihl)
+    return TcpSegment(source, destination, sport, dport, seq, ack, flags, reply_ttl, rr)
+
+
+def source_address_for(destination: str) -> str | None:
+    """The address the kernel would send from towards `destination` (no packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((destination, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return None
+
+
+def is_ipv4(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).version == 4
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- crafting (tests, lab)
+
+
+def craft_icmp_error(
+    router: str,
+    probe: bytes,
+    *,
+    icmp_type: int = ICMP_TIME_EXCEEDED,
+    icmp_code: int = 0,
+    quote_bytes: int = 28,
+    extensions: bytes = b"",
+    reply_ttl: int = 64,
+) -> bytes:
+    """An ICMP error from `router` quoting `probe`, as a raw socket would deliver it.
+
+    With `extensions`, the quote is padded to 128 bytes and the RFC 4884
+    length field set, like a router adding an MPLS label stack.
+    """
+    sent = IP(probe)
+    quoted = bytes(probe)[:quote_bytes]
+    length_words = 0
+    if extensions:
+        quoted = quoted.ljust(icmpext.LEGACY_ORIGINAL_BYTES, b"\0")
+        length_words = len(quoted) // 4
+    icmp = ICMP(type=icmp_type, code=icmp_code, length=length_words)
+    pkt = IP(src=router, dst=sent.src, ttl=reply_ttl) / icmp / (quoted + extensions)
+    return bytes(pkt)
+
+
+def craft_tcp_reply(
+    probe: bytes, *, flags: str = "SA", ack_delta: int = 1, reply_ttl: int = 64, source: str = ""
+) -> bytes:
+    """The destination's answer (SYN-ACK or RST) to a SYN probe."""
+    sent = IP(probe)
+    syn = sent[TCP]
+    pkt = IP(src=source or sent.dst, dst=sent.src, ttl=reply_ttl) / TCP(
+        sport=syn.dport,
+        dport=syn.sport,
+        flags=flags,
+        seq=12345,
+        ack=(syn.seq + ack_delta) & 0xFFFFFFFF,
+    )
+    return bytes(pkt)
+
+
+def craft_echo_reply(probe: bytes, *, reply_ttl: int = 64, source: str = "") -> bytes:
+    sent = IP(probe)
+    echo = sent[ICMP]
+    pkt = (
+        IP(src=source or sent.dst, dst=sent.src, ttl=reply_ttl)
+        / ICMP(type=0, id=echo.id, seq=echo.seq)
+        / bytes(echo.payload)
+    )
+    return bytes(pkt)
+
+
+# Hosts start their TTL at one of these; the reply's distance below the next one up is its hop count.
+INITIAL_TTLS = (64, 128, 255)
+
+
+def return_hops(reply_ttl: int) -> int:
+    """Routers on the way back: the nearest common initial TTL above the reply's, minus it."""
+    initial = next(t for t in INITIAL_TTLS if t >= reply_ttl)
+    return initial - reply_ttl

@@ -1,0 +1,130 @@
+"""Traceroute to many targets at once: the entry point the probe cycle calls.
+
+`trace_many` traces every request in one call: TCP SYNs to the service port
+by default (shaped like the real flow, so firewalls and load balancers treat
+them alike), UDP or ICMP echo on request.  How the probing is done -- Paris
+flow identifiers, all TTLs in flight, Doubletree reuse of shared hops,
+per-router pacing -- lives in `agent.measure.trace.engine`; this module validates the
+options, checks the capability and turns the engine's state into `Trace`
+records.  Network outcomes never raise: a trace that could not run carries a
+failure code instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from agent.measure import rawsock
+from agent.report import Hop, Trace
+
+Namer = Callable[[str], tuple[str | None, int | None]]
+
+
+def has_raw_capability() -> bool:
+    """Whether traces can run here (raw sockets need CAP_NET_RAW)."""
+    return rawsock.has_raw_capability()
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRequest:
+    address: str
+    port: int = 443
+    key: Hashable | None = None  # result key; (address, port) when None
+
+    @property
+    def result_key(self) -> Hashable:
+        return self.key if self.key is not None else (self.address, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceOptions:
+    protocol: Literal["tcp", "udp", "icmp"] = "tcp"
+    max_ttl: int = 30
+    first_ttl: int = 1
+    probes_per_hop: int = 3
+    pps: float = 5000.0  # cap on probes per second, all targets together
+    timeout_s: float = 10.0  # the whole call gives up after this long
+    # traceroute -w MAX,HERE,NEAR: wait at most MAX for a reply, but only
+    # HERE times the RTT of a reply from the same hop, or NEAR times that of
+    # a later hop -- so a silent hop costs a few RTTs, not MAX.
+    wait_max_s: float = 1.0
+    wait_here: float = 3.0
+    wait_near: float = 10.0
+    wait_min_s: float = 0.005  # floor for HERE/NEAR waits: our own scheduling jitter
+    flows: int = 1  # flow identifiers per target; > 1 enumerates ECMP paths
+    source_port: int | None = None  # first flow's source port / ICMP id; None = reserve one
+    gap_limit: int = 5  # give up after this many silent TTLs beyond the last answer
+    doubletree: bool = True  # reuse hops other traces learned (stop set)
+    # Record Route on the distance probe: proves two targets share routers,
+    # so their hops are copied without asking (and ECMP splits are seen).
+    record_route: bool = True
+    router_burst: int = 6  # modelled ICMP burst per router (Linux XRLIM_BURST_FACTOR)
+    router_refill_s: float = 1.0  # modelled ICMP refill per router (net.ipv4.icmp_ratelimit)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.protocol not in ("tcp", "udp", "icmp"):
+            problems.append(f"protocol must be tcp, udp or icmp, not {self.protocol!r}")
+        if not 1 <= self.first_ttl <= self.max_ttl <= 255:
+            problems.append("need 1 <= first_ttl <= max_ttl <= 255")
+        if not 1 <= self.probes_per_hop <= 10:
+            problems.append("probes_per_hop must be 1..10")
+        if self.pps <= 0 or self.timeout_s <= 0 or self.wait_max_s <= 0:
+            problems.append("pps, timeout_s and wait_max_s must be positive")
+        if self.wait_here < 0 or self.wait_near < 0 or self.wait_min_s < 0:
+            problems.append("wait_here, wait_near and wait_min_s must not be negative")
+        if not 1 <= self.flows <= 16:
+            problems.append("flows must be 1..16")
+        if self.source_port is not None and not 1 <= self.source_port <= 65535 - self.flows:
+            problems.append("source_port must leave room for every flow below 65536")
+        if self.gap_limit < 1 or self.router_burst < 1 or self.router_refill_s <= 0:
+            problems.append("gap_limit and router_burst must be >= 1, router_refill_s > 0")
+        if problems:
+            raise ValueError("TraceOptions: " + "; ".join(problems))
+
+
+def trace_many(
+    requests: Sequence[TraceRequest],
+    options: TraceOptions = TraceOptions(),
+    names: Namer | None = None,
+) -> dict[Hashable, Trace]:
+    """Trace every request together; one Trace per request key (never raises for the network)."""
+    from agent.measure.trace import engine  # imports scapy: only when tracing really happens
+
+    t0 = time.perf_counter()
+    if not requests:
+        return {}
+    unique = list({r.result_key: r for r in requests}.values())
+    if not has_raw_capability():
+        return {
+            r.result_key: Trace(
+                protocol=options.protocol, flow=0, duration_s=0.0, failure="trace.no-capability"
+            )
+            for r in unique
+        }
+    traces = engine.run(unique, options)
+    if names is not None:
+        traces = _named(traces, names)
+    elapsed = time.perf_counter() - t0
+    return {k: replace(t, duration_s=min(t.duration_s, elapsed)) for k, t in traces.items()}
+
+
+def _named(traces: dict[Hashable, Trace], names: Namer) -> dict[Hashable, Trace]:
+    """Attach PTR and ASN to every reply, asking the callback once per address."""
+    cache: dict[str, tuple[str | None, int | None]] = {}
+    out = {}
+    for key, trace in traces.items():
+        hops = []
+        for hop in trace.hops:
+            replies = []
+            for r in hop.replies:
+                if r.address not in cache:
+                    cache[r.address] = names(r.address)
+                ptr, asn = cache[r.address]
+                replies.append(replace(r, ptr=ptr, asn=asn))
+            hops.append(Hop(ttl=hop.ttl, replies=tuple(replies)))
+        out[key] = replace(trace, hops=tuple(hops))
+    return out

@@ -1,0 +1,627 @@
+"""The traceroute engine: every target, every TTL in flight, shared hops asked once.
+
+How one `run` proceeds:
+
+1. Distance estimate.  One probe per trace with TTL = max_ttl; the
+   destination's reply TTL gives its hop distance (nearest initial TTL minus
+   reply TTL, plus one).  It costs no router a time-exceeded.
+2. Head.  Per flow, the trace with the longest estimate probes every TTL at
+   once, probes_per_hop probes each, like traceroute -N with no wait.
+3. Tails: Doubletree (Donnet et al., SIGMETRICS 2005).  Every other trace
+   probes its estimated destination TTL, then walks backwards one TTL at a
+   time until it meets a (TTL, router) that a higher-ranked trace already
+   knows, whose hops below it are known: those are copied instead of asked
+   again (the local stop set; a trace further down the same branch is waited
+   for, so each branch is walked once).  A wrong estimate just moves the
+   walk: forward while routers answer, down while the destination does.
+4. Pacing.  Routers answer about six questions at once and then one per
+   second (see `agent.measure.trace.pacing`).  A question whose answering router can be
+   predicted from another trace (same next or previous hop, or same
+   destination distance for a penultimate hop) is sent one probe at a time
+   against that router's modelled budget and retried after a refill; only
+   unpredictable questions go out in parallel.
+
+Waiting is traceroute's -w MAX,HERE,NEAR: a probe is given up after MAX, or
+HERE x the RTT of a reply from its own hop, or NEAR x that of a later hop.
+Flows (Paris traceroute): each flow has its own source port (ICMP: id), all
+else in the 5-tuple fixed, so per-flow load balancers keep every probe of a
+flow on one path; several flows enumerate ECMP paths and are merged per hop.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from agent.measure import packets, rawsock
+from agent.measure.packets import return_hops
+from agent.measure.trace.matching import Match, ProbeTable, SentProbe
+from agent.measure.trace.pacing import RouterBudget, TokenBucket
+from agent.report import Hop, Reply, Trace
+
+if TYPE_CHECKING:
+    from agent.measure.trace import TraceOptions, TraceRequest
+
+_ROUTER_KINDS = frozenset({"time-exceeded", "unreachable"})
+
+
+@dataclass(slots=True)
+class _Out:
+    probe: SentProbe
+    deadline_s: float
+    reserved: frozenset[str]
+
+
+@dataclass(slots=True)
+class _Hop:
+    ttl: int
+    replies: list[Reply] = field(default_factory=list)
+    sent: int = 0
+    outstanding: dict[int, _Out] = field(default_factory=dict)
+    settled: bool = False
+    paced: bool | None = None  # decided when first sent
+    predicted: frozenset[str] = frozenset()
+    dest: bool = False  # the destination answered at this TTL
+    routers: set[str] = field(default_factory=set)  # intermediate routers that answered
+    blocked: bool = False  # an intermediate router answered "unreachable"
+
+
+def _routers_of(replies: Iterable[Reply], destination: str) -> set[str]:
+    return {r.address for r in replies if r.kind in _ROUTER_KINDS and r.address != destination}
+
+
+class _TraceState:
+    def __init__(
+        self,
+        number: int,
+        key: Hashable,
+        flow: int,
+        template: packets.Template | None,
+        rr_template: packets.Template | None = None,
+    ):
+        self.number = number
+        self.rr_template = rr_template
+        self.rr: tuple[str, ...] = ()  # Record Route of the estimate probe's reply
+        self.rank = number
+        self.key = key
+        self.flow = flow
+        self.template = template
+        self.address = template.destination if template else ""
+        self.hops: dict[int, _Hop] = {}
+        self.est: int | None = None
+        self.est_done = False
+        self.head = False
+        self.copy_from: tuple[_TraceState, int] | None = None
+        self.backward_done = False
+        self.forward_done = False
+        self.finished = False
+        self.failure: str | None = None
+        self.finished_s: float | None = None
+
+    # -- what is known
+
+    def dest_ttl(self) -> int | None:
+        return min((t for t, h in self.hops.items() if h.dest), default=None)
+
+    def end_ttl(self) -> int | None:
+        """Where the trace ends: the destination, or a router saying unreachable."""
+        ends = [t for t, h in self.hops.items() if h.dest or h.blocked]
+        return min(ends, default=None)
+
+    def resolved(self, ttl: int) -> list[Reply] | None:
+        """Replies at `ttl`, asked or copied; None while unknown."""
+        if self.copy_from is not None and ttl < self.copy_from[1]:
+            return self.copy_from[0].resolved(ttl)
+        h = self.hops.get(ttl)
+        if h is None or not (h.settled or h.replies):
+            return None
+        return h.replies
+
+    def copied(self, ttl: int) -> bool:
+        """Whether the hop at `ttl` is another trace's answer rather than our own."""
+        return self.copy_from is not None and ttl < self.copy_from[1]
+
+    def covers_below(self, ttl: int, first_ttl: int) -> bool:
+        """Whether every hop below `ttl` is known (asked and settled, or copied)."""
+        return all(self.resolved(x) is not None for x in range(first_ttl, ttl))
+
+
+@dataclass(slots=True)
+class _Engine:
+    traces: list[_TraceState]
+    opts: TraceOptions
+    socks: rawsock.ProbeSockets
+    table: ProbeTable
+    budget: RouterBudget
+    pps: TokenBucket
+    t0: float
+    est_out: dict[int, tuple[_TraceState, _Out]] = field(default_factory=dict)
+    out: dict[int, tuple[_TraceState, _Hop, _Out]] = field(default_factory=dict)
+    estimating: bool = True
+    est_rtt_s: float = 0.0
+
+    # ------------------------------------------------------------------ loop
+
+    def loop(self) -> None:
+        deadline = self.t0 + self.opts.timeout_s
+        self._send_estimates()
+        while True:
+            now = time.time()
+            self._receive(0.0)
+            now = time.time()
+            self._expire(now)
+            if self.estimating and not self.est_out:
+                self._choose_heads()
+            wake = deadline
+            if not self.estimating:
+                self._plan_all(now)
+                wake = min(wake, self._send_due(now))
+            if all(t.finished for t in self.traces) or now >= deadline:
+                return
+            pending = [o.deadline_s for _, o in self.est_out.values()]
+            pending += [o.deadline_s for _, _, o in self.out.values()]
+            wake = min([wake, *pending])
+            self._receive(max(wake - time.time(), 0.0))
+
+    # ------------------------------------------------------------------ estimates
+
+    def _send_estimates(self) -> None:
+        for t in self.traces:
+            if t.template is None:
+                continue
+            tpl = t.rr_template or t.template
+            o = self._send(t, self.opts.max_ttl, -1, frozenset(), time.time(), tpl)
+            if o is not None:
+                self.est_out[o.probe.index] = (t, o)
+
+    def _estimate_reply(self, t: _TraceState, m: Match) -> None:
+        self.est_out.pop(m.probe.index, None)
+        if m.from_destination:
+            t.rr = m.record_route
+            hops = return_hops(m.reply_ttl) + 1
+            t.est = min(max(hops, self.opts.first_ttl), self.opts.max_ttl)
+            self.est_rtt_s = max(self.est_rtt_s, m.rtt_s)
+            cap = max(self.opts.wait_min_s, self.opts.wait_near * self.est_rtt_s)
+            for _, o in self.est_out.values():
+                o.deadline_s = min(o.deadline_s, o.probe.sent_s + cap)
+        t.est_done = True
+
+    def _choose_heads(self) -> None:
+        self.estimating = False
+        for t in self.traces:
+            t.est_done = True
+        flows = sorted({t.flow for t in self.traces})
+        for flow in flows:
+            members = [t for t in self.traces if t.flow == flow and not t.finished]
+            if not members:
+                continue
+            head = max(members, key=lambda t: (t.est or 0, -t.number))
+            head.head = True
+            order = [head] + [t for t in members if t is not head]
+            for rank, t in enumerate(order):
+                t.rank = rank
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan_all(self, now: float) -> None:
+        """Plan every trace, again while one trace's progress unblocks another."""
+        ordered = sorted(self.traces, key=lambda t: (t.flow, t.rank))
+        while True:
+            before = [(len(t.hops), t.finished, t.copy_from is None) for t in ordered]
+            for t in ordered:
+                if not t.finished:
+                    self._plan(t, now)
+            if before == [(len(t.hops), t.finished, t.copy_from is None) for t in ordered]:
+                return
+
+    def _plan(self, t: _TraceState, now: float) -> None:
+        o = self.opts
+        tail = o.doubletree and not t.head and t.est is not None
+        lo = t.est if tail else o.first_ttl
+        end = t.end_ttl()
+        # forward: ask up to the destination, or gap_limit TTLs past the last router
+        hi_router = max((x for x, h in t.hops.items() if x >= lo and h.routers), default=lo - 1)
+        upper = max(hi_router + o.gap_limit, t.est or lo + o.gap_limit - 1)
+        upper = min(upper, o.max_ttl, end if end is not None else o.max_ttl)
+        for ttl in range(lo, upper + 1):
+            if ttl not in t.hops:
+                t.hops[ttl] = _Hop(ttl)
+        needed = range(lo, (end if end is not None else upper) + 1)
+        t.forward_done = all(t.hops[x].settled for x in needed) and (
+            end is not None or upper >= o.max_ttl or hi_router + o.gap_limit <= upper
+        )
+        if not tail:
+            t.backward_done = True
+        else:
+            self._walk_back(t)
+        if t.forward_done and t.backward_done:
+            t.finished = True
+            t.finished_s = now
+            for h in t.hops.values():  # probes past the end are of no use now
+                for idx in list(h.outstanding):
+                    self.out.pop(idx, None)
+                h.outstanding.clear()
+
+    def _walk_back(self, t: _TraceState) -> None:
+        o = self.opts
+        if t.backward_done:
+            return
+        b = min(t.hops)
+        hb = t.hops[b]
+        if not hb.settled:
+            return
+        if b <= o.first_ttl:
+            t.backward_done = True
+            return
+        same, covered = self._same_routers_below(t, b)
+        if same is not None:
+            if covered:
+                t.copy_from = (same, b)
+                t.backward_done = True
+            return  # otherwise wait until that trace knows its hops below b
+        if hb.routers:
+            for other in self.traces:
+                if other is t or other.flow != t.flow or other.rank > t.rank:
+                    continue
+                if other.failure is not None:
+                    continue
+                common = self._rr_common(t, other)
+                if common is not None and common < b - 1:
+                    continue  # Record Route shows the paths differ below b (ECMP)
+                known = other.resolved(b)
+                if known is None or not (hb.routers & _routers_of(known, other.address)):
+                    continue
+                if other.covers_below(b, o.first_ttl):
+                    t.copy_from = (other, b)  # stop set hit: the rest is known
+                    t.backward_done = True
+                    return
+                return  # a trace ahead of us is walking this branch: wait for it
+        elif hb.dest:
+            # Penultimate hop: if a trace ahead of us at the same distance is
+            # asking it right now, wait and learn which router to pace against.
+            for other in self.traces:
+                if other is t or other.flow != t.flow or other.rank > t.rank:
+                    continue
+                if other.dest_ttl() == b:
+                    h = other.hops.get(b - 1)
+                    if h is not None and not h.settled:
+                        return
+        t.hops[b - 1] = _Hop(b - 1)
+
+    def _same_routers_below(self, t: _TraceState, b: int) -> tuple[_TraceState | None, bool]:
+        """A higher-ranked trace through the very same routers at TTLs 1..b-1, by Record Route.
+
+        Entry i of the option is the outgoing address of the router at TTL i,
+        so equal entries 1..b-1 (from the same source address) mean the same
+        routers joined by the same links: the same hops, with nothing asked.
+        Returns (that trace or None, whether its hops below b are known).
+        """
+        found = None
+        for other in self.traces:
+            if other is t or other.flow != t.flow or other.rank > t.rank or other.failure:
+                continue
+            common = self._rr_common(t, other)
+            if common is None:
+                continue
+            d = other.dest_ttl()
+            if d is not None:
+                common = min(common, d - 1)  # entries past its destination are no routers
+            if common >= b - 1:
+                if other.covers_below(b, self.opts.first_ttl):
+                    return other, True
+                found = other
+        return found, False
+
+    @staticmethod
+    def _rr_common(t: _TraceState, other: _TraceState) -> int | None:
+        """How many leading Record Route entries two traces share; None if unknown."""
+        if not t.rr or not other.rr or t.template is None or other.template is None:
+            return None
+        if t.template.source != other.template.source:
+            return 0
+        common = 0
+        for mine, theirs in zip(t.rr, other.rr, strict=False):
+            if mine != theirs:
+                break
+            common += 1
+        return common
+
+    def _predict(self, t: _TraceState, ttl: int) -> frozenset[str]:
+        """Routers likely to answer (t, ttl), from what other traces learned."""
+        mine_next = t.hops.get(ttl + 1)
+        mine_prev = t.resolved(ttl - 1)
+        prev_routers = _routers_of(mine_prev, t.address) if mine_prev else set()
+        out: set[str] = set()
+        for other in self.traces:
+            if other is t:
+                continue
+            h = other.hops.get(ttl)
+            if h is None or not h.routers:
+                continue
+            nxt = other.hops.get(ttl + 1)
+            if (
+                mine_next is not None
+                and nxt is not None
+                and (mine_next.routers & nxt.routers or (mine_next.dest and nxt.dest))
+            ):
+                out |= h.routers
+                continue
+            if prev_routers:
+                theirs = other.resolved(ttl - 1)
+                if theirs and prev_routers & _routers_of(theirs, other.address):
+                    out |= h.routers
+        return frozenset(out)
+
+    # ------------------------------------------------------------------ sending
+
+    def _send_due(self, now: float) -> float:
+        """Send every probe that is due and allowed; return when to look again."""
+        o = self.opts
+        wake = float("inf")
+        for t in sorted((t for t in self.traces if not t.finished), key=lambda t: t.rank):
+            for ttl in sorted(t.hops):
+                h = t.hops[ttl]
+                if h.settled:
+                    continue
+                if h.paced is None:
+                    h.predicted = self._predict(t, ttl)
+                    h.paced = bool(h.predicted)
+                if h.paced:
+                    want = (
+                        1
+                        if not h.outstanding and not h.replies and h.sent < o.probes_per_hop
+                        else 0
+                    )
+                else:
+                    want = o.probes_per_hop - h.sent
+                while want > 0:
+                    wait = max(self.pps.wait_s(now), self.budget.wait_s(h.predicted, now))
+                    if wait > 0:
+                        wake = min(wake, now + wait)
+                        break
+                    self.pps.take(now)
+                    self.budget.reserve(h.predicted, now)
+                    out = self._send(t, ttl, h.sent, h.predicted, now)
+                    h.sent += 1
+                    want -= 1
+                    if out is None:
+                        break
+                    h.outstanding[out.probe.index] = out
+                    self.out[out.probe.index] = (t, h, out)
+                    now = time.time()
+                self._maybe_settle(h)
+        return wake
+
+    def _send(
+        self,
+        t: _TraceState,
+        ttl: int,
+        attempt: int,
+        reserved: frozenset[str],
+        now: float,
+        tpl: packets.Template | None = None,
+    ) -> _Out | None:
+        tpl = tpl or t.template
+        assert tpl is not None
+        index, seq = self.table.next_identity()
+        if tpl.protocol == packets.PROTO_ICMP:
+            seq = index
+        try:
+            sent_s = self.socks.send(packets.stamp(tpl, ttl, index, seq), tpl.destination)
+        except rawsock.SendError as err:
+            t.failure = "trace.unreachable" if err.code == "tcp.unreachable" else "trace.error"
+            t.finished, t.finished_s = True, now
+            return None
+        probe = SentProbe(
+            index,
+            t.number,
+            ttl,
+            attempt,
+            tpl.source,
+            tpl.destination,
+            tpl.protocol,
+            tpl.sport,
+            tpl.dport,
+            seq,
+            tpl.icmp_ident,
+            sent_s,
+        )
+        self.table.add(probe)
+        return _Out(probe, sent_s + self.opts.wait_max_s, reserved)
+
+    def _maybe_settle(self, h: _Hop) -> None:
+        if h.settled or h.outstanding:
+            return
+        n = self.opts.probes_per_hop
+        if h.sent >= n or (h.paced and h.replies):
+            h.settled = True
+
+    # ------------------------------------------------------------------ receiving
+
+    def _receive(self, timeout_s: float) -> None:
+        for rx in self.socks.receive(timeout_s):
+            if rx.protocol == packets.PROTO_TCP:
+                decoded = packets.decode_tcp(rx.data)
+            else:
+                decoded = packets.decode_icmp(rx.data)
+            if decoded is None:
+                continue
+            m = self.table.match(decoded, rx.at_s)
+            if m is not None:
+                self._record(m)
+
+    def _record(self, m: Match) -> None:
+        idx = m.probe.index
+        if idx in self.est_out:
+            t, _ = self.est_out[idx]
+            self._estimate_reply(t, m)
+            return
+        t = self.traces[m.probe.trace]
+        h = t.hops.get(m.probe.ttl)
+        if t.finished or h is None or m.probe.attempt < 0:
+            return
+        entry = self.out.pop(idx, None)
+        out = h.outstanding.pop(idx, None)
+        reserved = out.reserved if out else (entry[2].reserved if entry else frozenset())
+        h.replies.append(
+            Reply(
+                address=m.address,
+                rtt_s=m.rtt_s,
+                kind=m.kind,
+                icmp_type=m.icmp_type,
+                icmp_code=m.icmp_code,
+                mpls=m.mpls,
+            )
+        )
+        if m.from_destination:
+            h.dest = True
+        else:
+            h.routers.add(m.address)
+            self.budget.answered(m.address, reserved, time.time())
+            if m.kind == "unreachable":
+                h.blocked = True
+        # traceroute -w HERE/NEAR: a reply shortens the wait of this hop and
+        # of every earlier hop of the same trace.
+        o = self.opts
+        for other in t.hops.values():
+            if other.ttl > m.probe.ttl:
+                continue
+            factor = o.wait_here if other.ttl == m.probe.ttl else o.wait_near
+            cap = max(o.wait_min_s, factor * m.rtt_s)
+            for pending in other.outstanding.values():
+                pending.deadline_s = min(pending.deadline_s, pending.probe.sent_s + cap)
+        self._maybe_settle(h)
+
+    def _expire(self, now: float) -> None:
+        for idx, (t, o) in list(self.est_out.items()):
+            if o.deadline_s <= now:
+                del self.est_out[idx]
+                t.est_done = True
+        for idx, (_, h, o) in list(self.out.items()):
+            if o.deadline_s <= now:
+                del self.out[idx]
+                h.outstanding.pop(idx, None)
+                if o.reserved:
+                    self.budget.silent(o.reserved, now)
+                self._maybe_settle(h)
+
+
+# ---------------------------------------------------------------------- results
+
+
+def _trace_record(states: Sequence[_TraceState], protocol: str, t0: float, first_ttl: int) -> Trace:
+    """One Trace for a request: its flows merged hop by hop."""
+    merged: dict[int, list[Reply]] = {}
+    asked: set[int] = set()
+    reached = False
+    failure = None
+    finished = []
+    for s in states:
+        end = s.end_ttl()
+        known = [x for x in range(first_ttl, (end or max(s.hops, default=0)) + 1) if s.resolved(x)]
+        last = end if end is not None else max(known, default=first_ttl - 1)
+        for ttl in range(first_ttl, last + 1):
+            merged.setdefault(ttl, []).extend(s.resolved(ttl) or ())
+            if not s.copied(ttl):
+                asked.add(ttl)
+        reached = reached or s.dest_ttl() is not None
+        failure = failure or s.failure
+        finished.append((s.finished_s or time.time()) - t0)
+    hops = tuple(
+        Hop(ttl=ttl, replies=tuple(rs), shared=ttl not in asked)
+        for ttl, rs in sorted(merged.items())
+    )
+    if reached:
+        failure = None
+    elif failure is None:
+        failure = "trace.unreachable"
+    flow = states[0].flow if states else 0
+    return Trace(
+        protocol=protocol,
+        flow=flow,
+        reached=reached,
+        hops=hops,
+        duration_s=max(max(finished, default=0.0), 0.0),
+        failure=failure,
+    )
+
+
+def run(requests: Sequence[TraceRequest], opts: TraceOptions) -> dict[Hashable, Trace]:
+    """Trace every request (distinct keys) under `opts`; needs CAP_NET_RAW."""
+    t0 = time.time()
+    proto = packets.PROTOCOLS[opts.protocol]
+    listen = (
+        (packets.PROTO_ICMP, packets.PROTO_TCP)
+        if proto == packets.PROTO_TCP
+        else (packets.PROTO_ICMP,)
+    )
+
+    def failed(code: str) -> dict[Hashable, Trace]:
+        return {
+            r.result_key: Trace(
+                protocol=opts.protocol, flow=0, duration_s=time.time() - t0, failure=code
+            )
+            for r in requests
+        }
+
+    try:
+        socks = rawsock.ProbeSockets(listen)
+    except PermissionError:
+        return failed("trace.no-capability")
+    except OSError:
+        return failed("trace.error")
+    with rawsock.PortReservation() as ports, socks:
+        flow_ids = _flow_ids(ports, proto, opts)
+        states: list[_TraceState] = []
+        by_key: dict[Hashable, list[_TraceState]] = {}
+        for r in requests:
+            src = packets.source_address_for(r.address) if packets.is_ipv4(r.address) else None
+            for fid in flow_ids:
+                template = _template(proto, src, r.address, r.port, fid) if src else None
+                rr = (
+                    _template(proto, src, r.address, r.port, fid, True)
+                    if src and opts.record_route
+                    else None
+                )
+                st = _TraceState(len(states), r.result_key, fid, template, rr)
+                if template is None:
+                    st.failure = "trace.unreachable"
+                    st.finished = True
+                states.append(st)
+                by_key.setdefault(r.result_key, []).append(st)
+        engine = _Engine(
+            traces=states,
+            opts=opts,
+            socks=socks,
+            table=ProbeTable(),
+            budget=RouterBudget(opts.router_burst, opts.router_refill_s),
+            pps=TokenBucket(opts.pps, max(1.0, opts.pps / 50.0), max(1.0, opts.pps / 50.0), t0),
+            t0=t0,
+        )
+        engine.loop()
+    return {key: _trace_record(ss, opts.protocol, t0, opts.first_ttl) for key, ss in by_key.items()}
+
+
+def _flow_ids(ports: rawsock.PortReservation, proto: int, opts: TraceOptions) -> list[int]:
+    """Per flow: the source port (TCP/UDP, held so no local socket shares it) or ICMP id."""
+    if proto == packets.PROTO_ICMP:
+        base = opts.source_port if opts.source_port is not None else random.randrange(1, 60000)
+        return [base + i for i in range(opts.flows)]
+    kind = socket.SOCK_STREAM if proto == packets.PROTO_TCP else socket.SOCK_DGRAM
+    if opts.source_port is not None:
+        return [ports.reserve(kind, opts.source_port + i) for i in range(opts.flows)]
+    return [ports.reserve(kind) for _ in range(opts.flows)]
+
+
+def _template(
+    proto: int, src: str, dst: str, port: int, flow: int, record_route: bool = False
+) -> packets.Template:
+    if proto == packets.PROTO_TCP:
+        return packets.tcp_syn_template(src, dst, flow, port, record_route=record_route)
+    if proto == packets.PROTO_UDP:
+        return packets.udp_template(src, dst, flow, port, record_route=record_route)
+    return packets.icmp_echo_template(src, dst, flow, record_route=record_route)

@@ -1,0 +1,1 @@
+"""The agent as a service: the run loop, the spool, the sender, sequence numbers and local metrics."""

@@ -1,0 +1,420 @@
+"""Local asymmetry findings: what this site's facts and this result say about the return path.
+
+A stateful firewall drops replies that come back another way than the
+request left; the TCP handshake then dies although the route "works".
+Microsoft returns traffic by the prefixes it learns: over ExpressRoute when
+a circuit advertises the source (NAT) prefix, over the circuit with the
+longest matching prefix when several do, over the internet otherwise.  So
+each finding below names the advertisement or the measurement that predicts
+or shows asymmetry, and says what to change.
+
+Kinds (docs/verdicts.md has examples of each):
+
+- asymmetric-nat (critical): left through an internet edge whose NAT address
+  lies in a prefix advertised over a circuit.
+- asymmetric-circuit (critical / warning): over circuit A while the source /
+  NAT prefix is advertised over circuit B as well, or only over B; for a
+  reverse trace, entering over a circuit that does not advertise the address.
+- handshake-blackhole (critical / warning): the trace reaches Microsoft (or
+  the route is up) but the TCP handshake is filtered.
+- return-hops-mismatch (info): forward hop count and the return hop count
+  inferred from the reply TTL differ by more than a threshold.
+- nat-pool-on-internet (warning): the NAT pool advertised over a circuit is
+  also used at an internet edge.  Static: `site_findings(site)` lists every
+  occurrence; `find()` attaches it to results that went over the affected
+  circuit (the results it will break on failover), while results that left
+  through the edge get asymmetric-nat instead, never both.
+- premium-required (warning): a Standard circuit is (or would be) used for a
+  target whose service tag region lies in another geopolitical region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from agent.report import Circuit, Finding, InternetEdge, Result, SiteFacts, Verdict
+from agent.verdict import geography
+from agent.verdict.classify import REVERSE_ROLE, microsoft_hop
+from agent.verdict.servicetags import ServiceTags, TagMatch
+from agent.verdict.siteindex import SiteIndex, parse_ip
+
+DEFAULT_RETURN_HOPS_THRESHOLD = 4  # hops; paths are rarely symmetric to the hop
+
+
+def find(
+    result: Result,
+    verdict: Verdict,
+    site: SiteFacts,
+    *,
+    tags: ServiceTags | None = None,
+    nat_addresses: Iterable[str] = (),
+    return_hops_threshold: int = DEFAULT_RETURN_HOPS_THRESHOLD,
+) -> tuple[Finding, ...]:
+    """Every asymmetry finding for one classified result.
+
+    `nat_addresses`: the public addresses this flow is known to leave with
+    (the orchestrator knows them where the config says so); the route's
+    source address is used as well when a circuit advertises it (edge hosts).
+    `tags` enables the Premium check (it needs the target's region).
+    """
+    index = SiteIndex.of(site)
+    out: list[Finding] = []
+    if result.role == REVERSE_ROLE:
+        out += _reverse_circuit(result, verdict, index)
+    else:
+        out += _asymmetric_nat(verdict, index)
+        out += _nat_pool_for_circuit(verdict, index)
+        out += _asymmetric_circuit(result, verdict, index, nat_addresses)
+        out += _premium(result, verdict, site, tags)
+        out += _handshake_blackhole(result, verdict, site)
+    out += _return_hops(result, return_hops_threshold)
+    return tuple(out)
+
+
+def site_findings(site: SiteFacts) -> tuple[Finding, ...]:
+    """Findings from the site's configuration alone, independent of any measurement."""
+    index = SiteIndex.of(site)
+    return tuple(
+        _nat_pool_finding(edge, nat, advert.circuit, advert.prefix)
+        for edge in site.internet_edges
+        for nat in edge.nat_addresses
+        for advert in index.advertising(nat)
+    )
+
+
+# --------------------------------------------------------------------------- NAT
+
+
+def _asymmetric_nat(verdict: Verdict, index: SiteIndex) -> list[Finding]:
+    if verdict.path_class not in ("internet", "cdn"):
+        return []
+    edge = index.edge(verdict.egress)
+    how = f"the forward path leaves through internet edge {verdict.egress}"
+    if edge is None and verdict.egress is None and len(index.site.internet_edges) == 1:
+        # egress not seen in the trace, but there is only one way out
+        edge = index.site.internet_edges[0]
+        how = f"the forward path goes to the internet, and {edge.name} is the site's only internet edge"
+    if edge is None:
+        return []
+    out = []
+    for nat in edge.nat_addresses:
+        for advert in index.advertising(nat)[:1]:  # the longest match is what Microsoft uses
+            c, prefix = advert.circuit.name, advert.prefix
+            out.append(
+                Finding(
+                    kind="asymmetric-nat",
+                    severity="critical",
+                    evidence=(
+                        how,
+                        f"NAT address {nat} of {edge.name} lies in {prefix}, "
+                        f"advertised over circuit {c}",
+                        f"Microsoft prefers ExpressRoute for a prefix it learns both ways: "
+                        f"replies to {nat} return over {c}, and a stateful firewall drops them",
+                    ),
+                    fix=(
+                        f"advertise {prefix} only to the internet edge, or NAT at the ER edge "
+                        f"to a separate pool: internet edge {edge.name} needs a NAT address "
+                        f"outside every prefix advertised over ExpressRoute"
+                    ),
+                )
+            )
+    return out
+
+
+def _nat_pool_finding(edge: InternetEdge, nat: str, circuit: Circuit, prefix: str) -> Finding:
+    return Finding(
+        kind="nat-pool-on-internet",
+        severity="warning",
+        evidence=(
+            f"internet edge {edge.name} uses NAT address {nat}",
+            f"{nat} lies in {prefix}, the NAT pool advertised over circuit {circuit.name}",
+            "the planning guide requires distinct NAT addresses at the internet edge and the "
+            "ExpressRoute edge: traffic leaving through the internet edge returns over the circuit",
+        ),
+        fix=(
+            f"give internet edge {edge.name} a NAT address outside {prefix}, or stop advertising "
+            f"{prefix} over circuit {circuit.name} and NAT at the ER edge to a separate pool"
+        ),
+    )
+
+
+def _nat_pool_for_circuit(verdict: Verdict, index: SiteIndex) -> list[Finding]:
+    if verdict.path_class != "expressroute" or verdict.circuit is None:
+        return []
+    return [
+        _nat_pool_finding(edge, nat, advert.circuit, advert.prefix)
+        for edge in index.site.internet_edges
+        for nat in edge.nat_addresses
+        for advert in index.advertising(nat)
+        if advert.circuit.name == verdict.circuit
+    ]
+
+
+# --------------------------------------------------------------------------- circuits
+
+
+def _asymmetric_circuit(
+    result: Result, verdict: Verdict, index: SiteIndex, nat_addresses: Iterable[str]
+) -> list[Finding]:
+    if verdict.path_class != "expressroute" or verdict.circuit is None:
+        return []
+    a = verdict.circuit
+    sources = [n for n in nat_addresses if parse_ip(n) is not None]
+    if result.route and result.route.source and index.advertising(result.route.source):
+        sources.append(result.route.source)
+    out: list[Finding] = []
+    for src in dict.fromkeys(sources):
+        adverts = index.advertising(src)
+        if not adverts:
+            continue
+        best_len = _length(adverts[0].prefix)
+        winners = [x for x in adverts if _length(x.prefix) == best_len]
+        if any(x.circuit.name == a for x in winners) and len(winners) == 1:
+            continue  # the longest match is on circuit A: replies come back over A
+        others = sorted({x.circuit.name for x in winners if x.circuit.name != a})
+        b = ", ".join(others)
+        forward = f"the forward path goes over circuit {a}"
+        if not any(x.circuit.name == a for x in adverts):
+            evidence = (
+                forward,
+                f"source / NAT address {src} is advertised only over circuit {b} "
+                f"({', '.join(x.prefix for x in winners)})",
+                f"Microsoft returns replies to {src} over {b}",
+            )
+            severity = "critical"
+        elif any(x.circuit.name == a for x in winners):
+            evidence = (
+                forward,
+                f"source / NAT address {src} is advertised over circuit {a} and, "
+                f"equally specific, over {b} ({winners[0].prefix})",
+                f"Microsoft may return replies to {src} over {b}",
+            )
+            severity = "warning"
+        else:
+            evidence = (
+                forward,
+                f"source / NAT address {src} is in {winners[0].prefix}, advertised over "
+                f"{b}, more specific than what circuit {a} advertises",
+                f"Microsoft returns replies to {src} over {b}",
+            )
+            severity = "critical"
+        out.append(
+            Finding(
+                "asymmetric-circuit",
+                severity,
+                evidence,
+                fix=(
+                    f"advertise {src}'s NAT prefix only over circuit {a}, and give circuit {b} "
+                    "its own, distinct NAT pool (unique public prefixes per circuit)"
+                ),
+            )
+        )
+    if out or sources:
+        return out
+    # No source address known: predict from the advertisements alone.
+    circuit = index.circuit(a)
+    if circuit is None:
+        return []
+    for mine, other in index.overlaps(circuit):
+        if _length(other.prefix) < _length(mine):
+            continue  # ours is more specific: replies to our pool still come back over A
+        out.append(
+            Finding(
+                "asymmetric-circuit",
+                "warning",
+                (
+                    f"the forward path goes over circuit {a}",
+                    f"circuit {a} advertises {mine} and circuit {other.circuit.name} "
+                    f"advertises {other.prefix}, which overlaps it at least as specifically",
+                    f"Microsoft may return replies for {mine} over {other.circuit.name}",
+                ),
+                fix=(
+                    f"advertise {mine} only over circuit {a} and give circuit "
+                    f"{other.circuit.name} its own NAT pool (unique public prefixes per circuit)"
+                ),
+            )
+        )
+    return out
+
+
+def _reverse_circuit(result: Result, verdict: Verdict, index: SiteIndex) -> list[Finding]:
+    """A reverse trace entering over a circuit that is not where the address is advertised."""
+    if verdict.path_class != "expressroute" or verdict.circuit is None:
+        return []
+    adverts = index.advertising(result.address)
+    if not adverts:
+        return []
+    best = _length(adverts[0].prefix)
+    owners = sorted({x.circuit.name for x in adverts if _length(x.prefix) == best})
+    if verdict.circuit in owners:
+        return []
+    owner = ", ".join(owners)
+    return [
+        Finding(
+            "asymmetric-circuit",
+            "critical",
+            (
+                f"the reverse path to {result.address} enters the site over circuit {verdict.circuit}",
+                f"{result.address} is in {adverts[0].prefix}, advertised over circuit {owner}",
+                f"traffic NATed to {result.address} leaves over {owner} and returns over "
+                f"{verdict.circuit}",
+            ),
+            fix=(
+                f"stop advertising {result.address}'s prefix over circuit {verdict.circuit} "
+                f"(or advertise it more specifically over {owner}); each circuit needs its "
+                "own NAT pool"
+            ),
+        )
+    ]
+
+
+def _length(prefix: str) -> int:
+    return int(prefix.rpartition("/")[2])
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+def _handshake_blackhole(result: Result, verdict: Verdict, site: SiteFacts) -> list[Finding]:
+    tcp = result.tcp
+    if tcp is None or not (tcp.state == "filtered" or tcp.failure == "tcp.filtered"):
+        return []
+    reached: str | None = None
+    trace = result.trace
+    if trace is not None and trace.reached:
+        reached = f"the trace reached {result.address} at hop {trace.hop_count}"
+    elif (ms := microsoft_hop(result, site)) is not None:
+        reached = f"{ms.text}: the trace reaches the Microsoft side"
+    else:
+        msee = next((e for e in verdict.evidence if " is the MSEE of circuit " in e), None)
+        if msee is not None and not msee.startswith("conflicting"):
+            reached = f"{msee}: the trace reaches the Microsoft side"
+    route_up = result.route is not None and not result.route.failure
+    if reached is None and not route_up:
+        return []
+    evidence = [
+        f"the TCP handshake to {result.address} port {tcp.port} was filtered (no SYN-ACK, no RST)",
+        reached or f"the route is up (via {result.route.gateway or result.route.interface})",
+        f"the forward path is {_path_text(verdict)}",
+    ]
+    return [
+        Finding(
+            "handshake-blackhole",
+            "critical" if reached else "warning",
+            tuple(evidence),
+            fix=(
+                "replies are probably returning another way and a stateful firewall drops "
+                "them: check which circuits and internet edges advertise this path's NAT "
+                "address (a reverse trace from an azure-side agent shows the return path) "
+                "and advertise it only where the traffic leaves; if the path is symmetric, "
+                f"check that the firewall allows port {tcp.port}"
+            ),
+        )
+    ]
+
+
+def _path_text(verdict: Verdict) -> str:
+    if verdict.path_class == "expressroute":
+        link = f" ({verdict.link} link)" if verdict.link else ""
+        return f"expressroute over circuit {verdict.circuit}{link}"
+    if verdict.egress:
+        return f"{verdict.path_class} via internet edge {verdict.egress}"
+    return verdict.path_class
+
+
+# --------------------------------------------------------------------------- hop counts
+
+
+def _return_hops(result: Result, threshold: int) -> list[Finding]:
+    tcp, trace = result.tcp, result.trace
+    if tcp is None or tcp.return_hops is None or trace is None or not trace.reached:
+        return []
+    forward = trace.hop_count
+    back = tcp.return_hops
+    if abs(forward - back) <= threshold:
+        return []
+    ttl = f"the reply arrived with TTL {tcp.reply_ttl}, " if tcp.reply_ttl is not None else ""
+    return [
+        Finding(
+            "return-hops-mismatch",
+            "info",
+            (
+                f"the trace reached {result.address} in {forward} hops",
+                f"{ttl}about {back} hops back",
+                f"the difference of {abs(forward - back)} exceeds {threshold}: "
+                "the return path may differ (a weak signal on its own)",
+            ),
+            fix=(
+                "confirm with a reverse trace from an azure-side agent to this site's NAT "
+                "address and compare circuits; no change is needed if it matches"
+            ),
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- Premium
+
+
+def _premium(
+    result: Result, verdict: Verdict, site: SiteFacts, tags: ServiceTags | None
+) -> list[Finding]:
+    if tags is None or not result.address or verdict.path_class == "cdn":
+        return []
+    if verdict.path_class == "expressroute":
+        circuits = [c for c in site.circuits if c.name == verdict.circuit]
+    elif verdict.expected == "expressroute":
+        circuits = list(site.circuits)
+    else:
+        return []
+    match = _regional(tags.lookup(result.address))
+    if match is None or not circuits:
+        return []
+    region = geography.region_geography(match.region or "")
+    if region is None:
+        return []
+    blocked: list[tuple[Circuit, geography.Placement]] = []
+    for c in circuits:
+        loc = geography.location_geography(c.location)
+        if loc is None:
+            return []  # a circuit we cannot place might reach it: stay silent
+        if c.sku == "premium" or loc.geography == region.geography:
+            return []
+        blocked.append((c, loc))
+    basis = "" if region.basis == "published" else f", placed {region.basis}"
+    evidence = [
+        f"{result.address} is in service tag {match.name}: region {match.region} "
+        f"({region.geography}{basis})",
+        *(f"circuit {c.name} is Standard at {c.location} ({loc.geography})" for c, loc in blocked),
+        "a Standard circuit reaches only the Azure regions of its own geopolitical region",
+    ]
+    if verdict.path_class == "expressroute":
+        evidence.append(
+            f"yet the path goes over circuit {verdict.circuit}: check the circuit's SKU in "
+            "the site configuration"
+        )
+    elif verdict.path_class != "unknown":
+        evidence.append(
+            f"the path is {verdict.path_class}: Microsoft does not advertise "
+            f"{match.region}'s prefixes over these circuits"
+        )
+    names = ", ".join(c.name for c, _ in blocked)
+    example = geography.PUBLISHED.get(region.geography, ((), ()))[1][:1]
+    at = f" (e.g. {example[0]})" if example else ""
+    return [
+        Finding(
+            "premium-required",
+            "warning",
+            tuple(evidence),
+            fix=(
+                f"enable the ExpressRoute Premium add-on on circuit {names}, or connect a "
+                f"circuit at a peering location in {region.geography}{at}"
+            ),
+        )
+    ]
+
+
+def _regional(matches: tuple[TagMatch, ...]) -> TagMatch | None:
+    """The most specific regional tag, preferring Power Platform's own tags."""
+    regional = [m for m in matches if m.region]
+    power = [m for m in regional if m.name.startswith("PowerPlatform")]
+    return (power or regional or [None])[0]

@@ -1,0 +1,48 @@
+"""The service's set-up checks: token file permissions, units that systemd accepts."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.service.runner import ServiceError, read_token
+
+UNITS = Path(__file__).parents[3] / "deploy" / "systemd"
+
+
+def test_token_file_must_not_be_world_readable(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    os.chmod(token, 0o644)
+    with pytest.raises(ServiceError, match=r"readable by every user \(mode 644\); run: chmod 600"):
+        read_token(str(token))
+    os.chmod(token, 0o600)
+    assert read_token(str(token)) == "s3cret"
+
+
+def test_missing_and_empty_token_files(tmp_path):
+    with pytest.raises(ServiceError, match="erpath-collector token add"):
+        read_token(str(tmp_path / "nope"))
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    os.chmod(empty, 0o600)
+    with pytest.raises(ServiceError, match="is empty"):
+        read_token(str(empty))
+
+
+@pytest.mark.parametrize("unit", ["erpath-agent.service", "erpath-collector.service"])
+def test_units_pass_systemd_analyze_verify(tmp_path, unit):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail("systemd-analyze is missing: apt-get install systemd")
+    # verify checks that ExecStart exists: point it at this checkout's programs.
+    program = Path(sys.executable).with_name(unit.removesuffix(".service"))
+    text = (UNITS / unit).read_text().replace(f"/opt/erpath/bin/{program.name}", str(program))
+    (tmp_path / unit).write_text(text)
+    proc = subprocess.run(
+        [analyze, "verify", "--man=no", str(tmp_path / unit)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr

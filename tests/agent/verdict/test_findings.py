@@ -1,0 +1,331 @@
+"""Local asymmetry findings: every kind, when it fires, when it must not, and its fix."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from agent.report import Finding, RouteResult, SiteFacts, TcpResult
+from agent.verdict.findings import find, site_findings
+from tests.agent.verdict.test_classify import (
+    AMS1,
+    AMS2,
+    BRANCH_GW,
+    ER_PRIMARY,
+    INET,
+    INTERNET,
+    ISP,
+    MS,
+    MS_CORE,
+    PP_EUS,
+    PP_WE,
+    PREMIUM_INTERNET,
+    REVERSE_ER,
+    SITE,
+    TAGS,
+    result,
+    trace,
+    verdict_of,
+)
+
+# The guide's asymmetric NAT: the internet edge NATs to 192.0.2.10, which is
+# inside 192.0.2.0/25, the pool advertised over ams-1.
+SHARED_POOL_EDGE = replace(INET, nat_addresses=("192.0.2.10",))
+SHARED_POOL_SITE = SiteFacts(circuits=(AMS1, AMS2), internet_edges=(SHARED_POOL_EDGE,))
+
+FILTERED = TcpResult(port=443, state="filtered", method="raw", failure="tcp.filtered")
+OPEN = TcpResult(port=443, state="open", method="raw", connect_s=0.02)
+
+
+def findings_for(r, site=SITE, *, agent_role="branch", **kw) -> tuple[Finding, ...]:
+    v = verdict_of(r, site, agent_role=agent_role)
+    return find(r, v, site, tags=TAGS, **kw)
+
+
+def kinds(fs) -> list[str]:
+    return [f.kind for f in fs]
+
+
+def only(fs, kind: str) -> Finding:
+    matching = [f for f in fs if f.kind == kind]
+    assert len(matching) == 1, fs
+    return matching[0]
+
+
+# --------------------------------------------------------------------------- clean paths
+
+
+@pytest.mark.parametrize(
+    "r", [ER_PRIMARY, replace(ER_PRIMARY, tcp=OPEN), INTERNET], ids=["er", "er-open", "internet"]
+)
+def test_symmetric_site_has_no_findings(r):
+    assert findings_for(r) == ()
+    assert site_findings(SITE) == ()
+
+
+# --------------------------------------------------------------------------- asymmetric-nat
+
+
+def test_asymmetric_nat_when_leaving_through_an_edge_whose_nat_is_advertised():
+    f = only(findings_for(INTERNET, SHARED_POOL_SITE), "asymmetric-nat")
+    assert f.severity == "critical"
+    assert f.evidence == (
+        "the forward path leaves through internet edge ams-inet",
+        "NAT address 192.0.2.10 of ams-inet lies in 192.0.2.0/25, advertised over circuit ams-1",
+        "Microsoft prefers ExpressRoute for a prefix it learns both ways: replies to 192.0.2.10 "
+        "return over ams-1, and a stateful firewall drops them",
+    )
+    assert f.fix.startswith(
+        "advertise 192.0.2.0/25 only to the internet edge, or NAT at the ER edge to a separate pool"
+    )
+    # the path's own finding, not the static one as well
+    assert "nat-pool-on-internet" not in kinds(findings_for(INTERNET, SHARED_POOL_SITE))
+
+
+def test_asymmetric_nat_with_egress_unseen_but_a_single_edge():
+    r = result(hops=trace(BRANCH_GW, ("198.18.100.1", ISP), MS_CORE, (PP_WE, MS)))
+    v = verdict_of(r, SHARED_POOL_SITE)
+    assert (v.path_class, v.egress) == ("internet", None)
+    f = only(find(r, v, SHARED_POOL_SITE), "asymmetric-nat")
+    assert "ams-inet is the site's only internet edge" in f.evidence[0]
+
+
+def test_no_asymmetric_nat_over_expressroute():
+    assert "asymmetric-nat" not in kinds(findings_for(ER_PRIMARY, SHARED_POOL_SITE))
+
+
+# --------------------------------------------------------------------------- nat-pool-on-internet
+
+
+def test_nat_pool_on_internet_is_a_site_finding():
+    (f,) = site_findings(SHARED_POOL_SITE)
+    assert (f.kind, f.severity) == ("nat-pool-on-internet", "warning")
+    assert f.evidence[:2] == (
+        "internet edge ams-inet uses NAT address 192.0.2.10",
+        "192.0.2.10 lies in 192.0.2.0/25, the NAT pool advertised over circuit ams-1",
+    )
+    assert "give internet edge ams-inet a NAT address outside 192.0.2.0/25" in f.fix
+
+
+def test_nat_pool_on_internet_attached_to_results_over_that_circuit():
+    fs = findings_for(ER_PRIMARY, SHARED_POOL_SITE)
+    assert kinds(fs) == ["nat-pool-on-internet"]
+    assert fs[0] == site_findings(SHARED_POOL_SITE)[0]
+    # a result over the other circuit is not affected by ams-1's pool
+    over_ams2 = result(hops=trace(BRANCH_GW, "10.1.0.5", "203.0.113.10", MS_CORE, (PP_WE, MS)))
+    assert findings_for(over_ams2, SHARED_POOL_SITE) == ()
+
+
+# --------------------------------------------------------------------------- asymmetric-circuit
+
+
+def test_asymmetric_circuit_nat_only_over_the_other_circuit():
+    fs = findings_for(ER_PRIMARY, nat_addresses=("192.0.2.130",))  # in ams-2's 192.0.2.128/26
+    f = only(fs, "asymmetric-circuit")
+    assert f.severity == "critical"
+    assert f.evidence == (
+        "the forward path goes over circuit ams-1",
+        "source / NAT address 192.0.2.130 is advertised only over circuit ams-2 (192.0.2.128/26)",
+        "Microsoft returns replies to 192.0.2.130 over ams-2",
+    )
+    assert "give circuit ams-2 its own, distinct NAT pool" in f.fix
+
+
+def test_asymmetric_circuit_nat_over_both_circuits_equally():
+    both = replace(AMS2, advertised_prefixes=("192.0.2.0/25",))
+    site = SiteFacts(circuits=(AMS1, both), internet_edges=(INET,))
+    f = only(findings_for(ER_PRIMARY, site, nat_addresses=("192.0.2.10",)), "asymmetric-circuit")
+    assert f.severity == "warning"
+    assert "advertised over circuit ams-1 and, equally specific, over ams-2" in f.evidence[1]
+
+
+def test_asymmetric_circuit_more_specific_elsewhere():
+    narrower = replace(AMS2, advertised_prefixes=("192.0.2.0/28",))
+    site = SiteFacts(circuits=(AMS1, narrower), internet_edges=(INET,))
+    f = only(findings_for(ER_PRIMARY, site, nat_addresses=("192.0.2.10",)), "asymmetric-circuit")
+    assert f.severity == "critical"
+    assert "more specific than what circuit ams-1 advertises" in f.evidence[1]
+
+
+def test_asymmetric_circuit_from_route_source_on_an_edge_host():
+    r = result(route=RouteResult(gateway="203.0.113.2", protocol="bgp", source="192.0.2.130"))
+    f = only(findings_for(r, agent_role="datacenter"), "asymmetric-circuit")
+    assert "192.0.2.130 is advertised only over circuit ams-2" in f.evidence[1]
+
+
+def test_asymmetric_circuit_predicted_from_overlapping_advertisements():
+    overlapping = replace(AMS2, advertised_prefixes=("192.0.2.0/24",))  # covers ams-1's /25
+    site = SiteFacts(circuits=(AMS1, overlapping), internet_edges=(INET,))
+    # ams-1's /25 is more specific than ams-2's /24: replies still come back over ams-1
+    assert findings_for(ER_PRIMARY, site) == ()
+    same = replace(AMS2, advertised_prefixes=("192.0.2.0/25",))
+    site = SiteFacts(circuits=(AMS1, same), internet_edges=(INET,))
+    f = only(findings_for(ER_PRIMARY, site), "asymmetric-circuit")
+    assert f.severity == "warning"
+    assert f.evidence[1] == (
+        "circuit ams-1 advertises 192.0.2.0/25 and circuit ams-2 advertises 192.0.2.0/25, "
+        "which overlaps it at least as specifically"
+    )
+
+
+def test_asymmetric_circuit_nat_on_the_same_circuit_is_fine():
+    assert findings_for(ER_PRIMARY, nat_addresses=("192.0.2.10",)) == ()
+
+
+def test_reverse_trace_entering_over_the_wrong_circuit():
+    into_ams2 = result(
+        "192.0.2.10",
+        target="ams-nat",
+        role="reverse",
+        hops=trace(("198.18.0.9", MS), "203.0.113.9", "192.0.2.10"),
+    )
+    f = only(findings_for(into_ams2, agent_role="azure-side"), "asymmetric-circuit")
+    assert f.severity == "critical"
+    assert f.evidence[0] == "the reverse path to 192.0.2.10 enters the site over circuit ams-2"
+    assert findings_for(REVERSE_ER, agent_role="azure-side") == ()
+
+
+# --------------------------------------------------------------------------- handshake-blackhole
+
+
+def test_handshake_blackhole_when_microsoft_answers_but_tcp_is_filtered():
+    r = replace(INTERNET, tcp=FILTERED, trace=replace(INTERNET.trace, reached=False))
+    f = only(findings_for(r), "handshake-blackhole")
+    assert f.severity == "critical"
+    assert f.evidence == (
+        "the TCP handshake to 198.18.10.5 port 443 was filtered (no SYN-ACK, no RST)",
+        "hop 4 198.18.0.1 is AS8075 (Microsoft global network): the trace reaches the "
+        "Microsoft side",
+        "the forward path is internet via internet edge ams-inet",
+    )
+    assert "advertise it only where the traffic leaves" in f.fix
+
+
+def test_handshake_blackhole_trace_reached_destination():
+    f = only(findings_for(replace(ER_PRIMARY, tcp=FILTERED)), "handshake-blackhole")
+    assert f.evidence[1] == "the trace reached 198.18.10.5 at hop 5"
+    assert f.evidence[2] == "the forward path is expressroute over circuit ams-1 (primary link)"
+
+
+def test_handshake_blackhole_route_only_is_a_warning():
+    r = result(route=RouteResult(interface="eth0", gateway="10.0.0.1"), tcp=FILTERED)
+    f = only(findings_for(r), "handshake-blackhole")
+    assert f.severity == "warning"
+    assert f.evidence[1] == "the route is up (via 10.0.0.1)"
+
+
+@pytest.mark.parametrize("state", ["open", "closed", "error"])
+def test_no_blackhole_unless_filtered(state):
+    tcp = TcpResult(port=443, state=state, method="raw")
+    assert "handshake-blackhole" not in kinds(findings_for(replace(ER_PRIMARY, tcp=tcp)))
+
+
+def test_no_blackhole_without_route_or_microsoft():
+    r = result(tcp=FILTERED, route=RouteResult(failure="route.none"))
+    assert findings_for(r) == ()
+
+
+# --------------------------------------------------------------------------- return-hops-mismatch
+
+
+@pytest.mark.parametrize(
+    "return_hops, threshold, fires", [(14, 4, True), (9, 4, False), (9, 3, True), (5, 4, False)]
+)
+def test_return_hops_mismatch(return_hops, threshold, fires):
+    tcp = TcpResult(
+        port=443, state="open", method="raw", reply_ttl=64 - return_hops, return_hops=return_hops
+    )
+    r = replace(ER_PRIMARY, tcp=tcp)  # forward: reached at hop 5
+    fs = findings_for(r, return_hops_threshold=threshold)
+    assert ("return-hops-mismatch" in kinds(fs)) == fires
+    if fires:
+        f = only(fs, "return-hops-mismatch")
+        assert f.severity == "info"
+        assert f.evidence[0] == "the trace reached 198.18.10.5 in 5 hops"
+        assert (
+            f.evidence[1]
+            == f"the reply arrived with TTL {64 - return_hops}, about {return_hops} hops back"
+        )
+
+
+def test_return_hops_needs_a_trace_that_reached():
+    tcp = TcpResult(port=443, state="open", method="raw", return_hops=20)
+    r = replace(ER_PRIMARY, tcp=tcp, trace=replace(ER_PRIMARY.trace, reached=False))
+    assert findings_for(r) == ()
+
+
+# --------------------------------------------------------------------------- premium-required
+
+
+def test_premium_required_for_a_us_tenant_on_a_european_standard_circuit():
+    f = only(findings_for(PREMIUM_INTERNET), "premium-required")
+    assert f.severity == "warning"
+    assert f.evidence == (
+        "198.18.30.5 is in service tag PowerPlatformInfra.EastUS: region eastus (North America)",
+        "circuit ams-1 is Standard at Amsterdam (Europe)",
+        "circuit ams-2 is Standard at Amsterdam2 (Europe)",
+        "a Standard circuit reaches only the Azure regions of its own geopolitical region",
+        "the path is internet: Microsoft does not advertise eastus's prefixes over these circuits",
+    )
+    assert f.fix == (
+        "enable the ExpressRoute Premium add-on on circuit ams-1, ams-2, or connect a circuit "
+        "at a peering location in North America (e.g. Atlanta)"
+    )
+
+
+def test_premium_observed_over_a_standard_circuit_questions_the_sku():
+    r = result(PP_EUS, hops=trace(BRANCH_GW, "10.1.0.1", "203.0.113.2", MS_CORE, (PP_EUS, MS)))
+    f = only(findings_for(r), "premium-required")
+    assert "circuit ams-1 is Standard at Amsterdam (Europe)" in f.evidence
+    assert f.evidence[-1].startswith("yet the path goes over circuit ams-1")
+
+
+@pytest.mark.parametrize(
+    "site",
+    [
+        SiteFacts(circuits=(replace(AMS1, sku="premium"),), internet_edges=(INET,)),
+        SiteFacts(circuits=(AMS1, replace(AMS2, location="Washington DC")), internet_edges=(INET,)),
+        SiteFacts(circuits=(replace(AMS1, location="Atlantis"),), internet_edges=(INET,)),
+    ],
+    ids=["premium-sku", "one-circuit-in-the-region", "unknown-location"],
+)
+def test_no_premium_finding_when_some_circuit_can_reach_or_we_cannot_tell(site):
+    assert "premium-required" not in kinds(findings_for(PREMIUM_INTERNET, site))
+
+
+def test_no_premium_finding_in_the_same_geography_or_without_tags():
+    assert "premium-required" not in kinds(findings_for(INTERNET))
+    v = verdict_of(PREMIUM_INTERNET)
+    assert "premium-required" not in kinds(find(PREMIUM_INTERNET, v, SITE))  # no tags
+
+
+def test_no_premium_finding_where_no_expressroute_is_expected():
+    v = verdict_of(PREMIUM_INTERNET, expect="internet")
+    assert find(PREMIUM_INTERNET, v, SITE, tags=TAGS) == ()
+
+
+def test_every_finding_names_a_fix():
+    site = SiteFacts(
+        circuits=(AMS1, replace(AMS2, advertised_prefixes=("192.0.2.0/25",))),
+        internet_edges=(SHARED_POOL_EDGE,),
+    )
+    tcp = TcpResult(port=443, state="filtered", method="raw", return_hops=15)
+    cases = [
+        (INTERNET, {}),
+        (replace(ER_PRIMARY, tcp=tcp), {"nat_addresses": ("192.0.2.10",)}),
+        (PREMIUM_INTERNET, {}),
+    ]
+    seen = set()
+    for r, kw in cases:
+        for f in findings_for(r, site, **kw):
+            seen.add(f.kind)
+            assert f.fix and f.evidence and f.severity in ("info", "warning", "critical")
+    assert seen == {
+        "asymmetric-nat",
+        "asymmetric-circuit",
+        "handshake-blackhole",
+        "return-hops-mismatch",
+        "nat-pool-on-internet",
+        "premium-required",
+    }

@@ -1,0 +1,290 @@
+"""Service tags: the real published file, lookups checked against brute force, and bad files.
+
+The real file lives next to the repo (<repo>/../shared/data), never in it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from agent.verdict.servicetags import ServiceTags, ServiceTagsError, TagMatch
+
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+REAL = DATA / "ServiceTags_Public.json"
+
+needs_real_file = pytest.mark.skipif(
+    not REAL.is_file(),
+    reason=f"the real ServiceTags_Public.json is not at {REAL} (shared test data absent)",
+)
+
+
+@pytest.fixture(scope="module")
+def real() -> ServiceTags:
+    return ServiceTags.load(REAL)
+
+
+@pytest.fixture(scope="module")
+def real_doc() -> dict:
+    return json.loads(REAL.read_text())
+
+
+def _prefixes(doc: dict, name: str) -> list[str]:
+    (tag,) = [v for v in doc["values"] if v["name"] == name]
+    return tag["properties"]["addressPrefixes"]
+
+
+# --------------------------------------------------------------------------- the real file
+
+
+@needs_real_file
+def test_real_file_loads_whole(real):
+    assert (real.tag_count, real.prefix_count) == (3041, 95823)
+    assert real.change_number == 376
+    assert real.cloud == "Public"
+    assert real.source == str(REAL)
+
+
+@needs_real_file
+def test_power_platform_address_has_global_and_regional_tags(real, real_doc):
+    prefix = _prefixes(real_doc, "PowerPlatformInfra.WestEurope")[0]
+    address = str(ipaddress.ip_network(prefix)[1])
+    matches = real.lookup(address)
+    by_name = {m.name: m for m in matches}
+    assert by_name["PowerPlatformInfra.WestEurope"] == TagMatch(
+        "PowerPlatformInfra.WestEurope", "westeurope", prefix
+    )
+    assert by_name["PowerPlatformInfra"].region is None
+    assert "AzureCloud" in by_name and by_name["AzureCloud.westeurope"].region == "westeurope"
+    # most specific prefix first
+    lengths = [ipaddress.ip_network(m.prefix).prefixlen for m in matches]
+    assert lengths == sorted(lengths, reverse=True)
+    assert real.region_of(address) == "westeurope"
+
+
+@needs_real_file
+def test_front_door_frontend(real, real_doc):
+    prefix = _prefixes(real_doc, "AzureFrontDoor.Frontend")[0]
+    address = str(ipaddress.ip_network(prefix).network_address)
+    assert "AzureFrontDoor.Frontend" in {m.name for m in real.lookup(address)}
+
+
+@needs_real_file
+def test_ipv6_lookup(real, real_doc):
+    prefix = next(p for p in _prefixes(real_doc, "PowerPlatformInfra") if ":" in p)
+    address = ipaddress.ip_network(prefix)[5]
+    assert "PowerPlatformInfra" in {m.name for m in real.lookup(address)}
+    assert "PowerPlatformInfra" in {m.name for m in real.lookup(str(address))}
+
+
+@needs_real_file
+@pytest.mark.parametrize("address", ["10.1.2.3", "192.0.2.1", "2001:db8::1", "not-an-ip", ""])
+def test_outside_azure_or_not_an_address(real, address):
+    assert real.lookup(address) == ()
+    assert real.region_of(address) is None
+
+
+@needs_real_file
+def test_lookup_agrees_with_brute_force(real, real_doc):
+    """Sampled addresses inside, at the edges of and outside prefixes vs a naive scan."""
+    networks = [
+        (v["name"], ipaddress.ip_network(p))
+        for v in real_doc["values"]
+        for p in v["properties"]["addressPrefixes"]
+    ]
+    rng = random.Random(376)
+    picks = [net for _, net in rng.sample(networks, 40)]
+    addresses = [net.network_address for net in picks]
+    addresses += [net.broadcast_address for net in picks[:10]]
+    addresses += [net.broadcast_address + 1 for net in picks[:10] if net.version == 4]
+    addresses += [ipaddress.ip_address(rng.getrandbits(32)) for _ in range(10)]
+    by_int = [
+        (name, net.version, int(net.network_address), net.num_addresses) for name, net in networks
+    ]
+    for address in addresses:
+        value, version = int(address), address.version
+        want = {
+            name
+            for name, v, start, size in by_int
+            if v == version and start <= value < start + size
+        }
+        assert {m.name for m in real.lookup(address)} == want, address
+
+
+# --------------------------------------------------------------------------- synthetic files
+
+
+def _doc(values=None, **top) -> dict:
+    doc = {
+        "changeNumber": 7,
+        "cloud": "Public",
+        "values": values
+        if values is not None
+        else [{"name": "Tag", "id": "Tag", "properties": {"region": "", "addressPrefixes": []}}],
+    }
+    doc.update(top)
+    return doc
+
+
+def _tag(name: str, prefixes, region: str = "") -> dict:
+    return {"name": name, "id": name, "properties": {"region": region, "addressPrefixes": prefixes}}
+
+
+def test_synthetic_nested_prefixes_and_duplicates(tmp_path):
+    f = tmp_path / "tags.json"
+    f.write_text(
+        json.dumps(
+            _doc(
+                [
+                    _tag("Wide", ["10.0.0.0/8"]),
+                    _tag("Narrow", ["10.1.0.0/16", "10.1.2.0/24", "10.1.2.0/24"]),
+                    _tag("Narrow.Region", ["10.1.2.0/24"], region="westeurope"),
+                    _tag("Six", ["2001:db8::/32", "2001:db8:0:0::/48"]),
+                ]
+            )
+        )
+    )
+    tags = ServiceTags.load(f)
+    assert tags.prefix_count == 7
+    assert tags.lookup("10.1.2.3") == (
+        TagMatch("Narrow", None, "10.1.2.0/24"),
+        TagMatch("Narrow.Region", "westeurope", "10.1.2.0/24"),
+        TagMatch("Wide", None, "10.0.0.0/8"),
+    )
+    assert tags.lookup("10.1.3.1") == (
+        TagMatch("Narrow", None, "10.1.0.0/16"),
+        TagMatch("Wide", None, "10.0.0.0/8"),
+    )
+    assert tags.lookup("11.0.0.1") == ()
+    assert tags.lookup("2001:db8::5") == (TagMatch("Six", None, "2001:db8:0:0::/48"),)
+    assert tags.region_of("10.1.2.3") == "westeurope"
+
+
+def test_host_bits_are_dropped_like_strict_false(tmp_path):
+    tags = ServiceTags.from_document(_doc([_tag("Loose", ["10.1.2.3/24"])]))
+    assert tags.lookup("10.1.2.200") == (TagMatch("Loose", None, "10.1.2.3/24"),)
+
+
+# Each bad file with the exact message it must give: the file is named first,
+# then the problem, in words a user can act on.
+BAD_DOCUMENTS = [
+    ("top-level-list", [], "the top level must be an object with changeNumber, cloud and values"),
+    (
+        "no-change-number",
+        {"cloud": "Public", "values": []},
+        "'changeNumber' must be an integer (is this a ServiceTags_Public file?)",
+    ),
+    (
+        "change-number-text",
+        _doc(changeNumber="376"),
+        "'changeNumber' must be an integer (is this a ServiceTags_Public file?)",
+    ),
+    ("cloud-not-text", _doc(cloud=1), "'cloud' must be a string"),
+    (
+        "no-values",
+        {"changeNumber": 1, "cloud": "Public"},
+        "'values' must be a list of service tags",
+    ),
+    ("empty-values", _doc([]), "'values' is empty: the file lists no service tags"),
+    ("value-not-object", _doc(["Tag"]), "values[0] must be an object"),
+    ("no-name", _doc([{"properties": {}}]), "values[0]: 'name' must be a non-empty string"),
+    (
+        "duplicate-name",
+        _doc([_tag("A", []), _tag("A", [])]),
+        "values[1] (A): tag name listed twice",
+    ),
+    ("no-properties", _doc([{"name": "A"}]), "values[0] (A): 'properties' must be an object"),
+    (
+        "region-not-text",
+        _doc([{"name": "A", "properties": {"region": None, "addressPrefixes": []}}]),
+        "values[0] (A): 'properties.region' must be a string",
+    ),
+    (
+        "prefixes-not-list",
+        _doc([{"name": "A", "properties": {"region": "", "addressPrefixes": "10.0.0.0/8"}}]),
+        "values[0] (A): 'properties.addressPrefixes' must be a list",
+    ),
+    (
+        "prefix-not-text",
+        _doc([_tag("A", ["10.0.0.0/8", 10])]),
+        "values[0] (A): properties.addressPrefixes[1] must be a string",
+    ),
+    (
+        "prefix-too-long",
+        _doc([_tag("A", []), _tag("B", ["10.0.0.0/8", "10.0.0.0/33"])]),
+        "values[1] (B): properties.addressPrefixes[1] '10.0.0.0/33' is not an IP prefix",
+    ),
+    (
+        "prefix-no-length",
+        _doc([_tag("A", ["10.0.0.0"])]),
+        "values[0] (A): properties.addressPrefixes[0] '10.0.0.0' is not an IP prefix",
+    ),
+    (
+        "prefix-short-address",
+        _doc([_tag("A", ["10.0/8"])]),
+        "values[0] (A): properties.addressPrefixes[0] '10.0/8' is not an IP prefix",
+    ),
+    (
+        "prefix-bad-ipv6",
+        _doc([_tag("A", ["2001:db8::g/32"])]),
+        "values[0] (A): properties.addressPrefixes[0] '2001:db8::g/32' is not an IP prefix",
+    ),
+    (
+        "prefix-negative-length",
+        _doc([_tag("A", ["10.0.0.0/-1"])]),
+        "values[0] (A): properties.addressPrefixes[0] '10.0.0.0/-1' is not an IP prefix",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "doc, problem", [c[1:] for c in BAD_DOCUMENTS], ids=[c[0] for c in BAD_DOCUMENTS]
+)
+def test_malformed_document_names_file_and_problem(tmp_path, doc, problem):
+    f = tmp_path / "ServiceTags_Public_20251109.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(ServiceTagsError) as e:
+        ServiceTags.load(f)
+    assert e.value.source == str(f)
+    assert e.value.problem == problem
+    assert str(e.value) == f"service tags file {f}: {problem}"
+
+
+def test_not_json(tmp_path):
+    f = tmp_path / "tags.json"
+    f.write_text('{"changeNumber": 1,\n  "values": [}')
+    with pytest.raises(ServiceTagsError) as e:
+        ServiceTags.load(f)
+    assert e.value.problem == "is not valid JSON: Expecting value (line 2, column 14)"
+
+
+def test_truncated_download(tmp_path):
+    f = tmp_path / "tags.json"
+    f.write_text(json.dumps(_doc([_tag("A", ["10.0.0.0/8"])]))[:-20])
+    with pytest.raises(ServiceTagsError, match=r"is not valid JSON: .* \(line 1, column \d+\)"):
+        ServiceTags.load(f)
+
+
+def test_not_text(tmp_path):
+    f = tmp_path / "tags.json"
+    f.write_bytes(b"\xff\xfe\x00\x01garbage")
+    with pytest.raises(ServiceTagsError) as e:
+        ServiceTags.load(f)
+    assert e.value.problem.startswith("is not ")
+
+
+def test_missing_file(tmp_path):
+    f = tmp_path / "nowhere.json"
+    with pytest.raises(ServiceTagsError) as e:
+        ServiceTags.load(f)
+    assert e.value.problem == "cannot read it: No such file or directory"
+    assert str(f) in str(e.value)
+
+
+def test_error_is_a_value_error():
+    """Config loading catches ValueError-family errors for bad files."""
+    assert issubclass(ServiceTagsError, ValueError)
