@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-SCHEMA = "erpath.report/1"
-SUPPORTED_SCHEMAS = (SCHEMA,)
+SCHEMA = "erpath.report/2"
+# The collector accepts the previous version for one release: agents are
+# upgraded site by site.  Until /2 ships, new fields are added to /2 as
+# optional fields (defaults), so /2 documents stay valid as it grows.
+SUPPORTED_SCHEMAS = ("erpath.report/1", SCHEMA)
 
 # Bounds that keep one report (and one hostile request) small.  They are far
 # above what a real agent sends: 256 targets x 2 addresses, 64 hops, 16
@@ -37,6 +40,38 @@ Severity = Literal["info", "warning", "critical"]
 TcpState = Literal["open", "closed", "filtered", "error"]
 ReplyKind = Literal["time-exceeded", "unreachable", "syn-ack", "rst", "echo-reply"]
 AgentRole = Literal["branch", "datacenter", "azure-side"]
+# How the circuit's two links carry traffic by design: both load-sharing per
+# flow (Microsoft's recommendation), or the secondary only on failure.
+LinkMode = Literal["active-active", "active-standby"]
+# What a fact in a verdict's or finding's evidence is about.  Rules read these
+# fields; `Evidence.text` is rendered from them for people and never parsed.
+EvidenceKind = Literal[
+    "msee-hop",  # a hop inside a circuit's peering subnet: circuit, link, ttl, address
+    "ce-hop",  # a hop at a circuit's CE: circuit, ttl, address
+    "route",  # the local route: address (gateway), name (interface), circuit or egress
+    "cname",  # the CNAME chain ends in a CDN / Front Door / Traffic Manager name: name
+    "service-tag",  # the address is in a service tag: tag, prefix
+    "hop-asn",  # a hop in a Microsoft ASN: ttl, address, asn
+    "hop-ptr",  # a hop whose name is Microsoft's: ttl, address, name
+    "edge-hop",  # a configured internet-edge hop: egress, ttl, address
+    "nat",  # a NAT address of an internet edge: egress, address
+    "advertised",  # a prefix advertised over a circuit: circuit, prefix, address
+    "tcp",  # the TCP handshake's outcome: name (state)
+    "trace",  # what the trace reached: ttl, address
+    "geography",  # geopolitical regions: name, circuit
+    "unknown",  # a fact that could not be established this time: name (what), why in text
+    "note",  # free text: evidence of reports of schema /1, and context
+]
+FindingKind = Literal[
+    "asymmetric-nat",
+    "asymmetric-circuit",
+    "handshake-blackhole",
+    "return-hops-mismatch",
+    "nat-pool-on-internet",
+    "premium-required",
+]
+# Findings whose replies come back another way than the requests left.
+ASYMMETRY_FINDINGS: frozenset[str] = frozenset({"asymmetric-nat", "asymmetric-circuit"})
 
 # The closed set of network outcome codes.  A result or phase that failed
 # carries exactly one of these; anything else is a bug.
@@ -81,6 +116,9 @@ class AgentInfo:
     role: AgentRole
     version: str
     hostname: str
+    # Random per state directory: a new epoch (a reinstalled agent) restarts
+    # the collector's ordering by seq.
+    epoch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +132,7 @@ class Circuit:
     secondary_subnet: str = _prefix()
     ce_addresses: tuple[str, ...] = ()
     advertised_prefixes: tuple[str, ...] = ()
+    links: LinkMode = "active-active"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +146,8 @@ class InternetEdge:
 class SiteFacts:
     circuits: tuple[Circuit, ...] = ()
     internet_edges: tuple[InternetEdge, ...] = ()
+    # Failover order of preference: circuit names, then "internet".
+    prefer: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +233,9 @@ class Reply:
     mpls: tuple[MplsLabel, ...] = ()
     ptr: str | None = None
     asn: int | None = None
+    # The flow identifier of the probe this reply answered (Paris: constant
+    # within a flow), so a hop where flows diverge keeps who went where.
+    flow: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,25 +275,75 @@ class Trace:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """One fact behind a verdict or a finding, as fields; `text` is rendered from them."""
+
+    kind: EvidenceKind
+    text: str
+    circuit: str | None = None
+    link: Link | None = None
+    egress: str | None = None
+    ttl: int | None = None
+    address: str | None = _ip(default=None)
+    prefix: str | None = _prefix(default=None)
+    tag: str | None = None
+    name: str | None = None
+    asn: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSeen:
+    """A link of the circuit and how many of the target's flows crossed it."""
+
+    link: Link
+    flows: int
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     path_class: PathClass = field(metadata={"json": "class"})
     confidence: float = 0.0
-    evidence: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
     circuit: str | None = None
     link: Link | None = None
     egress: str | None = None
     expected: PathClass | None = None
     matches_expected: bool | None = None
+    # Links of `circuit` that this target's flows crossed, counting only flows
+    # whose MSEE hop was asked for this target (not copied from another trace).
+    links_seen: tuple[LinkSeen, ...] = ()
+    # Flows sent through the MSEE hop for this target: enough to see a second
+    # link when there is one (MDA-lite's rule), or fewer.
+    msee_flows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
     """A local asymmetry (or misconfiguration) finding with what to change."""
 
-    kind: str
+    kind: FindingKind
     severity: Severity
-    evidence: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
     fix: str | None = None
+    circuit: str | None = None
+    # Predicted from site facts but contradicted by the measurement (e.g. the
+    # handshake succeeded, so replies came back the way requests left).
+    predicted_only: bool = False
+
+    @property
+    def asymmetry(self) -> bool:
+        return self.kind in ASYMMETRY_FINDINGS
+
+
+@dataclass(frozen=True, slots=True)
+class MseeProbe:
+    """A direct probe this cycle of one link's MSEE peering address: is that circuit available?"""
+
+    circuit: str
+    link: Link
+    address: str = _ip()
+    answered: bool = False
+    rtt_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +361,8 @@ class Result:
     verdict: Verdict | None = None
     findings: tuple[Finding, ...] = ()
     failure: str | None = None
+    # The target's own failover order when it differs from the site's `prefer`.
+    prefer: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +377,7 @@ class Report:
     site: SiteFacts = SiteFacts()
     health: Health | None = None
     results: tuple[Result, ...] = ()
+    msee_probes: tuple[MseeProbe, ...] = ()
 
 
 # --------------------------------------------------------------------------- serialisation

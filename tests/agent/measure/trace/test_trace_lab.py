@@ -155,9 +155,9 @@ def test_filtered_target_is_unreachable_not_an_error(lab):
 
 def test_without_cap_net_raw_no_capability(lab):
     code = (
-        "from agent import tcpprobe, trace; "
+        "from agent.measure import tcp, trace; "
         "r = trace.trace_many([trace.TraceRequest('198.19.16.10', 443)]); "
-        "t = tcpprobe.probe_tcp([('198.19.16.10', 443)], 1.0); "
+        "t = tcp.probe_tcp([('198.19.16.10', 443)], 1.0); "
         "print(list(r.values())[0].failure, t[('198.19.16.10', 443)].method, "
         "t[('198.19.16.10', 443)].state)"
     )
