@@ -100,6 +100,8 @@ class CollectorConfig:
     ca_file: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None
+    # http:// sends the bearer token in clear: refused unless the admin says so.
+    allow_plaintext: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,7 +531,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "jitter_s",
         "concurrency",
     ),
-    "collector": ("url", "token_file", "ca_file", "client_cert", "client_key"),
+    "collector": ("url", "token_file", "ca_file", "client_cert", "client_key", "allow_plaintext"),
     "spool": ("dir", "max_mb", "max_age_h"),
     "metrics": ("listen",),
     "service_tags": ("file",),
@@ -678,6 +680,13 @@ def _read_collector(p: _Problems, doc: dict[str, Any], base: Path) -> CollectorC
             "[collector]",
             f"{given} needs {missing} too; give both for TLS client authentication, or neither",
         )
+    allow_plaintext = bool(t.get("allow_plaintext", _bool))
+    if url is not None and urlsplit(url).scheme == "http" and not allow_plaintext:
+        p.add(
+            f"[collector] url = {_show(url)}",
+            "plain HTTP sends the agent's token in clear; use https://, or set "
+            "allow_plaintext = true in [collector] (a lab, or a collector on this host)",
+        )
     if url is None:
         return CollectorConfig()
     return CollectorConfig(
@@ -686,6 +695,7 @@ def _read_collector(p: _Problems, doc: dict[str, Any], base: Path) -> CollectorC
         ca_file=t.get("ca_file", path),
         client_cert=cert,
         client_key=key,
+        allow_plaintext=allow_plaintext,
     )
 
 

@@ -136,6 +136,8 @@ class Fleet:
         state = self.workdir / f"{node}-state"
         text += (
             f'\n[collector]\nurl = "{self.url}"\ntoken_file = "{self.token(agent_id)}"\n'
+            # The lab's management network is plain HTTP.
+            "allow_plaintext = true\n"
             f'\n[spool]\ndir = "{state / "spool"}"\n'
         )
         path = self.workdir / f"{node}.toml"

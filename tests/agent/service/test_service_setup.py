@@ -46,3 +46,27 @@ def test_units_pass_systemd_analyze_verify(tmp_path, unit):
         [analyze, "verify", "--man=no", str(tmp_path / unit)], capture_output=True, text=True
     )
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+def _write_config(tmp_path, collector: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(f'[agent]\nid = "br-1"\nsite = "ams"\n[collector]\n{collector}\n')
+    return path
+
+
+def test_plain_http_collector_is_refused_unless_allowed(tmp_path):
+    from agent.config import ConfigError, load
+
+    path = _write_config(tmp_path, 'url = "http://collector.example.net:9470"')
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value) == (
+        f'{path}: [collector] url = "http://collector.example.net:9470": plain HTTP sends the '
+        "agent's token in clear; use https://, or set allow_plaintext = true in [collector] "
+        "(a lab, or a collector on this host)"
+    )
+    allowed = _write_config(tmp_path, 'url = "http://127.0.0.1:9470"\nallow_plaintext = true')
+    assert load(allowed).collector.allow_plaintext
+    assert not load(
+        _write_config(tmp_path, 'url = "https://c.example:9470"')
+    ).collector.allow_plaintext
