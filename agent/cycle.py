@@ -18,6 +18,7 @@ from agent import __version__
 from agent.config import AgentConfig, TargetSpec
 from agent.measure.dnscache import DnsCache
 from agent.report import AgentInfo, DnsResult, Health, Report, Result, TcpResult, Trace
+from agent.verdict.servicetags import ServiceTags
 
 Progress = Callable[[str], None]
 
@@ -82,6 +83,7 @@ def run_cycle(
     dns_cache: DnsCache | None = None,
     namer: Callable[[str], tuple[str | None, int | None]] | None = None,
     progress: Progress = lambda _msg: None,
+    service_tags: ServiceTags | None = None,
 ) -> Report:
     """Measure every target once and return the report (never raises for network outcomes)."""
     # Imported here so that `agent.cycle` stays importable without scapy for
@@ -132,7 +134,8 @@ def run_cycle(
         namer.prefetch(sorted(hop_addresses))
         traces = {k: _named(t, namer) for k, t in traces.items()}
 
-    tags = config.load_service_tags()
+    # The service passes the last good copy when the file is being replaced.
+    tags = service_tags if service_tags is not None else config.load_service_tags()
     site = config.site_facts()
     results: list[Result] = []
     for p in probes:
