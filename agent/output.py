@@ -166,12 +166,16 @@ def explain_result(r: Result) -> list[str]:
         out.append(
             f"  verdict {v.path_class} (confidence {v.confidence:.2f}), expected {v.expected or '-'}"
         )
-        out += [f"    - {e}" for e in v.evidence]
+        if v.links_seen:
+            seen = ", ".join(f"{x.link} {x.flows}" for x in v.links_seen)
+            out.append(f"  links seen (flows of {v.msee_flows} at the MSEE): {seen}")
+        out += [f"    - {e.text}" for e in v.evidence]
     if r.failure:
         out.append(f"  failure {r.failure}")
     for f in r.findings:
-        out.append(f"  finding {f.kind} ({f.severity})")
-        out += [f"    - {e}" for e in f.evidence]
+        predicted = ", predicted only" if f.predicted_only else ""
+        out.append(f"  finding {f.kind} ({f.severity}{predicted})")
+        out += [f"    - {e.text}" for e in f.evidence]
         if f.fix:
             out.append(f"    fix: {f.fix}")
     return out

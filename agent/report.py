@@ -60,6 +60,10 @@ EvidenceKind = Literal[
     "trace",  # what the trace reached: ttl, address
     "geography",  # geopolitical regions: name, circuit
     "unknown",  # a fact that could not be established this time: name (what), why in text
+    "untagged",  # the address is in no service tag that ExpressRoute carries: address
+    "path",  # the measured path a finding is about: name (class), circuit, link, egress
+    "return-path",  # where replies to an address come back: circuit or egress, address
+    "expectation",  # the class expected and why: name (class), circuit, prefix, address, tag
     "note",  # free text: evidence of reports of schema /1, and context
 ]
 FindingKind = Literal[
@@ -289,6 +293,9 @@ class Evidence:
     tag: str | None = None
     name: str | None = None
     asn: int | None = None
+    # The fact points the other way than the verdict (shown, never hidden):
+    # its circuit or link is not the verdict's.
+    conflicting: bool = False
 
 
 @dataclass(frozen=True, slots=True)

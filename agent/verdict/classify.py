@@ -23,8 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from agent.report import Link, PathClass, Result, SiteFacts, Verdict
-from agent.verdict import cdnrules
+from agent.report import Evidence, Link, PathClass, Result, SiteFacts, Verdict
+from agent.verdict import cdnrules, links
+from agent.verdict import evidence as ev
 from agent.verdict.servicetags import ServiceTags, TagMatch
 from agent.verdict.siteindex import SiteIndex
 
@@ -46,7 +47,6 @@ S_ROUTE = 0.78
 S_CDN_NAME_LAST = 0.75
 S_CDN_NAME = 0.72
 S_CDN_TAG = 0.72
-S_TRAFFIC_MANAGER = 0.62
 S_ASN_EXPRESSROUTE = 0.66
 S_ISP_HANDOVER = 0.62
 S_EDGE_HOP = 0.6
@@ -54,7 +54,6 @@ S_EDGE_HOP = 0.6
 CONFIDENCE_CAP = 0.99  # nothing measured from one vantage point is certain
 CONFLICT_WEIGHT = 0.5  # an opposing signal of strength s scales confidence by 1 - 0.5 s
 CIRCUIT_CONFLICT = 0.8  # ExpressRoute signals naming different circuits
-LINK_CONFLICT = 0.9  # the same circuit, different links
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +62,32 @@ class Signal:
 
     side: Side
     strength: float
-    text: str
+    evidence: Evidence
     source: str  # independent sources combine; the same source counts once
-    circuit: str | None = None
-    link: Link | None = None
-    egress: str | None = None
     cdn: bool = False  # points at CDN content (always the internet side)
+
+    @property
+    def circuit(self) -> str | None:
+        return self.evidence.circuit
+
+    @property
+    def link(self) -> Link | None:
+        return self.evidence.link
+
+    @property
+    def egress(self) -> str | None:
+        return self.evidence.egress
 
 
 @dataclass(frozen=True, slots=True)
 class MicrosoftHop:
     ttl: int
     address: str
-    text: str
+    evidence: Evidence
+
+    @property
+    def text(self) -> str:
+        return self.evidence.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +96,14 @@ class PathFacts:
 
     reverse: bool
     signals: tuple[Signal, ...]
-    context: tuple[str, ...]  # facts that inform but do not decide the path
+    context: tuple[Evidence, ...]  # facts that inform but do not decide the path
     microsoft_hop: MicrosoftHop | None  # first hop inside Microsoft's network (last, for reverse)
     tags: tuple[TagMatch, ...]
-    cdn_fronted: str | None  # why the target is CDN-fronted (for the expectation), if it is
+    cdn_fronted: Evidence | None  # why the target is CDN-fronted (for the expectation), if it is
+    traffic_manager: Evidence | None = None  # a Traffic Manager name in the chain (DNS only)
+    # Whether ExpressRoute can carry the address: in a service tag that is no
+    # CDN tag.  None when that cannot be told (no service tags, no address).
+    carried: bool | None = None
 
 
 # --------------------------------------------------------------------------- facts
@@ -107,46 +123,53 @@ def path_facts(
     reverse = result.role == REVERSE_ROLE
     index = SiteIndex.of(site)
     signals: list[Signal] = []
-    context: list[str] = []
+    context: list[Evidence] = []
 
     signals += _hop_signals(result, index, reverse)
     if reverse:
         signals += _reverse_entry_signals(result, index)
     signals += _route_signals(result, index)
 
-    cdn_fronted: str | None = None
+    cdn_fronted: Evidence | None = None
+    traffic_manager: Evidence | None = None
     if not reverse:  # a reverse target is the customer's own NAT address: no CDN there
         names = cdnrules.cdn_names(
             (result.target, *(result.dns.cname_chain if result.dns else ())), cdn_suffixes
         )
-        if names:
-            best = next((m for m in names if m.last), names[0])
-            text = _name_text(best, result.dns is not None and bool(result.dns.cname_chain))
-            strength = (
-                S_TRAFFIC_MANAGER
-                if best.traffic_manager
-                else S_CDN_NAME_LAST
-                if best.last
-                else S_CDN_NAME
-            )
-            signals.append(Signal("internet", strength, text, "dns", cdn=True))
-            cdn_fronted = text
+        chain = result.dns is not None and bool(result.dns.cname_chain)
+        cdn = [m for m in names if not m.traffic_manager]
+        if cdn:
+            best = next((m for m in cdn if m.last), cdn[0])
+            e = _name_evidence(best, chain)
+            strength = S_CDN_NAME_LAST if best.last else S_CDN_NAME
+            signals.append(Signal("internet", strength, e, "dns", cdn=True))
+            cdn_fronted = e
+        tm = next((m for m in names if m.traffic_manager), None)
+        if tm is not None:
+            # Traffic Manager answers DNS only: the endpoint it hands out is
+            # reached however that endpoint is routed, so it decides nothing.
+            traffic_manager = ev.traffic_manager_context(_name_evidence(tm, chain))
+            context.append(traffic_manager)
 
     matches: tuple[TagMatch, ...] = ()
+    carried: bool | None = None
     if tags is not None and result.address:
         matches = tags.lookup(result.address)
         cdn_tag = next((m for m in matches if m.name in cdnrules.CDN_SERVICE_TAGS), None)
+        carried = bool(matches) and cdn_tag is None
         if cdn_tag is not None:
-            text = f"{result.address} is in service tag {cdn_tag.name}"
-            signals.append(Signal("internet", S_CDN_TAG, text, "tag", cdn=True))
-            cdn_fronted = cdn_fronted or text
+            e = ev.service_tag(result.address, cdn_tag.name, cdn_tag.prefix, cdn_tag.region)
+            signals.append(Signal("internet", S_CDN_TAG, e, "tag", cdn=True))
+            cdn_fronted = cdn_fronted or e
         elif matches:
-            context.append(_tags_text(result.address, matches))
+            context.append(
+                ev.service_tags(result.address, [(m.name, m.region, m.prefix) for m in matches])
+            )
 
     ms_hop, asn_signals = _microsoft_hops(result, index, reverse)
     signals += asn_signals
-    if ms_hop is not None and all(s.text != ms_hop.text for s in signals):
-        context.append(ms_hop.text)
+    if ms_hop is not None and all(s.evidence.text != ms_hop.text for s in signals):
+        context.append(ms_hop.evidence)
 
     return PathFacts(
         reverse=reverse,
@@ -155,6 +178,8 @@ def path_facts(
         microsoft_hop=ms_hop,
         tags=matches,
         cdn_fronted=cdn_fronted,
+        traffic_manager=traffic_manager,
+        carried=carried,
     )
 
 
@@ -163,19 +188,48 @@ def microsoft_hop(result: Result, site: SiteFacts) -> MicrosoftHop | None:
     return _microsoft_hops(result, SiteIndex.of(site), result.role == REVERSE_ROLE)[0]
 
 
+def microsoft_destination(result: Result, tags: ServiceTags | None) -> bool | None:
+    """Whether Microsoft's network routes replies from the destination.
+
+    True when the address is in any service tag (Front Door's too) or the
+    destination answered from a Microsoft ASN; False when service tags are
+    loaded and hold no prefix for it and it answered from another ASN or not
+    at all (a third-party CDN node); None when nothing tells.
+    """
+    if not result.address:
+        return None
+    if tags is not None and tags.lookup(result.address):
+        return True
+    asns = {
+        r.asn
+        for h in (result.trace.hops if result.trace else ())
+        for r in h.replies
+        if r.address == result.address and r.asn is not None
+    }
+    if asns & {cdnrules.ASN_MICROSOFT, cdnrules.ASN_EXPRESSROUTE}:
+        return True
+    if tags is not None or asns:
+        return False
+    return None
+
+
 def _hops(result: Result):
-    """(ttl, reply) in TTL order; replies as recorded (several per TTL behind load balancers)."""
+    """(ttl, reply) in TTL order; replies as recorded (several per TTL behind load balancers).
+
+    At each TTL the trace's own flow comes first: its link is the verdict's
+    `link` (the other flows' links are in `links_seen`).
+    """
     if result.trace is None:
         return
+    own = result.trace.flow
     for hop in sorted(result.trace.hops, key=lambda h: h.ttl):
-        for reply in hop.replies:
+        for reply in sorted(hop.replies, key=lambda r: r.flow not in (None, own)):
             yield hop.ttl, reply
 
 
 def _hop_signals(result: Result, index: SiteIndex, reverse: bool) -> list[Signal]:
     out: list[Signal] = []
     seen: set[tuple[str, str]] = set()
-    where = ": the reverse path enters the site there" if reverse else ""
     for ttl, reply in _hops(result):
         addr = reply.address
         hit = index.circuit_address(addr)
@@ -183,21 +237,18 @@ def _hop_signals(result: Result, index: SiteIndex, reverse: bool) -> list[Signal
             seen.add((hit.circuit.name, addr))
             name = hit.circuit.name
             if hit.link is None:
-                text = f"hop {ttl} {addr} is a CE address of circuit {name}{where}"
+                e = ev.ce_hop(ttl, addr, name, reverse=reverse)
                 strength = S_CE
             elif hit.role == "msee":
-                text = f"hop {ttl} {addr} is the MSEE of circuit {name} ({hit.link} link){where}"
+                e = ev.msee_hop(ttl, addr, name, hit.link, reverse=reverse)
                 strength = S_MSEE
             elif hit.role == "ce":
-                text = f"hop {ttl} {addr} is the CE of circuit {name} ({hit.link} link){where}"
+                e = ev.ce_hop(ttl, addr, name, hit.link, reverse=reverse)
                 strength = S_CE_LINK
             else:
-                text = (
-                    f"hop {ttl} {addr} is in the {hit.link} peering subnet {hit.subnet} "
-                    f"of circuit {name}{where}"
-                )
+                e = ev.ce_hop(ttl, addr, name, hit.link, subnet=hit.subnet, reverse=reverse)
                 strength = S_CE_LINK
-            out.append(Signal("expressroute", strength, text, "trace", name, hit.link))
+            out.append(Signal("expressroute", strength, e, "trace"))
             continue
         # The destination of a reverse trace is the NAT address itself, which
         # answers whichever way the packets came in: it says nothing.
@@ -206,12 +257,15 @@ def _hop_signals(result: Result, index: SiteIndex, reverse: bool) -> list[Signal
         edge = index.edge_address(addr)
         if edge is not None and (edge.edge.name, addr) not in seen:
             seen.add((edge.edge.name, addr))
-            what = "NAT address" if edge.role == "nat" else "a hop"
-            if reverse:
-                text = f"hop {ttl} {addr} is {what} of internet edge {edge.edge.name}{where}"
-            else:
-                text = f"{_egress_text(edge.edge)}: hop {ttl} {addr} is {what} of that edge"
-            out.append(Signal("internet", S_EDGE_HOP, text, "edge", egress=edge.edge.name))
+            e = ev.edge_hop(
+                ttl,
+                addr,
+                edge.edge.name,
+                edge.edge.nat_addresses,
+                nat=edge.role == "nat",
+                reverse=reverse,
+            )
+            out.append(Signal("internet", S_EDGE_HOP, e, "edge"))
     return out
 
 
@@ -230,16 +284,14 @@ def _reverse_entry_signals(result: Result, index: SiteIndex) -> list[Signal]:
     if not dest or hops[dest - 1].ttl != hops[dest].ttl - 1:
         return []
     before = hops[dest - 1]
-    if not any(r.asn == cdnrules.ASN_EXPRESSROUTE for r in before.replies):
+    edge_reply = next((r for r in before.replies if r.asn == cdnrules.ASN_EXPRESSROUTE), None)
+    if edge_reply is None:
         return []
     circuits = sorted({a.circuit.name for a in index.advertising(result.address)})
     if len(circuits) != 1:
         return []
-    text = (
-        f"the reverse path reaches {result.address} from the ExpressRoute edge at hop {before.ttl}, "
-        f"and only circuit {circuits[0]} advertises it (the link is not visible: the NAT address is on the CE)"
-    )
-    return [Signal("expressroute", S_CE, text, "trace", circuits[0], None)]
+    e = ev.reverse_entry(before.ttl, edge_reply.address, result.address, circuits[0])
+    return [Signal("expressroute", S_CE, e, "trace")]
 
 
 def _route_signals(result: Result, index: SiteIndex) -> list[Signal]:
@@ -247,18 +299,22 @@ def _route_signals(result: Result, index: SiteIndex) -> list[Signal]:
     if route is None or route.failure or not route.gateway:
         return []
     proto = route.protocol or ""
-    via = f"route via {proto + ' ' if proto else ''}gateway {route.gateway}"
     hit = index.circuit_address(route.gateway)
     if hit is not None:
         strength = S_ROUTE_BGP if proto == "bgp" else S_ROUTE
-        what = "MSEE" if hit.role == "msee" else "CE"
-        link = f" ({hit.link} link)" if hit.link else ""
-        text = f"{via} = {what} of {hit.circuit.name}{link}"
-        return [Signal("expressroute", strength, text, "route", hit.circuit.name, hit.link)]
+        e = ev.route(
+            route.gateway,
+            route.interface,
+            proto,
+            circuit=hit.circuit.name,
+            link=hit.link,
+            msee=hit.role == "msee",
+        )
+        return [Signal("expressroute", strength, e, "route")]
     edge = index.edge_address(route.gateway)
     if edge is not None:
-        text = f"{via} = internet edge {edge.edge.name}"
-        return [Signal("internet", S_ROUTE, text, "route", egress=edge.edge.name)]
+        e = ev.route(route.gateway, route.interface, proto, egress=edge.edge.name)
+        return [Signal("internet", S_ROUTE, e, "route")]
     return []
 
 
@@ -283,14 +339,8 @@ def _microsoft_hops(
     signals: list[Signal] = []
     er = next((a for a in answered if a[2] == cdnrules.ASN_EXPRESSROUTE), None)
     if er is not None:
-        signals.append(
-            Signal(
-                "expressroute",
-                S_ASN_EXPRESSROUTE,
-                f"hop {er[0]} {er[1]} is AS12076 (Microsoft ExpressRoute edge)",
-                "asn",
-            )
-        )
+        e = ev.microsoft_asn_hop(er[0], er[1], cdnrules.ASN_EXPRESSROUTE)
+        signals.append(Signal("expressroute", S_ASN_EXPRESSROUTE, e, "asn"))
 
     def is_ms(a: tuple[int, str, int | None, str | None]) -> bool:
         return a[2] in (cdnrules.ASN_MICROSOFT, cdnrules.ASN_EXPRESSROUTE) or bool(
@@ -302,13 +352,11 @@ def _microsoft_hops(
     if pos is None:
         return None, signals
     ttl, addr, asn, ptr = order[pos]
-    if asn == cdnrules.ASN_MICROSOFT:
-        text = f"hop {ttl} {addr} is AS8075 (Microsoft global network)"
-    elif asn == cdnrules.ASN_EXPRESSROUTE:
-        text = f"hop {ttl} {addr} is AS12076 (Microsoft ExpressRoute edge)"
+    if asn in (cdnrules.ASN_MICROSOFT, cdnrules.ASN_EXPRESSROUTE):
+        e = ev.microsoft_asn_hop(ttl, addr, asn)
     else:
-        text = f"hop {ttl} {addr} ({ptr}) is in the Microsoft global network (*.{cdnrules.is_microsoft_ptr(ptr)})"
-    ms_hop = MicrosoftHop(ttl, addr, text)
+        e = ev.microsoft_ptr_hop(ttl, addr, ptr or "", cdnrules.is_microsoft_ptr(ptr) or "")
+    ms_hop = MicrosoftHop(ttl, addr, e)
     # The customer-side neighbour: the previous answering TTL going out, the
     # next one coming back in.
     neighbour = next((a for a in reversed(order[:pos]) if a[0] != ttl), None)
@@ -316,37 +364,19 @@ def _microsoft_hops(
         n_ttl, n_addr, n_asn, _ = neighbour
         ours = index.circuit_address(n_addr) or index.edge_address(n_addr)
         if n_asn is not None and not is_ms(neighbour) and ours is None:
-            text = (
-                f"hop {n_ttl} {n_addr} (AS{n_asn}) "
-                + ("hands over to" if not reverse else "takes over from")
-                + f" the Microsoft network at hop {ttl}: an internet transit, not a peering link"
-            )
-            signals.append(Signal("internet", S_ISP_HANDOVER, text, "asn"))
+            e = ev.isp_handover(n_ttl, n_addr, n_asn, ttl, reverse=reverse)
+            signals.append(Signal("internet", S_ISP_HANDOVER, e, "asn"))
     return ms_hop, signals
 
 
-def _name_text(match: cdnrules.NameMatch, has_chain: bool) -> str:
-    if match.traffic_manager:
-        return f"CNAME chain passes through Traffic Manager (*.{match.suffix}: {match.name})"
-    if not has_chain:
-        return f"target name ends in *.{match.suffix} ({match.name})"
-    if match.last:
-        return f"CNAME chain ends in *.{match.suffix} ({match.name})"
-    return f"CNAME chain passes through *.{match.suffix} ({match.name})"
-
-
-def _tags_text(address: str, matches: tuple[TagMatch, ...]) -> str:
-    names = ", ".join(m.name for m in matches[:4])
-    more = f" and {len(matches) - 4} more" if len(matches) > 4 else ""
-    region = next((m.region for m in matches if m.region), None)
-    where = f" (region {region})" if region else ""
-    noun = "tag" if len(matches) == 1 else "tags"
-    return f"{address} is in service {noun} {names}{more}{where}"
-
-
-def _egress_text(edge) -> str:
-    nat = f" (NAT {', '.join(edge.nat_addresses)})" if edge.nat_addresses else ""
-    return f"egress via internet edge {edge.name}{nat}"
+def _name_evidence(match: cdnrules.NameMatch, has_chain: bool) -> Evidence:
+    return ev.cname(
+        match.name,
+        match.suffix,
+        last=match.last,
+        chain=has_chain,
+        traffic_manager=match.traffic_manager,
+    )
 
 
 # --------------------------------------------------------------------------- expectation
@@ -358,32 +388,49 @@ def expected_class(
     facts: PathFacts,
     *,
     expect: str | None,
-) -> tuple[PathClass, str]:
+) -> tuple[PathClass, Evidence]:
     """The class this result should have, and why (docs/verdicts.md, "Expectation")."""
     if expect is not None:
         if expect not in EXPECTABLE:
             raise ValueError(f"expect must be one of {sorted(EXPECTABLE)}, not {expect!r}")
-        return expect, f"expected {expect}: configured for this target"  # type: ignore[return-value]
+        return expect, ev.expectation(expect, "configured for this target")  # type: ignore[return-value]
     if facts.reverse:
         adverts = SiteIndex.of(site).advertising(result.address)
         if adverts:
             a = adverts[0]
-            return "expressroute", (
-                f"expected expressroute: {result.address} is in {a.prefix}, "
-                f"advertised over circuit {a.circuit.name}"
+            return "expressroute", ev.expectation(
+                "expressroute",
+                f"{result.address} is in {a.prefix}, advertised over circuit {a.circuit.name}",
+                circuit=a.circuit.name,
+                prefix=a.prefix,
+                address=result.address,
             )
-        return "internet", f"expected internet: no circuit advertises {result.address}"
-    if facts.cdn_fronted:
-        return (
+        return "internet", ev.expectation(
+            "internet", f"no circuit advertises {result.address}", address=result.address
+        )
+    if facts.cdn_fronted is not None:
+        cause = facts.cdn_fronted
+        return "cdn", ev.expectation(
             "cdn",
-            f"expected cdn: {facts.cdn_fronted}, and ExpressRoute never carries CDN content",
+            f"{cause.text}, and ExpressRoute never carries CDN content",
+            address=cause.address,
+            prefix=cause.prefix,
+            tag=cause.tag,
         )
     if result.role == CDN_ROLE:
-        return "cdn", "expected cdn: the target's role is cdn"
+        return "cdn", ev.expectation("cdn", "the target's role is cdn")
+    if facts.traffic_manager is not None and facts.carried is False and result.address:
+        # Traffic Manager handed out an endpoint ExpressRoute cannot carry.
+        return "internet", ev.expectation(
+            "internet",
+            f"Traffic Manager hands out {result.address}, which is in no service tag "
+            "ExpressRoute carries",
+            address=result.address,
+        )
     if site.circuits:
         names = ", ".join(c.name for c in site.circuits)
-        return "expressroute", f"expected expressroute: the site has circuit {names}"
-    return "internet", "expected internet: the site has no ExpressRoute circuit"
+        return "expressroute", ev.expectation("expressroute", f"the site has circuit {names}")
+    return "internet", ev.expectation("internet", "the site has no ExpressRoute circuit")
 
 
 # --------------------------------------------------------------------------- verdict
@@ -406,8 +453,9 @@ def classify(
     `expect` is the target's configured expectation, or None for the default.
     """
     facts = path_facts(result, site, tags, agent_role=agent_role, cdn_suffixes=cdn_suffixes)
-    verdict = decide(facts, result)
+    verdict = decide(facts, result, SiteIndex.of(site))
     expected, why = expected_class(result, site, facts, expect=expect)
+    verdict = _cdn_outside_expressroute(verdict, facts, result, expected)
     matches = None if verdict.path_class == "unknown" else verdict.path_class == expected
     return replace(
         verdict,
@@ -417,14 +465,34 @@ def classify(
     )
 
 
-def decide(facts: PathFacts, result: Result) -> Verdict:
+def _cdn_outside_expressroute(
+    verdict: Verdict, facts: PathFacts, result: Result, expected: PathClass
+) -> Verdict:
+    """An internet path to CDN content whose name is on no suffix list (Akamai, a new Front Door name).
+
+    A target expected on a CDN that is reached over the internet at an
+    address in no service tag ExpressRoute carries is what was expected:
+    ExpressRoute could not have carried it.  Without service tags that
+    cannot be told, and the path stays `internet`.
+    """
+    if expected != "cdn" or verdict.path_class != "internet" or facts.carried is not False:
+        return verdict
+    assert result.address is not None  # carried is only known for an address
+    why = ev.untagged(
+        result.address,
+        why="a CDN node that ExpressRoute never carries, although no CDN name or tag shows it",
+    )
+    return replace(verdict, path_class="cdn", evidence=(*verdict.evidence, why))
+
+
+def decide(facts: PathFacts, result: Result, index: SiteIndex | None = None) -> Verdict:
     """Class, circuit/link/egress and confidence from the signals (no expectation)."""
     signals = sorted(facts.signals, key=lambda s: -s.strength)
     if not signals:
         return Verdict(
             path_class="unknown",
             confidence=0.0,
-            evidence=(*_why_unknown(result), *facts.context),
+            evidence=(_why_unknown(result), *facts.context),
         )
     top = signals[0]
     side = top.side
@@ -433,30 +501,30 @@ def decide(facts: PathFacts, result: Result) -> Verdict:
 
     circuit = link = egress = None
     penalty = 1.0
-    conflicts: list[str] = []
+    conflicts: list[Signal] = []
     if side == "expressroute":
         path_class: PathClass = "expressroute"
         circuit = top.circuit or next((s.circuit for s in agree if s.circuit), None)
+        # The link of the trace's own flow at the MSEE (or the strongest
+        # signal naming one): informative, since both links usually carry
+        # flows at once.  Another link of the same circuit is no conflict.
         link = next((s.link for s in agree if s.circuit == circuit and s.link), None)
         for s in agree:
             if s.circuit and s.circuit != circuit:
                 penalty = min(penalty, CIRCUIT_CONFLICT)
-                conflicts.append(s.text)
-            elif s.circuit == circuit and s.link and link and s.link != link:
-                penalty = min(penalty, LINK_CONFLICT)
-                conflicts.append(s.text)
+                conflicts.append(s)
     else:
         path_class = "cdn" if any(s.cdn for s in agree) else "internet"
         egress = next((s.egress for s in agree if s.egress), None)
         for s in agree:
             if s.egress and s.egress != egress:
                 penalty = min(penalty, CIRCUIT_CONFLICT)
-                conflicts.append(s.text)
+                conflicts.append(s)
 
     # noisy-OR over independent sources: the strongest signal of each source
     best: dict[str, float] = {}
     for s in agree:
-        if s.text not in conflicts:
+        if s not in conflicts:
             best[s.source] = max(best.get(s.source, 0.0), s.strength)
     doubt = 1.0
     for strength in best.values():
@@ -465,10 +533,20 @@ def decide(facts: PathFacts, result: Result) -> Verdict:
     if against:
         confidence *= 1.0 - CONFLICT_WEIGHT * max(s.strength for s in against)
 
-    evidence = [s.text for s in agree if s.text not in conflicts]
-    evidence += [f"conflicting: {t}" for t in conflicts]
-    evidence += [f"conflicting: {s.text}" for s in against]
+    evidence = [s.evidence for s in agree if s not in conflicts]
+    evidence += [ev.conflicting(s.evidence) for s in conflicts]
+    evidence += [ev.conflicting(s.evidence) for s in against]
     evidence += facts.context
+
+    seen = links.LinksSeen((), 0)
+    if path_class == "expressroute":
+        if index is not None:
+            seen = links.links_seen(result, index, circuit)
+        if circuit is None:
+            evidence.append(links.unknown_circuit(result))
+        elif link is None:
+            named_by = next(s for s in agree if s.circuit == circuit)
+            evidence.append(links.unknown_link(result, circuit, _named_by(named_by)))
     return Verdict(
         path_class=path_class,
         confidence=round(confidence, 2),
@@ -476,13 +554,28 @@ def decide(facts: PathFacts, result: Result) -> Verdict:
         circuit=circuit,
         link=link,
         egress=egress,
+        links_seen=seen.links,
+        msee_flows=seen.msee_flows,
     )
 
 
-def _why_unknown(result: Result) -> tuple[str, ...]:
+def _named_by(s: Signal) -> str:
+    e = s.evidence
+    if e.kind == "route":
+        return f"the route via {e.address}"
+    if e.kind == "ce-hop":
+        return f"CE address {e.address} (hop {e.ttl})"
+    if e.kind == "hop-asn":
+        return f"the ExpressRoute edge at hop {e.ttl} with the advertisement of {e.circuit}"
+    return e.kind
+
+
+def _why_unknown(result: Result) -> Evidence:
     if result.address is None:
         failure = result.failure or (result.dns.failure if result.dns else None)
-        return (f"no address to probe ({failure})" if failure else "no address to probe",)
+        return ev.unknown(
+            "address", f"no address to probe ({failure})" if failure else "no address to probe"
+        )
     parts: list[str] = []
     trace = result.trace
     if trace is None:
@@ -503,4 +596,4 @@ def _why_unknown(result: Result) -> tuple[str, ...]:
             f"route via {route.gateway or route.interface or 'an unknown gateway'} "
             "is neither a CE nor an internet edge"
         )
-    return ("path unknown: " + "; ".join(parts),)
+    return ev.unknown("path", "path unknown: " + "; ".join(parts))

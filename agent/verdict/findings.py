@@ -32,9 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent.report import Circuit, Finding, InternetEdge, Result, SiteFacts, Verdict
+from agent.report import Circuit, Evidence, Finding, InternetEdge, Result, SiteFacts, Verdict
+from agent.verdict import evidence as ev
 from agent.verdict import geography
-from agent.verdict.classify import REVERSE_ROLE, microsoft_hop
+from agent.verdict.classify import REVERSE_ROLE, microsoft_destination, microsoft_hop
 from agent.verdict.servicetags import ServiceTags, TagMatch
 from agent.verdict.siteindex import SiteIndex, parse_ip
 
@@ -55,14 +56,15 @@ def find(
     `nat_addresses`: the public addresses this flow is known to leave with
     (the orchestrator knows them where the config says so); the route's
     source address is used as well when a circuit advertises it (edge hosts).
-    `tags` enables the Premium check (it needs the target's region).
+    `tags` enables the Premium check (it needs the target's region) and tells
+    Microsoft's prefixes from third-party CDN nodes.
     """
     index = SiteIndex.of(site)
     out: list[Finding] = []
     if result.role == REVERSE_ROLE:
         out += _reverse_circuit(result, verdict, index)
     else:
-        out += _asymmetric_nat(verdict, index)
+        out += _asymmetric_nat(result, verdict, index, tags, nat_addresses)
         out += _nat_pool_for_circuit(verdict, index)
         out += _asymmetric_circuit(result, verdict, index, nat_addresses)
         out += _premium(result, verdict, site, tags)
@@ -85,39 +87,136 @@ def site_findings(site: SiteFacts) -> tuple[Finding, ...]:
 # --------------------------------------------------------------------------- NAT
 
 
-def _asymmetric_nat(verdict: Verdict, index: SiteIndex) -> list[Finding]:
+def _handshake_open(result: Result) -> bool:
+    return result.tcp is not None and result.tcp.state == "open"
+
+
+def _asymmetric_nat(
+    result: Result,
+    verdict: Verdict,
+    index: SiteIndex,
+    tags: ServiceTags | None,
+    nat_addresses: Iterable[str],
+) -> list[Finding]:
+    """Out over the internet with a source address a circuit advertises: replies come back over it.
+
+    Only for destinations whose replies Microsoft routes (a Microsoft prefix
+    or ASN): a third-party CDN node answers over the internet, whatever
+    Microsoft learns.  The source is the edge's NAT address, or an address
+    that leaves un-NATed (a public address on the host, or one the
+    orchestrator knows).
+    """
     if verdict.path_class not in ("internet", "cdn"):
         return []
+    microsoft = microsoft_destination(result, tags)
+    if microsoft is False or (microsoft is None and verdict.path_class == "cdn"):
+        return []
     edge = index.edge(verdict.egress)
-    how = f"the forward path leaves through internet edge {verdict.egress}"
+    how = ev.path(
+        f"the forward path leaves through internet edge {verdict.egress}",
+        verdict.path_class,
+        egress=verdict.egress,
+    )
     if edge is None and verdict.egress is None and len(index.site.internet_edges) == 1:
         # egress not seen in the trace, but there is only one way out
         edge = index.site.internet_edges[0]
-        how = f"the forward path goes to the internet, and {edge.name} is the site's only internet edge"
-    if edge is None:
-        return []
-    out = []
-    for nat in edge.nat_addresses:
-        for advert in index.advertising(nat)[:1]:  # the longest match is what Microsoft uses
-            c, prefix = advert.circuit.name, advert.prefix
-            out.append(
-                Finding(
-                    kind="asymmetric-nat",
-                    severity="critical",
-                    evidence=(
-                        how,
-                        f"NAT address {nat} of {edge.name} lies in {prefix}, "
-                        f"advertised over circuit {c}",
-                        f"Microsoft prefers ExpressRoute for a prefix it learns both ways: "
-                        f"replies to {nat} return over {c}, and a stateful firewall drops them",
-                    ),
-                    fix=(
-                        f"advertise {prefix} only to the internet edge, or NAT at the ER edge "
-                        f"to a separate pool: internet edge {edge.name} needs a NAT address "
-                        f"outside every prefix advertised over ExpressRoute"
+        how = ev.path(
+            f"the forward path goes to the internet, and {edge.name} is the site's only "
+            "internet edge",
+            verdict.path_class,
+            egress=edge.name,
+        )
+    sources: list[tuple[str, Evidence]] = []
+    if edge is not None:
+        for nat in edge.nat_addresses:
+            for advert in index.advertising(nat)[:1]:  # the longest match is what Microsoft uses
+                sources.append(
+                    (
+                        nat,
+                        ev.advertised(
+                            f"NAT address {nat} of {edge.name} lies in {advert.prefix}, "
+                            f"advertised over circuit {advert.circuit.name}",
+                            advert.circuit.name,
+                            advert.prefix,
+                            nat,
+                        ),
+                    )
+                )
+    # Addresses the flow is known to leave with, and the host's own source
+    # address: a public one inside an advertised prefix leaves un-NATed.
+    known = [(n, "source / NAT address") for n in nat_addresses if parse_ip(n) is not None]
+    if result.route and result.route.source:
+        known.append((result.route.source, "un-NATed source address"))
+    for src, what in known:
+        if any(src == s for s, _ in sources):
+            continue
+        for advert in index.advertising(src)[:1]:
+            sources.append(
+                (
+                    src,
+                    ev.advertised(
+                        f"{what} {src} lies in {advert.prefix}, "
+                        f"advertised over circuit {advert.circuit.name}",
+                        advert.circuit.name,
+                        advert.prefix,
+                        src,
                     ),
                 )
             )
+    out = []
+    for src, advert in sources:
+        c, prefix = advert.circuit or "", advert.prefix or ""
+        where = f"internet edge {edge.name}" if edge is not None else "the internet edge"
+        if _handshake_open(result):
+            # Predicted from the advertisements, but replies came back: the
+            # finding stays (the next failover or firewall change breaks it),
+            # as a warning that says both facts.
+            tcp = result.tcp
+            assert tcp is not None
+            evidence = (
+                how,
+                advert,
+                ev.return_path(
+                    f"Microsoft prefers ExpressRoute for a prefix it learns both ways: replies "
+                    f"to {src} should return over {c}",
+                    src,
+                    circuit=c,
+                ),
+                ev.tcp(
+                    f"yet the TCP handshake to {result.address} port {tcp.port} succeeded: "
+                    "replies came back the way the requests left, so this is predicted from "
+                    "the site's facts, not seen",
+                    tcp.state,
+                    result.address,
+                ),
+            )
+            severity, predicted = "warning", True
+        else:
+            evidence = (
+                how,
+                advert,
+                ev.return_path(
+                    f"Microsoft prefers ExpressRoute for a prefix it learns both ways: replies "
+                    f"to {src} return over {c}, and a stateful firewall drops them",
+                    src,
+                    circuit=c,
+                ),
+            )
+            severity, predicted = "critical", False
+        out.append(
+            Finding(
+                kind="asymmetric-nat",
+                severity=severity,
+                evidence=evidence,
+                fix=(
+                    f"advertise {prefix} only to the internet edge, or NAT at the ER edge "
+                    f"to a separate pool: {where} needs a NAT address "
+                    f"outside every prefix advertised over ExpressRoute"
+                ),
+                circuit=c,
+                predicted_only=predicted,
+            )
+        )
     return out
 
 
@@ -126,15 +225,24 @@ def _nat_pool_finding(edge: InternetEdge, nat: str, circuit: Circuit, prefix: st
         kind="nat-pool-on-internet",
         severity="warning",
         evidence=(
-            f"internet edge {edge.name} uses NAT address {nat}",
-            f"{nat} lies in {prefix}, the NAT pool advertised over circuit {circuit.name}",
-            "the planning guide requires distinct NAT addresses at the internet edge and the "
-            "ExpressRoute edge: traffic leaving through the internet edge returns over the circuit",
+            ev.nat(edge.name, nat),
+            ev.advertised(
+                f"{nat} lies in {prefix}, the NAT pool advertised over circuit {circuit.name}",
+                circuit.name,
+                prefix,
+                nat,
+            ),
+            ev.note(
+                "the planning guide requires distinct NAT addresses at the internet edge and the "
+                "ExpressRoute edge: traffic leaving through the internet edge returns over the "
+                "circuit"
+            ),
         ),
         fix=(
             f"give internet edge {edge.name} a NAT address outside {prefix}, or stop advertising "
             f"{prefix} over circuit {circuit.name} and NAT at the ER edge to a separate pool"
         ),
+        circuit=circuit.name,
     )
 
 
@@ -162,6 +270,9 @@ def _asymmetric_circuit(
     sources = [n for n in nat_addresses if parse_ip(n) is not None]
     if result.route and result.route.source and index.advertising(result.route.source):
         sources.append(result.route.source)
+    forward = ev.path(
+        f"the forward path goes over circuit {a}", "expressroute", circuit=a, link=verdict.link
+    )
     out: list[Finding] = []
     for src in dict.fromkeys(sources):
         adverts = index.advertising(src)
@@ -173,40 +284,42 @@ def _asymmetric_circuit(
             continue  # the longest match is on circuit A: replies come back over A
         others = sorted({x.circuit.name for x in winners if x.circuit.name != a})
         b = ", ".join(others)
-        forward = f"the forward path goes over circuit {a}"
+        other = next(x for x in winners if x.circuit.name != a)
         if not any(x.circuit.name == a for x in adverts):
-            evidence = (
-                forward,
+            said = (
                 f"source / NAT address {src} is advertised only over circuit {b} "
-                f"({', '.join(x.prefix for x in winners)})",
-                f"Microsoft returns replies to {src} over {b}",
+                f"({', '.join(x.prefix for x in winners)})"
             )
+            back = f"Microsoft returns replies to {src} over {b}"
             severity = "critical"
         elif any(x.circuit.name == a for x in winners):
-            evidence = (
-                forward,
+            said = (
                 f"source / NAT address {src} is advertised over circuit {a} and, "
-                f"equally specific, over {b} ({winners[0].prefix})",
-                f"Microsoft may return replies to {src} over {b}",
+                f"equally specific, over {b} ({winners[0].prefix})"
             )
+            back = f"Microsoft may return replies to {src} over {b}"
             severity = "warning"
         else:
-            evidence = (
-                forward,
+            said = (
                 f"source / NAT address {src} is in {winners[0].prefix}, advertised over "
-                f"{b}, more specific than what circuit {a} advertises",
-                f"Microsoft returns replies to {src} over {b}",
+                f"{b}, more specific than what circuit {a} advertises"
             )
+            back = f"Microsoft returns replies to {src} over {b}"
             severity = "critical"
         out.append(
             Finding(
                 "asymmetric-circuit",
                 severity,
-                evidence,
+                (
+                    forward,
+                    ev.advertised(said, other.circuit.name, other.prefix, src),
+                    ev.return_path(back, src, circuit=other.circuit.name),
+                ),
                 fix=(
                     f"advertise {src}'s NAT prefix only over circuit {a}, and give circuit {b} "
                     "its own, distinct NAT pool (unique public prefixes per circuit)"
                 ),
+                circuit=a,
             )
         )
     if out or sources:
@@ -223,15 +336,24 @@ def _asymmetric_circuit(
                 "asymmetric-circuit",
                 "warning",
                 (
-                    f"the forward path goes over circuit {a}",
-                    f"circuit {a} advertises {mine} and circuit {other.circuit.name} "
-                    f"advertises {other.prefix}, which overlaps it at least as specifically",
-                    f"Microsoft may return replies for {mine} over {other.circuit.name}",
+                    forward,
+                    ev.advertised(
+                        f"circuit {a} advertises {mine} and circuit {other.circuit.name} "
+                        f"advertises {other.prefix}, which overlaps it at least as specifically",
+                        other.circuit.name,
+                        other.prefix,
+                    ),
+                    ev.return_path(
+                        f"Microsoft may return replies for {mine} over {other.circuit.name}",
+                        None,
+                        circuit=other.circuit.name,
+                    ),
                 ),
                 fix=(
                     f"advertise {mine} only over circuit {a} and give circuit "
                     f"{other.circuit.name} its own NAT pool (unique public prefixes per circuit)"
                 ),
+                circuit=a,
             )
         )
     return out
@@ -249,21 +371,36 @@ def _reverse_circuit(result: Result, verdict: Verdict, index: SiteIndex) -> list
     if verdict.circuit in owners:
         return []
     owner = ", ".join(owners)
+    c = verdict.circuit
     return [
         Finding(
             "asymmetric-circuit",
             "critical",
             (
-                f"the reverse path to {result.address} enters the site over circuit {verdict.circuit}",
-                f"{result.address} is in {adverts[0].prefix}, advertised over circuit {owner}",
-                f"traffic NATed to {result.address} leaves over {owner} and returns over "
-                f"{verdict.circuit}",
+                ev.path(
+                    f"the reverse path to {result.address} enters the site over circuit {c}",
+                    "expressroute",
+                    circuit=c,
+                    link=verdict.link,
+                ),
+                ev.advertised(
+                    f"{result.address} is in {adverts[0].prefix}, advertised over circuit {owner}",
+                    adverts[0].circuit.name,
+                    adverts[0].prefix,
+                    result.address,
+                ),
+                ev.return_path(
+                    f"traffic NATed to {result.address} leaves over {owner} and returns over {c}",
+                    result.address,
+                    circuit=c,
+                ),
             ),
             fix=(
-                f"stop advertising {result.address}'s prefix over circuit {verdict.circuit} "
+                f"stop advertising {result.address}'s prefix over circuit {c} "
                 f"(or advertise it more specifically over {owner}); each circuit needs its "
                 "own NAT pool"
             ),
+            circuit=c,
         )
     ]
 
@@ -279,29 +416,55 @@ def _handshake_blackhole(result: Result, verdict: Verdict, site: SiteFacts) -> l
     tcp = result.tcp
     if tcp is None or not (tcp.state == "filtered" or tcp.failure == "tcp.filtered"):
         return []
-    reached: str | None = None
+    reached: Evidence | None = None
     trace = result.trace
-    if trace is not None and trace.reached:
-        reached = f"the trace reached {result.address} at hop {trace.hop_count}"
+    if trace is not None and trace.reached and result.address:
+        reached = ev.trace_reached(
+            result.address,
+            trace.hop_count,
+            f"the trace reached {result.address} at hop {trace.hop_count}",
+        )
     elif (ms := microsoft_hop(result, site)) is not None:
-        reached = f"{ms.text}: the trace reaches the Microsoft side"
+        reached = ev.reaches_microsoft(ms.evidence)
     else:
-        msee = next((e for e in verdict.evidence if " is the MSEE of circuit " in e), None)
-        if msee is not None and not msee.startswith("conflicting"):
-            reached = f"{msee}: the trace reaches the Microsoft side"
-    route_up = result.route is not None and not result.route.failure
+        # An MSEE hop of the verdict's own circuit: the far side of the peering.
+        msee = next(
+            (
+                e
+                for e in verdict.evidence
+                if e.kind == "msee-hop" and not e.conflicting and e.circuit == verdict.circuit
+            ),
+            None,
+        )
+        if msee is not None:
+            reached = ev.reaches_microsoft(msee)
+    route = result.route
+    route_up = route is not None and not route.failure
     if reached is None and not route_up:
         return []
-    evidence = [
-        f"the TCP handshake to {result.address} port {tcp.port} was filtered (no SYN-ACK, no RST)",
-        reached or f"the route is up (via {result.route.gateway or result.route.interface})",
-        f"the forward path is {_path_text(verdict)}",
-    ]
+    if reached is None:
+        assert route is not None
+        reached = ev.route_up(route.gateway, route.interface)
+    evidence = (
+        ev.tcp(
+            f"the TCP handshake to {result.address} port {tcp.port} was filtered "
+            "(no SYN-ACK, no RST)",
+            "filtered",
+            result.address,
+        ),
+        reached,
+        ev.forward_path(
+            verdict.path_class,
+            circuit=verdict.circuit,
+            link=verdict.link,
+            egress=verdict.egress,
+        ),
+    )
     return [
         Finding(
             "handshake-blackhole",
-            "critical" if reached else "warning",
-            tuple(evidence),
+            "warning" if reached.kind == "route" else "critical",
+            evidence,
             fix=(
                 "replies are probably returning another way and a stateful firewall drops "
                 "them: check which circuits and internet edges advertise this path's NAT "
@@ -309,17 +472,9 @@ def _handshake_blackhole(result: Result, verdict: Verdict, site: SiteFacts) -> l
                 "and advertise it only where the traffic leaves; if the path is symmetric, "
                 f"check that the firewall allows port {tcp.port}"
             ),
+            circuit=verdict.circuit if verdict.path_class == "expressroute" else None,
         )
     ]
-
-
-def _path_text(verdict: Verdict) -> str:
-    if verdict.path_class == "expressroute":
-        link = f" ({verdict.link} link)" if verdict.link else ""
-        return f"expressroute over circuit {verdict.circuit}{link}"
-    if verdict.egress:
-        return f"{verdict.path_class} via internet edge {verdict.egress}"
-    return verdict.path_class
 
 
 # --------------------------------------------------------------------------- hop counts
@@ -339,10 +494,18 @@ def _return_hops(result: Result, threshold: int) -> list[Finding]:
             "return-hops-mismatch",
             "info",
             (
-                f"the trace reached {result.address} in {forward} hops",
-                f"{ttl}about {back} hops back",
-                f"the difference of {abs(forward - back)} exceeds {threshold}: "
-                "the return path may differ (a weak signal on its own)",
+                ev.trace_reached(
+                    result.address or "",
+                    forward,
+                    f"the trace reached {result.address} in {forward} hops",
+                ),
+                ev.tcp(
+                    f"{ttl}about {back} hops back", tcp.state, result.address, ttl=tcp.reply_ttl
+                ),
+                ev.note(
+                    f"the difference of {abs(forward - back)} exceeds {threshold}: "
+                    "the return path may differ (a weak signal on its own)"
+                ),
             ),
             fix=(
                 "confirm with a reverse trace from an azure-side agent to this site's NAT "
@@ -381,21 +544,42 @@ def _premium(
             return []
         blocked.append((c, loc))
     basis = "" if region.basis == "published" else f", placed {region.basis}"
-    evidence = [
-        f"{result.address} is in service tag {match.name}: region {match.region} "
-        f"({region.geography}{basis})",
-        *(f"circuit {c.name} is Standard at {c.location} ({loc.geography})" for c, loc in blocked),
-        "a Standard circuit reaches only the Azure regions of its own geopolitical region",
+    evidence: list[Evidence] = [
+        ev.service_tag(
+            result.address,
+            match.name,
+            match.prefix,
+            match.region,
+            where=f"({region.geography}{basis})",
+        ),
+        *(
+            ev.geography_of(
+                f"circuit {c.name} is Standard at {c.location} ({loc.geography})",
+                loc.geography,
+                circuit=c.name,
+            )
+            for c, loc in blocked
+        ),
+        ev.note("a Standard circuit reaches only the Azure regions of its own geopolitical region"),
     ]
     if verdict.path_class == "expressroute":
         evidence.append(
-            f"yet the path goes over circuit {verdict.circuit}: check the circuit's SKU in "
-            "the site configuration"
+            ev.path(
+                f"yet the path goes over circuit {verdict.circuit}: check the circuit's SKU in "
+                "the site configuration",
+                "expressroute",
+                circuit=verdict.circuit,
+                link=verdict.link,
+            )
         )
     elif verdict.path_class != "unknown":
         evidence.append(
-            f"the path is {verdict.path_class}: Microsoft does not advertise "
-            f"{match.region}'s prefixes over these circuits"
+            ev.path(
+                f"the path is {verdict.path_class}: Microsoft does not advertise "
+                f"{match.region}'s prefixes over these circuits",
+                verdict.path_class,
+                egress=verdict.egress,
+            )
         )
     names = ", ".join(c.name for c, _ in blocked)
     example = geography.PUBLISHED.get(region.geography, ((), ()))[1][:1]
@@ -409,6 +593,7 @@ def _premium(
                 f"enable the ExpressRoute Premium add-on on circuit {names}, or connect a "
                 f"circuit at a peering location in {region.geography}{at}"
             ),
+            circuit=blocked[0][0].name if len(blocked) == 1 else None,
         )
     ]
 

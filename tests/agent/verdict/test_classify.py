@@ -19,6 +19,7 @@ from agent.report import (
     DnsResult,
     Hop,
     InternetEdge,
+    LinkSeen,
     Reply,
     Result,
     RouteResult,
@@ -188,6 +189,15 @@ PREMIUM_INTERNET = result(
 
 def verdict_of(r: Result, site: SiteFacts = SITE, *, agent_role: str = "branch", expect=None):
     return classify(r, site, TAGS, agent_role=agent_role, expect=expect)
+
+
+def texts(v) -> tuple[str, ...]:
+    """The rendered sentences of a verdict's or finding's evidence, for people (and messages)."""
+    return tuple(e.text for e in v.evidence)
+
+
+def of_kind(v, kind: str) -> list:
+    return [e for e in v.evidence if e.kind == kind]
 
 
 # name, result, agent role, class, circuit, link, egress, min confidence, max confidence,
@@ -462,16 +472,16 @@ CASES = [
 )
 def test_classify(r, agent_role, cls, circuit, link, egress, lo, hi, evidence, expected):
     v = verdict_of(r, agent_role=agent_role)
-    assert (v.path_class, v.circuit, v.link, v.egress) == (cls, circuit, link, egress), v.evidence
-    assert lo <= v.confidence <= hi, (v.confidence, v.evidence)
+    assert (v.path_class, v.circuit, v.link, v.egress) == (cls, circuit, link, egress), texts(v)
+    assert lo <= v.confidence <= hi, (v.confidence, texts(v))
     assert v.expected == expected
     assert v.matches_expected == (None if cls == "unknown" else cls == expected)
     # each expected sentence appears, in order (strongest evidence first)
     pos = -1
     for sentence in evidence:
-        at = next((i for i, e in enumerate(v.evidence) if sentence in e), None)
-        assert at is not None, f"{sentence!r} not in {v.evidence}"
-        assert at > pos, f"{sentence!r} out of order in {v.evidence}"
+        at = next((i for i, e in enumerate(texts(v)) if sentence in e), None)
+        assert at is not None, f"{sentence!r} not in {texts(v)}"
+        assert at > pos, f"{sentence!r} out of order in {texts(v)}"
         pos = at
 
 
@@ -480,18 +490,37 @@ def test_conflict_lowers_confidence_and_shows_both():
     conflicted = verdict_of(CONFLICT_CDN)
     assert conflicted.path_class == clean.path_class == "expressroute"
     assert conflicted.confidence < clean.confidence - 0.3
-    assert any(e.startswith("conflicting: CNAME chain") for e in conflicted.evidence)
-    assert any("MSEE of circuit ams-1" in e for e in conflicted.evidence)
+    assert any(e.startswith("conflicting: CNAME chain") for e in texts(conflicted))
+    (cname,) = of_kind(conflicted, "cname")
+    assert (cname.conflicting, cname.name, cname.tag) == (
+        True,
+        "contoso.azureedge.net",
+        "azureedge.net",
+    )
+    (msee,) = of_kind(conflicted, "msee-hop")
+    assert (msee.conflicting, msee.circuit, msee.link, msee.ttl, msee.address) == (
+        False,
+        "ams-1",
+        "primary",
+        3,
+        "203.0.113.2",
+    )
 
 
 def test_evidence_strongest_first():
     """MSEE hop before the route, the route before service tags, tags before ASN facts."""
     r = replace(ER_PRIMARY, route=RouteResult(interface="eth0", gateway="10.1.0.1", protocol="bgp"))
     v = verdict_of(r)
-    assert [e.split(" ")[0] for e in v.evidence[:3]] == ["hop", "hop", "route"], v.evidence
-    assert "MSEE" in v.evidence[0]
-    assert "service tags" in v.evidence[3]
-    assert "AS8075" in v.evidence[4]
+    assert [e.kind for e in v.evidence[:5]] == [
+        "msee-hop",
+        "ce-hop",
+        "route",
+        "service-tag",
+        "hop-asn",
+    ], texts(v)
+    assert v.evidence[3].tag == "PowerPlatformInfra"
+    assert (v.evidence[3].prefix, v.evidence[3].name) == ("198.18.10.0/24", "westeurope")
+    assert (v.evidence[4].asn, v.evidence[4].ttl) == (8075, 4)
     assert v.confidence == 0.99  # capped: nothing from one vantage point is certain
 
 
@@ -499,14 +528,20 @@ def test_route_via_internet_edge_gives_egress():
     r = result(route=RouteResult(interface="eth0", gateway="10.1.0.9", protocol="static"))
     v = verdict_of(r)
     assert (v.path_class, v.egress) == ("internet", "ams-inet")
-    assert v.evidence[0] == "route via static gateway 10.1.0.9 = internet edge ams-inet"
+    assert v.evidence[0].text == "route via static gateway 10.1.0.9 = internet edge ams-inet"
+    assert (v.evidence[0].kind, v.evidence[0].egress, v.evidence[0].address) == (
+        "route",
+        "ams-inet",
+        "10.1.0.9",
+    )
 
 
 def test_route_via_unknown_gateway_is_no_evidence():
     r = result(route=RouteResult(interface="eth0", gateway="10.0.0.1", protocol="kernel"))
     v = verdict_of(r)
     assert v.path_class == "unknown"
-    assert "route via 10.0.0.1 is neither a CE nor an internet edge" in v.evidence[0]
+    assert "route via 10.0.0.1 is neither a CE nor an internet edge" in v.evidence[0].text
+    assert (v.evidence[0].kind, v.evidence[0].name) == ("unknown", "path")
 
 
 def test_load_balanced_hop_replies_all_count():
@@ -523,12 +558,230 @@ def test_load_balanced_hop_replies_all_count():
     assert (v.path_class, v.circuit, v.link) == ("expressroute", "ams-1", "secondary")
 
 
-def test_traffic_manager_chain_is_cdn():
-    r = result(chain=("api.contoso.com", "contoso.trafficmanager.net", "x.cloudapp.azure.com"))
+TM_CHAIN = ("api.contoso.com", "contoso.trafficmanager.net", "x.cloudapp.azure.com")
+
+
+def test_traffic_manager_endpoint_behind_an_msee_is_expressroute():
+    """Traffic Manager answers DNS only: the endpoint it hands out decides the path."""
+    r = replace(
+        ER_PRIMARY, target="api.contoso.com", dns=replace(ER_PRIMARY.dns, cname_chain=TM_CHAIN)
+    )
     v = verdict_of(r)
-    assert v.path_class == "cdn"
-    assert v.expected == "cdn"
-    assert v.evidence[0].startswith("CNAME chain passes through Traffic Manager")
+    assert (v.path_class, v.circuit, v.expected, v.matches_expected) == (
+        "expressroute",
+        "ams-1",
+        "expressroute",
+        True,
+    )
+    assert v.confidence == verdict_of(ER_PRIMARY).confidence  # not a conflict
+    (tm,) = of_kind(v, "cname")
+    assert (tm.name, tm.tag, tm.conflicting) == (
+        "contoso.trafficmanager.net",
+        "trafficmanager.net",
+        False,
+    )
+    assert tm.text == (
+        "CNAME chain passes through Traffic Manager (*.trafficmanager.net: "
+        "contoso.trafficmanager.net): DNS only, the endpoint it hands out decides the path"
+    )
+    assert not any(e.conflicting for e in v.evidence)
+
+
+def test_traffic_manager_alone_decides_nothing():
+    v = verdict_of(result(chain=TM_CHAIN))
+    assert v.path_class == "unknown"
+    assert v.expected == "expressroute"
+
+
+def test_traffic_manager_endpoint_outside_expressroute_expects_internet():
+    r = result(
+        "198.18.60.9",
+        chain=TM_CHAIN,
+        hops=trace(BRANCH_GW, "10.1.0.9", ("198.18.100.1", ISP), ("198.18.60.9", 64501)),
+    )
+    v = verdict_of(r)
+    assert (v.path_class, v.expected, v.matches_expected) == ("internet", "internet", True)
+    assert (v.evidence[-1].kind, v.evidence[-1].name, v.evidence[-1].address) == (
+        "expectation",
+        "internet",
+        "198.18.60.9",
+    )
+
+
+# A CDN node whose name is on no suffix list (Akamai, a new Front Door name),
+# reached over the internet at an address in no service tag.
+UNLISTED_CDN = result(
+    "198.18.70.9",
+    target="static.contoso.com",
+    role="cdn",
+    chain=("static.contoso.com", "static.contoso.com.cdn.newvendor.example"),
+    hops=trace(BRANCH_GW, "10.1.0.9", ("198.18.100.1", ISP), ("198.18.70.9", 20940)),
+)
+
+
+def test_cdn_target_over_the_internet_outside_every_tag_is_as_expected():
+    v = verdict_of(UNLISTED_CDN)
+    assert (v.path_class, v.egress, v.expected, v.matches_expected) == (
+        "cdn",
+        "ams-inet",
+        "cdn",
+        True,
+    )
+    (why,) = of_kind(v, "untagged")
+    assert why.address == "198.18.70.9"
+    assert why.text == (
+        "198.18.70.9 is in no service tag that ExpressRoute carries: a CDN node that "
+        "ExpressRoute never carries, although no CDN name or tag shows it"
+    )
+
+
+def test_cdn_target_inside_a_carried_tag_over_the_internet_is_not_excused():
+    r = replace(UNLISTED_CDN, address=PP_WE)
+    v = verdict_of(r)
+    assert (v.path_class, v.matches_expected) == ("internet", False)
+    assert of_kind(v, "untagged") == []
+
+
+def test_cdn_target_outside_tags_needs_the_tags_file_to_tell():
+    v = classify(UNLISTED_CDN, SITE, None, agent_role="branch", expect=None)
+    assert (v.path_class, v.matches_expected) == ("internet", False)
+
+
+def test_explicit_cdn_expectation_outside_tags_is_as_expected():
+    v = verdict_of(replace(UNLISTED_CDN, role="service"), expect="cdn")
+    assert (v.path_class, v.matches_expected) == ("cdn", True)
+
+
+# --------------------------------------------------------------------------- links seen
+
+
+def msee_hop(ttl: int, *flows: tuple[str, int | None], shared: bool = False) -> Hop:
+    return Hop(
+        ttl=ttl,
+        replies=tuple(Reply(address=a, rtt_s=0.001, flow=f) for a, f in flows),
+        shared=shared,
+    )
+
+
+def trace_with(msee: Hop, *, flow: int = 1) -> Trace:
+    hops = (
+        Hop(ttl=1, replies=(Reply(address=BRANCH_GW, rtt_s=0.001, flow=flow),)),
+        Hop(ttl=2, replies=(Reply(address="10.1.0.1", rtt_s=0.001, flow=flow),)),
+        msee,
+        Hop(ttl=4, replies=(Reply(address="198.18.0.1", rtt_s=0.002, asn=MS, flow=flow),)),
+    )
+    return Trace(protocol="tcp", flow=flow, reached=False, hops=hops)
+
+
+P, S = "203.0.113.2", "203.0.113.6"  # ams-1's MSEEs: primary, secondary
+
+
+def test_links_seen_counts_distinct_flows_per_link():
+    """Six flows through the MSEE hop, load-shared: both links carry some."""
+    hop = msee_hop(3, (S, 7), (P, 1), (P, 2), (S, 3), (P, 4), (P, 5), (P, 1))
+    v = verdict_of(result(hops=trace_with(hop, flow=7)))
+    assert (v.path_class, v.circuit) == ("expressroute", "ams-1")
+    assert v.links_seen == (LinkSeen("primary", 4), LinkSeen("secondary", 2))
+    assert v.msee_flows == 6
+    assert v.link == "secondary"  # the trace's own flow (7) crossed the secondary link
+    assert not any(e.conflicting for e in v.evidence)  # two links are no conflict
+    assert {(e.link, e.address) for e in of_kind(v, "msee-hop")} == {
+        ("primary", P),
+        ("secondary", S),
+    }
+    assert v.confidence >= 0.95
+
+
+def test_links_seen_counts_flows_at_the_msee_hop_that_went_elsewhere():
+    hop = msee_hop(3, (P, 1), (P, 2), ("198.18.9.9", 3))
+    v = verdict_of(result(hops=trace_with(hop)))
+    assert v.links_seen == (LinkSeen("primary", 2),)
+    assert v.msee_flows == 3
+
+
+def test_links_seen_ignores_hops_copied_from_another_trace():
+    v = verdict_of(result(hops=trace_with(msee_hop(3, (P, 1), (S, 2), shared=True))))
+    assert (v.circuit, v.link) == ("ams-1", "primary")  # still named, informative
+    assert (v.links_seen, v.msee_flows) == ((), 0)
+
+
+def test_links_seen_without_flow_ids_is_the_traces_one_flow():
+    v = verdict_of(ER_SECONDARY)
+    assert (v.links_seen, v.msee_flows) == ((LinkSeen("secondary", 1),), 1)
+
+
+def test_links_seen_of_a_reverse_trace_counts_the_ce_side():
+    v = verdict_of(REVERSE_ER, agent_role="azure-side")
+    assert (v.links_seen, v.msee_flows) == ((LinkSeen("primary", 1),), 1)
+
+
+def test_no_links_seen_off_expressroute():
+    v = verdict_of(INTERNET)
+    assert (v.links_seen, v.msee_flows) == ((), 0)
+
+
+# --------------------------------------------------------------------------- unknowns
+
+
+def test_silent_msee_leaves_the_link_unknown_and_says_why():
+    r = result(hops=trace(BRANCH_GW, "10.1.0.1", None, MS_CORE, (PP_WE, MS)))
+    v = verdict_of(r)
+    assert (v.path_class, v.circuit, v.link) == ("expressroute", "ams-1", None)
+    assert (v.links_seen, v.msee_flows) == ((), 0)
+    (unknown,) = of_kind(v, "unknown")
+    assert (unknown.name, unknown.circuit) == ("link", "ams-1")
+    assert unknown.text == (
+        "the link of circuit ams-1 is unknown this time: hop 3 did not answer (a silent or "
+        "rate-limited MSEE, or a CE that drops time-exceeded); CE address 10.1.0.1 (hop 2) "
+        "names the circuit, not the link"
+    )
+
+
+def test_silent_ce_and_msee_circuit_named_by_the_route():
+    r = result(
+        hops=trace(BRANCH_GW, None, None, MS_CORE, (PP_WE, MS)),
+        route=RouteResult(interface="eth1", gateway="10.1.0.1", protocol="bgp"),
+    )
+    v = verdict_of(r, agent_role="datacenter")
+    assert (v.path_class, v.circuit, v.link) == ("expressroute", "ams-1", None)
+    (unknown,) = of_kind(v, "unknown")
+    assert (unknown.name, unknown.circuit) == ("link", "ams-1")
+    assert "hops 2, 3 did not answer" in unknown.text
+    assert "the route via 10.1.0.1 names the circuit" in unknown.text
+
+
+def test_ce_dropping_time_exceeded_hides_nothing_when_the_msee_answers():
+    v = verdict_of(result(hops=trace(BRANCH_GW, None, "203.0.113.2", MS_CORE, (PP_WE, MS))))
+    assert (v.circuit, v.link) == ("ams-1", "primary")
+    assert of_kind(v, "unknown") == []
+
+
+def test_expressroute_edge_asn_only_leaves_the_circuit_unknown():
+    v = verdict_of(result(hops=trace(BRANCH_GW, None, ("198.18.1.1", 12076), MS_CORE)))
+    assert (v.path_class, v.circuit, v.link) == ("expressroute", None, None)
+    (unknown,) = of_kind(v, "unknown")
+    assert (unknown.name, unknown.circuit) == ("circuit", None)
+    assert "hop 2 did not answer" in unknown.text
+
+
+def test_reverse_entry_at_a_silent_ce_names_the_circuit_not_the_link():
+    r = result(
+        "192.0.2.10",
+        target="ams-nat",
+        role="reverse",
+        hops=trace(("198.18.0.9", MS), ("198.18.0.2", 12076), "192.0.2.10"),
+    )
+    v = verdict_of(r, agent_role="azure-side")
+    assert (v.path_class, v.circuit, v.link) == ("expressroute", "ams-1", None)
+    entry = of_kind(v, "hop-asn")[0]
+    assert (entry.circuit, entry.ttl, entry.address, entry.asn) == (
+        "ams-1",
+        2,
+        "198.18.0.2",
+        12076,
+    )
+    (unknown,) = of_kind(v, "unknown")
+    assert unknown.name == "link"
 
 
 def test_extra_cdn_suffixes_from_config():
@@ -592,7 +845,8 @@ def test_expectation(r, site, expect, cls, why):
     facts = path_facts(r, site, TAGS, agent_role="branch")
     got, reason = expected_class(r, site, facts, expect=expect)
     assert got == cls
-    assert why in reason
+    assert (reason.kind, reason.name) == ("expectation", cls)
+    assert why in reason.text
     v = classify(r, site, TAGS, agent_role="branch", expect=expect)
     assert v.expected == cls
     assert v.evidence[-1] == reason

@@ -9,6 +9,7 @@ import pytest
 from agent.report import Finding, RouteResult, SiteFacts, TcpResult
 from agent.verdict.findings import find, site_findings
 from tests.agent.verdict.test_classify import (
+    AFD,
     AMS1,
     AMS2,
     BRANCH_GW,
@@ -25,6 +26,7 @@ from tests.agent.verdict.test_classify import (
     SITE,
     TAGS,
     result,
+    texts,
     trace,
     verdict_of,
 )
@@ -70,7 +72,7 @@ def test_symmetric_site_has_no_findings(r):
 def test_asymmetric_nat_when_leaving_through_an_edge_whose_nat_is_advertised():
     f = only(findings_for(INTERNET, SHARED_POOL_SITE), "asymmetric-nat")
     assert f.severity == "critical"
-    assert f.evidence == (
+    assert texts(f) == (
         "the forward path leaves through internet edge ams-inet",
         "NAT address 192.0.2.10 of ams-inet lies in 192.0.2.0/25, advertised over circuit ams-1",
         "Microsoft prefers ExpressRoute for a prefix it learns both ways: replies to 192.0.2.10 "
@@ -88,7 +90,7 @@ def test_asymmetric_nat_with_egress_unseen_but_a_single_edge():
     v = verdict_of(r, SHARED_POOL_SITE)
     assert (v.path_class, v.egress) == ("internet", None)
     f = only(find(r, v, SHARED_POOL_SITE), "asymmetric-nat")
-    assert "ams-inet is the site's only internet edge" in f.evidence[0]
+    assert "ams-inet is the site's only internet edge" in f.evidence[0].text
 
 
 def test_no_asymmetric_nat_over_expressroute():
@@ -101,7 +103,7 @@ def test_no_asymmetric_nat_over_expressroute():
 def test_nat_pool_on_internet_is_a_site_finding():
     (f,) = site_findings(SHARED_POOL_SITE)
     assert (f.kind, f.severity) == ("nat-pool-on-internet", "warning")
-    assert f.evidence[:2] == (
+    assert texts(f)[:2] == (
         "internet edge ams-inet uses NAT address 192.0.2.10",
         "192.0.2.10 lies in 192.0.2.0/25, the NAT pool advertised over circuit ams-1",
     )
@@ -124,7 +126,7 @@ def test_asymmetric_circuit_nat_only_over_the_other_circuit():
     fs = findings_for(ER_PRIMARY, nat_addresses=("192.0.2.130",))  # in ams-2's 192.0.2.128/26
     f = only(fs, "asymmetric-circuit")
     assert f.severity == "critical"
-    assert f.evidence == (
+    assert texts(f) == (
         "the forward path goes over circuit ams-1",
         "source / NAT address 192.0.2.130 is advertised only over circuit ams-2 (192.0.2.128/26)",
         "Microsoft returns replies to 192.0.2.130 over ams-2",
@@ -137,7 +139,7 @@ def test_asymmetric_circuit_nat_over_both_circuits_equally():
     site = SiteFacts(circuits=(AMS1, both), internet_edges=(INET,))
     f = only(findings_for(ER_PRIMARY, site, nat_addresses=("192.0.2.10",)), "asymmetric-circuit")
     assert f.severity == "warning"
-    assert "advertised over circuit ams-1 and, equally specific, over ams-2" in f.evidence[1]
+    assert "advertised over circuit ams-1 and, equally specific, over ams-2" in f.evidence[1].text
 
 
 def test_asymmetric_circuit_more_specific_elsewhere():
@@ -145,13 +147,13 @@ def test_asymmetric_circuit_more_specific_elsewhere():
     site = SiteFacts(circuits=(AMS1, narrower), internet_edges=(INET,))
     f = only(findings_for(ER_PRIMARY, site, nat_addresses=("192.0.2.10",)), "asymmetric-circuit")
     assert f.severity == "critical"
-    assert "more specific than what circuit ams-1 advertises" in f.evidence[1]
+    assert "more specific than what circuit ams-1 advertises" in f.evidence[1].text
 
 
 def test_asymmetric_circuit_from_route_source_on_an_edge_host():
     r = result(route=RouteResult(gateway="203.0.113.2", protocol="bgp", source="192.0.2.130"))
     f = only(findings_for(r, agent_role="datacenter"), "asymmetric-circuit")
-    assert "192.0.2.130 is advertised only over circuit ams-2" in f.evidence[1]
+    assert "192.0.2.130 is advertised only over circuit ams-2" in f.evidence[1].text
 
 
 def test_asymmetric_circuit_predicted_from_overlapping_advertisements():
@@ -163,7 +165,7 @@ def test_asymmetric_circuit_predicted_from_overlapping_advertisements():
     site = SiteFacts(circuits=(AMS1, same), internet_edges=(INET,))
     f = only(findings_for(ER_PRIMARY, site), "asymmetric-circuit")
     assert f.severity == "warning"
-    assert f.evidence[1] == (
+    assert f.evidence[1].text == (
         "circuit ams-1 advertises 192.0.2.0/25 and circuit ams-2 advertises 192.0.2.0/25, "
         "which overlaps it at least as specifically"
     )
@@ -182,7 +184,7 @@ def test_reverse_trace_entering_over_the_wrong_circuit():
     )
     f = only(findings_for(into_ams2, agent_role="azure-side"), "asymmetric-circuit")
     assert f.severity == "critical"
-    assert f.evidence[0] == "the reverse path to 192.0.2.10 enters the site over circuit ams-2"
+    assert f.evidence[0].text == "the reverse path to 192.0.2.10 enters the site over circuit ams-2"
     assert findings_for(REVERSE_ER, agent_role="azure-side") == ()
 
 
@@ -193,7 +195,7 @@ def test_handshake_blackhole_when_microsoft_answers_but_tcp_is_filtered():
     r = replace(INTERNET, tcp=FILTERED, trace=replace(INTERNET.trace, reached=False))
     f = only(findings_for(r), "handshake-blackhole")
     assert f.severity == "critical"
-    assert f.evidence == (
+    assert texts(f) == (
         "the TCP handshake to 198.18.10.5 port 443 was filtered (no SYN-ACK, no RST)",
         "hop 4 198.18.0.1 is AS8075 (Microsoft global network): the trace reaches the "
         "Microsoft side",
@@ -204,15 +206,17 @@ def test_handshake_blackhole_when_microsoft_answers_but_tcp_is_filtered():
 
 def test_handshake_blackhole_trace_reached_destination():
     f = only(findings_for(replace(ER_PRIMARY, tcp=FILTERED)), "handshake-blackhole")
-    assert f.evidence[1] == "the trace reached 198.18.10.5 at hop 5"
-    assert f.evidence[2] == "the forward path is expressroute over circuit ams-1 (primary link)"
+    assert f.evidence[1].text == "the trace reached 198.18.10.5 at hop 5"
+    assert (
+        f.evidence[2].text == "the forward path is expressroute over circuit ams-1 (primary link)"
+    )
 
 
 def test_handshake_blackhole_route_only_is_a_warning():
     r = result(route=RouteResult(interface="eth0", gateway="10.0.0.1"), tcp=FILTERED)
     f = only(findings_for(r), "handshake-blackhole")
     assert f.severity == "warning"
-    assert f.evidence[1] == "the route is up (via 10.0.0.1)"
+    assert f.evidence[1].text == "the route is up (via 10.0.0.1)"
 
 
 @pytest.mark.parametrize("state", ["open", "closed", "error"])
@@ -242,9 +246,9 @@ def test_return_hops_mismatch(return_hops, threshold, fires):
     if fires:
         f = only(fs, "return-hops-mismatch")
         assert f.severity == "info"
-        assert f.evidence[0] == "the trace reached 198.18.10.5 in 5 hops"
+        assert f.evidence[0].text == "the trace reached 198.18.10.5 in 5 hops"
         assert (
-            f.evidence[1]
+            f.evidence[1].text
             == f"the reply arrived with TTL {64 - return_hops}, about {return_hops} hops back"
         )
 
@@ -261,7 +265,7 @@ def test_return_hops_needs_a_trace_that_reached():
 def test_premium_required_for_a_us_tenant_on_a_european_standard_circuit():
     f = only(findings_for(PREMIUM_INTERNET), "premium-required")
     assert f.severity == "warning"
-    assert f.evidence == (
+    assert texts(f) == (
         "198.18.30.5 is in service tag PowerPlatformInfra.EastUS: region eastus (North America)",
         "circuit ams-1 is Standard at Amsterdam (Europe)",
         "circuit ams-2 is Standard at Amsterdam2 (Europe)",
@@ -277,8 +281,8 @@ def test_premium_required_for_a_us_tenant_on_a_european_standard_circuit():
 def test_premium_observed_over_a_standard_circuit_questions_the_sku():
     r = result(PP_EUS, hops=trace(BRANCH_GW, "10.1.0.1", "203.0.113.2", MS_CORE, (PP_EUS, MS)))
     f = only(findings_for(r), "premium-required")
-    assert "circuit ams-1 is Standard at Amsterdam (Europe)" in f.evidence
-    assert f.evidence[-1].startswith("yet the path goes over circuit ams-1")
+    assert "circuit ams-1 is Standard at Amsterdam (Europe)" in texts(f)
+    assert f.evidence[-1].text.startswith("yet the path goes over circuit ams-1")
 
 
 @pytest.mark.parametrize(
@@ -329,3 +333,178 @@ def test_every_finding_names_a_fix():
         "nat-pool-on-internet",
         "premium-required",
     }
+
+
+# --------------------------------------------------------------------------- facts as fields
+
+
+def fields(e, *names: str) -> tuple:
+    return tuple(getattr(e, n) for n in names)
+
+
+def test_asymmetric_nat_evidence_as_fields():
+    f = only(findings_for(INTERNET, SHARED_POOL_SITE), "asymmetric-nat")
+    assert (f.circuit, f.predicted_only, f.asymmetry) == ("ams-1", False, True)
+    path, advert, back = f.evidence
+    assert fields(path, "kind", "name", "egress") == ("path", "internet", "ams-inet")
+    assert fields(advert, "kind", "circuit", "prefix", "address") == (
+        "advertised",
+        "ams-1",
+        "192.0.2.0/25",
+        "192.0.2.10",
+    )
+    assert fields(back, "kind", "circuit", "address") == ("return-path", "ams-1", "192.0.2.10")
+
+
+def test_asymmetric_circuit_evidence_as_fields():
+    f = only(findings_for(ER_PRIMARY, nat_addresses=("192.0.2.130",)), "asymmetric-circuit")
+    assert (f.circuit, f.asymmetry) == ("ams-1", True)
+    path, advert, back = f.evidence
+    assert fields(path, "kind", "circuit", "link") == ("path", "ams-1", "primary")
+    assert fields(advert, "kind", "circuit", "prefix", "address") == (
+        "advertised",
+        "ams-2",
+        "192.0.2.128/26",
+        "192.0.2.130",
+    )
+    assert fields(back, "kind", "circuit") == ("return-path", "ams-2")
+
+
+def test_nat_pool_finding_names_its_circuit():
+    (f,) = site_findings(SHARED_POOL_SITE)
+    assert (f.circuit, f.asymmetry) == ("ams-1", False)
+    assert fields(f.evidence[0], "kind", "egress", "address") == ("nat", "ams-inet", "192.0.2.10")
+
+
+def test_handshake_blackhole_reads_the_msee_hop_from_the_verdict_fields():
+    """No Microsoft hop, not reached: the MSEE of the verdict's own circuit is the far side."""
+    r = result(hops=trace(BRANCH_GW, "10.1.0.1", "203.0.113.2", None, reached=False), tcp=FILTERED)
+    f = only(findings_for(r), "handshake-blackhole")
+    assert (f.severity, f.circuit) == ("critical", "ams-1")
+    tcp, reached, path = f.evidence
+    assert fields(tcp, "kind", "name", "address") == ("tcp", "filtered", PP_WE)
+    assert fields(reached, "kind", "circuit", "link", "ttl") == ("msee-hop", "ams-1", "primary", 3)
+    assert reached.text == (
+        "hop 3 203.0.113.2 is the MSEE of circuit ams-1 (primary link): the trace reaches the "
+        "Microsoft side"
+    )
+    assert fields(path, "kind", "name", "circuit") == ("path", "expressroute", "ams-1")
+
+
+def test_handshake_blackhole_ignores_a_conflicting_msee_hop():
+    """An MSEE of another circuit than the verdict's is no proof of reaching Microsoft."""
+    r = result(
+        hops=trace(BRANCH_GW, "203.0.113.2", None, reached=False),
+        route=RouteResult(interface="eth1", gateway="10.1.0.5", protocol="bgp"),
+        tcp=FILTERED,
+    )
+    v = verdict_of(r, agent_role="datacenter")
+    assert v.circuit == "ams-1"  # the MSEE hop outranks the route
+    other = replace(v, circuit="ams-2")  # as if the route had decided
+    f = only(find(r, other, SITE), "handshake-blackhole")
+    assert (f.severity, f.evidence[1].kind) == ("warning", "route")
+
+
+# --------------------------------------------------------------------------- who routes the replies
+
+# A third-party CDN node: no service tag, a non-Microsoft ASN.
+THIRD_PARTY_CDN = replace(
+    INTERNET,
+    target="static.contoso.com",
+    role="cdn",
+    address="198.18.70.9",
+    dns=replace(INTERNET.dns, cname_chain=("static.contoso.com", "x.akamaized.net")),
+    trace=trace(BRANCH_GW, "10.1.0.9", ("198.18.100.1", ISP), ("198.18.70.9", 20940)),
+)
+# A CDN target behind Front Door (a Microsoft prefix): replies are Microsoft's to route.
+FRONT_DOOR = replace(INTERNET, target="content.powerapps.com", role="cdn", address=AFD)
+
+
+def test_no_asymmetric_nat_for_a_third_party_cdn_node():
+    v = verdict_of(THIRD_PARTY_CDN, SHARED_POOL_SITE)
+    assert v.path_class == "cdn"
+    assert "asymmetric-nat" not in kinds(find(THIRD_PARTY_CDN, v, SHARED_POOL_SITE, tags=TAGS))
+    # without the tags file, its ASN still says it is not Microsoft's
+    assert "asymmetric-nat" not in kinds(find(THIRD_PARTY_CDN, v, SHARED_POOL_SITE))
+
+
+def test_no_asymmetric_nat_for_cdn_content_when_nothing_tells_whose_it_is():
+    r = replace(THIRD_PARTY_CDN, trace=trace(BRANCH_GW, "10.1.0.9", None, reached=False))
+    v = verdict_of(r, SHARED_POOL_SITE)
+    assert v.path_class == "cdn"
+    assert find(r, v, SHARED_POOL_SITE) == ()
+
+
+def test_front_door_with_a_failed_handshake_is_critical():
+    r = replace(FRONT_DOOR, tcp=FILTERED)
+    f = only(findings_for(r, SHARED_POOL_SITE), "asymmetric-nat")
+    assert (f.severity, f.predicted_only, f.circuit) == ("critical", False, "ams-1")
+
+
+def test_front_door_with_a_successful_handshake_is_predicted_only():
+    """Replies came back the way they left: the advertisement predicts asymmetry, the measurement does not show it."""
+    r = replace(FRONT_DOOR, tcp=OPEN)
+    v = verdict_of(r, SHARED_POOL_SITE)
+    assert v.path_class == "cdn"
+    f = only(find(r, v, SHARED_POOL_SITE, tags=TAGS), "asymmetric-nat")
+    assert (f.severity, f.predicted_only, f.circuit) == ("warning", True, "ams-1")
+    assert [e.kind for e in f.evidence] == ["path", "advertised", "return-path", "tcp"]
+    assert fields(f.evidence[1], "circuit", "prefix", "address") == (
+        "ams-1",
+        "192.0.2.0/25",
+        "192.0.2.10",
+    )
+    assert fields(f.evidence[3], "name", "address") == ("open", AFD)
+    assert texts(f)[2:] == (
+        "Microsoft prefers ExpressRoute for a prefix it learns both ways: replies to "
+        "192.0.2.10 should return over ams-1",
+        "yet the TCP handshake to 198.18.20.7 port 443 succeeded: replies came back the way "
+        "the requests left, so this is predicted from the site's facts, not seen",
+    )
+    assert not any("drops them" in t for t in texts(f))
+
+
+def test_unnated_public_source_inside_an_advertised_prefix_leaving_over_the_internet():
+    r = replace(
+        INTERNET,
+        route=RouteResult(
+            interface="eth0", gateway="10.1.0.9", protocol="static", source="192.0.2.20"
+        ),
+    )
+    f = only(findings_for(r, agent_role="datacenter"), "asymmetric-nat")
+    assert (f.severity, f.circuit) == ("critical", "ams-1")
+    assert f.evidence[1].text == (
+        "un-NATed source address 192.0.2.20 lies in 192.0.2.0/25, advertised over circuit ams-1"
+    )
+    assert fields(f.evidence[1], "kind", "circuit", "prefix", "address") == (
+        "advertised",
+        "ams-1",
+        "192.0.2.0/25",
+        "192.0.2.20",
+    )
+    assert fields(f.evidence[2], "kind", "circuit", "address") == (
+        "return-path",
+        "ams-1",
+        "192.0.2.20",
+    )
+
+
+def test_private_source_leaving_through_a_clean_edge_is_fine():
+    r = replace(
+        INTERNET, route=RouteResult(interface="eth0", gateway="10.1.0.9", source="10.0.0.7")
+    )
+    assert findings_for(r) == ()
+
+
+def test_explain_says_predicted_only():
+    from agent.output import explain_result
+
+    r = replace(FRONT_DOOR, tcp=OPEN)
+    v = verdict_of(r, SHARED_POOL_SITE)
+    r = replace(r, verdict=v, findings=find(r, v, SHARED_POOL_SITE, tags=TAGS))
+    lines = explain_result(r)
+    assert "  finding asymmetric-nat (warning, predicted only)" in lines
+    assert (
+        "    - yet the TCP handshake to 198.18.20.7 port 443 succeeded: replies came back the "
+        "way the requests left, so this is predicted from the site's facts, not seen" in lines
+    )

@@ -1,0 +1,336 @@
+"""Evidence: one constructor per kind of fact, each setting the fields and rendering the sentence.
+
+Rules read the fields of `agent.report.Evidence`; the sentence in `text` is
+for people and rendered here, in one place, from the same values, so the two
+never disagree and nothing ever parses a sentence.  Arguments that are not
+fields (a route's protocol, whether a trace runs in reverse) only shape the
+sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from agent.report import Evidence, Link
+
+_REVERSE = ": the reverse path enters the site there"
+
+
+def conflicting(e: Evidence) -> Evidence:
+    """The same fact, marked as pointing the other way than the verdict."""
+    if e.conflicting:
+        return e
+    return replace(e, conflicting=True, text=f"conflicting: {e.text}")
+
+
+# --------------------------------------------------------------------------- hops
+
+
+def msee_hop(
+    ttl: int, address: str, circuit: str, link: Link, *, reverse: bool = False
+) -> Evidence:
+    where = _REVERSE if reverse else ""
+    return Evidence(
+        "msee-hop",
+        f"hop {ttl} {address} is the MSEE of circuit {circuit} ({link} link){where}",
+        circuit=circuit,
+        link=link,
+        ttl=ttl,
+        address=address,
+    )
+
+
+def ce_hop(
+    ttl: int,
+    address: str,
+    circuit: str,
+    link: Link | None = None,
+    *,
+    subnet: str | None = None,
+    reverse: bool = False,
+) -> Evidence:
+    """A hop at the CE: a configured CE address (no link), the CE side of a /30, or another /30 address."""
+    where = _REVERSE if reverse else ""
+    if link is None:
+        text = f"hop {ttl} {address} is a CE address of circuit {circuit}{where}"
+    elif subnet is None:
+        text = f"hop {ttl} {address} is the CE of circuit {circuit} ({link} link){where}"
+    else:
+        text = f"hop {ttl} {address} is in the {link} peering subnet {subnet} of circuit {circuit}{where}"
+    return Evidence(
+        "ce-hop", text, circuit=circuit, link=link, ttl=ttl, address=address, prefix=subnet
+    )
+
+
+def edge_hop(
+    ttl: int,
+    address: str,
+    egress: str,
+    nat_addresses: tuple[str, ...],
+    *,
+    nat: bool,
+    reverse: bool = False,
+) -> Evidence:
+    """A hop at an internet edge; `name` is "nat" for the edge's NAT address, else "hop"."""
+    what = "NAT address" if nat else "a hop"
+    if reverse:
+        text = f"hop {ttl} {address} is {what} of internet edge {egress}{_REVERSE}"
+    else:
+        text = f"{egress_text(egress, nat_addresses)}: hop {ttl} {address} is {what} of that edge"
+    return Evidence(
+        "edge-hop",
+        text,
+        egress=egress,
+        ttl=ttl,
+        address=address,
+        name="nat" if nat else "hop",
+    )
+
+
+def egress_text(egress: str, nat_addresses: tuple[str, ...]) -> str:
+    nat = f" (NAT {', '.join(nat_addresses)})" if nat_addresses else ""
+    return f"egress via internet edge {egress}{nat}"
+
+
+def reverse_entry(ttl: int, address: str, destination: str, circuit: str) -> Evidence:
+    """AS12076 just before the NAT address on a reverse trace, and one circuit advertising it."""
+    return Evidence(
+        "hop-asn",
+        f"the reverse path reaches {destination} from the ExpressRoute edge at hop {ttl}, "
+        f"and only circuit {circuit} advertises it (the link is not visible: the NAT address "
+        "is on the CE)",
+        circuit=circuit,
+        ttl=ttl,
+        address=address,
+        asn=12076,
+    )
+
+
+def microsoft_asn_hop(ttl: int, address: str, asn: int) -> Evidence:
+    what = "Microsoft ExpressRoute edge" if asn == 12076 else "Microsoft global network"
+    return Evidence(
+        "hop-asn", f"hop {ttl} {address} is AS{asn} ({what})", ttl=ttl, address=address, asn=asn
+    )
+
+
+def microsoft_ptr_hop(ttl: int, address: str, ptr: str, suffix: str) -> Evidence:
+    return Evidence(
+        "hop-ptr",
+        f"hop {ttl} {address} ({ptr}) is in the Microsoft global network (*.{suffix})",
+        ttl=ttl,
+        address=address,
+        name=ptr,
+    )
+
+
+def isp_handover(
+    ttl: int, address: str, asn: int, microsoft_ttl: int, *, reverse: bool
+) -> Evidence:
+    how = "takes over from" if reverse else "hands over to"
+    return Evidence(
+        "hop-asn",
+        f"hop {ttl} {address} (AS{asn}) {how} the Microsoft network at hop {microsoft_ttl}: "
+        "an internet transit, not a peering link",
+        ttl=ttl,
+        address=address,
+        asn=asn,
+    )
+
+
+# --------------------------------------------------------------------------- route
+
+
+def route(
+    gateway: str,
+    interface: str | None,
+    protocol: str | None,
+    *,
+    circuit: str | None = None,
+    link: Link | None = None,
+    msee: bool = False,
+    egress: str | None = None,
+) -> Evidence:
+    """The local route via a circuit's MSEE or CE (circuit set) or an internet edge (egress set)."""
+    proto = f"{protocol} " if protocol else ""
+    via = f"route via {proto}gateway {gateway}"
+    if circuit is not None:
+        on_link = f" ({link} link)" if link else ""
+        text = f"{via} = {'MSEE' if msee else 'CE'} of {circuit}{on_link}"
+    else:
+        text = f"{via} = internet edge {egress}"
+    return Evidence(
+        "route", text, circuit=circuit, link=link, egress=egress, address=gateway, name=interface
+    )
+
+
+def route_up(gateway: str | None, interface: str | None) -> Evidence:
+    return Evidence(
+        "route",
+        f"the route is up (via {gateway or interface})",
+        address=gateway,
+        name=interface,
+    )
+
+
+# --------------------------------------------------------------------------- names and tags
+
+
+def cname(name: str, suffix: str, *, last: bool, chain: bool, traffic_manager: bool) -> Evidence:
+    """A CDN / Front Door / Traffic Manager name; `tag` holds the suffix that matched."""
+    if traffic_manager:
+        text = f"CNAME chain passes through Traffic Manager (*.{suffix}: {name})"
+    elif not chain:
+        text = f"target name ends in *.{suffix} ({name})"
+    elif last:
+        text = f"CNAME chain ends in *.{suffix} ({name})"
+    else:
+        text = f"CNAME chain passes through *.{suffix} ({name})"
+    return Evidence("cname", text, name=name, tag=suffix)
+
+
+def traffic_manager_context(e: Evidence) -> Evidence:
+    """Traffic Manager is DNS only: the endpoint it hands out decides the path."""
+    return replace(e, text=f"{e.text}: DNS only, the endpoint it hands out decides the path")
+
+
+def service_tag(
+    address: str, tag: str, prefix: str, region: str | None = None, *, where: str | None = None
+) -> Evidence:
+    """One tag containing the address (a CDN tag decides; others inform); `where` places the region."""
+    placed = f": region {region} {where}" if where else ""
+    return Evidence(
+        "service-tag",
+        f"{address} is in service tag {tag}{placed}",
+        address=address,
+        tag=tag,
+        prefix=prefix,
+        name=region,
+    )
+
+
+def service_tags(address: str, tags: list[tuple[str, str | None, str]]) -> Evidence:
+    """Every tag containing the address, most specific first: (name, region, prefix)."""
+    names = ", ".join(t[0] for t in tags[:4])
+    more = f" and {len(tags) - 4} more" if len(tags) > 4 else ""
+    region = next((t[1] for t in tags if t[1]), None)
+    where = f" (region {region})" if region else ""
+    noun = "tag" if len(tags) == 1 else "tags"
+    return Evidence(
+        "service-tag",
+        f"{address} is in service {noun} {names}{more}{where}",
+        address=address,
+        tag=tags[0][0],
+        prefix=tags[0][2],
+        name=region,
+    )
+
+
+def untagged(address: str, *, why: str) -> Evidence:
+    return Evidence(
+        "untagged",
+        f"{address} is in no service tag that ExpressRoute carries: {why}",
+        address=address,
+    )
+
+
+# --------------------------------------------------------------------------- expectation and unknowns
+
+
+def expectation(
+    path_class: str,
+    why: str,
+    *,
+    circuit: str | None = None,
+    prefix: str | None = None,
+    address: str | None = None,
+    tag: str | None = None,
+) -> Evidence:
+    return Evidence(
+        "expectation",
+        f"expected {path_class}: {why}",
+        name=path_class,
+        circuit=circuit,
+        prefix=prefix,
+        address=address,
+        tag=tag,
+    )
+
+
+def unknown(what: str, why: str, *, circuit: str | None = None) -> Evidence:
+    """A fact not established this time (`what`: path, address, circuit, link), and why."""
+    return Evidence("unknown", why, name=what, circuit=circuit)
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def path(
+    text: str,
+    path_class: str,
+    *,
+    circuit: str | None = None,
+    link: Link | None = None,
+    egress: str | None = None,
+) -> Evidence:
+    return Evidence("path", text, name=path_class, circuit=circuit, link=link, egress=egress)
+
+
+def forward_path(
+    path_class: str,
+    *,
+    circuit: str | None = None,
+    link: Link | None = None,
+    egress: str | None = None,
+) -> Evidence:
+    """The forward path as a finding states it."""
+    if path_class == "expressroute":
+        on_link = f" ({link} link)" if link else ""
+        what = f"expressroute over circuit {circuit}{on_link}"
+    elif egress:
+        what = f"{path_class} via internet edge {egress}"
+    else:
+        what = path_class
+    return path(
+        f"the forward path is {what}", path_class, circuit=circuit, link=link, egress=egress
+    )
+
+
+def advertised(text: str, circuit: str, prefix: str, address: str | None = None) -> Evidence:
+    return Evidence("advertised", text, circuit=circuit, prefix=prefix, address=address)
+
+
+def return_path(
+    text: str, address: str | None, *, circuit: str | None = None, egress: str | None = None
+) -> Evidence:
+    return Evidence("return-path", text, circuit=circuit, egress=egress, address=address)
+
+
+def nat(egress: str, address: str) -> Evidence:
+    return Evidence(
+        "nat",
+        f"internet edge {egress} uses NAT address {address}",
+        egress=egress,
+        address=address,
+    )
+
+
+def tcp(text: str, state: str, address: str | None, *, ttl: int | None = None) -> Evidence:
+    """The handshake's outcome; `ttl` is the reply's TTL when it is the fact."""
+    return Evidence("tcp", text, name=state, address=address, ttl=ttl)
+
+
+def trace_reached(address: str, ttl: int, text: str) -> Evidence:
+    return Evidence("trace", text, ttl=ttl, address=address)
+
+
+def reaches_microsoft(e: Evidence) -> Evidence:
+    """A hop of Microsoft's (or the MSEE) as proof that the trace got to the far side."""
+    return replace(e, text=f"{e.text}: the trace reaches the Microsoft side")
+
+
+def geography_of(text: str, name: str, *, circuit: str | None = None) -> Evidence:
+    return Evidence("geography", text, name=name, circuit=circuit)
+
+
+def note(text: str) -> Evidence:
+    return Evidence("note", text)
