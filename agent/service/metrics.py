@@ -7,8 +7,12 @@ exports them for agents behind NAT; names match the collector's series.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+if TYPE_CHECKING:
+    from agent.settings import ListenAddress
 
 
 @dataclass
@@ -17,6 +21,7 @@ class AgentMetrics:
     cycle_seconds: Gauge
     spool_reports: Gauge
     dropped_reports: Counter
+    service_tags_stale: Gauge
     _dropped_seen: int = 0
 
     @classmethod
@@ -33,16 +38,18 @@ class AgentMetrics:
             dropped_reports=Counter(
                 "erpath_agent_dropped_reports", "Reports dropped from the spool.", registry=registry
             ),
+            service_tags_stale=Gauge(
+                "erpath_agent_service_tags_stale",
+                "1 while the service tags file cannot be read and the last good copy is used.",
+                registry=registry,
+            ),
         )
 
     @classmethod
-    def serve(cls, listen: str) -> AgentMetrics:
-        """Start the HTTP endpoint on 'host:port' (a bare port listens on loopback)."""
-        host, _, port = listen.rpartition(":")
+    def serve(cls, listen: ListenAddress) -> AgentMetrics:
+        """Start the HTTP endpoint on [metrics] listen (host "" is all addresses)."""
         metrics = cls.create()
-        start_http_server(
-            int(port), addr=host.strip("[]") or "127.0.0.1", registry=metrics.registry
-        )
+        start_http_server(listen.port, addr=listen.bind_host, registry=metrics.registry)
         return metrics
 
     def observe_cycle(self, cycle_s: float, spool_reports: int, dropped_total: int) -> None:

@@ -11,6 +11,13 @@ Threads and their one job each:
 Signals only set flags: SIGTERM finishes the cycle in flight (its report is
 spooled) and exits 0; SIGHUP reloads the config, keeping the old one when
 the new one is invalid.
+
+The systemd watchdog is pinged only while every worker thread is alive and
+looping (a sender backing off while the collector is away still loops); a
+worker that died ends the process with status 1 so that systemd restarts it,
+and one that hangs stops the pings so that systemd kills it.  Disk full and
+a half-written service tags file never stop the probing: the spool drops its
+oldest reports, seq is counted in memory, the last good tags are kept.
 """
 
 from __future__ import annotations
@@ -21,19 +28,20 @@ import logging
 import os
 import random
 import signal
+import ssl
 import stat
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agent.config import AgentConfig, ConfigError, load
+from agent.config import AgentConfig, ConfigError, ServiceTagsConfig, load
 from agent.cycle import ProbePlan, run_cycle
 from agent.measure.dnscache import DnsCache
-from agent.report import Health, to_dict
+from agent.report import SCHEMA, Health, to_dict
 from agent.sdnotify import Notifier
 from agent.service.sender import CollectorEndpoint, Sender
-from agent.service.seq import next_seq, state_dir
+from agent.service.seq import ReportSequence, state_dir
 from agent.service.spool import Spool
 
 log = logging.getLogger("erpath.agent")
@@ -44,6 +52,14 @@ RETRIGGER_AFTER_S = 1.0
 # cycle instead of a first cycle for the first prefix's targets only.
 ROUTE_SETTLE_S = 0.25
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 60.0
+# A worker beats at least this often while it waits (idle or backing off) …
+HEARTBEAT_S = 5.0
+# … and one that has not beaten for this long is stuck (one delivery is at
+# most a few socket timeouts of 10 s): the watchdog pings stop.
+STUCK_AFTER_S = 90.0
+# The main thread looks at its workers at least this often.
+LIVENESS_CHECK_S = 5.0
+EXIT_WORKER_DIED = 1
 
 
 class ServiceError(Exception):
@@ -59,14 +75,27 @@ def read_token(path: str) -> str:
             f"[collector] token_file {path}: {e.strerror}; create it with the token "
             "printed by `erpath-collector token add AGENT_ID`"
         ) from None
-    if st.st_mode & (stat.S_IROTH | stat.S_IWOTH):
+    mode = stat.S_IMODE(st.st_mode)
+    # As ssh does with private keys: a secret others can read is refused.
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        who = "every user" if mode & stat.S_IRWXO else "its group"
         raise ServiceError(
-            f"[collector] token_file {path} is readable by every user (mode "
-            f"{stat.S_IMODE(st.st_mode):o}); run: chmod 600 {path}"
+            f"[collector] token_file {path} is accessible to {who} (mode {mode:o}); "
+            f"run: chmod 600 {path}"
         )
-    token = p.read_text().strip()
+    try:
+        token = p.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ServiceError(f"[collector] token_file {path}: cannot read it ({e})") from None
     if not token:
         raise ServiceError(f"[collector] token_file {path} is empty; put the agent's token in it")
+    if any(c.isspace() or not c.isprintable() for c in token):
+        # A second line or a space would break the Authorization header.
+        raise ServiceError(
+            f"[collector] token_file {path} holds more than the token (a line break, a space "
+            "or a control character inside it); put only the token printed by "
+            "`erpath-collector token add` in it"
+        )
     return token
 
 
@@ -81,6 +110,12 @@ class _Setup:
 def _setup(config: AgentConfig) -> _Setup:
     c = config.collector
     sender = None
+    if c.url and c.url.startswith("http:") and not c.allow_plaintext:
+        raise ServiceError(
+            f"{config.path or '<config>'}: [collector] url = {json.dumps(c.url)}: plain HTTP "
+            "sends the agent's token in clear; use https://, or set allow_plaintext = true in "
+            "[collector] (a lab, or a collector on this host)"
+        )
     if c.url:
         endpoint = CollectorEndpoint(
             url=c.url,
@@ -89,8 +124,39 @@ def _setup(config: AgentConfig) -> _Setup:
             client_cert=c.client_cert,
             client_key=c.client_key,
         )
-        sender = Sender(endpoint)
+        try:
+            sender = Sender(endpoint)
+        except (OSError, ssl.SSLError) as e:
+            raise ServiceError(_tls_problem(c, e)) from None
     return _Setup(config, sender)
+
+
+def _tls_problem(c, e: OSError) -> str:
+    """Which of the TLS files is wrong, and how to fix it."""
+    for key in ("ca_file", "client_cert", "client_key"):
+        value = getattr(c, key)
+        if value is not None and not Path(value).is_file():
+            return (
+                f"[collector] {key} = {str(value)!r}: no such file; fix the path or remove the key"
+            )
+    files = ", ".join(
+        f"{k} = {str(getattr(c, k))!r}"
+        for k in ("ca_file", "client_cert", "client_key")
+        if getattr(c, k)
+    )
+    return f"[collector] {files}: not usable for TLS ({e}); give PEM files (key matching the certificate)"
+
+
+@dataclass(slots=True)
+class Worker:
+    """A thread with one job, and when it last showed it was looping."""
+
+    name: str
+    thread: threading.Thread
+    last_beat: float = field(default_factory=time.monotonic)
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
 
 
 class AgentService:
@@ -103,6 +169,12 @@ class AgentService:
         self.spool = Spool(
             spool_dir, max_bytes=int(cfg.spool.max_mb * 1e6), max_age_s=cfg.spool.max_age_h * 3600
         )
+        self.sequence = ReportSequence(self.state_dir)
+        self.workers: dict[str, Worker] = {}
+        # The last service tags file that could be read, kept while the file
+        # on disk is half-written (a weekly download in progress).
+        self._tags = None
+        self.tags_stale = False
         self.dns_cache = DnsCache(_resolve_many)
         self.notifier = Notifier()
         self._wake = threading.Event()
@@ -179,22 +251,26 @@ class AgentService:
 
     def _cycle(self, targets) -> None:
         cfg = self.setup.config
-        seq = next_seq(self.state_dir)
+        seq = self.sequence.next()
         health = Health(
             cycle_s=self.last_cycle_s,
             spool_reports=len(self.spool),
             dropped_reports_total=self.spool.dropped_total,
         )
         t0 = time.monotonic()
+        tags = self._service_tags(cfg)
         report = run_cycle(
-            cfg,
+            # The tags travel as an object: the cycle must not read the file again.
+            replace(cfg, service_tags=ServiceTagsConfig()),
             ProbePlan(targets=tuple(targets)),
             seq=seq,
             interval_s=cfg.probe.interval_s,
             health=health,
             dns_cache=self.dns_cache,
             namer=self._namer(cfg),
+            service_tags=tags,
         )
+        report = replace(report, agent=replace(report.agent, epoch=self.sequence.epoch))
         for r in report.results:
             if r.address:
                 self._last_address[r.target] = r.address
@@ -211,7 +287,27 @@ class AgentService:
         )
         if self.metrics:
             self.metrics.observe_cycle(self.last_cycle_s, len(self.spool), self.spool.dropped_total)
+            self.metrics.service_tags_stale.set(1 if self.tags_stale else 0)
         self._send_wake.set()
+
+    def _service_tags(self, cfg: AgentConfig):
+        """The configured tags file, or the last good one while the file cannot be read."""
+        try:
+            tags = cfg.load_service_tags()
+        except ConfigError as e:
+            if not self.tags_stale:
+                log.error(
+                    "event=service_tags_kept reason=%s; classifying with the last good copy "
+                    "(%s) until the file is whole again",
+                    json.dumps(str(e)),
+                    "none read yet: no service tags" if self._tags is None else "kept",
+                )
+            self.tags_stale = True
+            return self._tags
+        if self.tags_stale:
+            log.info("event=service_tags_readable file=%s", cfg.service_tags.file)
+        self._tags, self.tags_stale = tags, False
+        return tags
 
     def _namer(self, cfg: AgentConfig):
         from agent.measure.dns import HopNamer
@@ -225,19 +321,28 @@ class AgentService:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
-        sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
-        sender.start()
+        self._start_worker("sender", self._send_loop)
         self._start_watchers()
         self.notifier.ready(f"probing {len(self.setup.config.targets())} targets")
         watchdog_s = Notifier.watchdog_interval_s()
         next_full = time.monotonic()
         log.info(
-            "event=started config=%s targets=%d interval_s=%s",
+            "event=started config=%s targets=%d interval_s=%s epoch=%s",
             self.config_path,
             len(self.setup.config.targets()),
             self.setup.config.probe.interval_s,
+            self.sequence.epoch,
         )
         while not self._stop.is_set():
+            if dead := [w.name for w in self.workers.values() if not w.thread.is_alive()]:
+                # A thread died of a bug: a restart by systemd is the cure, and
+                # the spool keeps every report for the next process.
+                log.error(
+                    "event=worker_died worker=%s; exiting so that systemd restarts the agent",
+                    ",".join(dead),
+                )
+                self.notifier.stopping()
+                return EXIT_WORKER_DIED
             if self._reload:
                 self._reload_config()
             cfg = self.setup.config
@@ -252,9 +357,9 @@ class AgentService:
                 next_full = time.monotonic() + cfg.probe.interval_s + jitter
             elif due:
                 self._cycle([t for t in cfg.targets() if t.name in due])
-            if watchdog_s:
+            if watchdog_s and self._workers_looping():
                 self.notifier.watchdog()
-            wait = next_full - time.monotonic()
+            wait = min(next_full - time.monotonic(), LIVENESS_CHECK_S)
             with self._lock:
                 if self._triggered:
                     wait = min(wait, min(self._triggered.values()) - time.monotonic())
@@ -264,19 +369,42 @@ class AgentService:
             self._wake.clear()
         self.notifier.stopping()
         self._send_wake.set()
-        sender.join(timeout=5.0)  # a last delivery attempt; what stays spooled is sent next start
+        # A last delivery attempt; what stays spooled is sent next start.
+        self.workers["sender"].thread.join(timeout=5.0)
         log.info("event=stopped spool_reports=%d", len(self.spool))
         return 0
+
+    def _start_worker(self, name: str, target, *args) -> None:
+        def run() -> None:
+            try:
+                target(*args)
+            finally:
+                self._wake.set()  # the main thread notices at once, alive or not
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        self.workers[name] = Worker(name, thread)
+        thread.start()
+
+    def _workers_looping(self) -> bool:
+        now = time.monotonic()
+        # The route watcher blocks in netlink reads between changes: alive is all it can show.
+        stuck = [
+            w
+            for w in self.workers.values()
+            if w.name == "sender" and now - w.last_beat > STUCK_AFTER_S
+        ]
+        for w in stuck:
+            log.error(
+                "event=worker_stuck worker=%s since_s=%.0f; watchdog not pinged",
+                w.name,
+                now - w.last_beat,
+            )
+        return not stuck
 
     def _start_watchers(self) -> None:
         from agent.measure import route
 
-        threading.Thread(
-            target=route.watch_routes,
-            args=(self.on_route_change, self._stop),
-            name="route-watch",
-            daemon=True,
-        ).start()
+        self._start_worker("route-watch", route.watch_routes, self.on_route_change, self._stop)
         listen = self.setup.config.metrics.listen
         if listen:
             from agent.service.metrics import AgentMetrics
@@ -285,42 +413,71 @@ class AgentService:
 
     # ------------------------------------------------------------------ delivery
 
+    def _pause(self, seconds: float) -> bool:
+        """Wait out a backoff in heartbeats; True when a shutdown came meanwhile."""
+        me = self.workers["sender"]
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(left, HEARTBEAT_S)):
+                return True
+            me.beat()
+        return self._stop.is_set()
+
     def _send_loop(self) -> None:
+        me = self.workers["sender"]
         backoff = BACKOFF_MIN_S
         while True:
-            self._send_wake.wait()
+            me.beat()
+            if not self._send_wake.wait(HEARTBEAT_S):
+                continue
             self._send_wake.clear()
             while (sender := self.setup.sender) is not None:
+                me.beat()
                 item = next(self.spool.pending(), None)
                 if item is None:
                     break
                 d = sender.deliver(item)
+                if d.outcome == "gone":
+                    continue
                 if d.outcome == "acked":
                     self.spool.ack(item)
                     backoff = BACKOFF_MIN_S
                     continue
-                if d.outcome == "refused":
+                if d.outcome in ("refused", "conflict"):
+                    # Final: it can never be accepted, and keeping it would
+                    # block every later report.
                     self.spool.reject(item)
                     log.error(
-                        "event=report_refused seq=%d status=%s detail=%s",
+                        "event=report_dropped seq=%d id=%s status=%s code=%s detail=%s",
                         item.seq,
+                        item.report_id,
                         d.status,
+                        d.code,
                         json.dumps(d.detail),
                     )
                     continue
                 delay = d.retry_after_s or backoff
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
-                log.warning(
-                    "event=delivery_retry seq=%d status=%s detail=%s retry_in_s=%.1f",
-                    item.seq,
-                    d.status,
-                    json.dumps(d.detail),
-                    delay,
-                )
-                if self._stop.is_set():
-                    return
-                # Wait out the backoff, but not a shutdown.
-                if self._stop.wait(delay):
+                if d.code == "schema-unsupported":
+                    log.warning(
+                        "event=delivery_retry code=%s retry_in_s=%.1f detail=%s",
+                        d.code,
+                        delay,
+                        json.dumps(
+                            f"collector does not support {SCHEMA} yet; "
+                            f"keeping {len(self.spool)} reports"
+                        ),
+                    )
+                else:
+                    log.warning(
+                        "event=delivery_retry seq=%d status=%s code=%s detail=%s retry_in_s=%.1f",
+                        item.seq,
+                        d.status,
+                        d.code,
+                        json.dumps(d.detail),
+                        delay,
+                    )
+                if self._pause(delay):
                     return
             if self._stop.is_set():
                 return

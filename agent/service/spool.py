@@ -7,17 +7,22 @@ written to a temporary name, fsynced and renamed, so a file is either whole
 or absent.  The spool is bounded by size and age: when over, the oldest
 reports go first, and the count of dropped reports survives restarts (it is
 reported in every report's health block).
+
+A full disk never stops the agent: `put` drops the oldest reports until the
+new one fits (counted like any other drop), and a count that cannot be
+written is kept in memory and written with the next drop that fits.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent.service.durable import write_durably
 
 log = logging.getLogger("erpath.agent.spool")
 
@@ -41,6 +46,7 @@ class Spool:
         self.max_age_s = max_age_s
         directory.mkdir(parents=True, exist_ok=True)
         self._dropped_path = directory / "dropped"
+        self._dropped_total = self._read_dropped()
         # A crash mid-write leaves a temporary file: it was never acknowledged
         # nor complete, and its report is re-measured next cycle anyway.
         for tmp in directory.glob("*.tmp"):
@@ -50,16 +56,24 @@ class Spool:
 
     @property
     def dropped_total(self) -> int:
+        return self._dropped_total
+
+    def _read_dropped(self) -> int:
         try:
             return int(self._dropped_path.read_text().strip() or 0)
         except (FileNotFoundError, ValueError):
             return 0
 
     def _add_dropped(self, n: int) -> None:
-        total = self.dropped_total + n
-        tmp = self._dropped_path.with_suffix(".tmp")
-        tmp.write_text(f"{total}\n")
-        os.replace(tmp, self._dropped_path)
+        self._dropped_total += n
+        try:
+            write_durably(self._dropped_path, f"{self._dropped_total}\n".encode())
+        except OSError as e:
+            log.error(
+                "event=dropped_count_not_saved dropped_total=%d error=%s; kept in memory",
+                self._dropped_total,
+                e,
+            )
 
     def _files(self) -> list[Path]:
         return sorted(p for p in self.directory.iterdir() if p.name.endswith(_SUFFIX))
@@ -69,27 +83,41 @@ class Spool:
 
     # ------------------------------------------------------------------ writing
 
-    def put(self, seq: int, report_id: str, body_json: bytes) -> SpooledReport:
-        """Store one report durably; then enforce the bounds (oldest dropped first)."""
+    def put(self, seq: int, report_id: str, body_json: bytes) -> SpooledReport | None:
+        """Store one report durably; then enforce the bounds (oldest dropped first).
+
+        When the disk is full the oldest reports are dropped (and counted) until
+        this one fits; None when it does not fit in an empty spool either (it is
+        then counted as dropped too).
+        """
         name = f"{seq:020d}-{report_id}{_SUFFIX}"
         path = self.directory / name
-        tmp = self.directory / (name + ".tmp")
-        with open(tmp, "wb") as f:
-            # mtime=0 keeps the bytes identical for identical reports.
-            f.write(gzip.compress(body_json, compresslevel=6, mtime=0))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        self._fsync_dir()
+        # mtime=0 keeps the bytes identical for identical reports.
+        data = gzip.compress(body_json, compresslevel=6, mtime=0)
+        while True:
+            try:
+                write_durably(path, data)
+                break
+            except OSError as e:
+                older = [p for p in self._files() if p != path]
+                if not older:
+                    self._add_dropped(1)
+                    log.error(
+                        "event=spool_full seq=%d error=%s; report dropped, the spool is empty",
+                        seq,
+                        e,
+                    )
+                    return None
+                older[0].unlink(missing_ok=True)
+                self._add_dropped(1)
+                log.error(
+                    "event=spool_full seq=%d error=%s; dropped the oldest report %s",
+                    seq,
+                    e,
+                    older[0].name,
+                )
         self.enforce_bounds()
         return SpooledReport(seq, report_id, path)
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def enforce_bounds(self, now: float | None = None) -> int:
         """Drop reports over the age bound, then the oldest while over the size bound."""

@@ -3,12 +3,13 @@
 import urllib.request
 
 from agent.service.metrics import AgentMetrics
+from agent.settings import ListenAddress
 from tests.collector.realparts import free_port
 
 
 def test_serves_cycle_spool_and_dropped_counts():
     port = free_port()
-    metrics = AgentMetrics.serve(f"127.0.0.1:{port}")
+    metrics = AgentMetrics.serve(ListenAddress("127.0.0.1", port))
     metrics.observe_cycle(1.25, spool_reports=3, dropped_total=2)
     metrics.observe_cycle(0.5, spool_reports=0, dropped_total=5)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

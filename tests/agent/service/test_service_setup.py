@@ -17,10 +17,24 @@ def test_token_file_must_not_be_world_readable(tmp_path):
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     os.chmod(token, 0o644)
-    with pytest.raises(ServiceError, match=r"readable by every user \(mode 644\); run: chmod 600"):
+    with pytest.raises(
+        ServiceError, match=r"accessible to every user \(mode 644\); run: chmod 600"
+    ):
+        read_token(str(token))
+    os.chmod(token, 0o640)  # like ssh with a private key: the group is refused too
+    with pytest.raises(ServiceError, match=r"accessible to its group \(mode 640\); run: chmod 600"):
         read_token(str(token))
     os.chmod(token, 0o600)
     assert read_token(str(token)) == "s3cret"
+
+
+def test_a_token_file_with_a_second_line_is_refused(tmp_path):
+    """A line break in the token used to kill the sender thread (an invalid header)."""
+    token = tmp_path / "token"
+    token.write_text("s3cret\nsecond-line\n")
+    os.chmod(token, 0o600)
+    with pytest.raises(ServiceError, match="holds more than the token"):
+        read_token(str(token))
 
 
 def test_missing_and_empty_token_files(tmp_path):
@@ -55,18 +69,18 @@ def _write_config(tmp_path, collector: str) -> Path:
 
 
 def test_plain_http_collector_is_refused_unless_allowed(tmp_path):
-    from agent.config import ConfigError, load
+    """Checked when the service sets up (start and SIGHUP): the token would travel in clear."""
+    from agent.config import load
+    from agent.service.runner import _setup
 
     path = _write_config(tmp_path, 'url = "http://collector.example.net:9470"')
-    with pytest.raises(ConfigError) as info:
-        load(path)
+    with pytest.raises(ServiceError) as info:
+        _setup(load(path))
     assert str(info.value) == (
         f'{path}: [collector] url = "http://collector.example.net:9470": plain HTTP sends the '
         "agent's token in clear; use https://, or set allow_plaintext = true in [collector] "
         "(a lab, or a collector on this host)"
     )
     allowed = _write_config(tmp_path, 'url = "http://127.0.0.1:9470"\nallow_plaintext = true')
-    assert load(allowed).collector.allow_plaintext
-    assert not load(
-        _write_config(tmp_path, 'url = "https://c.example:9470"')
-    ).collector.allow_plaintext
+    assert _setup(load(allowed)).sender is not None
+    assert _setup(load(_write_config(tmp_path, 'url = "https://c.example:9470"'))).sender
