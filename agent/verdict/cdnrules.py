@@ -1,10 +1,11 @@
-"""What ExpressRoute never carries (CDN, Front Door, Traffic Manager) and what Microsoft's network looks like.
+"""What ExpressRoute never carries (CDN, Front Door), Traffic Manager names, and what Microsoft's network looks like.
 
 Microsoft peering carries Power Platform's own prefixes, but static content
 comes from Azure CDN / Front Door (`*.azureedge.net`, `*.azurefd.net`,
-`res.cdn.office.net`) and third-party CDNs, and Traffic Manager hands out
-whatever endpoint it likes: those go over the internet whatever the routing
-says.  These names and service tags make a target "cdn".
+`res.cdn.office.net`) and third-party CDNs: those go over the internet
+whatever the routing says, and these names and service tags make a target
+"cdn".  Traffic Manager is DNS only: its names are recognised so the
+verdict can say the endpoint it handed out decides the path.
 
 The suffix list is built in; the orchestrator may pass more (a customer's
 own CDN names) through `classify(..., cdn_suffixes=...)`.
@@ -29,8 +30,8 @@ CDN_SUFFIXES: tuple[str, ...] = (
     "edgekey.net",
     "edgesuite.net",
 )
-# Traffic Manager is DNS only, but the endpoint it picks is not a Microsoft
-# peering prefix the customer can count on, so it is treated like a CDN.
+# Traffic Manager is DNS only: the endpoint it hands out is reached however
+# that endpoint is routed (over ExpressRoute when it is in a carried prefix).
 TRAFFIC_MANAGER_SUFFIXES: tuple[str, ...] = ("trafficmanager.net",)
 
 # Service tags whose addresses are CDN / Front Door edges clients connect to.

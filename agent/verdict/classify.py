@@ -2,7 +2,8 @@
 
 Pure logic over one Result and the site's facts.  Every fact that bears on
 the path becomes a Signal with a side (ExpressRoute or internet), a strength
-and a sentence naming the fact.  Strengths follow the evidence order of
+and an Evidence record naming the fact (fields, and a sentence rendered by
+agent/verdict/evidence.py).  Strengths follow the evidence order of
 docs/verdicts.md, strongest first:
 
 1. a hop inside a circuit's peering /30 (MSEE = second address, CE = first)

@@ -8,10 +8,15 @@ longest matching prefix when several do, over the internet otherwise.  So
 each finding below names the advertisement or the measurement that predicts
 or shows asymmetry, and says what to change.
 
-Kinds (docs/verdicts.md has examples of each):
+Evidence is fields (agent/verdict/evidence.py renders the sentences); each
+finding about a circuit names it in `Finding.circuit`.  Kinds
+(docs/verdicts.md has examples of each):
 
 - asymmetric-nat (critical): left through an internet edge whose NAT address
-  lies in a prefix advertised over a circuit.
+  (or un-NATed, with a public source address) lies in a prefix advertised
+  over a circuit, to a destination whose replies Microsoft routes (never a
+  third-party CDN node).  A warning with `predicted_only` when the TCP
+  handshake succeeded: replies came back the way they left.
 - asymmetric-circuit (critical / warning): over circuit A while the source /
   NAT prefix is advertised over circuit B as well, or only over B; for a
   reverse trace, entering over a circuit that does not advertise the address.

@@ -70,8 +70,8 @@ def test_er_primary_with_cdn_over_the_internet(lab):
         "primary",
     )
     assert verdict(results[CDN])[0] == "cdn"
-    assert any("azureedge.net" in e for e in results[CDN]["verdict"]["evidence"])
-    assert any("MSEE" in e for e in results[SERVICE]["verdict"]["evidence"])
+    assert any("azureedge.net" in e["text"] for e in results[CDN]["verdict"]["evidence"])
+    assert any(e["kind"] == "msee-hop" for e in results[SERVICE]["verdict"]["evidence"])
     assert all(
         not r["findings"] or {f["severity"] for f in r["findings"]} == {"info"}
         for r in results.values()
@@ -106,7 +106,7 @@ def test_asymmetric_nat(lab, lab_scenario):
     assert r["tcp"]["state"] == "filtered"
     assert {"asymmetric-nat", "handshake-blackhole"} <= kinds(r)
     nat = next(f for f in r["findings"] if f["kind"] == "asymmetric-nat")
-    text = " ".join(nat["evidence"])
+    text = " ".join(e["text"] for e in nat["evidence"])
     assert "198.51.100.10" in text and "ams-er-1" in text
     assert nat["fix"]
     assert rc == 1
@@ -122,7 +122,7 @@ def test_asymmetric_circuits(lab, lab_scenario):
     _, doc, _ = probe_once(lab, "branch", SERVICE, config="branch")
     r = by_target(doc)[SERVICE]
     finding = next(f for f in r["findings"] if f["kind"] == "asymmetric-circuit")
-    text = " ".join(finding["evidence"])
+    text = " ".join(e["text"] for e in finding["evidence"])
     assert "ams-er-1" in text and "dub-er-2" in text
 
 
