@@ -29,7 +29,9 @@ def _path(r: Result) -> str:
         return "-"
     parts = [v.path_class]
     if v.circuit:
-        parts.append(v.circuit + (f"/{v.link}" if v.link else ""))
+        # Both links carry flows when the circuit is active-active: show each seen.
+        links = "+".join(x.link for x in v.links_seen) if len(v.links_seen) > 1 else v.link
+        parts.append(v.circuit + (f"/{links}" if links else ""))
     if v.egress:
         parts.append(f"via {v.egress}")
     text = " ".join(parts)

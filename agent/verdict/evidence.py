@@ -261,10 +261,10 @@ def unknown(what: str, why: str, *, circuit: str | None = None) -> Evidence:
     return Evidence("unknown", why, name=what, circuit=circuit)
 
 
-# --------------------------------------------------------------------------- findings
+# --------------------------------------------------------------------------- findings: the path
 
 
-def path(
+def _path(
     text: str,
     path_class: str,
     *,
@@ -290,19 +290,229 @@ def forward_path(
         what = f"{path_class} via internet edge {egress}"
     else:
         what = path_class
-    return path(
+    return _path(
         f"the forward path is {what}", path_class, circuit=circuit, link=link, egress=egress
     )
 
 
-def advertised(text: str, circuit: str, prefix: str, address: str | None = None) -> Evidence:
+def leaves_through_edge(path_class: str, egress: str | None, *, only_edge: bool) -> Evidence:
+    """Out through an internet edge: seen, or assumed because the site has only that one."""
+    if only_edge:
+        text = (
+            f"the forward path goes to the internet, and {egress} is the site's only internet edge"
+        )
+    else:
+        text = f"the forward path leaves through internet edge {egress}"
+    return _path(text, path_class, egress=egress)
+
+
+def forward_over(circuit: str, link: Link | None) -> Evidence:
+    return _path(
+        f"the forward path goes over circuit {circuit}", "expressroute", circuit=circuit, link=link
+    )
+
+
+def reverse_enters(address: str | None, circuit: str, link: Link | None) -> Evidence:
+    return _path(
+        f"the reverse path to {address} enters the site over circuit {circuit}",
+        "expressroute",
+        circuit=circuit,
+        link=link,
+    )
+
+
+def standard_circuit_used(circuit: str | None, link: Link | None) -> Evidence:
+    return _path(
+        f"yet the path goes over circuit {circuit}: check the circuit's SKU in the site "
+        "configuration",
+        "expressroute",
+        circuit=circuit,
+        link=link,
+    )
+
+
+def region_not_advertised(path_class: str, region: str | None, egress: str | None) -> Evidence:
+    return _path(
+        f"the path is {path_class}: Microsoft does not advertise {region}'s prefixes over "
+        "these circuits",
+        path_class,
+        egress=egress,
+    )
+
+
+# --------------------------------------------------------------------------- findings: advertisements
+
+
+def _advertised(text: str, circuit: str, prefix: str, address: str | None) -> Evidence:
     return Evidence("advertised", text, circuit=circuit, prefix=prefix, address=address)
 
 
-def return_path(
-    text: str, address: str | None, *, circuit: str | None = None, egress: str | None = None
+def nat_advertised(nat: str, egress: str, circuit: str, prefix: str) -> Evidence:
+    return _advertised(
+        f"NAT address {nat} of {egress} lies in {prefix}, advertised over circuit {circuit}",
+        circuit,
+        prefix,
+        nat,
+    )
+
+
+def source_advertised(address: str, circuit: str, prefix: str, *, nated: bool) -> Evidence:
+    """A source the flow leaves with (known NAT address, or the host's own un-NATed one)."""
+    what = "source / NAT address" if nated else "un-NATed source address"
+    return _advertised(
+        f"{what} {address} lies in {prefix}, advertised over circuit {circuit}",
+        circuit,
+        prefix,
+        address,
+    )
+
+
+def nat_pool_advertised(nat: str, circuit: str, prefix: str) -> Evidence:
+    return _advertised(
+        f"{nat} lies in {prefix}, the NAT pool advertised over circuit {circuit}",
+        circuit,
+        prefix,
+        nat,
+    )
+
+
+def advertised_elsewhere(
+    address: str,
+    circuit: str,
+    prefix: str,
+    *,
+    forward: str,
+    others: str,
+    how: str,
+    prefixes: str = "",
 ) -> Evidence:
-    return Evidence("return-path", text, circuit=circuit, egress=egress, address=address)
+    """The source is advertised over another circuit than the forward one (`circuit`, `prefix`).
+
+    `how`: "only" (only over the others), "equally" (over the forward one and,
+    as specific, the others), "more-specific" (more specifically over the others).
+    """
+    if how == "only":
+        text = (
+            f"source / NAT address {address} is advertised only over circuit {others} ({prefixes})"
+        )
+    elif how == "equally":
+        text = (
+            f"source / NAT address {address} is advertised over circuit {forward} and, "
+            f"equally specific, over {others} ({prefix})"
+        )
+    else:
+        text = (
+            f"source / NAT address {address} is in {prefix}, advertised over {others}, more "
+            f"specific than what circuit {forward} advertises"
+        )
+    return _advertised(text, circuit, prefix, address)
+
+
+def overlapping_advertisement(own: str, mine: str, circuit: str, prefix: str) -> Evidence:
+    return _advertised(
+        f"circuit {own} advertises {mine} and circuit {circuit} advertises {prefix}, which "
+        "overlaps it at least as specifically",
+        circuit,
+        prefix,
+        None,
+    )
+
+
+def reverse_advertised(address: str, owners: str, circuit: str, prefix: str) -> Evidence:
+    return _advertised(
+        f"{address} is in {prefix}, advertised over circuit {owners}", circuit, prefix, address
+    )
+
+
+# --------------------------------------------------------------------------- findings: return paths
+
+
+def _return(text: str, address: str | None, circuit: str, prefix: str | None = None) -> Evidence:
+    return Evidence("return-path", text, circuit=circuit, address=address, prefix=prefix)
+
+
+def replies_over_expressroute(address: str, circuit: str, *, dropped: bool) -> Evidence:
+    """Microsoft's preference for ExpressRoute; `dropped` unless the handshake showed otherwise."""
+    if dropped:
+        then = f"return over {circuit}, and a stateful firewall drops them"
+    else:
+        then = f"should return over {circuit}"
+    return _return(
+        f"Microsoft prefers ExpressRoute for a prefix it learns both ways: replies to "
+        f"{address} {then}",
+        address,
+        circuit,
+    )
+
+
+def replies_over(address: str, circuit: str, circuits: str, *, certain: bool) -> Evidence:
+    """Replies to a source come back over another circuit (`circuits` names them all)."""
+    verb = "returns" if certain else "may return"
+    return _return(f"Microsoft {verb} replies to {address} over {circuits}", address, circuit)
+
+
+def replies_for_prefix_over(prefix: str, circuit: str) -> Evidence:
+    return _return(
+        f"Microsoft may return replies for {prefix} over {circuit}", None, circuit, prefix
+    )
+
+
+def nated_returns_over(address: str, owners: str, circuit: str) -> Evidence:
+    return _return(
+        f"traffic NATed to {address} leaves over {owners} and returns over {circuit}",
+        address,
+        circuit,
+    )
+
+
+# --------------------------------------------------------------------------- findings: measurements
+
+
+def handshake_filtered(address: str | None, port: int) -> Evidence:
+    return Evidence(
+        "tcp",
+        f"the TCP handshake to {address} port {port} was filtered (no SYN-ACK, no RST)",
+        name="filtered",
+        address=address,
+    )
+
+
+def handshake_succeeded(address: str | None, port: int) -> Evidence:
+    """The measurement that contradicts a predicted asymmetry."""
+    return Evidence(
+        "tcp",
+        f"yet the TCP handshake to {address} port {port} succeeded: replies came back the way "
+        "the requests left, so this is predicted from the site's facts, not seen",
+        name="open",
+        address=address,
+    )
+
+
+def reply_hops(state: str, address: str | None, reply_ttl: int | None, hops_back: int) -> Evidence:
+    ttl = f"the reply arrived with TTL {reply_ttl}, " if reply_ttl is not None else ""
+    return Evidence(
+        "tcp", f"{ttl}about {hops_back} hops back", name=state, address=address, ttl=reply_ttl
+    )
+
+
+def trace_reached(address: str | None, ttl: int, *, at_hop: bool) -> Evidence:
+    """The trace reached the destination: "at hop N" (a fact of the path) or "in N hops" (a count)."""
+    where = f"at hop {ttl}" if at_hop else f"in {ttl} hops"
+    return Evidence("trace", f"the trace reached {address} {where}", ttl=ttl, address=address)
+
+
+def reaches_microsoft(e: Evidence) -> Evidence:
+    """A hop of Microsoft's (or the MSEE) as proof that the trace got to the far side."""
+    return replace(e, text=f"{e.text}: the trace reaches the Microsoft side")
+
+
+def standard_circuit(circuit: str, location: str, geography: str) -> Evidence:
+    return Evidence(
+        "geography",
+        f"circuit {circuit} is Standard at {location} ({geography})",
+        name=geography,
+        circuit=circuit,
+    )
 
 
 def nat(egress: str, address: str) -> Evidence:
@@ -312,24 +522,6 @@ def nat(egress: str, address: str) -> Evidence:
         egress=egress,
         address=address,
     )
-
-
-def tcp(text: str, state: str, address: str | None, *, ttl: int | None = None) -> Evidence:
-    """The handshake's outcome; `ttl` is the reply's TTL when it is the fact."""
-    return Evidence("tcp", text, name=state, address=address, ttl=ttl)
-
-
-def trace_reached(address: str, ttl: int, text: str) -> Evidence:
-    return Evidence("trace", text, ttl=ttl, address=address)
-
-
-def reaches_microsoft(e: Evidence) -> Evidence:
-    """A hop of Microsoft's (or the MSEE) as proof that the trace got to the far side."""
-    return replace(e, text=f"{e.text}: the trace reaches the Microsoft side")
-
-
-def geography_of(text: str, name: str, *, circuit: str | None = None) -> Evidence:
-    return Evidence("geography", text, name=name, circuit=circuit)
 
 
 def note(text: str) -> Evidence:

@@ -92,10 +92,6 @@ def site_findings(site: SiteFacts) -> tuple[Finding, ...]:
 # --------------------------------------------------------------------------- NAT
 
 
-def _handshake_open(result: Result) -> bool:
-    return result.tcp is not None and result.tcp.state == "open"
-
-
 def _asymmetric_nat(
     result: Result,
     verdict: Verdict,
@@ -117,96 +113,50 @@ def _asymmetric_nat(
     if microsoft is False or (microsoft is None and verdict.path_class == "cdn"):
         return []
     edge = index.edge(verdict.egress)
-    how = ev.path(
-        f"the forward path leaves through internet edge {verdict.egress}",
-        verdict.path_class,
-        egress=verdict.egress,
-    )
-    if edge is None and verdict.egress is None and len(index.site.internet_edges) == 1:
+    how = ev.forward_path(verdict.path_class, egress=verdict.egress)
+    if edge is not None:
+        how = ev.leaves_through_edge(verdict.path_class, edge.name, only_edge=False)
+    elif verdict.egress is None and len(index.site.internet_edges) == 1:
         # egress not seen in the trace, but there is only one way out
         edge = index.site.internet_edges[0]
-        how = ev.path(
-            f"the forward path goes to the internet, and {edge.name} is the site's only "
-            "internet edge",
-            verdict.path_class,
-            egress=edge.name,
-        )
-    sources: list[tuple[str, Evidence]] = []
+        how = ev.leaves_through_edge(verdict.path_class, edge.name, only_edge=True)
+    sources: list[Evidence] = []
     if edge is not None:
         for nat in edge.nat_addresses:
             for advert in index.advertising(nat)[:1]:  # the longest match is what Microsoft uses
                 sources.append(
-                    (
-                        nat,
-                        ev.advertised(
-                            f"NAT address {nat} of {edge.name} lies in {advert.prefix}, "
-                            f"advertised over circuit {advert.circuit.name}",
-                            advert.circuit.name,
-                            advert.prefix,
-                            nat,
-                        ),
-                    )
+                    ev.nat_advertised(nat, edge.name, advert.circuit.name, advert.prefix)
                 )
     # Addresses the flow is known to leave with, and the host's own source
     # address: a public one inside an advertised prefix leaves un-NATed.
-    known = [(n, "source / NAT address") for n in nat_addresses if parse_ip(n) is not None]
+    known = [(n, True) for n in nat_addresses if parse_ip(n) is not None]
     if result.route and result.route.source:
-        known.append((result.route.source, "un-NATed source address"))
-    for src, what in known:
-        if any(src == s for s, _ in sources):
+        known.append((result.route.source, False))
+    for src, nated in known:
+        if any(src == s.address for s in sources):
             continue
         for advert in index.advertising(src)[:1]:
             sources.append(
-                (
-                    src,
-                    ev.advertised(
-                        f"{what} {src} lies in {advert.prefix}, "
-                        f"advertised over circuit {advert.circuit.name}",
-                        advert.circuit.name,
-                        advert.prefix,
-                        src,
-                    ),
-                )
+                ev.source_advertised(src, advert.circuit.name, advert.prefix, nated=nated)
             )
     out = []
-    for src, advert in sources:
-        c, prefix = advert.circuit or "", advert.prefix or ""
+    for advert in sources:
+        src, c, prefix = advert.address or "", advert.circuit or "", advert.prefix or ""
         where = f"internet edge {edge.name}" if edge is not None else "the internet edge"
-        if _handshake_open(result):
+        tcp = result.tcp
+        if tcp is not None and tcp.state == "open":
             # Predicted from the advertisements, but replies came back: the
             # finding stays (the next failover or firewall change breaks it),
             # as a warning that says both facts.
-            tcp = result.tcp
-            assert tcp is not None
-            evidence = (
+            evidence: tuple[Evidence, ...] = (
                 how,
                 advert,
-                ev.return_path(
-                    f"Microsoft prefers ExpressRoute for a prefix it learns both ways: replies "
-                    f"to {src} should return over {c}",
-                    src,
-                    circuit=c,
-                ),
-                ev.tcp(
-                    f"yet the TCP handshake to {result.address} port {tcp.port} succeeded: "
-                    "replies came back the way the requests left, so this is predicted from "
-                    "the site's facts, not seen",
-                    tcp.state,
-                    result.address,
-                ),
+                ev.replies_over_expressroute(src, c, dropped=False),
+                ev.handshake_succeeded(result.address, tcp.port),
             )
             severity, predicted = "warning", True
         else:
-            evidence = (
-                how,
-                advert,
-                ev.return_path(
-                    f"Microsoft prefers ExpressRoute for a prefix it learns both ways: replies "
-                    f"to {src} return over {c}, and a stateful firewall drops them",
-                    src,
-                    circuit=c,
-                ),
-            )
+            evidence = (how, advert, ev.replies_over_expressroute(src, c, dropped=True))
             severity, predicted = "critical", False
         out.append(
             Finding(
@@ -231,12 +181,7 @@ def _nat_pool_finding(edge: InternetEdge, nat: str, circuit: Circuit, prefix: st
         severity="warning",
         evidence=(
             ev.nat(edge.name, nat),
-            ev.advertised(
-                f"{nat} lies in {prefix}, the NAT pool advertised over circuit {circuit.name}",
-                circuit.name,
-                prefix,
-                nat,
-            ),
+            ev.nat_pool_advertised(nat, circuit.name, prefix),
             ev.note(
                 "the planning guide requires distinct NAT addresses at the internet edge and the "
                 "ExpressRoute edge: traffic leaving through the internet edge returns over the "
@@ -275,9 +220,7 @@ def _asymmetric_circuit(
     sources = [n for n in nat_addresses if parse_ip(n) is not None]
     if result.route and result.route.source and index.advertising(result.route.source):
         sources.append(result.route.source)
-    forward = ev.path(
-        f"the forward path goes over circuit {a}", "expressroute", circuit=a, link=verdict.link
-    )
+    forward = ev.forward_over(a, verdict.link)
     out: list[Finding] = []
     for src in dict.fromkeys(sources):
         adverts = index.advertising(src)
@@ -291,35 +234,26 @@ def _asymmetric_circuit(
         b = ", ".join(others)
         other = next(x for x in winners if x.circuit.name != a)
         if not any(x.circuit.name == a for x in adverts):
-            said = (
-                f"source / NAT address {src} is advertised only over circuit {b} "
-                f"({', '.join(x.prefix for x in winners)})"
-            )
-            back = f"Microsoft returns replies to {src} over {b}"
-            severity = "critical"
+            how, severity = "only", "critical"
         elif any(x.circuit.name == a for x in winners):
-            said = (
-                f"source / NAT address {src} is advertised over circuit {a} and, "
-                f"equally specific, over {b} ({winners[0].prefix})"
-            )
-            back = f"Microsoft may return replies to {src} over {b}"
-            severity = "warning"
+            how, severity = "equally", "warning"
         else:
-            said = (
-                f"source / NAT address {src} is in {winners[0].prefix}, advertised over "
-                f"{b}, more specific than what circuit {a} advertises"
-            )
-            back = f"Microsoft returns replies to {src} over {b}"
-            severity = "critical"
+            how, severity = "more-specific", "critical"
+        said = ev.advertised_elsewhere(
+            src,
+            other.circuit.name,
+            other.prefix,
+            forward=a,
+            others=b,
+            how=how,
+            prefixes=", ".join(x.prefix for x in winners),
+        )
+        back = ev.replies_over(src, other.circuit.name, b, certain=severity == "critical")
         out.append(
             Finding(
                 "asymmetric-circuit",
                 severity,
-                (
-                    forward,
-                    ev.advertised(said, other.circuit.name, other.prefix, src),
-                    ev.return_path(back, src, circuit=other.circuit.name),
-                ),
+                (forward, said, back),
                 fix=(
                     f"advertise {src}'s NAT prefix only over circuit {a}, and give circuit {b} "
                     "its own, distinct NAT pool (unique public prefixes per circuit)"
@@ -342,17 +276,8 @@ def _asymmetric_circuit(
                 "warning",
                 (
                     forward,
-                    ev.advertised(
-                        f"circuit {a} advertises {mine} and circuit {other.circuit.name} "
-                        f"advertises {other.prefix}, which overlaps it at least as specifically",
-                        other.circuit.name,
-                        other.prefix,
-                    ),
-                    ev.return_path(
-                        f"Microsoft may return replies for {mine} over {other.circuit.name}",
-                        None,
-                        circuit=other.circuit.name,
-                    ),
+                    ev.overlapping_advertisement(a, mine, other.circuit.name, other.prefix),
+                    ev.replies_for_prefix_over(mine, other.circuit.name),
                 ),
                 fix=(
                     f"advertise {mine} only over circuit {a} and give circuit "
@@ -382,23 +307,11 @@ def _reverse_circuit(result: Result, verdict: Verdict, index: SiteIndex) -> list
             "asymmetric-circuit",
             "critical",
             (
-                ev.path(
-                    f"the reverse path to {result.address} enters the site over circuit {c}",
-                    "expressroute",
-                    circuit=c,
-                    link=verdict.link,
+                ev.reverse_enters(result.address, c, verdict.link),
+                ev.reverse_advertised(
+                    result.address, owner, adverts[0].circuit.name, adverts[0].prefix
                 ),
-                ev.advertised(
-                    f"{result.address} is in {adverts[0].prefix}, advertised over circuit {owner}",
-                    adverts[0].circuit.name,
-                    adverts[0].prefix,
-                    result.address,
-                ),
-                ev.return_path(
-                    f"traffic NATed to {result.address} leaves over {owner} and returns over {c}",
-                    result.address,
-                    circuit=c,
-                ),
+                ev.nated_returns_over(result.address, owner, c),
             ),
             fix=(
                 f"stop advertising {result.address}'s prefix over circuit {c} "
@@ -424,11 +337,7 @@ def _handshake_blackhole(result: Result, verdict: Verdict, site: SiteFacts) -> l
     reached: Evidence | None = None
     trace = result.trace
     if trace is not None and trace.reached and result.address:
-        reached = ev.trace_reached(
-            result.address,
-            trace.hop_count,
-            f"the trace reached {result.address} at hop {trace.hop_count}",
-        )
+        reached = ev.trace_reached(result.address, trace.hop_count, at_hop=True)
     elif (ms := microsoft_hop(result, site)) is not None:
         reached = ev.reaches_microsoft(ms.evidence)
     else:
@@ -451,12 +360,7 @@ def _handshake_blackhole(result: Result, verdict: Verdict, site: SiteFacts) -> l
         assert route is not None
         reached = ev.route_up(route.gateway, route.interface)
     evidence = (
-        ev.tcp(
-            f"the TCP handshake to {result.address} port {tcp.port} was filtered "
-            "(no SYN-ACK, no RST)",
-            "filtered",
-            result.address,
-        ),
+        ev.handshake_filtered(result.address, tcp.port),
         reached,
         ev.forward_path(
             verdict.path_class,
@@ -493,20 +397,13 @@ def _return_hops(result: Result, threshold: int) -> list[Finding]:
     back = tcp.return_hops
     if abs(forward - back) <= threshold:
         return []
-    ttl = f"the reply arrived with TTL {tcp.reply_ttl}, " if tcp.reply_ttl is not None else ""
     return [
         Finding(
             "return-hops-mismatch",
             "info",
             (
-                ev.trace_reached(
-                    result.address or "",
-                    forward,
-                    f"the trace reached {result.address} in {forward} hops",
-                ),
-                ev.tcp(
-                    f"{ttl}about {back} hops back", tcp.state, result.address, ttl=tcp.reply_ttl
-                ),
+                ev.trace_reached(result.address, forward, at_hop=False),
+                ev.reply_hops(tcp.state, result.address, tcp.reply_ttl, back),
                 ev.note(
                     f"the difference of {abs(forward - back)} exceeds {threshold}: "
                     "the return path may differ (a weak signal on its own)"
@@ -557,35 +454,13 @@ def _premium(
             match.region,
             where=f"({region.geography}{basis})",
         ),
-        *(
-            ev.geography_of(
-                f"circuit {c.name} is Standard at {c.location} ({loc.geography})",
-                loc.geography,
-                circuit=c.name,
-            )
-            for c, loc in blocked
-        ),
+        *(ev.standard_circuit(c.name, c.location, loc.geography) for c, loc in blocked),
         ev.note("a Standard circuit reaches only the Azure regions of its own geopolitical region"),
     ]
     if verdict.path_class == "expressroute":
-        evidence.append(
-            ev.path(
-                f"yet the path goes over circuit {verdict.circuit}: check the circuit's SKU in "
-                "the site configuration",
-                "expressroute",
-                circuit=verdict.circuit,
-                link=verdict.link,
-            )
-        )
+        evidence.append(ev.standard_circuit_used(verdict.circuit, verdict.link))
     elif verdict.path_class != "unknown":
-        evidence.append(
-            ev.path(
-                f"the path is {verdict.path_class}: Microsoft does not advertise "
-                f"{match.region}'s prefixes over these circuits",
-                verdict.path_class,
-                egress=verdict.egress,
-            )
-        )
+        evidence.append(ev.region_not_advertised(verdict.path_class, match.region, verdict.egress))
     names = ", ".join(c.name for c, _ in blocked)
     example = geography.PUBLISHED.get(region.geography, ((), ()))[1][:1]
     at = f" (e.g. {example[0]})" if example else ""

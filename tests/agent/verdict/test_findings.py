@@ -508,3 +508,30 @@ def test_explain_says_predicted_only():
         "    - yet the TCP handshake to 198.18.20.7 port 443 succeeded: replies came back the "
         "way the requests left, so this is predicted from the site's facts, not seen" in lines
     )
+
+
+def test_unnated_source_with_the_egress_unseen_among_several_edges():
+    other = replace(INET, name="ams-inet-2", nat_addresses=("198.51.100.20",), hop_addresses=())
+    site = SiteFacts(circuits=(AMS1, AMS2), internet_edges=(INET, other))
+    r = result(
+        hops=trace(BRANCH_GW, ("198.18.100.1", ISP), MS_CORE, (PP_WE, MS)),
+        route=RouteResult(interface="eth0", gateway="10.0.0.1", source="192.0.2.20"),
+    )
+    v = verdict_of(r, site, agent_role="datacenter")
+    assert (v.path_class, v.egress) == ("internet", None)
+    f = only(find(r, v, site, tags=TAGS), "asymmetric-nat")
+    assert f.evidence[0].text == "the forward path is internet"
+    assert fields(f.evidence[0], "kind", "name", "egress") == ("path", "internet", None)
+    assert "or NAT at the ER edge to a separate pool: the internet edge needs" in f.fix
+
+
+def test_the_table_shows_every_link_seen():
+    from agent.output import _path
+    from tests.agent.verdict.test_classify import msee_hop, trace_with
+
+    hop = msee_hop(3, ("203.0.113.2", 1), ("203.0.113.6", 2))
+    r = result(hops=trace_with(hop))
+    v = verdict_of(r)
+    assert _path(replace(r, verdict=v)) == "expressroute ams-1/primary+secondary"
+    one = verdict_of(ER_PRIMARY)
+    assert _path(replace(ER_PRIMARY, verdict=one)) == "expressroute ams-1/primary"
