@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -18,6 +18,7 @@ from collector.state import Asymmetry, PathEvent, PathKey, PathState
 ROUTE_FLIP = "ErpathRouteFlip"
 UNEXPECTED_PATH = "ErpathUnexpectedPath"
 PATH_ASYMMETRIC = "ErpathPathAsymmetric"
+REDUNDANCY_LOST = "ErpathCircuitRedundancyLost"
 
 # Alertmanager and chat tools choke on huge annotations; evidence is capped.
 MAX_EVIDENCE_CHARS = 4000
@@ -67,14 +68,21 @@ def evidence_text(lines: Iterable[str]) -> str:
     return "\n".join(out)
 
 
-def route_flip(
-    site: str, agent: str, flip: PathEvent, links: Links, baseline: str | None = None
-) -> AlertSpec:
-    """`baseline`: the path before the first of a chain of flips still firing, so that
-    primary → secondary → internet reads `from` primary, and a return to it resolves."""
-    before = PathKey.from_dict(flip.before or {"class": "unknown"})
+def _path_line(side: dict | None) -> list[str]:
+    side = side or {"class": "unknown"}
+    key = PathKey.from_dict(side)
+    head = (
+        key.label
+        + (f" ({side['link']} link)" if side.get("link") else "")
+        + f" at {side.get('address')}"
+    )
+    return [head, *[f"  {e}" for e in side.get("evidence", [])]]
+
+
+def route_flip(site: str, agent: str, flip: PathEvent, links: Links, origin: str) -> AlertSpec:
+    """`origin`: the path before the first of a chain of flips still firing, so that
+    ams-1 → dub-2 → internet reads `from` ams-1, and a return to it resolves."""
     after = PathKey.from_dict(flip.after or {"class": "unknown"})
-    origin = baseline or before.label
     labels = {
         "alertname": ROUTE_FLIP,
         "site": site,
@@ -87,22 +95,14 @@ def route_flip(
     driver = (
         "DNS-driven (the target's address changed)" if flip.driver == "dns" else "routing-driven"
     )
-    lines = [
-        f"before: {before.label}"
-        + (f" via {before.egress}" if before.egress else "")
-        + f" at {(flip.before or {}).get('address')}",
-        *[f"  {e}" for e in (flip.before or {}).get("evidence", [])],
-        f"after: {after.label}"
-        + (f" via {after.egress}" if after.egress else "")
-        + f" at {(flip.after or {}).get('address')}",
-        *[f"  {e}" for e in (flip.after or {}).get("evidence", [])],
-    ]
+    before, now = _path_line(flip.before), _path_line(flip.after)
+    lines = [f"before: {before[0]}", *before[1:], f"after: {now[0]}", *now[1:]]
     return AlertSpec(
         labels,
         {
             "summary": f"{agent} ({site}) reaches {flip.target} over {after.label} instead of {origin}",
-            "description": f"Route flip confirmed by consecutive reports, {driver}. "
-            "It resolves when the path returns or after the hold time.",
+            "description": f"Route flip (class, circuit or egress) confirmed by consecutive "
+            f"reports, {driver}. It resolves when the path returns or after the hold time.",
             "evidence": evidence_text(lines),
             "runbook_url": links.runbook(ROUTE_FLIP),
             "dashboard_url": links.dashboard(site=site, agent=agent, target=flip.target),
@@ -110,7 +110,10 @@ def route_flip(
     )
 
 
-def unexpected_path(site: str, agent: str, state: PathState, links: Links) -> AlertSpec:
+def unexpected_path(
+    site: str, agent: str, state: PathState, links: Links, why: Sequence[str] = ()
+) -> AlertSpec:
+    """`why`: how the expected path was chosen (the failover order), when it was."""
     labels = {
         "alertname": UNEXPECTED_PATH,
         "site": site,
@@ -124,8 +127,9 @@ def unexpected_path(site: str, agent: str, state: PathState, links: Links) -> Al
         {
             "summary": f"{agent} ({site}) reaches {state.target} over {state.key.label}, "
             f"expected {state.expected}",
-            "description": "The current path differs from the target's expected path class.",
-            "evidence": evidence_text([f"path: {state.key.label}", *state.evidence]),
+            "description": "The current path differs from the target's expected path "
+            + ("(the site's failover order)." if why else "class."),
+            "evidence": evidence_text([*why, f"path: {state.key.label}", *state.evidence]),
             "runbook_url": links.runbook(UNEXPECTED_PATH),
             "dashboard_url": links.dashboard(site=site, agent=agent, target=state.target),
         },
@@ -133,11 +137,13 @@ def unexpected_path(site: str, agent: str, state: PathState, links: Links) -> Al
 
 
 def path_asymmetric(site: str, circuit: str, members: list[Asymmetry], links: Links) -> AlertSpec:
+    """Critical when any member is (a measured asymmetry, a critical finding), else warning."""
+    severity = "critical" if any(m.severity == "critical" for m in members) else "warning"
     labels = {
         "alertname": PATH_ASYMMETRIC,
         "site": site,
         "circuit": circuit,
-        "severity": "critical",
+        "severity": severity,
     }
     kinds = sorted({m.kind for m in members})
     shown = sorted(members, key=lambda m: (m.kind, m.agent, m.target))
@@ -155,6 +161,29 @@ def path_asymmetric(site: str, circuit: str, members: list[Asymmetry], links: Li
             + ", ".join(f"{a}->{t}" for a, t in pairs[:20]),
             "evidence": evidence_text(lines),
             "runbook_url": links.runbook(PATH_ASYMMETRIC),
+            "dashboard_url": links.dashboard(site=site, circuit=circuit),
+        },
+    )
+
+
+def redundancy_lost(site: str, circuit: str, evidence: Sequence[str], links: Links) -> AlertSpec:
+    """One per site and circuit; `evidence` names the link still in use and the flows counted."""
+    labels = {
+        "alertname": REDUNDANCY_LOST,
+        "site": site,
+        "circuit": circuit,
+        "severity": "warning",
+    }
+    return AlertSpec(
+        labels,
+        {
+            "summary": f"Circuit {circuit} at {site} runs on one link: redundancy lost",
+            "description": "Every flow of the site's agents to the circuit crossed one link "
+            "(active-active), or the standby link carries the traffic (active-standby), in "
+            "consecutive reports. Traffic still flows; one more failure takes the circuit "
+            "down. It resolves when both links (or the primary) carry traffic again.",
+            "evidence": evidence_text(evidence),
+            "runbook_url": links.runbook(REDUNDANCY_LOST),
             "dashboard_url": links.dashboard(site=site, circuit=circuit),
         },
     )

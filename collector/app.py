@@ -209,7 +209,10 @@ def create_app(
     )
     app[EVALUATE_SOON] = asyncio.Event()
     app[INGEST_SETTINGS] = Settings(
-        config.detection.flip_confirm_reports, links, config.ingest.default_interval_s
+        config.detection.flip_confirm_reports,
+        links,
+        config.ingest.default_interval_s,
+        config.detection.redundancy_lost_reports,
     )
     app[EVAL_SETTINGS] = EvalSettings(
         config.detection.silent_after_intervals,

@@ -53,6 +53,7 @@ def site_facts(doc: dict[str, Any]) -> SiteFacts:
                 c.get("secondary_subnet", ""),
                 tuple(c.get("ce_addresses", ())),
                 tuple(c.get("advertised_prefixes", ())),
+                c.get("links", "active-active"),
             )
             for c in doc.get("circuits", ())
         ),
@@ -62,23 +63,24 @@ def site_facts(doc: dict[str, Any]) -> SiteFacts:
             )
             for e in doc.get("internet_edges", ())
         ),
+        prefer=tuple(doc.get("prefer", ())),
     )
 
 
 def _site_path(row: tuple[Any, ...]) -> SitePath:
-    agent, site, target, cls, circuit, link, egress, address, evidence = row
+    agent, site, target, cls, circuit, egress, address, evidence = row
     return SitePath(
         agent,
         site,
         target,
-        PathKey(cls, circuit, link, egress),
+        PathKey(cls, circuit, egress),
         address,
         tuple(json.loads(evidence)),
     )
 
 
 _PATH_SELECT = (
-    "SELECT a.id, a.site, p.target, p.class, p.circuit, p.link, p.egress, p.address, p.evidence"
+    "SELECT a.id, a.site, p.target, p.class, p.circuit, p.egress, p.address, p.evidence"
     " FROM paths p JOIN agents a ON a.ref = p.agent_ref"
 )
 
@@ -86,10 +88,10 @@ _PATH_SELECT = (
 def current_asymmetries(conn: sqlite3.Connection) -> list[Asymmetry]:
     """Reported (agent findings) plus measured (reverse paths paired with forward ones)."""
     found = [
-        Asymmetry(site, circuit, "reported", agent, target, tuple(json.loads(evidence)))
-        for agent, site, circuit, target, evidence in conn.execute(
-            "SELECT a.id, r.site, r.circuit, r.target, r.evidence FROM reported_asymmetries r"
-            " JOIN agents a ON a.ref = r.agent_ref"
+        Asymmetry(site, circuit, "reported", agent, target, tuple(json.loads(evidence)), severity)
+        for agent, site, circuit, target, evidence, severity in conn.execute(
+            "SELECT a.id, r.site, r.circuit, r.target, r.evidence, r.severity"
+            " FROM reported_asymmetries r JOIN agents a ON a.ref = r.agent_ref"
         )
     ]
     reverse = [
@@ -136,11 +138,18 @@ def _silence(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalO
 def _expire_flips(
     conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalOutcome
 ) -> None:
-    for (fp,) in conn.execute(
-        "SELECT fingerprint FROM alerts WHERE alertname = ? AND ends_s IS NULL AND starts_s <= ?",
+    for fp, agent, target in conn.execute(
+        "SELECT fingerprint, agent, target FROM alerts"
+        " WHERE alertname = ? AND ends_s IS NULL AND starts_s <= ?",
         (alertrules.ROUTE_FLIP, now_s - s.flip_hold_s),
     ).fetchall():
         if journal.resolve(conn, fp, now_s):
+            # The chain ends with its alert: the next flip starts a new story.
+            conn.execute(
+                "UPDATE paths SET flip_origin = NULL WHERE target = ?"
+                " AND agent_ref = (SELECT ref FROM agents WHERE id = ?)",
+                (target, agent),
+            )
             out.expired += 1
             out.alerts_changed = True
 
@@ -171,7 +180,7 @@ def _asymmetry(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: Eva
                 conn,
                 now_s,
                 "asymmetry",
-                "critical",
+                "critical" if any(m.severity == "critical" for m in members) else "warning",
                 f"asymmetric routing at {site} (circuit {circuit}, {kind}): "
                 + ", ".join(json.loads(names)[:10]),
                 site=site,

@@ -19,11 +19,11 @@ import json
 import sqlite3
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.report import Report, to_dict
-from collector import alertrules, journal
+from collector import alertrules, journal, preference, redundancy
 from collector.alertrules import Links
 from collector.state import (
     Asymmetry,
@@ -32,6 +32,7 @@ from collector.state import (
     PathKey,
     PathState,
     Transition,
+    compatible,
     observations,
     reported_asymmetries,
 )
@@ -48,6 +49,8 @@ class Settings:
     confirm_reports: int
     links: Links
     default_interval_s: float
+    # Reports in a row that confirm a circuit running on one link.
+    redundancy_lost_reports: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,7 @@ def encode(obs: tuple[Observation, ...]) -> tuple[str, bytes, bytes]:
                 o.role,
                 o.key.path_class,
                 o.key.circuit,
-                o.key.link,
+                o.link,
                 o.key.egress,
                 o.hops,
                 o.signature,
@@ -177,7 +180,7 @@ def _layout_ref(conn: sqlite3.Connection, cache: dict[str, Any], body: str, dige
 PATH_COLUMNS = (
     "target, role, class, circuit, link, egress, address, addresses, signature, evidence, expected,"
     " matches_expected, connect_s, dns_s, hops, tcp_state, since_s, last_seq, last_received_s,"
-    " candidate, flips_total"
+    " candidate, flips_total, flip_origin"
 )
 
 
@@ -204,6 +207,7 @@ def state_from_row(row: tuple[Any, ...]) -> PathState:
         last_received_s,
         cand,
         flips,
+        origin,
     ) = row
     candidate = None
     if cand:
@@ -214,10 +218,11 @@ def state_from_row(row: tuple[Any, ...]) -> PathState:
     return PathState(
         target=target,
         role=role,
-        key=PathKey(cls, circuit, link, egress),
+        key=PathKey(cls, circuit, egress),
         since_s=since_s,
         last_seq=last_seq,
         last_received_s=last_received_s,
+        link=link,
         address=address,
         addresses=tuple(json.loads(addresses)),
         signature=sig,
@@ -230,6 +235,7 @@ def state_from_row(row: tuple[Any, ...]) -> PathState:
         tcp_state=tcp_state,
         candidate=candidate,
         flips_total=flips,
+        flip_origin=PathKey.from_dict(json.loads(origin)) if origin else None,
     )
 
 
@@ -251,7 +257,7 @@ def _row_from_state(agent_ref: int, s: PathState) -> tuple[Any, ...]:
         s.role,
         s.key.path_class,
         s.key.circuit,
-        s.key.link,
+        s.link,
         s.key.egress,
         s.address,
         json.dumps(list(s.addresses)),
@@ -268,6 +274,7 @@ def _row_from_state(agent_ref: int, s: PathState) -> tuple[Any, ...]:
         s.last_received_s,
         cand,
         s.flips_total,
+        json.dumps(s.flip_origin.as_dict()) if s.flip_origin else None,
     )
 
 
@@ -384,10 +391,23 @@ def apply(
         "SELECT fingerprint, alertname, target, labels FROM alerts WHERE agent=? AND ends_s IS NULL",
         (a.id,),
     ).fetchall()
+    available = preference.available_circuits(
+        r.msee_probes,
+        preference.others_on_circuits(conn, a.site, agent_ref),
+        {o.key.circuit for o in p.observations if o.key.circuit},
+    )
     rows = []
     for obs in p.observations:
         before = prev.get(obs.target)
         t: Transition = apply_path(before, obs, r.seq, received_s, settings.confirm_reports)
+        expectation = preference.expect(t.state.key, obs.expected, obs.prefer, available)
+        if expectation is not None:
+            t = replace(
+                t,
+                state=replace(
+                    t.state, expected=expectation.expected, matches_expected=expectation.matches
+                ),
+            )
         rows.append(_row_from_state(agent_ref, t.state))
         if obs.role == "reverse" and (before is None or t.flip is not None):
             out.asymmetry_inputs_changed = True
@@ -422,7 +442,7 @@ def apply(
                 ),
             )
         out.alerts_changed |= _path_alerts(
-            conn, a.site, a.id, t, firing_alerts, received_s, settings
+            conn, a.site, a.id, t, firing_alerts, received_s, settings, expectation
         )
         if t.flip is not None:
             out.flips += 1
@@ -431,7 +451,7 @@ def apply(
         "INSERT OR REPLACE INTO paths(agent_ref, "
         + PATH_COLUMNS
         + ") VALUES ("
-        + ",".join("?" * 22)
+        + ",".join("?" * 23)
         + ")",
         rows,
     )
@@ -445,14 +465,31 @@ def apply(
     if had or p.asymmetries:
         conn.execute("DELETE FROM reported_asymmetries WHERE agent_ref=?", (agent_ref,))
         conn.executemany(
-            "INSERT INTO reported_asymmetries(agent_ref, target, site, circuit, evidence, seen_s)"
-            " VALUES (?,?,?,?,?,?)",
+            "INSERT INTO reported_asymmetries(agent_ref, target, site, circuit, evidence, seen_s,"
+            " severity) VALUES (?,?,?,?,?,?,?)",
             [
-                (agent_ref, x.target, x.site, x.circuit, json.dumps(list(x.evidence)), received_s)
+                (
+                    agent_ref,
+                    x.target,
+                    x.site,
+                    x.circuit,
+                    json.dumps(list(x.evidence)),
+                    received_s,
+                    x.severity,
+                )
                 for x in p.asymmetries
             ],
         )
         out.asymmetry_inputs_changed = True
+    out.alerts_changed |= redundancy.observe(
+        conn,
+        a.site,
+        agent_ref,
+        r,
+        received_s,
+        settings.redundancy_lost_reports,
+        settings.links,
+    )
     out.events = len(out.event_ids)
     return out
 
@@ -465,6 +502,7 @@ def _path_alerts(
     firing_alerts: list[tuple[str, str, str, str]],
     now_s: float,
     settings: Settings,
+    expectation: preference.Expectation | None = None,
 ) -> bool:
     """Route-flip and unexpected-path alerts of one (agent, target) after a transition."""
     changed = False
@@ -474,23 +512,25 @@ def _path_alerts(
     ]
     if t.flip is not None:
         # A chain of flips is one story told from where it started: the new
-        # alert keeps the first `from`, and coming back to it resolves all.
-        flips = [(fp, labels) for fp, name, labels in mine if name == alertrules.ROUTE_FLIP]
-        baseline = flips[0][1].get("from") if flips else None
-        for fp, _ in flips:
+        # alert keeps the first path as `from`, and coming back to it resolves all.
+        flips = [fp for fp, name, _ in mine if name == alertrules.ROUTE_FLIP]
+        before = PathKey.from_dict(t.flip.before or {"class": "unknown"})
+        origin = (t.flip.origin or before) if flips else before
+        for fp in flips:
             changed |= journal.resolve(conn, fp, now_s)
-        if baseline != t.state.key.label:
-            spec = alertrules.route_flip(site, agent, t.flip, settings.links, baseline=baseline)
+        if not compatible(origin, t.state.key):
+            spec = alertrules.route_flip(site, agent, t.flip, settings.links, origin.label)
             changed |= journal.fire(conn, spec, now_s)
     if t.state.matches_expected is False:
-        spec = alertrules.unexpected_path(site, agent, t.state, settings.links)
+        why = expectation.evidence if expectation is not None else ()
+        spec = alertrules.unexpected_path(site, agent, t.state, settings.links, why)
         for fp, name, _ in mine:
             if name == alertrules.UNEXPECTED_PATH and fp != spec.fingerprint:
                 changed |= journal.resolve(conn, fp, now_s)
         # Refresh only when the path itself changed: annotations follow the current path.
         if t.flip is not None or not any(fp == spec.fingerprint for fp, _, _ in mine):
             changed |= journal.fire(conn, spec, now_s)
-    else:
+    elif t.state.matches_expected is True:
         for fp, name, _ in mine:
             if name == alertrules.UNEXPECTED_PATH:
                 changed |= journal.resolve(conn, fp, now_s)

@@ -90,6 +90,24 @@ def families(snap: queries.Snapshot, per_site: bool) -> list[Family]:
     for site, circuit, kind, active in snap.asymmetries:
         asym.add([site, circuit, kind], active)
     out.append(asym)
+    links = _g(
+        "erpath_circuit_links_seen",
+        "Flows the site's latest reports saw on each link of a circuit.",
+        "site",
+        "circuit",
+        "link",
+    )
+    lost = _g(
+        "erpath_circuit_redundancy_lost",
+        "1 while a circuit runs on one link (ErpathCircuitRedundancyLost firing).",
+        "site",
+        "circuit",
+    )
+    for site, circuit, primary, secondary, is_lost in snap.circuits:
+        links.add([site, circuit, "primary"], primary)
+        links.add([site, circuit, "secondary"], secondary)
+        lost.add([site, circuit], is_lost)
+    out += [links, lost]
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,6 +98,7 @@ def paths(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, A
                 "path": s.key.label,
                 "verdict": {
                     **s.key.as_dict(),
+                    "link": s.link,
                     "evidence": list(s.evidence),
                     "expected": s.expected,
                     "matches_expected": s.matches_expected,
@@ -113,6 +114,7 @@ def paths(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, A
                 "hops": s.hops,
                 "tcp_state": s.tcp_state,
                 "flips_total": s.flips_total,
+                "flip_origin": s.flip_origin.label if s.flip_origin else None,
                 "pending": None
                 if s.candidate is None
                 else {
@@ -258,6 +260,20 @@ class Snapshot:
         tuple[Any, ...]
     ]  # agent, site, target, class, circuit, link, egress, matches, connect, dns, hops, tcp, flips
     asymmetries: list[tuple[str, str, str, int]]
+    # site, circuit, flows on the primary, flows on the secondary, 1 while redundancy is lost:
+    # every circuit of the sites' facts, with the site's latest reports' flows.
+    circuits: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+
+
+_CIRCUITS = """
+SELECT f.site, f.circuit, coalesce(sum(l.primary_flows), 0), coalesce(sum(l.secondary_flows), 0),
+       coalesce(max(r.lost), 0)
+FROM (SELECT s.name AS site, json_extract(c.value, '$.name') AS circuit
+      FROM sites s, json_each(s.facts, '$.circuits') c) f
+LEFT JOIN circuit_links l ON l.site = f.site AND l.circuit = f.circuit
+LEFT JOIN circuit_redundancy r ON r.site = f.site AND r.circuit = f.circuit
+GROUP BY f.site, f.circuit
+"""
 
 
 def snapshot(conn: sqlite3.Connection) -> Snapshot:
@@ -271,4 +287,5 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
             " FROM paths p JOIN agents a ON a.ref = p.agent_ref"
         ).fetchall(),
         asymmetries=conn.execute("SELECT site, circuit, kind, active FROM asymmetries").fetchall(),
+        circuits=conn.execute(_CIRCUITS).fetchall(),
     )

@@ -6,10 +6,13 @@ what they return.  Nothing here does I/O or reads a clock.
 - `observations(report)` turns one report into one compact `Observation` per
   target.
 - `apply(prev, obs, ...)` moves a `PathState` on by one in-order report: a
-  change of class, circuit, link or egress becomes a confirmed route flip only
+  change of class, circuit or egress becomes a confirmed route flip only
   after `confirm_reports` consecutive reports agree; a single odd report is a
-  `path_deviation` event.  A changed AS-level signature on the same path is a
-  low-severity `path_change`.
+  `path_deviation` event.  The link is not part of a path's identity: on an
+  active-active circuit one flow's hash picks it (collector.redundancy watches
+  the links).  An unknown field (a class, circuit or egress the report could
+  not establish) never starts, confirms or cancels a flip.  A changed AS-level
+  signature on the same path is a low-severity `path_change`.
 - `reported_asymmetries` and `measured_asymmetries` find asymmetry from agent
   findings and from reverse traces paired with a site's forward paths.
 """
@@ -22,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agent.report import Report, Result, SiteFacts
+from agent.report import Finding, Report, Result, SiteFacts
 
 REVERSE_ROLE = "reverse"
 NO_CIRCUIT = "none"
@@ -33,29 +36,59 @@ NO_CIRCUIT = "none"
 
 @dataclass(frozen=True, slots=True)
 class PathKey:
-    """What a route flip is a change of."""
+    """A path's identity, what a route flip is a change of: class, circuit, egress.
+
+    None is unknown (or, for a circuit off ExpressRoute and an egress on it,
+    not applicable): see `compatible`.
+    """
 
     path_class: str
     circuit: str | None = None
-    link: str | None = None
     egress: str | None = None
 
     @property
     def label(self) -> str:
-        """`expressroute/ams-1/primary`, `internet` — the alert's from/to."""
-        return "/".join(p for p in (self.path_class, self.circuit, self.link) if p)
+        """`expressroute/ams-1`, `internet/ams-inet` — the alert's from/to."""
+        return "/".join(p for p in (self.path_class, self.circuit, self.egress) if p)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "class": self.path_class,
-            "circuit": self.circuit,
-            "link": self.link,
-            "egress": self.egress,
-        }
+        return {"class": self.path_class, "circuit": self.circuit, "egress": self.egress}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PathKey:
-        return cls(d["class"], d.get("circuit"), d.get("link"), d.get("egress"))
+        return cls(d["class"], d.get("circuit"), d.get("egress"))
+
+
+def _agree(a: str | None, b: str | None) -> bool:
+    return a is None or b is None or a == b
+
+
+def compatible(a: PathKey, b: PathKey) -> bool:
+    """True when no field known on both sides differs: unknown is not a change."""
+    if "unknown" in (a.path_class, b.path_class):
+        return True
+    return (
+        a.path_class == b.path_class and _agree(a.circuit, b.circuit) and _agree(a.egress, b.egress)
+    )
+
+
+def refine(known: PathKey, seen: PathKey) -> PathKey:
+    """`known` with the fields it lacks taken from a compatible `seen`."""
+    if known.path_class == "unknown":
+        return seen
+    if seen.path_class == "unknown":
+        return known
+    return PathKey(known.path_class, known.circuit or seen.circuit, known.egress or seen.egress)
+
+
+def confirms(known: PathKey, seen: PathKey) -> bool:
+    """`seen` is compatible and knows every field `known` knows: back on that path."""
+    return (
+        compatible(known, seen)
+        and (known.path_class == "unknown" or seen.path_class != "unknown")
+        and (known.circuit is None or seen.circuit is not None)
+        and (known.egress is None or seen.egress is not None)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +98,7 @@ class Observation:
     target: str
     role: str
     key: PathKey
+    link: str | None = None
     address: str | None = None
     addresses: tuple[str, ...] = ()
     signature: str = ""
@@ -75,6 +109,8 @@ class Observation:
     dns_s: float | None = None
     hops: int | None = None
     tcp_state: str | None = None
+    # The failover order for this target: its own, else the site's.
+    prefer: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +131,7 @@ class PathState:
     since_s: float
     last_seq: int
     last_received_s: float
+    link: str | None = None  # the last link seen: a property of the circuit, not the path
     address: str | None = None
     addresses: tuple[str, ...] = ()
     signature: str = ""
@@ -107,6 +144,9 @@ class PathState:
     tcp_state: str | None = None
     candidate: Candidate | None = None
     flips_total: int = 0
+    # Where a chain of flips still alerting started: a later flip keeps telling
+    # the story from there, and a return to it resolves the chain.
+    flip_origin: PathKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +159,7 @@ class PathEvent:
     after: dict[str, Any] | None = None
     evidence: tuple[str, ...] = ()
     driver: str | None = None  # routing | dns, for flips
+    origin: PathKey | None = None  # for flips: where the chain of flips started
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +195,7 @@ def signature(result: Result) -> str:
     return "hops:" + hashlib.sha1(hops.encode()).hexdigest()[:16]
 
 
-def _observe(target: str, results: Sequence[Result]) -> Observation:
+def _observe(target: str, results: Sequence[Result], site_prefer: tuple[str, ...]) -> Observation:
     # The first result with a verdict speaks for the target: agents list the
     # address they connect to first.
     main = next((r for r in results if r.verdict is not None), results[0])
@@ -166,21 +207,25 @@ def _observe(target: str, results: Sequence[Result]) -> Observation:
         if r.dns:
             for a in r.dns.addresses:
                 addresses.setdefault(a, None)
-    key = PathKey(v.path_class, v.circuit, v.link, v.egress) if v else PathKey("unknown")
+    key = PathKey(v.path_class, v.circuit, v.egress) if v else PathKey("unknown")
     return Observation(
         target=target,
         role=main.role,
         key=key,
+        link=v.link if v else None,
         address=main.address,
         addresses=tuple(addresses),
         signature=signature(main),
-        evidence=v.evidence if v else ((main.failure,) if main.failure else ()),
+        evidence=tuple(e.text for e in v.evidence)
+        if v
+        else ((main.failure,) if main.failure else ()),
         expected=v.expected if v else None,
         matches_expected=v.matches_expected if v else None,
         connect_s=main.tcp.connect_s if main.tcp else None,
         dns_s=main.dns.duration_s if main.dns else None,
         hops=main.trace.hop_count if main.trace else None,
         tcp_state=main.tcp.state if main.tcp else None,
+        prefer=main.prefer or site_prefer,
     )
 
 
@@ -192,17 +237,18 @@ def group_by_target(report: Report) -> dict[str, list[Result]]:
 
 
 def observations(report: Report) -> list[Observation]:
-    return [_observe(t, rs) for t, rs in group_by_target(report).items()]
+    return [_observe(t, rs, report.site.prefer) for t, rs in group_by_target(report).items()]
 
 
 # --------------------------------------------------------------------------- hysteresis
 
 
 def _side(
-    key: PathKey, address: str | None, signature_: str, evidence: Iterable[str]
+    key: PathKey, link: str | None, address: str | None, signature_: str, evidence: Iterable[str]
 ) -> dict[str, Any]:
     return {
         **key.as_dict(),
+        "link": link,
         "path": key.label,
         "address": address,
         "signature": signature_,
@@ -218,6 +264,7 @@ def new_state(obs: Observation, seq: int, received_s: float) -> PathState:
         since_s=received_s,
         last_seq=seq,
         last_received_s=received_s,
+        link=obs.link,
         address=obs.address,
         addresses=obs.addresses,
         signature=obs.signature,
@@ -244,12 +291,18 @@ def apply(
         "dns_s": obs.dns_s,
         "hops": obs.hops,
         "tcp_state": obs.tcp_state,
+        "link": obs.link or prev.link,
     }
-    if obs.key == prev.key:
+    if compatible(prev.key, obs.key):
+        # The same path, or a report that could not tell: a known field is
+        # refined, a pending flip is cancelled only by a report that knows
+        # as much as the path does.
+        key = refine(prev.key, obs.key)
         state = replace(
             prev,
             **measured,
-            candidate=None,
+            key=key,
+            candidate=None if confirms(prev.key, obs.key) else prev.candidate,
             address=obs.address,
             addresses=obs.addresses,
             signature=obs.signature,
@@ -263,17 +316,17 @@ def apply(
             kind="path_change",
             severity="info",
             target=obs.target,
-            summary=f"{obs.target}: hops changed on the same path {obs.key.label} "
+            summary=f"{obs.target}: hops changed on the same path {key.label} "
             f"({prev.signature} -> {obs.signature})",
-            before=_side(prev.key, prev.address, prev.signature, prev.evidence),
-            after=_side(obs.key, obs.address, obs.signature, obs.evidence),
+            before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
+            after=_side(key, obs.link, obs.address, obs.signature, obs.evidence),
             evidence=obs.evidence,
         )
         return Transition(state, (change,), signature_changed=True)
 
     cand = prev.candidate
-    if cand is not None and cand.key == obs.key:
-        cand = replace(cand, count=cand.count + 1)
+    if cand is not None and compatible(cand.key, obs.key):
+        cand = replace(cand, key=refine(cand.key, obs.key), count=cand.count + 1)
     else:
         cand = Candidate(obs.key, 1, received_s, obs.address)
     if cand.count < confirm_reports:
@@ -286,8 +339,8 @@ def apply(
                     target=obs.target,
                     summary=f"{obs.target}: one report saw {obs.key.label} instead of "
                     f"{prev.key.label} (needs {confirm_reports} in a row to be a flip)",
-                    before=_side(prev.key, prev.address, prev.signature, prev.evidence),
-                    after=_side(obs.key, obs.address, obs.signature, obs.evidence),
+                    before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
+                    after=_side(obs.key, obs.link, obs.address, obs.signature, obs.evidence),
                     evidence=obs.evidence,
                 ),
             )
@@ -297,22 +350,25 @@ def apply(
     # old path was never measured at: the name moved, not the route.
     moved = cand.address is not None and cand.address not in (prev.addresses or (prev.address,))
     driver = "dns" if moved else "routing"
+    origin = prev.flip_origin or prev.key
     flip = PathEvent(
         kind="route_flip",
         severity="critical" if prev.key.path_class == "expressroute" else "warning",
         target=obs.target,
-        summary=f"{obs.target}: path flipped {prev.key.label} -> {obs.key.label} "
+        summary=f"{obs.target}: path flipped {prev.key.label} -> {cand.key.label} "
         f"({'DNS-driven: the address changed' if moved else 'routing-driven'}, "
         f"{cand.count} reports in a row)",
-        before=_side(prev.key, prev.address, prev.signature, prev.evidence),
-        after=_side(obs.key, obs.address, obs.signature, obs.evidence),
+        before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
+        after=_side(cand.key, obs.link, obs.address, obs.signature, obs.evidence),
         evidence=obs.evidence,
         driver=driver,
+        origin=origin,
     )
     state = replace(
-        new_state(obs, seq, received_s),
+        new_state(replace(obs, key=cand.key), seq, received_s),
         since_s=cand.first_received_s,
         flips_total=prev.flips_total + 1,
+        flip_origin=None if confirms(origin, cand.key) else origin,
     )
     return Transition(state, (flip,), flip=flip, signature_changed=True)
 
@@ -330,17 +386,28 @@ class Asymmetry:
     agent: str
     target: str
     evidence: tuple[str, ...]
+    # The alert's severity follows the finding's: a "may" finding is a warning.
+    severity: str = "critical"
 
 
-def is_asymmetry_finding(kind: str) -> bool:
-    return "asym" in kind.lower()
+def alert_severity(finding: Finding) -> str:
+    """critical only for a critical finding the measurement did not contradict."""
+    if finding.predicted_only or finding.severity != "critical":
+        return "warning"
+    return "critical"
 
 
-def _circuit_named(evidence: Iterable[str], facts: SiteFacts) -> str | None:
-    text = " ".join(evidence)
-    for c in facts.circuits:
-        if c.name and c.name in text:
-            return c.name
+def _finding_circuit(finding: Finding, result: Result, facts: SiteFacts) -> str | None:
+    """The finding's own circuit, else its evidence's, else the verdict's, else the only one."""
+    if finding.circuit:
+        return finding.circuit
+    named = {e.circuit for e in finding.evidence if e.circuit}
+    if len(named) == 1:
+        return named.pop()
+    if result.verdict is not None and result.verdict.circuit:
+        return result.verdict.circuit
+    if len(facts.circuits) == 1:
+        return facts.circuits[0].name
     return None
 
 
@@ -349,14 +416,14 @@ def reported_asymmetries(report: Report) -> list[Asymmetry]:
     out: list[Asymmetry] = []
     for r in report.results:
         for f in r.findings:
-            if not is_asymmetry_finding(f.kind):
+            if not f.asymmetry:
                 continue
-            circuit = (r.verdict.circuit if r.verdict else None) or _circuit_named(
-                f.evidence, report.site
-            )
-            if circuit is None and len(report.site.circuits) == 1:
-                circuit = report.site.circuits[0].name
-            lines = [f"{report.agent.id} -> {r.target}: {f.kind} ({f.severity})", *f.evidence]
+            circuit = _finding_circuit(f, r, report.site)
+            predicted = " (predicted from site facts, not observed)" if f.predicted_only else ""
+            lines = [
+                f"{report.agent.id} -> {r.target}: {f.kind} ({f.severity}){predicted}",
+                *(e.text for e in f.evidence),
+            ]
             if f.fix:
                 lines.append(f"fix: {f.fix}")
             out.append(
@@ -367,6 +434,7 @@ def reported_asymmetries(report: Report) -> list[Asymmetry]:
                     report.agent.id,
                     r.target,
                     tuple(lines),
+                    alert_severity(f),
                 )
             )
     return out
@@ -462,10 +530,12 @@ def measured_asymmetries(
                         fwd.agent,
                         fwd.target,
                         (
-                            f"forward {fwd.agent} -> {fwd.target}: {k.label}"
+                            f"forward {fwd.agent} -> {fwd.target}: {k.path_class}"
+                            + (f"/{k.circuit}" if k.circuit else "")
                             + (f" via {k.egress}" if k.egress else "")
                             + (f" ({fwd.evidence[0]})" if fwd.evidence else ""),
-                            f"reverse {rev.agent} -> {nat}: {rev.key.label}"
+                            f"reverse {rev.agent} -> {nat}: {rev.key.path_class}"
+                            + (f"/{rev.key.circuit}" if rev.key.circuit else "")
                             + (f" ({rev.evidence[0]})" if rev.evidence else ""),
                         ),
                     )

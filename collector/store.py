@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import queue
 import sqlite3
@@ -26,8 +27,62 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
+def _legacy_path(label: str) -> dict[str, str | None]:
+    """A route-flip `from`/`to` label of schema 1, `class[/circuit[/link]]`, as a path identity.
+
+    Read once, by the migration to version 3, from labels this collector wrote itself; the
+    egress was never in them, so it stays unknown.
+    """
+    parts = label.split("/")
+    circuit = parts[1] if parts[0] == "expressroute" and len(parts) > 1 else None
+    return {"class": parts[0], "circuit": circuit, "egress": None}
+
+
+def _link_out_of_identity(conn: sqlite3.Connection) -> None:
+    """Stored state as if the link had never been part of a path's identity.
+
+    - A pending flip that differs from the path by its link only is dropped.
+    - A firing ErpathRouteFlip between two links of one circuit was a false
+      alarm: it is resolved (receivers hear a resolution, not a new alert).
+    - A firing real flip keeps its labels and fingerprint, so nothing fires
+      again; its `from` becomes the path's flip origin, so a return to it
+      still resolves the chain.
+    """
+    for agent_ref, target, cls, circuit, egress, cand in conn.execute(
+        "SELECT agent_ref, target, class, circuit, egress, candidate FROM paths"
+        " WHERE candidate IS NOT NULL"
+    ).fetchall():
+        key = json.loads(cand)["key"]
+        if (key["class"], key.get("circuit"), key.get("egress")) == (cls, circuit, egress):
+            conn.execute(
+                "UPDATE paths SET candidate=NULL WHERE agent_ref=? AND target=?",
+                (agent_ref, target),
+            )
+    now = time.time()
+    for fp, agent, target, labels in conn.execute(
+        "SELECT fingerprint, agent, target, labels FROM alerts"
+        " WHERE alertname='ErpathRouteFlip' AND ends_s IS NULL"
+    ).fetchall():
+        lab = json.loads(labels)
+        origin = _legacy_path(lab.get("from", "unknown"))
+        if origin == _legacy_path(lab.get("to", "unknown")):
+            conn.execute(
+                "UPDATE alerts SET ends_s=?, version=version+1, updated_s=? WHERE fingerprint=?",
+                (now, now, fp),
+            )
+            continue
+        conn.execute(
+            "UPDATE paths SET flip_origin=? WHERE target=?"
+            " AND agent_ref=(SELECT ref FROM agents WHERE id=?)",
+            (json.dumps(origin), target, agent),
+        )
+
+
 # Each entry moves the schema from version i to i+1; never edit a shipped one.
-MIGRATIONS: tuple[str, ...] = (
+# An entry is SQL statements, or a function of the connection for what SQL
+# alone cannot say.
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """
     CREATE TABLE agents(
         ref INTEGER PRIMARY KEY,
@@ -173,7 +228,32 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_s REAL
     );
     """,
+    # 2: the link is no longer part of a path's identity (issue 13).
+    """
+    ALTER TABLE paths ADD COLUMN flip_origin TEXT;
+    ALTER TABLE reported_asymmetries ADD COLUMN severity TEXT NOT NULL DEFAULT 'critical';
+    CREATE TABLE circuit_links(
+        site TEXT NOT NULL,
+        circuit TEXT NOT NULL,
+        agent_ref INTEGER NOT NULL,
+        primary_flows INTEGER NOT NULL,
+        secondary_flows INTEGER NOT NULL,
+        seen_s REAL NOT NULL,
+        PRIMARY KEY(site, circuit, agent_ref)
+    ) WITHOUT ROWID;
+    CREATE TABLE circuit_redundancy(
+        site TEXT NOT NULL,
+        circuit TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        streak INTEGER NOT NULL,
+        lost INTEGER NOT NULL,
+        updated_s REAL NOT NULL,
+        PRIMARY KEY(site, circuit)
+    ) WITHOUT ROWID;
+    """,
+    _link_out_of_identity,
 )
+
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -208,9 +288,13 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version in range(found, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in MIGRATIONS[version].split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
+            step = MIGRATIONS[version]
+            if callable(step):
+                step(conn)
+            else:
+                for stmt in step.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
             conn.execute(f"PRAGMA user_version={version + 1}")
             conn.execute("COMMIT")
         except BaseException:
@@ -395,14 +479,6 @@ class Store:
     @property
     def writer_alive(self) -> bool:
         return not self.closed and self._writer is not None and self._writer.is_alive()
-
-    def size_bytes(self) -> int:
-        total = 0
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(self.path + suffix)
-            if p.exists():
-                total += p.stat().st_size
-        return total
 
 
 def now_s() -> float:

@@ -1,4 +1,5 @@
-"""Report documents for collector tests: a site with one circuit and one internet edge."""
+"""Report documents (erpath.report/2) for collector tests: a site with one circuit and one
+internet edge."""
 
 from __future__ import annotations
 
@@ -26,13 +27,34 @@ SITE_FACTS = {
 _ids = itertools.count(1)
 
 
-def er(circuit: str = "ams-1", link: str = "primary") -> dict[str, Any]:
+def msee_hop(circuit: str, link: str | None) -> dict[str, Any]:
+    address = "203.0.113.2" if link != "secondary" else "203.0.113.6"
+    return {
+        "kind": "msee-hop",
+        "text": f"hop 3 {address} is the MSEE of circuit {circuit} ({link})",
+        "circuit": circuit,
+        "link": link,
+        "ttl": 3,
+        "address": address,
+    }
+
+
+def er(
+    circuit: str | None = "ams-1",
+    link: str | None = "primary",
+    links_seen: dict[str, int] | None = None,
+    msee_flows: int | None = None,
+) -> dict[str, Any]:
+    """An ExpressRoute verdict; `links_seen` {link: flows} (default: one flow on `link`)."""
+    seen = links_seen if links_seen is not None else ({link: 1} if link else {})
     return {
         "class": "expressroute",
         "circuit": circuit,
         "link": link,
         "egress": None,
-        "evidence": [f"hop 3 203.0.113.2 is the MSEE of circuit {circuit} ({link})"],
+        "evidence": [msee_hop(circuit, link)] if circuit else [],
+        "links_seen": [{"link": k, "flows": n} for k, n in seen.items()],
+        "msee_flows": sum(seen.values()) if msee_flows is None else msee_flows,
     }
 
 
@@ -42,7 +64,49 @@ def inet(edge: str = "ams-inet") -> dict[str, Any]:
         "circuit": None,
         "link": None,
         "egress": edge,
-        "evidence": [f"egress via internet edge {edge} (NAT 192.0.2.10)"],
+        "evidence": [
+            {
+                "kind": "edge-hop",
+                "text": f"egress via internet edge {edge} (NAT 192.0.2.10)",
+                "egress": edge,
+                "ttl": 2,
+                "address": "192.0.2.1",
+            }
+        ],
+    }
+
+
+def unknown() -> dict[str, Any]:
+    return {
+        "class": "unknown",
+        "circuit": None,
+        "link": None,
+        "egress": None,
+        "evidence": [{"kind": "unknown", "text": "no hop answered", "name": "path"}],
+    }
+
+
+def finding(
+    kind: str = "asymmetric-nat",
+    severity: str = "critical",
+    circuit: str | None = "ams-1",
+    predicted_only: bool = False,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "severity": severity,
+        "circuit": circuit,
+        "predicted_only": predicted_only,
+        "evidence": [
+            {
+                "kind": "advertised",
+                "text": f"NAT 192.0.2.10 of ams-inet lies in 192.0.2.0/28 advertised over {circuit}",
+                "circuit": circuit,
+                "prefix": "192.0.2.0/28",
+                "address": "192.0.2.10",
+            }
+        ],
+        "fix": f"stop advertising 192.0.2.0/28 over {circuit}",
     }
 
 
@@ -56,6 +120,7 @@ def result(
     asns: tuple[int, ...] = (65001, 12076, 8075),
     findings: list[dict[str, Any]] | None = None,
     connect_s: float = 0.012,
+    prefer: list[str] | None = None,
 ) -> dict[str, Any]:
     hops = [
         {
@@ -76,7 +141,7 @@ def result(
     if expected is not None:
         verdict["expected"] = expected
         verdict["matches_expected"] = expected == path["class"]
-    return {
+    out = {
         "target": target,
         "role": role,
         "port": 443,
@@ -87,6 +152,9 @@ def result(
         "verdict": verdict,
         "findings": findings or [],
     }
+    if prefer is not None:
+        out["prefer"] = prefer
+    return out
 
 
 def report(
@@ -99,9 +167,10 @@ def report(
     facts: dict[str, Any] | None = None,
     interval_s: float = 30.0,
     report_id: str | None = None,
+    msee_probes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "schema": "erpath.report/1",
+    doc = {
+        "schema": "erpath.report/2",
         "id": report_id or str(uuid.uuid4()),
         "seq": seq,
         "agent": {"id": agent, "site": site, "role": role, "version": "0.1.0", "hostname": agent},
@@ -112,10 +181,14 @@ def report(
         "health": {"cycle_s": 2.5, "spool_reports": 0, "dropped_reports_total": 0},
         "results": results,
     }
+    if msee_probes is not None:
+        doc["msee_probes"] = msee_probes
+    return doc
 
 
 def simple(
     agent: str, seq: int, path: dict[str, Any], target: str = "api.powerapps.com", **kw: Any
 ) -> dict[str, Any]:
-    rkw = {k: kw.pop(k) for k in ("address", "expected", "asns", "findings", "role") if k in kw}
+    keys = ("address", "expected", "asns", "findings", "role", "prefer")
+    rkw = {k: kw.pop(k) for k in keys if k in kw}
     return report(agent, seq, [result(target, path, **rkw)], **kw)

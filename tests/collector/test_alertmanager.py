@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from .realparts import Alertmanager, binary, free_port
-from .reports import er, inet, report, result, simple
+from .reports import er, finding, inet, report, result, simple
 from .waiting import eventually
 
 T = "api.powerapps.com"
@@ -66,8 +66,8 @@ async def test_real_alertmanager_gets_flip_and_asymmetry_resolves_and_survives_r
                 "site": "ams",
                 "agent": "br-1",
                 "target": T,
-                "from": "expressroute/ams-1/primary",
-                "to": "internet",
+                "from": "expressroute/ams-1",
+                "to": "internet/ams-inet",
                 "severity": "critical",
             }
             ann = flip["annotations"]
@@ -76,14 +76,7 @@ async def test_real_alertmanager_gets_flip_and_asymmetry_resolves_and_survives_r
             assert ann["dashboard_url"].startswith("https://grafana.example/d/erpath?var-site=ams")
             assert ann["summary"] and ann["description"]
 
-            finding = {
-                "kind": "asymmetry.nat-advertised",
-                "severity": "critical",
-                "evidence": [
-                    "NAT 192.0.2.10 of ams-inet lies in 198.51.100.0/28 advertised over ams-1"
-                ],
-            }
-            await c.post(report("br-2", 1, [result(T, inet(), findings=[finding])]))
+            await c.post(report("br-2", 1, [result(T, inet(), findings=[finding()])]))
 
             async def both():
                 a = await am_alerts(session, am)
@@ -116,7 +109,7 @@ async def test_real_alertmanager_gets_flip_and_asymmetry_resolves_and_survives_r
                 return "ErpathRouteFlip" not in await am_alerts(session, am) and resolved_flip()
 
             (note, *_) = await eventually(flip_gone, 15)
-            assert note["labels"]["to"] == "internet" and note["endsAt"] > note["startsAt"]
+            assert note["labels"]["to"] == "internet/ams-inet" and note["endsAt"] > note["startsAt"]
             # The asymmetry is still firing, and was notified as firing.
             assert "ErpathPathAsymmetric" in await am_alerts(session, am)
             assert any(

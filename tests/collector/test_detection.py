@@ -6,7 +6,7 @@ from collector.app import evaluate_now
 from collector.config import from_dict
 
 from .conftest import API, make_config
-from .reports import SITE_FACTS, er, inet, report, result, simple
+from .reports import SITE_FACTS, er, finding, inet, report, result, simple
 from .waiting import eventually
 
 T = "api.powerapps.com"
@@ -28,12 +28,13 @@ async def test_one_odd_report_records_an_event_but_raises_no_alert_two_do(start_
     assert [e["kind"] for e in events] == ["path_deviation"]
     assert await alerts(c) == []
     paths = (await c.get(f"{API}/paths"))["paths"]
-    assert paths[0]["path"] == "expressroute/ams-1/primary" and paths[0]["pending"]["reports"] == 1
+    assert paths[0]["path"] == "expressroute/ams-1" and paths[0]["pending"]["reports"] == 1
 
     resp = await c.post(simple("br-1", 4, inet()))
     assert (await resp.json())["flips"] == 1
     (flip,) = (await c.get(f"{API}/events", kind="route_flip"))["events"]
-    assert flip["driver"] == "routing" and flip["before"]["path"] == "expressroute/ams-1/primary"
+    assert flip["driver"] == "routing" and flip["before"]["path"] == "expressroute/ams-1"
+    assert flip["before"]["link"] == "primary"
     assert flip["after"]["egress"] == "ams-inet" and flip["evidence"]
     (alert,) = await alerts(c, "ErpathRouteFlip", "firing")
     assert alert["labels"] == {
@@ -41,8 +42,8 @@ async def test_one_odd_report_records_an_event_but_raises_no_alert_two_do(start_
         "site": "ams",
         "agent": "br-1",
         "target": T,
-        "from": "expressroute/ams-1/primary",
-        "to": "internet",
+        "from": "expressroute/ams-1",
+        "to": "internet/ams-inet",
         "severity": "critical",
     }
     for key in ("summary", "description", "evidence", "runbook_url", "dashboard_url"):
@@ -64,16 +65,16 @@ async def test_one_odd_report_records_an_event_but_raises_no_alert_two_do(start_
 
 
 async def test_a_chain_of_flips_is_one_alert_from_where_it_started(start_collector):
-    """primary → secondary → internet → primary: `from` stays primary, the return resolves all."""
+    """ams-1 → dub-2 → internet → ams-1: `from` stays ams-1, the return resolves all."""
     c = await start_collector()
     seq = 0
-    for path in (er(), er(), er(link="secondary"), er(link="secondary"), inet(), inet()):
+    for path in (er(), er(), er("dub-2"), er("dub-2"), inet(), inet()):
         seq += 1
         await c.post(simple("br-1", seq, path))
     (alert,) = await alerts(c, "ErpathRouteFlip", "firing")
     assert (alert["labels"]["from"], alert["labels"]["to"]) == (
-        "expressroute/ams-1/primary",
-        "internet",
+        "expressroute/ams-1",
+        "internet/ams-inet",
     )
     for path in (er(), er()):
         seq += 1
@@ -126,18 +127,13 @@ async def test_unexpected_path_fires_while_it_differs(start_collector):
 
 async def test_reported_asymmetry_is_one_alert_per_site_and_circuit(start_collector):
     c = await start_collector()
-    finding = {
-        "kind": "asymmetry.nat-advertised",
-        "severity": "critical",
-        "evidence": ["NAT 192.0.2.10 lies in a prefix advertised over ams-1"],
-    }
     for agent in ("br-1", "br-2"):
         doc = report(
             agent,
             1,
             [
-                result(T, inet(), findings=[finding]),
-                result("make.powerapps.com", inet(), findings=[finding]),
+                result(T, inet(), findings=[finding()]),
+                result("make.powerapps.com", inet(), findings=[finding()]),
             ],
         )
         assert (await c.post(doc)).status == 201
@@ -184,7 +180,7 @@ async def test_measured_reverse_path_pairs_with_the_sites_forward_path(start_col
     assert alert["labels"]["site"] == "ams" and alert["labels"]["circuit"] == "ams-1"
     ev = alert["annotations"]["evidence"]
     assert "forward br-1 -> api.powerapps.com: internet via ams-inet" in ev
-    assert "reverse az-1 -> 192.0.2.10: expressroute/ams-1/primary" in ev
+    assert "reverse az-1 -> 192.0.2.10: expressroute/ams-1" in ev
     assert (
         c.registry.get_sample_value(
             "erpath_path_asymmetric", {"site": "ams", "circuit": "ams-1", "kind": "measured"}

@@ -34,8 +34,9 @@ async def test_accepts_a_report_and_shows_the_path(start_collector):
         "br-1",
         "ams",
         "api.powerapps.com",
-        "expressroute/ams-1/primary",
+        "expressroute/ams-1",
     )
+    assert p["verdict"]["link"] == "primary"
     assert p["verdict"]["evidence"] == ["hop 3 203.0.113.2 is the MSEE of circuit ams-1 (primary)"]
     assert p["since"] and p["signature"] == "as:65001 12076 8075"
     agents = (await c.get(f"{API}/agents"))["agents"]
@@ -91,7 +92,7 @@ async def test_late_report_is_history_and_never_overrides_the_current_path(start
         assert resp.status == 201
         assert (await resp.json())["applied"] is False
     paths = (await c.get(f"{API}/paths"))["paths"]
-    assert paths[0]["path"] == "expressroute/ams-1/primary" and paths[0]["last_seq"] == 11
+    assert paths[0]["path"] == "expressroute/ams-1" and paths[0]["last_seq"] == 11
     assert (await c.get(f"{API}/events", kind="route_flip"))["events"] == []
     assert await _count(c, "observations") == 4
 

@@ -1,24 +1,34 @@
-"""Pure path-state logic: hysteresis, flips, DNS-driven flips, ECMP churn, asymmetry pairing."""
+"""Pure path-state logic: hysteresis, flips, unknown fields, DNS-driven flips, ECMP churn,
+asymmetry findings and pairing."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from agent.report import report_from_dict
+from agent.report import Evidence, Finding, report_from_dict
 from collector import state
 from collector.state import Observation, PathKey, SitePath
 
-from .reports import SITE_FACTS, er, inet, report, result, simple
+from .reports import SITE_FACTS, er, finding, inet, report, result, simple
 
-ER = PathKey("expressroute", "ams-1", "primary")
-ER2 = PathKey("expressroute", "ams-1", "secondary")
-NET = PathKey("internet", None, None, "ams-inet")
+ER = PathKey("expressroute", "ams-1")
+DUB = PathKey("expressroute", "dub-2")
+ER_UNKNOWN = PathKey("expressroute", None)  # the circuit could not be named this time
+NET = PathKey("internet", None, "ams-inet")
+UNKNOWN = PathKey("unknown")
 
 
 def obs(
-    key: PathKey, address: str = "198.18.1.10", sig: str = "as:65001 12076 8075"
+    key: PathKey,
+    address: str = "198.18.1.10",
+    sig: str = "as:65001 12076 8075",
+    link: str | None = "primary",
 ) -> Observation:
-    return Observation("t", "api", key, address=address, addresses=(address,), signature=sig)
+    if key.path_class != "expressroute":
+        link = None
+    return Observation(
+        "t", "api", key, link=link, address=address, addresses=(address,), signature=sig
+    )
 
 
 def run(keys, confirm=2, start=None):
@@ -38,8 +48,8 @@ def test_one_odd_report_is_recorded_not_a_flip():
     assert flips == [] and s.key == ER and s.flips_total == 0
     assert [e.kind for e in events] == ["path_deviation"]
     assert (
-        events[0].before["path"] == "expressroute/ams-1/primary"
-        and events[0].after["path"] == "internet"
+        events[0].before["path"] == "expressroute/ams-1"
+        and events[0].after["path"] == "internet/ams-inet"
     )
 
 
@@ -49,7 +59,8 @@ def test_two_in_a_row_confirm_the_flip_since_the_first():
     assert s.since_s == 103.0  # the first report that saw the new path
     f = flips[0]
     assert f.kind == "route_flip" and f.driver == "routing" and f.severity == "critical"
-    assert f.before["path"] == "expressroute/ams-1/primary" and f.after["path"] == "internet"
+    assert f.before["path"] == "expressroute/ams-1" and f.after["path"] == "internet/ams-inet"
+    assert f.before["link"] == "primary" and f.after["link"] is None
 
 
 def test_confirm_count_is_configurable():
@@ -61,9 +72,49 @@ def test_confirm_count_is_configurable():
     assert len(flips) == 1
 
 
-def test_link_change_is_a_flip():
-    _, _, flips = run([ER, ER2, ER2])
-    assert flips[0].before["link"] == "primary" and flips[0].after["link"] == "secondary"
+def test_a_change_of_link_alone_is_never_a_flip():
+    """Active-active: one flow's hash names the primary in one run, the secondary in the next."""
+    links = ["primary", "secondary", "secondary", "secondary", "primary", "secondary"]
+    s, events, flips = run([obs(ER, link=link) for link in links])
+    assert flips == [] and events == [] and s.candidate is None
+    assert s.key == ER and s.link == "secondary"  # the last link seen, kept as state
+
+
+def test_an_unknown_circuit_never_starts_or_confirms_a_flip():
+    """A silent MSEE leaves the circuit unknown: not a change against the known circuit."""
+    s, events, flips = run([ER, obs(ER_UNKNOWN, link=None), obs(ER_UNKNOWN, link=None), ER])
+    assert flips == [] and events == [] and s.key == ER
+    assert s.link == "primary"  # an unknown link does not erase the known one
+
+
+def test_an_unknown_report_neither_confirms_nor_cancels_a_pending_flip():
+    s, _, flips = run([ER, NET, UNKNOWN])
+    assert flips == [] and s.candidate is not None and s.candidate.count == 1
+    s, _, flips = run([NET], start=s)
+    assert len(flips) == 1 and s.key == NET
+    # Nor does a report that knows less than the path: ER with no circuit against ER/ams-1.
+    s, _, flips = run([ER, DUB, obs(ER_UNKNOWN, link=None), DUB])
+    assert len(flips) == 1 and flips[0].after["circuit"] == "dub-2"
+
+
+def test_a_report_back_on_the_path_cancels_a_pending_flip():
+    s, events, flips = run([ER, NET, ER, NET])
+    assert flips == [] and s.candidate.count == 1
+    assert [e.kind for e in events] == ["path_deviation", "path_deviation"]
+
+
+def test_a_path_first_seen_unknown_learns_its_fields_without_a_flip():
+    s, events, flips = run([UNKNOWN, obs(ER_UNKNOWN, link=None), ER])
+    assert flips == [] and events == [] and s.key == ER
+
+
+def test_circuit_failover_is_a_flip_and_the_chain_keeps_its_origin():
+    s, _, flips = run([ER, DUB, DUB, NET, NET])
+    assert [f.origin for f in flips] == [ER, ER]
+    assert s.flip_origin == ER
+    # Back on the origin: the chain ends.
+    s, _, flips = run([ER, ER], start=s)
+    assert flips[0].origin == ER and s.flip_origin is None
 
 
 def test_flip_with_a_new_address_is_dns_driven():
@@ -104,18 +155,60 @@ def test_observations_take_the_first_result_with_a_verdict_per_target():
     ]
 
 
-def test_reported_asymmetry_findings_carry_site_and_circuit():
-    finding = {
-        "kind": "asymmetry.nat-advertised",
-        "severity": "critical",
-        "evidence": ["NAT 192.0.2.10 of ams-inet lies in 198.51.100.0/28 advertised over ams-1"],
-        "fix": "stop advertising 192.0.2.10 over ams-1",
-    }
-    other = {"kind": "premium-needed", "severity": "warning"}
-    r = report_from_dict(simple("a", 1, inet(), findings=[finding, other]))
+def test_reported_asymmetry_findings_carry_site_circuit_and_severity():
+    other = {"kind": "premium-required", "severity": "warning"}
+    r = report_from_dict(simple("a", 1, inet(), findings=[finding(), other]))
     (a,) = state.reported_asymmetries(r)
-    assert (a.site, a.circuit, a.kind, a.agent) == ("ams", "ams-1", "reported", "a")
-    assert any("fix: stop advertising" in line for line in a.evidence)
+    assert (a.site, a.circuit, a.kind, a.agent, a.severity) == (
+        "ams",
+        "ams-1",
+        "reported",
+        "a",
+        "critical",
+    )
+    assert a.evidence[0] == "a -> api.powerapps.com: asymmetric-nat (critical)"
+    assert "advertised over ams-1" in a.evidence[1]
+    assert a.evidence[-1] == "fix: stop advertising 192.0.2.0/28 over ams-1"
+
+
+def test_a_may_finding_is_a_warning_and_so_is_a_predicted_only_one():
+    may = finding(severity="warning")
+    predicted = finding("asymmetric-circuit", predicted_only=True)
+    r = report_from_dict(simple("a", 1, inet(), findings=[may, predicted]))
+    a, b = state.reported_asymmetries(r)
+    assert (a.severity, b.severity) == ("warning", "warning")
+    assert b.evidence[0].endswith("(critical) (predicted from site facts, not observed)")
+
+
+def test_the_circuit_of_a_finding_comes_from_its_fields_never_its_sentences():
+    facts = {
+        **SITE_FACTS,
+        "circuits": [SITE_FACTS["circuits"][0], {**SITE_FACTS["circuits"][0], "name": "dub-2"}],
+    }
+    # The finding's own field.
+    r = report_from_dict(simple("a", 1, inet(), findings=[finding(circuit="dub-2")], facts=facts))
+    assert state.reported_asymmetries(r)[0].circuit == "dub-2"
+    # Else its evidence's field; a sentence naming another circuit does not count.
+    f = finding(circuit=None)
+    f["evidence"][0] |= {"circuit": "dub-2", "text": "advertised over ams-1 (a sentence)"}
+    r = report_from_dict(simple("a", 1, inet(), findings=[f], facts=facts))
+    assert state.reported_asymmetries(r)[0].circuit == "dub-2"
+    # Else the verdict's circuit; else none (two circuits, nothing says which).
+    f = finding(circuit=None)
+    f["evidence"][0]["circuit"] = None
+    r = report_from_dict(simple("a", 1, er("dub-2"), findings=[f], facts=facts))
+    assert state.reported_asymmetries(r)[0].circuit == "dub-2"
+    r = report_from_dict(simple("a", 1, inet(), findings=[f], facts=facts))
+    assert state.reported_asymmetries(r)[0].circuit == state.NO_CIRCUIT
+
+
+def test_a_schema_1_finding_with_sentence_evidence_falls_back_to_the_only_circuit():
+    r = report_from_dict(simple("a", 1, inet()))
+    note = Evidence("note", "NAT 192.0.2.10 lies in a prefix advertised over ams-1")
+    f = Finding("asymmetric-nat", "critical", evidence=(note,))
+    r = replace(r, results=(replace(r.results[0], findings=(f,)),))
+    (a,) = state.reported_asymmetries(r)
+    assert a.circuit == "ams-1" and note.text in a.evidence
 
 
 def _facts():
@@ -138,7 +231,7 @@ def test_reverse_over_expressroute_against_forward_over_internet_is_asymmetric()
         "api.powerapps.com",
     )
     assert a.evidence[0].startswith("forward br-1 -> api.powerapps.com: internet via ams-inet")
-    assert a.evidence[1].startswith("reverse az-1 -> 192.0.2.10: expressroute/ams-1/primary")
+    assert a.evidence[1].startswith("reverse az-1 -> 192.0.2.10: expressroute/ams-1")
 
 
 def test_symmetric_and_unrelated_paths_are_not_asymmetric():
@@ -157,9 +250,7 @@ def test_symmetric_and_unrelated_paths_are_not_asymmetric():
 def test_forward_over_circuit_a_reverse_over_circuit_b():
     facts = _facts()
     fwd = SitePath("br-1", "ams", "t", ER, None)
-    rev = SitePath(
-        "az-1", "az", "198.51.100.5", PathKey("expressroute", "fra-1", "primary"), "198.51.100.5"
-    )
+    rev = SitePath("az-1", "az", "198.51.100.5", PathKey("expressroute", "fra-1"), "198.51.100.5")
     (a,) = state.measured_asymmetries(facts, [rev], {"ams": [fwd]})
     assert a.circuit == "fra-1"
 

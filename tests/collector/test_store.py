@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 
 from agent.report import report_from_dict
 from collector import ingest, queries, retention
-from collector.alertrules import Links
+from collector.alertrules import Links, fingerprint
 from collector.config import StoreConfig
-from collector.store import SCHEMA_VERSION, Store, StoreError
+from collector.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
 
 from .reports import er, inet, report, result
 
@@ -19,8 +20,6 @@ DAY = 86400.0
 
 
 def _ingest(store: Store, doc: dict, at_s: float) -> ingest.Outcome:
-    import json
-
     body = json.dumps(doc).encode()
     return store.write_sync(
         ingest.apply, store.cache, ingest.prepare(doc, report_from_dict(doc), body), at_s, SETTINGS
@@ -126,3 +125,89 @@ def test_retention_prunes_old_rows(store):
     assert seqs == [4, 3]
     # Current paths are never pruned.
     assert len(store.read_sync(queries.paths, {})) == 1
+
+
+def _schema_2_database(path) -> None:
+    """A database as the collector before issue 13 left it: the link in the path identity."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:2]:
+        for stmt in step.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+    conn.execute("PRAGMA user_version=2")
+    conn.execute(
+        "INSERT INTO agents(ref, id, site, role, version, hostname, last_seq, first_seen_s,"
+        " last_seen_s) VALUES (1, 'br-1', 'ams', 'branch', '0.1', 'br-1', 4, 0, 0)"
+    )
+    path_row = (
+        "INSERT INTO paths(agent_ref, target, role, class, circuit, link, egress, addresses,"
+        " signature, evidence, since_s, last_seq, last_received_s, candidate, flips_total)"
+        " VALUES (1, ?, 'api', ?, ?, ?, ?, '[]', '', '[]', 0, 4, 0, ?, 1)"
+    )
+    link_only = {
+        "key": {"class": "expressroute", "circuit": "ams-1", "link": "secondary", "egress": None},
+        "count": 1,
+        "first_received_s": 0,
+        "address": None,
+    }
+    conn.execute(path_row, ("a", "expressroute", "ams-1", "primary", None, json.dumps(link_only)))
+    conn.execute(path_row, ("b", "internet", None, None, "ams-inet", None))
+
+    def flip(target: str, frm: str, to: str) -> str:
+        labels = {
+            "alertname": "ErpathRouteFlip",
+            "site": "ams",
+            "agent": "br-1",
+            "target": target,
+            "from": frm,
+            "to": to,
+            "severity": "critical",
+        }
+        fp = fingerprint(labels)
+        conn.execute(
+            "INSERT INTO alerts(fingerprint, alertname, site, agent, target, labels, annotations,"
+            " starts_s, version, updated_s) VALUES (?, 'ErpathRouteFlip', 'ams', 'br-1', ?, ?,"
+            " '{}', 0, 1, 0)",
+            (fp, target, json.dumps(labels, sort_keys=True)),
+        )
+        return fp
+
+    flip("a", "expressroute/ams-1/secondary", "expressroute/ams-1/primary")
+    flip("b", "expressroute/ams-1/primary", "internet")
+    conn.close()
+
+
+def test_upgrade_drops_link_only_flips_and_keeps_real_ones_firing(tmp_path):
+    """The link left the path identity: a link-only flip alert was a false alarm and is
+    resolved; a real one keeps its labels (nothing fires again) and still resolves on return."""
+    db = tmp_path / "old.db"
+    _schema_2_database(db)
+    s = Store(db)
+    s.open()
+    try:
+        rows = s.read_sync(
+            lambda c: c.execute(
+                "SELECT target, ends_s, version, labels FROM alerts ORDER BY target"
+            ).fetchall()
+        )
+        (_, a_ends, a_version, _), (_, b_ends, b_version, b_labels) = rows
+        assert a_ends is not None and a_version == 2  # resolved: receivers hear it
+        assert b_ends is None and b_version == 1  # untouched: no new alert anywhere
+        assert json.loads(b_labels)["from"] == "expressroute/ams-1/primary"
+        paths = {p["target"]: p for p in s.read_sync(queries.paths, {})}
+        assert paths["a"]["pending"] is None  # the link-only candidate is gone
+        assert paths["a"]["path"] == "expressroute/ams-1"
+        assert paths["b"]["flip_origin"] == "expressroute/ams-1"
+
+        # Back on ams-1 (any link): the old flip resolves, no new flip alert fires.
+        doc = lambda seq: report("br-1", seq, [result("b", er(link="secondary"))])  # noqa: E731
+        _ingest(s, doc(5), 10.0)
+        out = _ingest(s, doc(6), 11.0)
+        assert out.flips == 1
+        firing = s.read_sync(
+            lambda c: c.execute("SELECT count(*) FROM alerts WHERE ends_s IS NULL").fetchone()[0]
+        )
+        assert firing == 0
+        assert s.read_sync(queries.paths, {"target": "b"})[0]["flip_origin"] is None
+    finally:
+        s.close()
