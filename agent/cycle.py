@@ -7,6 +7,7 @@ phase runs for all targets at once (the modules batch internally).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import socket
 import time
 import uuid
@@ -17,7 +18,18 @@ from datetime import UTC, datetime
 from agent import __version__
 from agent.config import AgentConfig, TargetSpec
 from agent.measure.dnscache import DnsCache
-from agent.report import AgentInfo, DnsResult, Health, Report, Result, TcpResult, Trace
+from agent.report import (
+    AgentInfo,
+    DnsResult,
+    Health,
+    Link,
+    MseeProbe,
+    Report,
+    Result,
+    SiteFacts,
+    TcpResult,
+    Trace,
+)
 from agent.verdict.servicetags import ServiceTags
 
 Progress = Callable[[str], None]
@@ -41,12 +53,45 @@ class _Probe:
     dns: DnsResult | None
 
 
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+# The MSEE's BGP port: the MSEE answers a SYN there with a SYN-ACK or a RST.
+BGP_PORT = 179
+
+
+def msee_endpoints(site: SiteFacts) -> dict[tuple[str, int], tuple[str, Link]]:
+    """The MSEE address (second address of the peering /30 or /126) of each circuit link.
+
+    Probed only when the site has a failover order to judge (2+ entries):
+    the answers tell the collector which circuits are available.
+    """
+    if len(site.prefer) < 2:
+        return {}
+    out: dict[tuple[str, int], tuple[str, Link]] = {}
+    for c in site.circuits:
+        links: tuple[tuple[Link, str], ...] = (
+            ("primary", c.primary_subnet),
+            ("secondary", c.secondary_subnet),
+        )
+        for link, subnet in links:
+            if not subnet:
+                continue
+            hosts = list(itertools.islice(ipaddress.ip_network(subnet, strict=False).hosts(), 2))
+            if len(hosts) == 2:
+                out[(str(hosts[1]), BGP_PORT)] = (c.name, link)
+    return out
+
+
+def msee_probes(
+    endpoints: dict[tuple[str, int], tuple[str, Link]], answers: dict[tuple[str, int], TcpResult]
+) -> tuple[MseeProbe, ...]:
+    """A SYN-ACK or a RST from the MSEE is an answer; silence or an error is not."""
+    out = []
+    for key, (circuit, link) in endpoints.items():
+        r = answers.get(key)
+        answered = r is not None and r.state in ("open", "closed")
+        out.append(
+            MseeProbe(circuit, link, key[0], answered, r.connect_s if answered and r else None)
+        )
+    return tuple(out)
 
 
 def _pick_addresses(dns: DnsResult, mode: str) -> list[str]:
@@ -119,9 +164,15 @@ def run_cycle(
     # Endpoints go in batches of `concurrency`, bounding sockets and state.
     tcp_results: dict[tuple[str, int], TcpResult] = {}
     traces: dict[tuple[str, int], Trace] = {}
+    # The MSEEs get their SYN with the first batch: their answers arrive while
+    # the targets' do, so a silent MSEE costs no extra wait.
+    msee = msee_endpoints(config.site_facts())
+    if msee and not endpoints:
+        tcp_results |= tcp.probe_tcp(list(msee), probe.timeout_s)
     for i in range(0, len(endpoints), probe.concurrency):
         batch = endpoints[i : i + probe.concurrency]
-        tcp_results |= tcp.probe_tcp(batch, probe.timeout_s)
+        extra = list(msee) if i == 0 else []
+        tcp_results |= tcp.probe_tcp(batch + extra, probe.timeout_s)
         if plan.trace:
             requests = [trace.TraceRequest(address=a, port=p) for a, p in batch]
             traces |= trace.trace_many(requests, trace_options)
@@ -150,6 +201,7 @@ def run_cycle(
             route=routes.get(p.address) if p.address else None,
             tcp=tcp_results.get(key) if p.address else None,
             trace=traces.get(key) if p.address else None,
+            prefer=p.target.prefer,
         )
         verdict = classify.classify(
             measured, site, tags, agent_role=config.agent.role, expect=p.target.expect
@@ -178,6 +230,7 @@ def run_cycle(
         site=site,
         health=health,
         results=tuple(results),
+        msee_probes=msee_probes(msee, tcp_results),
     )
 
 
