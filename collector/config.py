@@ -1,119 +1,109 @@
 """Collector configuration: one TOML file, validated at load.
 
-Every section is a frozen dataclass whose fields declare the default once.
-Loading rejects unknown keys and wrong types; every message names the file,
-the key and the fix, so `erpath-collector serve` can exit 2 with it instead
+Every section is a frozen dataclass whose fields declare each key once: how
+it is read and its default (`agent.settings`, the reader the agent uses
+too); docs/collector.md says what each means.  Loading rejects unknown
+tables and keys and bad values; every message names the file, the key, the
+value and the fix, so `erpath-collector serve` can exit 2 with it instead
 of a traceback.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
-import tomllib
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from agent.settings import ConfigError as ConfigError  # raised here, caught by the CLI
+from agent.settings import (
+    Invalid,
+    Reader,
+    array,
+    boolean,
+    http_url,
+    integer,
+    listen_host,
+    number,
+    one_of,
+    read_toml,
+    setting,
+    string,
+    table,
+)
+
+_SECONDS = _DAYS = _RATE = number(0, lo_open=True)
+_COUNT = integer(1, 1_000_000)
+_RUNBOOKS = "https://erpath.dev/runbooks"
+_DASHBOARD = "http://localhost:3000/d/erpath"
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot run; `problems` are full sentences."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-def _doc(text: str, **kw: Any) -> Any:
-    return field(metadata={"doc": text}, **kw)
+def _pem_file(value: Any) -> str:
+    value = string(value)
+    if not Path(value).is_file():
+        raise Invalid("no such file; give the path of a PEM file")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    host: str = _doc("address to listen on", default="127.0.0.1")
-    port: int = _doc("TCP port to listen on", default=9470)
-    body_limit_bytes: int = _doc(
-        "largest report body, after gzip decoding", default=4 * 1024 * 1024
-    )
-    tls_cert_file: str = _doc("PEM certificate chain; enables TLS with tls_key_file", default="")
-    tls_key_file: str = _doc("PEM private key of tls_cert_file", default="")
-    client_ca_file: str = _doc(
-        "PEM CA bundle; when set, client certificates are verified", default=""
-    )
-    client_cert_required: bool = _doc("refuse clients without a certificate", default=False)
-    shutdown_timeout_s: float = _doc("grace for in-flight requests on shutdown", default=30.0)
+    host: str = setting(listen_host, "127.0.0.1")
+    port: int = setting(integer(1, 65535), 9470)
+    body_limit_bytes: int = setting(integer(1024, 1 << 30), 4 * 1024 * 1024)  # after gzip decoding
+    tls_cert_file: str = setting(_pem_file, "")  # with tls_key_file: TLS
+    tls_key_file: str = setting(_pem_file, "")
+    client_ca_file: str = setting(_pem_file, "")  # set: client certificates are verified
+    client_cert_required: bool = setting(boolean, False)
+    shutdown_timeout_s: float = setting(_SECONDS, 30.0)  # grace for requests in flight
 
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    path: str = _doc("SQLite database file", default="/var/lib/erpath/collector.db")
-    journal_mode: str = _doc("SQLite journal mode: wal or delete", default="wal")
-    observations_retention_days: float = _doc("keep observation rows this long", default=14.0)
-    events_retention_days: float = _doc("keep events this long", default=90.0)
-    traces_retention_days: float = _doc("keep traces of path changes this long", default=90.0)
-    alerts_retention_days: float = _doc("keep resolved alerts this long", default=90.0)
-    prune_interval_s: float = _doc("how often old rows are pruned", default=3600.0)
+    path: str = setting(string, "/var/lib/erpath/collector.db")
+    journal_mode: str = setting(one_of("wal", "delete"), "wal")
+    observations_retention_days: float = setting(_DAYS, 14.0)
+    events_retention_days: float = setting(_DAYS, 90.0)
+    traces_retention_days: float = setting(_DAYS, 90.0)  # traces of path changes
+    alerts_retention_days: float = setting(_DAYS, 90.0)  # resolved alerts
+    prune_interval_s: float = setting(_SECONDS, 3600.0)
 
 
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
-    rate_per_agent_per_s: float = _doc("sustained reports per second per agent", default=2.0)
-    burst_per_agent: int = _doc("reports an agent may send at once (spool flush)", default=60)
-    default_interval_s: float = _doc("agent interval when a report carries none", default=30.0)
-    tokens_refresh_s: float = _doc("how often added or revoked tokens are picked up", default=2.0)
-    failed_auth_per_address_per_s: float = _doc(
-        "sustained failed authentications per client address; more gets 429", default=1.0
-    )
-    failed_auth_burst_per_address: int = _doc(
-        "failed authentications a client address may make at once", default=30
-    )
-    max_in_flight: int = _doc(
-        "reports in progress at once; more get 503 with Retry-After (overload)", default=64
-    )
+    rate_per_agent_per_s: float = setting(_RATE, 2.0)
+    burst_per_agent: int = setting(_COUNT, 60)  # a spool flush after an outage
+    default_interval_s: float = setting(_SECONDS, 30.0)  # for reports that carry none
+    tokens_refresh_s: float = setting(_SECONDS, 2.0)  # when added tokens take effect
+    failed_auth_per_address_per_s: float = setting(_RATE, 1.0)
+    failed_auth_burst_per_address: int = setting(_COUNT, 30)
+    max_in_flight: int = setting(_COUNT, 64)  # more get 503 with Retry-After
 
 
 @dataclass(frozen=True, slots=True)
 class DetectionConfig:
-    flip_confirm_reports: int = _doc("consecutive reports that confirm a route flip", default=2)
-    silent_after_intervals: float = _doc(
-        "agent intervals without a report before silent", default=3.0
-    )
-    evaluate_interval_s: float = _doc(
-        "how often silence, hold times and asymmetry are evaluated", default=5.0
-    )
+    flip_confirm_reports: int = setting(_COUNT, 2)  # reports in a row that confirm a flip
+    # Reports in a row that confirm a circuit running on one link.
+    redundancy_lost_reports: int = setting(_COUNT, 3)
+    silent_after_intervals: float = setting(_RATE, 3.0)  # agent intervals without a report
+    evaluate_interval_s: float = setting(_SECONDS, 5.0)
 
 
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
-    alertmanager_urls: tuple[str, ...] = _doc("Alertmanager base URLs (API v2)", default=())
-    webhook_urls: tuple[str, ...] = _doc(
-        "generic JSON webhooks that get the same alerts", default=()
-    )
-    resend_interval_s: float = _doc(
-        "re-send firing alerts this often (below resolve_timeout)", default=60.0
-    )
-    flip_hold_s: float = _doc("a route flip alert resolves after this long", default=3600.0)
-    timeout_s: float = _doc("HTTP timeout per delivery", default=10.0)
-    backoff_initial_s: float = _doc("first retry delay after a failed delivery", default=1.0)
-    backoff_max_s: float = _doc("longest retry delay", default=60.0)
-    recent_s: float = _doc(
-        "resolved alerts listed by GET /api/v1/alerts for this long", default=86400.0
-    )
-    runbook_base_url: str = _doc(
-        "runbook_url = this + '/' + alertname", default="https://erpath.dev/runbooks"
-    )
-    dashboard_base_url: str = _doc(
-        "dashboard_url = this + '?var-site=...'", default="http://localhost:3000/d/erpath"
-    )
+    alertmanager_urls: tuple[str, ...] = setting(array(http_url("http://127.0.0.1:9093")), ())
+    webhook_urls: tuple[str, ...] = setting(array(http_url("https://chat.example.net/hook")), ())
+    resend_interval_s: float = setting(_SECONDS, 60.0)  # below Alertmanager's resolve_timeout
+    flip_hold_s: float = setting(_SECONDS, 3600.0)  # a flip alert resolves after this long
+    timeout_s: float = setting(_SECONDS, 10.0)  # per delivery
+    backoff_initial_s: float = setting(_SECONDS, 1.0)
+    backoff_max_s: float = setting(_SECONDS, 60.0)
+    recent_s: float = setting(_SECONDS, 86400.0)  # resolved alerts GET /api/v1/alerts lists
+    runbook_base_url: str = setting(http_url(_RUNBOOKS), _RUNBOOKS)  # + "/" + alertname
+    dashboard_base_url: str = setting(http_url(_DASHBOARD), _DASHBOARD)  # + "?var-site=..."
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    per_site_aggregates: bool = _doc(
-        "export per-site aggregates instead of per-agent series", default=False
-    )
+    per_site_aggregates: bool = setting(boolean, False)  # instead of per-agent series
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,193 +114,50 @@ class Config:
     detection: DetectionConfig = DetectionConfig()
     alerts: AlertsConfig = AlertsConfig()
     metrics: MetricsConfig = MetricsConfig()
-    source: str = field(default="<defaults>", metadata={"internal": True})
+    source: str = "<defaults>"  # the file, for messages
 
 
-_PLURAL = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
-
-
-def _coerce(tp: Any, value: Any) -> Any:
-    """Return the value as `tp`, or raise TypeError with what was expected."""
-    if typing.get_origin(tp) is tuple:
-        (inner, _) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise TypeError(f"a list of {_PLURAL[inner]}")
-        return tuple(_coerce(inner, v) for v in value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise TypeError("true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError("an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError("a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise TypeError("a string")
-        return value
-    raise TypeError(f"unsupported type {tp!r}")  # a bug in this module
-
-
-def _load_section(cls: type, table: Any, where: str, src: str, problems: list[str]) -> Any:
-    if not isinstance(table, dict):
-        problems.append(f"{src}: [{where}] must be a table; write it as a [{where}] section")
-        return cls()
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in known:
-            problems.append(
-                f"{src}: [{where}] {key}: unknown key; remove it "
-                f"(known keys: {', '.join(sorted(known))})"
-            )
-            continue
-        try:
-            kwargs[key] = _coerce(hints[key], value)
-        except TypeError as exc:
-            problems.append(f"{src}: [{where}] {key}: must be {exc}, not {value!r}")
-    return cls(**kwargs)
-
-
-def _check_url(url: str, key: str, src: str, problems: list[str]) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        problems.append(
-            f"{src}: [alerts] {key}: {url!r} is not an http(s) URL; write e.g. 'http://127.0.0.1:9093'"
-        )
-
-
-def _validate(cfg: Config, src: str, problems: list[str]) -> None:
-    s = cfg.server
-    if not 0 < s.port < 65536:
-        problems.append(f"{src}: [server] port: {s.port} is not a TCP port; use 1-65535")
-    try:
-        ipaddress.ip_address(s.host)
-    except ValueError:
-        if not s.host or " " in s.host:
-            problems.append(
-                f"{src}: [server] host: {s.host!r} is not an address; use e.g. '127.0.0.1' or '::'"
-            )
-    if s.body_limit_bytes < 1024:
-        problems.append(
-            f"{src}: [server] body_limit_bytes: {s.body_limit_bytes} is too small; use at least 1024"
-        )
-    if bool(s.tls_cert_file) != bool(s.tls_key_file):
-        problems.append(
-            f"{src}: [server] tls_cert_file and tls_key_file: set both (TLS) or neither (plain HTTP)"
-        )
-    for key in ("tls_cert_file", "tls_key_file", "client_ca_file"):
-        path = getattr(s, key)
-        if path and not Path(path).is_file():
-            problems.append(
-                f"{src}: [server] {key}: {path!r} does not exist; give the path of a PEM file"
-            )
-    if (s.client_ca_file or s.client_cert_required) and not s.tls_cert_file:
-        problems.append(
-            f"{src}: [server] client_ca_file: client certificates need TLS; set tls_cert_file and tls_key_file"
-        )
-    if s.client_cert_required and not s.client_ca_file:
-        problems.append(
-            f"{src}: [server] client_cert_required: needs client_ca_file to verify against"
-        )
-    if cfg.store.journal_mode not in ("wal", "delete"):
-        problems.append(
-            f"{src}: [store] journal_mode: {cfg.store.journal_mode!r}; use 'wal' or 'delete'"
-        )
-    if not cfg.store.path:
-        problems.append(
-            f"{src}: [store] path: empty; give the SQLite file, e.g. '/var/lib/erpath/collector.db'"
-        )
-    positive = [
-        ("server", "shutdown_timeout_s"),
-        ("store", "observations_retention_days"),
-        ("store", "events_retention_days"),
-        ("store", "traces_retention_days"),
-        ("store", "alerts_retention_days"),
-        ("store", "prune_interval_s"),
-        ("ingest", "rate_per_agent_per_s"),
-        ("ingest", "burst_per_agent"),
-        ("ingest", "default_interval_s"),
-        ("ingest", "tokens_refresh_s"),
-        ("ingest", "failed_auth_per_address_per_s"),
-        ("ingest", "failed_auth_burst_per_address"),
-        ("ingest", "max_in_flight"),
-        ("detection", "flip_confirm_reports"),
-        ("detection", "silent_after_intervals"),
-        ("detection", "evaluate_interval_s"),
-        ("alerts", "resend_interval_s"),
-        ("alerts", "flip_hold_s"),
-        ("alerts", "timeout_s"),
-        ("alerts", "backoff_initial_s"),
-        ("alerts", "backoff_max_s"),
-        ("alerts", "recent_s"),
-    ]
-    for section, key in positive:
-        value = getattr(getattr(cfg, section), key)
-        if value <= 0:
-            problems.append(f"{src}: [{section}] {key}: {value} must be greater than 0")
-    if cfg.alerts.backoff_max_s < cfg.alerts.backoff_initial_s:
-        problems.append(f"{src}: [alerts] backoff_max_s: must not be below backoff_initial_s")
-    for url in cfg.alerts.alertmanager_urls:
-        _check_url(url, "alertmanager_urls", src, problems)
-    for url in cfg.alerts.webhook_urls:
-        _check_url(url, "webhook_urls", src, problems)
+SECTIONS = {
+    "server": table(ServerConfig),
+    "store": table(StoreConfig),
+    "ingest": table(IngestConfig),
+    "detection": table(DetectionConfig),
+    "alerts": table(AlertsConfig),
+    "metrics": table(MetricsConfig),
+}
 
 
 def from_dict(doc: dict[str, Any], source: str = "<dict>") -> Config:
     """Build and validate a Config from a parsed TOML document."""
-    problems: list[str] = []
-    sections = {f.name: f for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
-    hints = typing.get_type_hints(Config)
-    kwargs: dict[str, Any] = {}
-    for name, value in doc.items():
-        if name not in sections:
-            problems.append(
-                f"{source}: [{name}]: unknown section; remove it "
-                f"(known sections: {', '.join(sections)})"
-            )
-            continue
-        kwargs[name] = _load_section(hints[name], value, name, source, problems)
-    cfg = Config(**kwargs, source=source)
-    if not problems:
-        _validate(cfg, source, problems)
-    if problems:
-        raise ConfigError(problems)
+    r = Reader(source, doc, sections=SECTIONS)
+    reads = {name: r.section(name) for name in SECTIONS}
+    cfg = Config(**{name: read.record() for name, read in reads.items()}, source=source)
+    given = reads["server"].data
+    s = cfg.server
+    if ("tls_cert_file" in given) != ("tls_key_file" in given):
+        r.add(
+            "[server]", "tls_cert_file needs tls_key_file: set both (TLS) or neither (plain HTTP)"
+        )
+    if ("client_ca_file" in given or s.client_cert_required) and "tls_cert_file" not in given:
+        r.add(
+            "[server] client_ca_file",
+            "client certificates need TLS; set tls_cert_file and tls_key_file",
+        )
+    if s.client_cert_required and "client_ca_file" not in given:
+        r.add(
+            "[server] client_cert_required",
+            "needs client_ca_file to verify client certificates against",
+        )
+    if cfg.alerts.backoff_max_s < cfg.alerts.backoff_initial_s:
+        r.add(
+            f"[alerts] backoff_max_s = {cfg.alerts.backoff_max_s:g}",
+            f"must not be below backoff_initial_s ({cfg.alerts.backoff_initial_s:g})",
+        )
+    r.done()
     return cfg
 
 
 def load(path: str | Path) -> Config:
     """Read and validate a TOML file; raise ConfigError naming file, key and fix."""
-    src = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            [f"{src}: cannot read ({exc.strerror}); check the --config path"]
-        ) from None
-    try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError([f"{src}: not UTF-8 text; save the file as UTF-8"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{src}: not valid TOML ({exc}); fix the syntax there"]) from None
-    return from_dict(doc, src)
-
-
-def documented_keys() -> dict[str, list[tuple[str, Any, str]]]:
-    """(key, default, doc) per section: used to keep docs/collector.md honest."""
-    out: dict[str, list[tuple[str, Any, str]]] = {}
-    hints = typing.get_type_hints(Config)
-    for sec in dataclasses.fields(Config):
-        if sec.metadata.get("internal"):
-            continue
-        out[sec.name] = [
-            (f.name, f.default, f.metadata.get("doc", ""))
-            for f in dataclasses.fields(hints[sec.name])
-        ]
-    return out
+    doc = read_toml(path, if_missing="cannot read: no such file; check the --config path")
+    return from_dict(doc, str(path))

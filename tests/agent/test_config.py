@@ -2,6 +2,8 @@
 
 import re
 import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,12 @@ from agent.config import (
     load,
     loads,
     normalize_resolver,
-    split_host_port,
     with_cli_targets,
 )
 from agent.report import Circuit, InternetEdge, SiteFacts
+from agent.service.metrics import AgentMetrics
+from agent.settings import ListenAddress, split_host_port
+from tests.collector.realparts import free_port
 
 CONFIGS = Path(__file__).parent / "configs"
 VALID = CONFIGS / "valid"
@@ -67,11 +71,7 @@ def test_datacenter_example_tree():
     assert c.collector.ca_file == Path("/etc/erpath/ca.pem")
     assert c.spool.dir == VALID / "spool"
     assert (c.spool.max_mb, c.spool.max_age_h) == (16.0, 12.0)
-    assert (c.metrics.listen, c.metrics.host, c.metrics.port) == (
-        "127.0.0.1:9430",
-        "127.0.0.1",
-        9430,
-    )
+    assert c.metrics.listen == ListenAddress("127.0.0.1", 9430)
     assert c.service_tags.file == VALID / "servicetags-sample.json"
     assert c.site_facts() == SiteFacts(
         circuits=(
@@ -92,10 +92,13 @@ def test_datacenter_example_tree():
                 "203.0.113.12/30",
                 (),
                 ("192.0.2.16/28",),
+                links="active-standby",
             ),
         ),
         internet_edges=(InternetEdge("ams-inet", ("198.51.100.10",), ("198.51.100.1",)),),
+        prefer=("ams-1", "ams-2", "internet"),
     )
+    assert c.circuits[0].links == "active-active"  # the default, as Microsoft recommends
 
 
 def test_service_tags_are_loaded_once_and_looked_up():
@@ -124,6 +127,9 @@ def test_targets_catalog_then_replacements_in_place_then_additions():
     concrete = [e.name for e in catalog.concrete_entries()]
     assert names == [*concrete, "contoso.crm4.dynamics.com", "intranet-check"]
     by_name = {t.name: t for t in targets}
+    # A target's own failover order; the others follow the site's.
+    assert by_name["login.microsoftonline.com"].prefer == ("internet", "ams-1")
+    assert by_name["make.powerapps.com"].prefer == ()
     # The [[target]] replaced the catalog entry, in the catalog's place.
     assert by_name["content.powerapps.com"] == TargetSpec(
         "content.powerapps.com", None, 443, "cdn", "internet"
@@ -206,6 +212,62 @@ def test_config_is_frozen():
         c.probe = ProbeConfig(port=80)  # type: ignore[misc]
 
 
+# ----------------------------------------------------------------- [metrics] listen
+
+
+def _serves_metrics(host: str, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
+            return b"erpath_agent_cycle_seconds" in reply.read()
+    except urllib.error.URLError:
+        return False
+
+
+def test_metrics_listen_without_host_serves_every_address():
+    # docs/agent-config.md: ":9430" is all addresses. 127.0.0.2 is on lo but
+    # is not 127.0.0.1, so only a wildcard bind answers there; ::1 needs IPv6.
+    port = free_port()
+    c = loads(f'[metrics]\nlisten = ":{port}"\n')
+    assert c.metrics.listen == ListenAddress("", port)
+    AgentMetrics.serve(c.metrics.listen)
+    assert [_serves_metrics(h, port) for h in ("127.0.0.1", "127.0.0.2", "[::1]")] == [True] * 3
+
+
+def test_metrics_listen_on_loopback_serves_loopback_only():
+    port = free_port()
+    c = loads(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    AgentMetrics.serve(c.metrics.listen)
+    assert [_serves_metrics(h, port) for h in ("127.0.0.1", "127.0.0.2")] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("127.0.0.1:9430", ListenAddress("127.0.0.1", 9430)),
+        (":9430", ListenAddress("", 9430)),
+        ("[::1]:9430", ListenAddress("::1", 9430)),
+        ("[::]:9430", ListenAddress("::", 9430)),
+        ("localhost:9430", ListenAddress("localhost", 9430)),
+    ],
+)
+def test_metrics_listen_forms(listen, expected):
+    assert loads(f'[metrics]\nlisten = "{listen}"\n').metrics.listen == expected
+
+
+@pytest.mark.parametrize(
+    ("listen", "problem"),
+    [
+        ("9430", 'needs a port; write host:port, e.g. "127.0.0.1:9430" or ":9430" (all addresses)'),
+        ("host.example:9430", 'host must be an IP address, "localhost" or empty (all addresses)'),
+        (":0", "port '0' must be a number from 1 to 65535; write host:port, e.g."),
+    ],
+)
+def test_metrics_listen_problems(listen, problem):
+    with pytest.raises(ConfigError) as err:
+        loads(f'[metrics]\nlisten = "{listen}"\n', source="m.toml")
+    assert str(err.value).startswith(f'm.toml: [metrics] listen = "{listen}": {problem}')
+
+
 # ----------------------------------------------------------------- command line
 
 
@@ -234,19 +296,16 @@ def test_cli_targets_replace_the_list():
     assert c.site_facts() == base.site_facts()  # only the targets change
 
 
-def test_cli_port_and_expect():
-    c = with_cli_targets(
-        default_config(), ["res.cdn.office.net", "a.example:80"], port=8443, expect="internet"
-    )
-    assert [(t.port, t.expect) for t in c.targets()] == [(8443, "internet"), (80, "internet")]
-
-
-def test_cli_targets_after_probe_port_override():
+def test_cli_expect_and_the_probe_port_for_targets_without_one():
     from dataclasses import replace
 
     base = default_config()
-    c = with_cli_targets(replace(base, probe=replace(base.probe, port=8443)), ["a.example"])
-    assert c.targets()[0].port == 8443
+    c = with_cli_targets(
+        replace(base, probe=replace(base.probe, port=8443)),
+        ["res.cdn.office.net", "a.example:80"],
+        expect="internet",
+    )
+    assert [(t.port, t.expect) for t in c.targets()] == [(8443, "internet"), (80, "internet")]
 
 
 def test_cli_target_problems_are_all_reported():
@@ -254,11 +313,9 @@ def test_cli_target_problems_are_all_reported():
         with_cli_targets(
             default_config(),
             ["ok.example", "a.example:99999", "*.crm.dynamics.com", "bad host"],
-            port=0,
             expect="er",
         )
     assert str(err.value).split("\n") == [
-        "command line: --port 0: must be from 1 to 65535",
         "command line: --expect er: must be one of expressroute, internet, cdn",
         "command line: TARGET \"a.example:99999\": port '99999' must be a number from 1 to 65535; "
         "write a host name or address, optionally :port",
@@ -319,16 +376,27 @@ def test_doc_example_is_a_valid_branch_config_with_two_circuits_and_one_edge():
     assert c.collector.token_file == Path("/etc/erpath/agent.token")
 
 
+def test_readme_example_is_a_valid_config():
+    readme = (DOC.parents[1] / "README.md").read_text()
+    (example,) = re.findall(r"## Site facts.*?```toml\n(.*?)```", readme, re.S)
+    example = example.replace(
+        "/etc/erpath/ServiceTags_Public.json", str(VALID / "servicetags-sample.json")
+    )
+    c = loads(example, source="README.md")
+    assert c.site_facts().prefer == ("ams-er-1", "internet")
+    assert [x.links for x in c.circuits] == ["active-active"]
+
+
 def test_doc_documents_every_key():
-    from agent.config import _ARRAYS, _SECTIONS
+    from agent.config import ARRAYS, SECTIONS
 
     text = DOC.read_text()
-    for table, keys in {**_SECTIONS, **_ARRAYS}.items():
-        heading = f"### `[{table}]`" if table in _SECTIONS else f"### `[[{table}]]`"
+    for name, table in {**SECTIONS, **ARRAYS}.items():
+        heading = f"### `[{name}]`" if name in SECTIONS else f"### `[[{name}]]`"
         assert heading in text
         section = text.split(heading, 1)[1].split("\n### ", 1)[0]
-        for key in keys:
-            assert f"| `{key}` |" in section, f"{table}.{key} is not documented"
+        for key in table.keys:
+            assert f"| `{key}` |" in section, f"{name}.{key} is not documented"
 
 
 def test_doc_lists_every_catalog_entry():

@@ -66,6 +66,14 @@ EXPECTED = {
     'site = "<the site whose NAT address this is>"',
     "client_cert_without_key.toml": "client_cert_without_key.toml: [collector]: client_cert needs client_key too; "
     "give both for TLS client authentication, or neither",
+    "bad_links.toml": 'bad_links.toml: [[circuit]] #1 (ams-1) links = "active-passive": must be one of '
+    '"active-active", "active-standby"; did you mean "active-standby"?',
+    "prefer_unknown_circuit.toml": 'prefer_unknown_circuit.toml: [site] prefer[1] = "dub2": '
+    'is neither a [[circuit]] name nor "internet"; did you mean "dub-2"?',
+    "target_prefer_unknown.toml": "target_prefer_unknown.toml: [[target]] #1 (login.microsoftonline.com) "
+    'prefer[1] = "frankfurt": is neither a [[circuit]] name nor "internet"; use "ams-1", "internet"',
+    "prefer_twice.toml": 'prefer_twice.toml: [site] prefer = ["internet", "internet"]: '
+    'lists "internet" twice; keep one',
     "several_problems.toml": "\n".join(
         [
             'several_problems.toml: [agent] role = "hub": must be one of "branch", "datacenter", "azure-side"',

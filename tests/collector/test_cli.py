@@ -58,7 +58,7 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"{cfg}: [server] listen: unknown key" in proc.stderr
-    assert f"{cfg}: [server] port: must be an integer" in proc.stderr
+    assert f'{cfg}: [server] port = "http": must be an integer' in proc.stderr
     missing = run("check-config", "--config", str(tmp_path / "nope.toml"), check=False)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
