@@ -4,7 +4,9 @@ The committed configs in tests/lab/agents/ describe the healthy lab.  Some
 scenarios are a change of what the customer advertises to Microsoft (the
 internet NAT prefix leaked onto a circuit, a NAT pool on two circuits); a
 site's facts say what it advertises, so for those scenarios the config says
-it too — and the agent's findings follow from it.
+it too — and the agent's findings follow from it.  Others are another design
+of the circuit (both links active instead of one standing by): the circuit's
+`links` fact says which.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ AGENTS_DIR = Path(__file__).with_name("agents")
 _CIRCUIT = re.compile(r"^\[\[circuit\]\]\s*$", re.M)
 _NAME = re.compile(r'^name\s*=\s*"([^"]+)"', re.M)
 _ADVERTISED = re.compile(r"^advertised_prefixes\s*=\s*\[[^\]]*\]", re.M)
+_LINKS = re.compile(r'^links\s*=\s*"[^"]*"', re.M)
 _PROBE = re.compile(r"^\[probe\]\s*\n", re.M)
 _TAGS_FILE = re.compile(r'^file\s*=\s*"([^"]+)"', re.M)
 
@@ -32,12 +35,15 @@ def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = No
         lines = "".join(f"{k} = {v!r}\n" for k, v in probe.items())
         text = _PROBE.sub(lambda m: m.group(0) + lines, text, count=1)
     advertised = SCENARIOS[scenario].advertised
+    link_mode = SCENARIOS[scenario].link_mode
     parts = _CIRCUIT.split(text)
     for i in range(1, len(parts)):
         name = _NAME.search(parts[i])
         if name and name.group(1) in advertised:
             prefixes = ", ".join(f'"{p}"' for p in advertised[name.group(1)])
             parts[i] = _ADVERTISED.sub(f"advertised_prefixes = [{prefixes}]", parts[i], count=1)
+        if name and name.group(1) in link_mode:
+            parts[i] = _LINKS.sub(f'links = "{link_mode[name.group(1)]}"', parts[i], count=1)
     text = "[[circuit]]\n".join(parts)
     # Written elsewhere, the config must still find the lab's service tags.
     return _TAGS_FILE.sub(

@@ -132,10 +132,14 @@ class Wiring:
 
     # -- scenario state ------------------------------------------------------
 
-    def set_links(self, down: frozenset[str]) -> None:
+    def set_links(self, down: frozenset[str], shut_at: dict[str, str] | None = None) -> None:
+        """Links in `down` go down at both ends, or only at `shut_at[link]` (the
+        other end then sees its carrier drop, as a real router port does)."""
+        shut_at = shut_at or {}
         for link in plan.LINKS:
-            state = "down" if link.key in down else "up"
             for end in (link.a, link.b):
+                is_down = link.key in down and shut_at.get(link.key, end) == end
+                state = "down" if is_down else "up"
                 self.ipr[end].link("set", index=self.index(end, link.ifname(end)), state=state)
 
     def _nexthop(self, node: str, via: str) -> dict:
@@ -196,6 +200,6 @@ class Wiring:
                 ipr.rule("add", priority=r.priority, table=r.table, **kw)
 
     def apply_scenario(self, s: Scenario, ecmp: bool) -> None:
-        self.set_links(s.links_down)
+        self.set_links(s.links_down, s.shut_at)
         self.reconcile_routes(s, ecmp)
         self.reconcile_rules(s)

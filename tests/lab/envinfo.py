@@ -80,6 +80,14 @@ def _circuits(s: scenarios.Scenario) -> list[dict]:
                     ("primary" if k == c.primary_link else "secondary"): k not in s.links_down
                     for k in links
                 },
+                # How the links carry flows by design (the sites' `links` fact).
+                "links": s.link_mode.get(c.name, "active-standby"),
+                # Links shut at one end only: role -> the node whose port is shut.
+                "shut_at": {
+                    ("primary" if k == c.primary_link else "secondary"): s.shut_at[k]
+                    for k in links
+                    if k in s.shut_at
+                },
                 "asn": 12076,
             }
         )
@@ -193,6 +201,14 @@ def describe(lab: Lab) -> dict:
         },
         "microsoft_hops": {n: plan.addresses_of(n) for n in ("msedge", "mscore")},
         "cdn_prefix": plan.CDN_PREFIX,
+        "third_party_cdn": {
+            "node": "extcdn",
+            "prefix": plan.EXT_CDN_PREFIX,
+            "address": plan.EXT_CDN_ADDRESS,
+        },
+        # MSEEs that drop about half of their time-exceeded in this scenario.
+        "flaky_routers": list(s.flaky),
+        "prefer": list(scenarios.PREFER),
         "service_tags_file": str(sd / "ServiceTags_Public_lab.json"),
         "tls": {"cert_file": str(sd / "tls" / "cert.pem"), "port": 443},
         "ptr_names": dict(plan.PTR_NAMES),

@@ -12,6 +12,9 @@ from . import plan
 
 # Per-namespace tables; deleting them first makes a reload idempotent.
 TABLE = "erpath_lab"
+# A scenario's flaky router: its own table, so switching it on and off never
+# touches the node's other rules.
+FLAKY_TABLE = "erpath_flaky"
 
 
 def _quoted(names) -> str:
@@ -72,6 +75,34 @@ def _silent() -> str:
 }}"""
 
 
+def flaky_script() -> str:
+    """About half of the router's time-exceeded messages are never sent (a busy
+    control plane); every other message and all forwarding are untouched."""
+    return f"""table ip {FLAKY_TABLE} {{
+  counter dropped_time_exceeded {{ }}
+  chain output {{
+    type filter hook output priority filter; policy accept;
+    icmp type time-exceeded numgen random mod 2 == 0 counter name dropped_time_exceeded drop
+  }}
+}}"""
+
+
+def set_flaky(namespace: str, flaky: bool) -> None:
+    """Load (or remove) the flaky table in a router's namespace."""
+    script = f"table ip {FLAKY_TABLE}\ndelete table ip {FLAKY_TABLE}\n"
+    if flaky:
+        script += flaky_script() + "\n"
+    proc = subprocess.run(
+        ["ip", "netns", "exec", namespace, "nft", "-f", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"nft failed in {namespace}: {proc.stderr.strip()}")
+
+
 def _service_host() -> str:
     return f"""table ip {TABLE} {{
   chain input {{
@@ -115,10 +146,10 @@ def wait(procs: dict[str, subprocess.Popen]) -> None:
             raise RuntimeError(f"nft failed in {ns}: {err.strip()}")
 
 
-def counter(namespace: str, name: str) -> int:
-    """Packets counted by a named counter of the firewall (0 if absent)."""
+def counter(namespace: str, name: str, family: str = "inet", table: str = TABLE) -> int:
+    """Packets counted by a named counter (0 if absent)."""
     out = subprocess.run(
-        ["ip", "netns", "exec", namespace, "nft", "list", "counter", "inet", TABLE, name],
+        ["ip", "netns", "exec", namespace, "nft", "list", "counter", family, table, name],
         capture_output=True,
         text=True,
         check=False,

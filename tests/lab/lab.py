@@ -92,6 +92,7 @@ class Lab:
             # Only a firewall that saw the SYN may pass a flow (needs nf_conntrack loaded).
             write_sysctls(self.ns(plan.FIREWALL.node), {"net.netfilter.nf_conntrack_tcp_loose": 0})
             wiring.apply_scenario(s, self.ecmp)
+            self._set_flaky(s, None)
             state.wait_ready(self.prefix, procs)
         except Exception as exc:
             if os.environ.get("ERPATH_LAB_KEEP_FAILED") != "1":
@@ -140,6 +141,13 @@ class Lab:
                 "tests.lab.services",
                 [*tls, "--host", "cdn"],
             ),
+            "extcdn-tls": state.spawn(
+                self.prefix,
+                "extcdn-tls",
+                self.ns("extcdn"),
+                "tests.lab.services",
+                [*tls, "--host", "extcdn"],
+            ),
             "dns": state.spawn(
                 self.prefix,
                 "dns",
@@ -178,12 +186,26 @@ class Lab:
         """Switch the running lab to scenario `name` (live: links, routes, rules)."""
         s = scenarios.get(name)
         self._require_up()
+        before = self.current_scenario
         w = self._wiring()
         try:
             w.apply_scenario(s, self.ecmp)
         finally:
             w.close()
+        self._set_flaky(s, scenarios.get(before) if before in scenarios.SCENARIOS else None)
         state.write_state(self.prefix, scenario=s.name)
+
+    def _set_flaky(self, s: scenarios.Scenario, before: scenarios.Scenario | None) -> None:
+        """Routers that turn flaky or steady with this switch (nft, only where it changes)."""
+        was = set(before.flaky) if before else set()
+        for node in sorted(was ^ set(s.flaky)):
+            firewall.set_flaky(self.ns(node), node in s.flaky)
+
+    def time_exceeded_dropped(self, node: str) -> int:
+        """Time-exceeded messages a flaky router chose not to send so far."""
+        return firewall.counter(
+            self.ns(node), "dropped_time_exceeded", family="ip", table=firewall.FLAKY_TABLE
+        )
 
     def set_ecmp(self, enabled: bool) -> None:
         self._require_up()

@@ -125,6 +125,9 @@ ER_RECEIVED_PREFIXES: tuple[str, ...] = (
     "198.19.32.0/24",
 )
 CDN_PREFIX = "198.19.128.0/24"
+# A third-party CDN's block on the internet (AS64520): no service tag covers it.
+EXT_CDN_PREFIX = "198.18.64.0/22"
+EXT_CDN_ADDRESS = "198.18.65.10"
 SERVICE_AGGREGATE = "198.19.16.0/20"  # routed by the Microsoft core to the service host
 MICROSOFT_AGGREGATE = "198.19.0.0/16"
 INTERNET_NAT_PREFIX = "198.51.100.0/28"
@@ -182,6 +185,16 @@ _TARGETS: tuple[Target, ...] = (
            cname_chain=("res-cdn-office.azurefd.net",)),
     Target("static.powerapps.com", "198.19.128.12", "cdn", region="",
            cname_chain=("static-powerapps.azureedge.net",)),
+    # Traffic Manager only answers DNS: the endpoint it hands out is an
+    # ordinary regional address, advertised over ExpressRoute.
+    Target("global.api.powerplatform.com", "198.19.16.40", "api",
+           cname_chain=("global-api-powerplatform.trafficmanager.net",
+                        "weu.api.powerplatform.com")),
+    # A CDN that is not Microsoft's (Akamai-like): its CNAME is on no suffix
+    # list and its address in no service tag; it lives on the internet.
+    Target("static.powerpages.microsoft.com", "198.18.65.10", "cdn", region="",
+           cname_chain=("static.powerpages.microsoft.com.edgekey.net",
+                        "e7035.dscb.akamaiedge.net")),
 )
 # fmt: on
 
@@ -237,7 +250,15 @@ NODES: tuple[Node, ...] = (
         "cdn",
         "server",
         "CDN / Front Door host (internet only)",
-        loopbacks=tuple(t.address for t in _TARGETS if t.role == "cdn"),
+        loopbacks=tuple(
+            t.address for t in _TARGETS if t.role == "cdn" and t.address != EXT_CDN_ADDRESS
+        ),
+    ),
+    Node(
+        "extcdn",
+        "server",
+        "third-party CDN edge (Akamai-like; internet only, outside Microsoft)",
+        loopbacks=(EXT_CDN_ADDRESS,),
     ),
     Node("dns", "server", "public DNS (public + misbehaving resolver)", loopbacks=(DNS_BAD,)),
     Node("azure", "agent", "azure-side host for reverse probes (agent)", agent=True),
@@ -273,6 +294,7 @@ LINKS: tuple[Link, ...] = (
     Link("isp2", "silent", "198.18.32.4/30", 1, 2),
     Link("silent", "msedge", "198.18.48.0/30", 1, 2),
     Link("silent", "dns", "198.18.53.0/24", 1, 53),
+    Link("silent", "extcdn", "198.18.64.0/30", 1, 2),
 )
 LINKS_BY_KEY = {link.key: link for link in LINKS}
 
@@ -365,6 +387,9 @@ PTR_NAMES: dict[str, str] = {
     "198.18.53.1": "be53.core1.ams.transit3.example.net",
     "198.18.53.53": "resolver1.dns.example.net",
     "198.18.53.66": "resolver2.dns.example.net",
+    "198.18.64.1": "be64.core1.ams.transit3.example.net",
+    "198.18.64.2": "ae0.edge1.ams.edgecdn.example.net",
+    "198.18.65.10": "a198-18-65-10.deploy.static.edgecdn.example.net",
 }
 
 # Origin ASNs for the Team-Cymru-style zone: longest prefix wins.
@@ -385,6 +410,7 @@ ASN_TABLE: tuple[tuple[str, int, str, str, str], ...] = (
     ("198.18.32.0/20", 64502, "NL", "ripencc", "2003-02-20"),
     ("198.18.48.0/22", 64503, "NL", "ripencc", "1999-11-05"),
     ("198.18.53.0/24", 64511, "US", "arin", "2014-06-30"),
+    ("198.18.64.0/22", 64520, "US", "arin", "2005-01-12"),
 )
 ASN_NAMES: dict[int, str] = {
     8075: "MICROSOFT-CORP-MSN-AS-BLOCK, US",
@@ -394,6 +420,7 @@ ASN_NAMES: dict[int, str] = {
     64502: "ISP2-AS, NL",
     64503: "TRANSIT3-AS, NL",
     64511: "PUBLICDNS-AS, US",
+    64520: "EDGECDN-AS, US",
 }
 
 

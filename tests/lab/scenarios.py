@@ -9,7 +9,7 @@ path simulator reads the very same routes to compute the expected hops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import plan
 from .plan import (
@@ -19,6 +19,7 @@ from .plan import (
     ER_NAT_POOL_1,
     ER_NAT_POOL_2,
     ER_RECEIVED_PREFIXES,
+    EXT_CDN_PREFIX,
     INTERNET_NAT_PREFIX,
     MICROSOFT_AGGREGATE,
     SERVICE_AGGREGATE,
@@ -27,6 +28,13 @@ from .plan import (
 MAIN = 254
 BRANCH_BREAKOUT_TABLE = 100
 DEFAULT = "0.0.0.0/0"
+# How the lab's circuits are built unless a scenario says otherwise: circuit 1
+# sends everything over its primary link (the secondary waits), circuit 2 has
+# one link cabled.  The agents' site facts say the same (`links` per circuit).
+STANDBY_DESIGN: dict[str, str] = {"ams-er-1": "active-standby", "dub-er-2": "active-standby"}
+ACTIVE_ACTIVE_DESIGN: dict[str, str] = {"ams-er-1": "active-active", "dub-er-2": "active-standby"}
+# The sites' failover order (`[site] prefer` in the agents' configs).
+PREFER: tuple[str, ...] = ("ams-er-1", "dub-er-2", "internet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,16 @@ class Scenario:
     # Prefix -> circuit Microsoft prefers when it learned the prefix over several.
     microsoft_prefers: dict[str, str]
     branch_breakout: bool = False  # policy route: branch traffic to the internet edge
+    # Per circuit, how its links carry flows: "active-active" = the CE hashes
+    # flows (L4) over every live link AND Microsoft returns over every live
+    # link, so a reply may come back on the other link of the same circuit.
+    link_mode: dict[str, str] = field(default_factory=lambda: dict(STANDBY_DESIGN))
+    # Links in `links_down` that are shut at one end only (link key -> that
+    # end's node): the other end keeps its address and sees the carrier drop,
+    # as with a shut CE port or a cut fibre; BGP over the link is gone either way.
+    shut_at: dict[str, str] = field(default_factory=dict)
+    # MSEE nodes that drop about half of their ICMP time-exceeded messages.
+    flaky: tuple[str, ...] = ()
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -88,6 +106,45 @@ SCENARIOS: dict[str, Scenario] = {
             "ce1",
             {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2, ER_NAT_POOL_1)},
             {ER_NAT_POOL_1: "dub-er-2"},
+        ),
+        Scenario(
+            "er-active-active",
+            "circuit 1 active-active: the CE hashes flows over both links and Microsoft "
+            "returns over both, so a reply may come back on the other link",
+            frozenset(),
+            "ce1",
+            {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
+            {},
+            link_mode=dict(ACTIVE_ACTIVE_DESIGN),
+        ),
+        Scenario(
+            "er-active-active-link-down",
+            "circuit 1 active-active with its secondary link shut at the CE: every flow "
+            "on the primary link, the circuit has lost its redundancy",
+            frozenset({"ce1-msee1s"}),
+            "ce1",
+            {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
+            {},
+            link_mode=dict(ACTIVE_ACTIVE_DESIGN),
+            shut_at={"ce1-msee1s": "ce1"},
+        ),
+        Scenario(
+            "er-flaky-msee",
+            "as er, but the primary MSEE drops about half of its ICMP time-exceeded",
+            frozenset(),
+            "ce1",
+            {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
+            {},
+            flaky=("msee1p",),
+        ),
+        Scenario(
+            "failover-order",
+            "the datacenter core sends Microsoft prefixes to circuit 2 although "
+            "circuit 1, first in the failover order, is up",
+            frozenset(),
+            "ce2",
+            {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
+            {},
         ),
     )
 }
@@ -138,7 +195,11 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
 
     isps = ("isp1", "isp2") if ecmp else ("isp1",)
     msees = _circuit_links_up(s)
-    circuits = {c.name: c for c in plan.CIRCUITS}
+
+    def live(circuit: str) -> tuple[str, ...]:
+        """The MSEEs a circuit's flows use: every live link when active-active."""
+        up = msees[circuit]
+        return tuple(up) if s.link_mode.get(circuit) == "active-active" else tuple(up[:1])
 
     # Customer: hosts default to their router; the core knows the inside.
     add("branch", DEFAULT, "wan")
@@ -150,8 +211,15 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
     add("dccore", ER_NAT_POOL_1, "ce1")
     add("dccore", ER_NAT_POOL_2, "ce2")
     add("dccore", DEFAULT, "inet")
+    # The CEs' peering /30s (their connected subnets, in the IGP): an agent can
+    # ask each MSEE directly whether its link is up.
+    for c in plan.CIRCUITS:
+        for key in (c.primary_link, c.secondary_link):
+            if key:
+                add("dccore", plan.LINKS_BY_KEY[key].subnet, c.ce)
     # Microsoft prefixes learned over ER (BGP from the CE); gone when no link is up.
-    if s.er_egress and msees[circuits["ams-er-1"].name]:
+    egress = next((c.name for c in plan.CIRCUITS if c.ce == s.er_egress), None)
+    if egress and msees[egress]:
         for p in ER_RECEIVED_PREFIXES:
             add("dccore", p, s.er_egress)
     if s.branch_breakout:
@@ -165,7 +233,7 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
                 add(c.ce, p, "dccore")
         if msees[c.name]:
             for p in ER_RECEIVED_PREFIXES:
-                add(c.ce, p, msees[c.name][0])
+                add(c.ce, p, *live(c.name))
 
     # Internet edge and ISPs.
     add("inet", CUSTOMER_INTERNAL, "dccore")
@@ -177,6 +245,8 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
     add("silent", "198.18.16.0/20", "isp1")
     add("silent", "198.18.32.0/20", "isp2")
     add("silent", MICROSOFT_AGGREGATE, "msedge")
+    add("silent", EXT_CDN_PREFIX, "extcdn")
+    add("extcdn", DEFAULT, "silent")
 
     # Microsoft.
     add("msedge", DEFAULT, "silent")
@@ -204,7 +274,7 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
         best = s.microsoft_prefers.get(p, names[0])
         if best not in names:
             best = names[0]
-        add("mscore", p, msees[best][0])
+        add("mscore", p, *live(best))
     return r
 
 

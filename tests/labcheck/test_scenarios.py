@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab import SCENARIOS, Lab
+from tests.lab import SCENARIOS, Lab, plan
 
 from .tools import matches, tcp_connect, traceroute, trim
 
@@ -32,10 +32,12 @@ def _env_circuit(lab: Lab, name: str = "ams-er-1") -> dict:
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_traceroute_matches_the_truth(switch, lab: Lab, scenario: str) -> None:
     switch(scenario)
+    # A flaky MSEE may leave its own hop unanswered; nothing else may differ.
+    flaky = frozenset(a for n in SCENARIOS[scenario].flaky for a in plan.addresses_of(n))
     for src, dst in (("branch", SERVICE), ("branch", CDN), ("dchost", SERVICE)):
         expected = trim(lab.expected_hop_sets(scenario, src, dst))
         observed = traceroute(lab, src, dst)
-        assert matches(observed, expected), (scenario, src, dst, observed, expected)
+        assert matches(observed, expected, flaky), (scenario, src, dst, observed, expected)
 
 
 def test_er_goes_via_ce_and_primary_msee(switch, lab: Lab) -> None:
