@@ -139,32 +139,34 @@ def _asymmetric_nat(
             sources.append(
                 ev.source_advertised(src, advert.circuit.name, advert.prefix, nated=nated)
             )
-    out = []
+    # One finding per circuit the replies return over, with every source
+    # address it catches (an edge usually NATs to a few addresses of a pool).
+    by_circuit: dict[str, list[Evidence]] = {}
     for advert in sources:
-        src, c, prefix = advert.address or "", advert.circuit or "", advert.prefix or ""
-        where = f"internet edge {edge.name}" if edge is not None else "the internet edge"
-        tcp = result.tcp
-        if tcp is not None and tcp.state == "open":
-            # Predicted from the advertisements, but replies came back: the
-            # finding stays (the next failover or firewall change breaks it),
-            # as a warning that says both facts.
-            evidence: tuple[Evidence, ...] = (
-                how,
-                advert,
-                ev.replies_over_expressroute(src, c, dropped=False),
-                ev.handshake_succeeded(result.address, tcp.port),
-            )
-            severity, predicted = "warning", True
-        else:
-            evidence = (how, advert, ev.replies_over_expressroute(src, c, dropped=True))
-            severity, predicted = "critical", False
+        by_circuit.setdefault(advert.circuit or "", []).append(advert)
+    where = f"internet edge {edge.name}" if edge is not None else "the internet edge"
+    tcp = result.tcp
+    # Predicted from the advertisements, but replies came back when the
+    # handshake succeeded: the finding stays (the next failover or firewall
+    # change breaks it), as a warning that says both facts.
+    predicted = tcp is not None and tcp.state == "open"
+    out = []
+    for c, adverts in by_circuit.items():
+        evidence: list[Evidence] = [how, *adverts]
+        evidence += [
+            ev.replies_over_expressroute(x.address or "", c, dropped=not predicted) for x in adverts
+        ]
+        if predicted:
+            assert tcp is not None
+            evidence.append(ev.handshake_succeeded(result.address, tcp.port))
+        prefixes = ", ".join(dict.fromkeys(x.prefix or "" for x in adverts))
         out.append(
             Finding(
                 kind="asymmetric-nat",
-                severity=severity,
-                evidence=evidence,
+                severity="warning" if predicted else "critical",
+                evidence=tuple(evidence),
                 fix=(
-                    f"advertise {prefix} only to the internet edge, or NAT at the ER edge "
+                    f"advertise {prefixes} only to the internet edge, or NAT at the ER edge "
                     f"to a separate pool: {where} needs a NAT address "
                     f"outside every prefix advertised over ExpressRoute"
                 ),

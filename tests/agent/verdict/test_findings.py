@@ -535,3 +535,17 @@ def test_the_table_shows_every_link_seen():
     assert _path(replace(r, verdict=v)) == "expressroute ams-1/primary+secondary"
     one = verdict_of(ER_PRIMARY)
     assert _path(replace(ER_PRIMARY, verdict=one)) == "expressroute ams-1/primary"
+
+
+def test_one_asymmetric_nat_finding_per_circuit_with_every_nat_address():
+    edge = replace(INET, nat_addresses=("192.0.2.10", "192.0.2.11"))
+    site = SiteFacts(circuits=(AMS1, AMS2), internet_edges=(edge,))
+    (f,) = [f for f in findings_for(INTERNET, site) if f.kind == "asymmetric-nat"]
+    assert f.circuit == "ams-1"
+    assert [(e.kind, e.address) for e in f.evidence[1:]] == [
+        ("advertised", "192.0.2.10"),
+        ("advertised", "192.0.2.11"),
+        ("return-path", "192.0.2.10"),
+        ("return-path", "192.0.2.11"),
+    ]
+    assert f.fix.startswith("advertise 192.0.2.0/25 only to the internet edge")
