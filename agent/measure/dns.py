@@ -39,6 +39,7 @@ import dns.resolver
 import dns.reversename
 
 from agent.report import DnsAnswer, DnsResult
+from agent.settings import is_ip, split_host_port
 
 T = TypeVar("T")
 
@@ -91,29 +92,15 @@ def parse_resolver(spec: str, resolv_conf: str = RESOLV_CONF) -> Resolver:
             ) from e
         servers = tuple(Server(str(ns), conf.port) for ns in conf.nameservers)
         return Resolver(spec, servers)
-    host, port = spec, 53
-    if spec.startswith("["):
-        host, sep, rest = spec[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"resolver {spec!r}: write an IPv6 resolver as [addr] or [addr]:port")
-        if rest:
-            port = _port(spec, rest[1:])
-    elif spec.count(":") == 1:
-        host, _, port_text = spec.partition(":")
-        port = _port(spec, port_text)
     try:
-        ipaddress.ip_address(host)
+        host, port = split_host_port(spec)
     except ValueError as e:
+        raise ValueError(f"resolver {spec!r}: {e}; write IP, IP:port or [IPv6]:port") from None
+    if not is_ip(host):
         raise ValueError(
             f"resolver {spec!r}: not 'system' nor an IP address (optionally IP:port, [v6]:port)"
-        ) from e
-    return Resolver(spec, (Server(host, port),))
-
-
-def _port(spec: str, text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"resolver {spec!r}: port must be 1-65535")
-    return int(text)
+        )
+    return Resolver(spec, (Server(host, port or 53),))
 
 
 # --------------------------------------------------------------------------- one lookup

@@ -488,9 +488,9 @@ def test_parse_resolver(spec: str, expected: agent_dns.Server) -> None:
     ("spec", "message"),
     [
         ("dns.google", "not 'system' nor an IP address"),
-        ("192.0.2.53:0", "port must be 1-65535"),
-        ("192.0.2.53:dns", "port must be 1-65535"),
-        ("[2001:db8::53", "write an IPv6 resolver as"),
+        ("192.0.2.53:0", "port '0' must be a number from 1 to 65535"),
+        ("192.0.2.53:dns", "port 'dns' must be a number from 1 to 65535"),
+        ("[2001:db8::53", r"has '\[' without '\]'; write IP, IP:port or \[IPv6\]:port"),
     ],
 )
 def test_parse_resolver_rejects(spec: str, message: str) -> None:
