@@ -22,12 +22,12 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from agent import catalog
 from agent.catalog import EXPECTS, TARGET_ROLES, CatalogEntry, Expect, TargetRole
-from agent.report import AgentRole, Circuit, InternetEdge, SiteFacts
+from agent.report import AgentRole, Circuit, InternetEdge, LinkMode, SiteFacts
 from agent.settings import (
     ConfigError,
     Invalid,
@@ -58,9 +58,7 @@ from agent.settings import (
 )
 from agent.verdict.servicetags import ServiceTags, ServiceTagsError
 
-AGENT_ROLES: tuple[str, ...] = ("branch", "datacenter", "azure-side")
 SKUS: tuple[str, ...] = ("standard", "premium")
-LINK_MODES: tuple[str, ...] = ("active-active", "active-standby")
 _LINK_SYNONYMS = {"active-passive": "active-standby", "primary-secondary": "active-standby"}
 # The failover preference's name for "no circuit: the internet edge".
 INTERNET = "internet"
@@ -149,7 +147,7 @@ _PREFER = array(identifier)
 class AgentSection:
     id: str = setting(identifier, default_factory=socket.gethostname)
     site: str = setting(identifier, "default")
-    role: AgentRole = setting(one_of(*AGENT_ROLES), "branch")
+    role: AgentRole = setting(one_of(*get_args(AgentRole)), "branch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +252,7 @@ _CIRCUIT = table(
     secondary_subnet=Key(_peering_subnet, required='"203.0.113.4/30"'),
     ce_addresses=Key(array(ip_address)),
     advertised_prefixes=Key(array(ip_prefix)),
-    links=Key(one_of(*LINK_MODES, synonyms=_LINK_SYNONYMS)),
+    links=Key(one_of(*get_args(LinkMode), synonyms=_LINK_SYNONYMS)),
 )
 _EDGE = table(
     InternetEdge,
@@ -430,8 +428,7 @@ def _unique_names(r: Reader, kind: str, reads: list[Read]) -> None:
             seen[key] = read.where.split(" (")[0]
 
 
-def _circuits(r: Reader) -> tuple[Circuit, ...]:
-    reads = r.items("circuit")
+def _circuits(r: Reader, reads: list[Read]) -> tuple[Circuit, ...]:
     links: list[tuple[str, str]] = []  # (subject, subnet) of every good peering subnet
     for read in reads:
         primary, secondary = (read.values.get(k) for k in ("primary_subnet", "secondary_subnet"))
@@ -464,9 +461,9 @@ def _edges(r: Reader) -> tuple[InternetEdge, ...]:
     return tuple(read.record() for read in reads if read.ok)
 
 
-def _check_prefer(r: Reader, read: Read, circuits: tuple[Circuit, ...]) -> None:
+def _check_prefer(r: Reader, read: Read, circuit_names: list[str]) -> None:
     """Every name in a failover order is a configured circuit or "internet"."""
-    known = [*(c.name for c in circuits), INTERNET]
+    known = [*circuit_names, INTERNET]
     for i, choice in enumerate(read.values.get("prefer", ())):
         if choice not in known:
             hint = did_you_mean(choice, known) or "; use " + ", ".join(f'"{k}"' for k in known)
@@ -476,11 +473,11 @@ def _check_prefer(r: Reader, read: Read, circuits: tuple[Circuit, ...]) -> None:
             )
 
 
-def _targets(r: Reader, circuits: tuple[Circuit, ...]) -> tuple[TargetSpec, ...]:
+def _targets(r: Reader, circuit_names: list[str]) -> tuple[TargetSpec, ...]:
     reads = r.items("target")
     targets = []
     for read in reads:
-        _check_prefer(r, read, circuits)
+        _check_prefer(r, read, circuit_names)
         if not read.ok:
             continue
         t: TargetSpec = read.record()
@@ -537,9 +534,12 @@ def _from_doc(doc: dict[str, Any], source: str, base_dir: Path) -> AgentConfig:
     agent, dns, probe = r.section("agent").record(), r.section("dns").record(), _probe(r)
     collector = _collector(r)
     spool, metrics = r.section("spool").record(), r.section("metrics").record()
-    circuits, edges = _circuits(r), _edges(r)
+    circuit_reads = r.items("circuit")
+    circuits, edges = _circuits(r, circuit_reads), _edges(r)
+    # Names of circuits with other problems count: one problem, one message.
+    circuit_names = [c.values["name"] for c in circuit_reads if "name" in c.values]
     site = r.section("site")
-    _check_prefer(r, site, circuits)
+    _check_prefer(r, site, circuit_names)
     config = AgentConfig(
         agent=agent,
         dns=dns,
@@ -551,7 +551,7 @@ def _from_doc(doc: dict[str, Any], source: str, base_dir: Path) -> AgentConfig:
         internet_edges=edges,
         site=site.record(),
         service_tags=_service_tags(r),
-        configured_targets=_targets(r, circuits),
+        configured_targets=_targets(r, circuit_names),
     )
     r.done()
     return config
