@@ -21,6 +21,7 @@ from grafana.panels import (
     ASYM_MAPPINGS,
     CLASS_MAPPINGS,
     PATH_MAPPINGS,
+    REDUNDANCY_MAPPINGS,
     SEL,
     SILENT_MAPPINGS,
     SITE_SEL,
@@ -145,6 +146,15 @@ def overview() -> dict[str, Any]:
             h=8,
             description="Per site and circuit: traffic leaves and returns by different paths.",
         ),
+        state_timeline(
+            "Circuit redundancy",
+            [target(f"erpath_circuit_redundancy_lost{{{SITE_SEL}}}", "{{site}} {{circuit}}")],
+            REDUNDANCY_MAPPINGS,
+            w=12,
+            h=8,
+            description="Per site and circuit: one link means ErpathCircuitRedundancyLost fires "
+            "(every flow on one link of an active-active circuit, or on the standby link).",
+        ),
     ]
     return dashboard(
         "erpath",
@@ -204,6 +214,20 @@ def site_detail() -> dict[str, Any]:
             custom={"lineInterpolation": "stepAfter"},
             description="Pairs per circuit/link (ExpressRoute) and egress (internet): a change of "
             "circuit, link or egress moves pairs from one line to another.",
+        ),
+        timeseries(
+            "Flows per circuit link",
+            [
+                target(
+                    f"erpath_circuit_links_seen{{{SITE_SEL}}}",
+                    "{{site}} {{circuit}} {{link}}",
+                )
+            ],
+            w=12,
+            custom={"lineInterpolation": "stepAfter"},
+            description="Flows the site's latest reports saw crossing each link of each circuit. "
+            "Active-active: both lines above zero; one line at zero is a link down or out of the "
+            "CE's hash.",
         ),
         table(
             "Recent route flips",

@@ -75,6 +75,7 @@ CLASS_MAPPINGS = value_mappings([(c, CLASS_TEXT[c], colour) for c, colour in CLA
 TCP_MAPPINGS = value_mappings([(code, state, colour) for state, code, colour in TCP_STATE_CODES])
 SILENT_MAPPINGS = value_mappings([(0, "reporting", "green"), (1, "silent", "red")])
 ASYM_MAPPINGS = value_mappings([(0, "symmetric", "green"), (1, "asymmetric", "red")])
+REDUNDANCY_MAPPINGS = value_mappings([(0, "both links", "green"), (1, "one link", "orange")])
 
 
 def target(

@@ -28,13 +28,13 @@ def test_config_is_valid():
         ("alertname=ErpathCollectorDown severity=critical instance=c:9470", "erpath-owners"),
         ("alertname=ErpathAlertDeliveriesFailing severity=critical receiver=x", "erpath-owners"),
         (
-            "alertname=ErpathRouteFlip severity=critical site=ams agent=a target=t from=expressroute/ams-er-1/primary "
-            "to=internet",
+            "alertname=ErpathRouteFlip severity=critical site=ams agent=a target=t from=expressroute/ams-er-1 "
+            "to=internet/ams-inet",
             "network-pager,network-team",
         ),
         (
-            "alertname=ErpathRouteFlip severity=warning site=ams agent=a target=t from=expressroute/ams-er-1/primary "
-            "to=expressroute/ams-er-1/secondary",
+            "alertname=ErpathRouteFlip severity=warning site=ams agent=a target=t from=internet/ams-inet "
+            "to=expressroute/ams-er-1",
             "network-team",
         ),
         (
@@ -50,6 +50,10 @@ def test_config_is_valid():
             "network-team",
         ),
         (
+            "alertname=ErpathCircuitRedundancyLost severity=warning site=ams circuit=ams-er-1",
+            "network-team",
+        ),
+        (
             "alertname=ErpathAgentSilent severity=warning site=ams agent=a role=branch",
             "network-team",
         ),
@@ -62,7 +66,7 @@ def test_routes(labels, receivers):
 
 
 def test_grouping_by_circuit_and_site():
-    """The tree as amtool prints it: flips by the circuit link left, asymmetry by circuit, the rest by site."""
+    """The tree as amtool prints it: flips by the circuit left, asymmetry by circuit, the rest by site."""
     text = ALERTMANAGER_YML.read_text()
     flip = text[text.index('matchers: [alertname="ErpathRouteFlip"]') :]
     assert flip.split("\n", 2)[1].strip() == "group_by: [alertname, from]"

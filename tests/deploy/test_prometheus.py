@@ -64,4 +64,9 @@ def test_every_alert_links_its_runbook_section_and_a_dashboard():
         ), name
         assert name in sections, f"docs/runbooks.md has no section for {name}"
     # The collector's own alerts have their runbook sections too.
-    assert {"ErpathRouteFlip", "ErpathUnexpectedPath", "ErpathPathAsymmetric"} <= sections
+    assert {
+        "ErpathRouteFlip",
+        "ErpathUnexpectedPath",
+        "ErpathPathAsymmetric",
+        "ErpathCircuitRedundancyLost",
+    } <= sections
