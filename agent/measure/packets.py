@@ -57,6 +57,7 @@ RR_SLOTS = 9  # all that fits in 40 bytes of IP options
 # the probe as the real flow would be treated.
 SYN_OPTIONS = [("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)]
 SYN_WINDOW = 64240
+_PAYLOAD = b"erpath-probe"  # UDP and ICMP echo probes: 12 bytes, never changing
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +102,11 @@ def udp_template(
     destination: str,
     sport: int,
     dport: int,
-    payload_bytes: int = 12,
     *,
     record_route: bool = False,
 ) -> Template:
     # The payload never changes, so neither does the UDP checksum (Paris).
-    pkt = _ip(source, destination, record_route) / UDP(sport=sport, dport=dport)
-    pkt = pkt / (b"erpath-probe" * 8)[:payload_bytes]
+    pkt = _ip(source, destination, record_route) / UDP(sport=sport, dport=dport) / _PAYLOAD
     return Template(PROTO_UDP, source, destination, sport, dport, bytes(pkt))
 
 
@@ -115,21 +114,14 @@ def icmp_echo_template(
     source: str,
     destination: str,
     ident: int,
-    payload_bytes: int = 12,
     *,
     record_route: bool = False,
 ) -> Template:
-    payload = b"\xff\xff" + (b"erpath-probe" * 8)[: max(payload_bytes - 2, 0)]
+    payload = b"\xff\xff" + _PAYLOAD[2:]
     # seq 0 with pad 0xffff (one's complement zero): stamp keeps seq + pad
     # constant, hence the checksum scapy computed here.
     pkt = _ip(source, destination, record_route) / ICMP(type=8, id=ident, seq=0) / payload
     return Template(PROTO_ICMP, source, destination, 0, 0, bytes(pkt), icmp_ident=ident)
-
-
-def _fold(total: int) -> int:
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
 
 
 def stamp(template: Template, ttl: int, ip_id: int, seq: int) -> bytes:
@@ -329,62 +321,6 @@ def is_ipv4(address: str) -> bool:
         return ipaddress.ip_address(address).version == 4
     except ValueError:
         return False
-
-
-# --------------------------------------------------------------------------- crafting (tests, lab)
-
-
-def craft_icmp_error(
-    router: str,
-    probe: bytes,
-    *,
-    icmp_type: int = ICMP_TIME_EXCEEDED,
-    icmp_code: int = 0,
-    quote_bytes: int = 28,
-    extensions: bytes = b"",
-    reply_ttl: int = 64,
-) -> bytes:
-    """An ICMP error from `router` quoting `probe`, as a raw socket would deliver it.
-
-    With `extensions`, the quote is padded to 128 bytes and the RFC 4884
-    length field set, like a router adding an MPLS label stack.
-    """
-    sent = IP(probe)
-    quoted = bytes(probe)[:quote_bytes]
-    length_words = 0
-    if extensions:
-        quoted = quoted.ljust(icmpext.LEGACY_ORIGINAL_BYTES, b"\0")
-        length_words = len(quoted) // 4
-    icmp = ICMP(type=icmp_type, code=icmp_code, length=length_words)
-    pkt = IP(src=router, dst=sent.src, ttl=reply_ttl) / icmp / (quoted + extensions)
-    return bytes(pkt)
-
-
-def craft_tcp_reply(
-    probe: bytes, *, flags: str = "SA", ack_delta: int = 1, reply_ttl: int = 64, source: str = ""
-) -> bytes:
-    """The destination's answer (SYN-ACK or RST) to a SYN probe."""
-    sent = IP(probe)
-    syn = sent[TCP]
-    pkt = IP(src=source or sent.dst, dst=sent.src, ttl=reply_ttl) / TCP(
-        sport=syn.dport,
-        dport=syn.sport,
-        flags=flags,
-        seq=12345,
-        ack=(syn.seq + ack_delta) & 0xFFFFFFFF,
-    )
-    return bytes(pkt)
-
-
-def craft_echo_reply(probe: bytes, *, reply_ttl: int = 64, source: str = "") -> bytes:
-    sent = IP(probe)
-    echo = sent[ICMP]
-    pkt = (
-        IP(src=source or sent.dst, dst=sent.src, ttl=reply_ttl)
-        / ICMP(type=0, id=echo.id, seq=echo.seq)
-        / bytes(echo.payload)
-    )
-    return bytes(pkt)
 
 
 # Hosts start their TTL at one of these; the reply's distance below the next one up is its hop count.

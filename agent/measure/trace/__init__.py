@@ -8,19 +8,30 @@ per-router pacing -- lives in `agent.measure.trace.engine`; this module validate
 options, checks the capability and turns the engine's state into `Trace`
 records.  Network outcomes never raise: a trace that could not run carries a
 failure code instead.
+
+`Trace.hops` per TTL: `Hop.shared` says the hop was copied from another
+target's trace (Doubletree) rather than asked for this one; a hop that was
+asked keeps only replies asked for this target.  Every `Reply.flow` is the
+flow identifier (TCP/UDP source port, ICMP echo id) of the probe it answered;
+`Trace.flow` is the target's first flow.  At the MSEE hop (see
+`TraceOptions.msee_prefixes`) a target is asked with up to `msee.MSEE_FLOWS` flows:
+the links its flows crossed are the replies of that unshared hop, counted by
+distinct `flow` per peering /30.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from agent.measure import rawsock
-from agent.report import Hop, Trace
+from agent.report import Trace
 
-Namer = Callable[[str], tuple[str | None, int | None]]
+if TYPE_CHECKING:
+    from agent.measure.trace.io import Io
 
 
 def has_raw_capability() -> bool:
@@ -63,6 +74,14 @@ class TraceOptions:
     record_route: bool = True
     router_burst: int = 6  # modelled ICMP burst per router (Linux XRLIM_BURST_FACTOR)
     router_refill_s: float = 1.0  # modelled ICMP refill per router (net.ipv4.icmp_ratelimit)
+    # The circuits' peering subnets (the link /30s).  At the TTL where a reply
+    # comes from inside one, each target is asked with up to msee.MSEE_FLOWS flow
+    # identifiers, so the links its flows take (per-flow load sharing on an
+    # active-active circuit) show in Reply.flow.  Empty: no such extra flows.
+    msee_prefixes: tuple[str, ...] = ()
+    # How long past the traces' end MSEE flows may wait for the MSEE routers'
+    # ICMP tokens: under rate limits a target gets the flows that fit.
+    msee_wait_s: float = 2.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,14 +93,22 @@ class TraceOptions:
             problems.append("probes_per_hop must be 1..10")
         if self.pps <= 0 or self.timeout_s <= 0 or self.wait_max_s <= 0:
             problems.append("pps, timeout_s and wait_max_s must be positive")
+        if self.msee_wait_s < 0:
+            problems.append("msee_wait_s must not be negative")
         if self.wait_here < 0 or self.wait_near < 0 or self.wait_min_s < 0:
             problems.append("wait_here, wait_near and wait_min_s must not be negative")
         if not 1 <= self.flows <= 16:
             problems.append("flows must be 1..16")
-        if self.source_port is not None and not 1 <= self.source_port <= 65535 - self.flows:
+        flows = max(self.flows, 6) if self.msee_prefixes else self.flows
+        if self.source_port is not None and not 1 <= self.source_port <= 65535 - flows:
             problems.append("source_port must leave room for every flow below 65536")
         if self.gap_limit < 1 or self.router_burst < 1 or self.router_refill_s <= 0:
             problems.append("gap_limit and router_burst must be >= 1, router_refill_s > 0")
+        for prefix in self.msee_prefixes:
+            try:
+                ipaddress.ip_network(prefix)
+            except ValueError:
+                problems.append(f"msee_prefixes: {prefix!r} is not a subnet like 192.0.2.0/30")
         if problems:
             raise ValueError("TraceOptions: " + "; ".join(problems))
 
@@ -89,42 +116,27 @@ class TraceOptions:
 def trace_many(
     requests: Sequence[TraceRequest],
     options: TraceOptions = TraceOptions(),
-    names: Namer | None = None,
+    io: Io | None = None,
 ) -> dict[Hashable, Trace]:
-    """Trace every request together; one Trace per request key (never raises for the network)."""
+    """Trace every request together; one Trace per request key (never raises for the network).
+
+    `io` is the machine (raw sockets, the wall clock) unless a test passes a fake network.
+    """
     from agent.measure.trace import engine  # imports scapy: only when tracing really happens
 
     t0 = time.perf_counter()
     if not requests:
         return {}
     unique = list({r.result_key: r for r in requests}.values())
-    if not has_raw_capability():
-        return {
-            r.result_key: Trace(
-                protocol=options.protocol, flow=0, duration_s=0.0, failure="trace.no-capability"
-            )
-            for r in unique
-        }
-    traces = engine.run(unique, options)
-    if names is not None:
-        traces = _named(traces, names)
-    elapsed = time.perf_counter() - t0
-    return {k: replace(t, duration_s=min(t.duration_s, elapsed)) for k, t in traces.items()}
-
-
-def _named(traces: dict[Hashable, Trace], names: Namer) -> dict[Hashable, Trace]:
-    """Attach PTR and ASN to every reply, asking the callback once per address."""
-    cache: dict[str, tuple[str | None, int | None]] = {}
-    out = {}
-    for key, trace in traces.items():
-        hops = []
-        for hop in trace.hops:
-            replies = []
-            for r in hop.replies:
-                if r.address not in cache:
-                    cache[r.address] = names(r.address)
-                ptr, asn = cache[r.address]
-                replies.append(replace(r, ptr=ptr, asn=asn))
-            hops.append(Hop(ttl=hop.ttl, replies=tuple(replies)))
-        out[key] = replace(trace, hops=tuple(hops))
-    return out
+    if io is None:
+        if not has_raw_capability():
+            return {
+                r.result_key: Trace(
+                    protocol=options.protocol, flow=0, duration_s=0.0, failure="trace.no-capability"
+                )
+                for r in unique
+            }
+        traces = engine.run(unique, options)
+        elapsed = time.perf_counter() - t0
+        return {k: replace(t, duration_s=min(t.duration_s, elapsed)) for k, t in traces.items()}
+    return engine.run(unique, options, io)

@@ -30,21 +30,25 @@ flow on one path; several flows enumerate ECMP paths and are merged per hop.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import socket
-import time
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agent.measure import packets, rawsock
 from agent.measure.packets import return_hops
+from agent.measure.trace.io import REAL, Io, Ports, Sockets
 from agent.measure.trace.matching import Match, ProbeTable, SentProbe
+from agent.measure.trace.msee import MSEE_FLOWS, MseeHop, in_prefixes
 from agent.measure.trace.pacing import RouterBudget, TokenBucket
 from agent.report import Hop, Reply, Trace
 
 if TYPE_CHECKING:
     from agent.measure.trace import TraceOptions, TraceRequest
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _ROUTER_KINDS = frozenset({"time-exceeded", "unreachable"})
 
@@ -54,6 +58,7 @@ class _Out:
     probe: SentProbe
     deadline_s: float
     reserved: frozenset[str]
+    unknown: frozenset[str] = frozenset()  # the TTL bucket it drew on, if no router was predicted
 
 
 @dataclass(slots=True)
@@ -68,6 +73,7 @@ class _Hop:
     dest: bool = False  # the destination answered at this TTL
     routers: set[str] = field(default_factory=set)  # intermediate routers that answered
     blocked: bool = False  # an intermediate router answered "unreachable"
+    retried: bool = False  # silent once, asked again against a known router's budget
 
 
 def _routers_of(replies: Iterable[Reply], destination: str) -> set[str]:
@@ -134,11 +140,17 @@ class _TraceState:
 class _Engine:
     traces: list[_TraceState]
     opts: TraceOptions
-    socks: rawsock.ProbeSockets
+    socks: Sockets
     table: ProbeTable
     budget: RouterBudget
     pps: TokenBucket
     t0: float
+    now: Callable[[], float]
+    # Questions no known router can be predicted to answer are paced per TTL,
+    # as if one router answered each TTL: until a reply names the routers, a
+    # burst of them from many traces would only drain one router's tokens.
+    unknown: RouterBudget = field(default_factory=lambda: RouterBudget(6, 1.0))
+    msee: MseeProber | None = None
     est_out: dict[int, tuple[_TraceState, _Out]] = field(default_factory=dict)
     out: dict[int, tuple[_TraceState, _Hop, _Out]] = field(default_factory=dict)
     estimating: bool = True
@@ -148,11 +160,11 @@ class _Engine:
 
     def loop(self) -> None:
         deadline = self.t0 + self.opts.timeout_s
+        traced_s: float | None = None
         self._send_estimates()
         while True:
-            now = time.time()
             self._receive(0.0)
-            now = time.time()
+            now = self.now()
             self._expire(now)
             if self.estimating and not self.est_out:
                 self._choose_heads()
@@ -160,12 +172,29 @@ class _Engine:
             if not self.estimating:
                 self._plan_all(now)
                 wake = min(wake, self._send_due(now))
-            if all(t.finished for t in self.traces) or now >= deadline:
+            if traced_s is None and all(t.finished for t in self.traces):
+                traced_s = now
+            if self.msee is not None and not self.estimating:
+                # MSEE flows wait for the MSEE routers' tokens at most
+                # msee_wait_s past the traces' end: a bounded extra.
+                self.msee.plan(self)
+                if traced_s is None or now < traced_s + self.opts.msee_wait_s:
+                    wake = min(wake, self.msee.send_due(self, now))
+                    msee_done = self.msee.done()
+                else:
+                    msee_done = not self.msee.out
+            else:
+                msee_done = True
+            if (traced_s is not None and msee_done) or now >= deadline:
                 return
             pending = [o.deadline_s for _, o in self.est_out.values()]
             pending += [o.deadline_s for _, _, o in self.out.values()]
+            if self.msee is not None:
+                pending += [o.deadline_s for _, _, o in self.msee.out.values()]
+                if traced_s is not None:
+                    wake = min(wake, traced_s + self.opts.msee_wait_s)
             wake = min([wake, *pending])
-            self._receive(max(wake - time.time(), 0.0))
+            self._receive(max(wake - self.now(), 0.0))
 
     # ------------------------------------------------------------------ estimates
 
@@ -174,7 +203,7 @@ class _Engine:
             if t.template is None:
                 continue
             tpl = t.rr_template or t.template
-            o = self._send(t, self.opts.max_ttl, -1, frozenset(), time.time(), tpl)
+            o = self._send(t, self.opts.max_ttl, -1, frozenset(), self.now(), tpl)
             if o is not None:
                 self.est_out[o.probe.index] = (t, o)
 
@@ -230,6 +259,9 @@ class _Engine:
         for ttl in range(lo, upper + 1):
             if ttl not in t.hops:
                 t.hops[ttl] = _Hop(ttl)
+        if not tail and not t.head and o.doubletree:
+            self._stop_forward(t)
+        self._retry_silent(t, end)
         needed = range(lo, (end if end is not None else upper) + 1)
         t.forward_done = all(t.hops[x].settled for x in needed) and (
             end is not None or upper >= o.max_ttl or hi_router + o.gap_limit <= upper
@@ -245,6 +277,55 @@ class _Engine:
                 for idx in list(h.outstanding):
                     self.out.pop(idx, None)
                 h.outstanding.clear()
+
+    def _stop_forward(self, t: _TraceState) -> None:
+        """Doubletree for a trace that walks forward (its destination never answered).
+
+        Its deepest own answer that a higher-ranked trace of the flow also got
+        at that TTL, from a trace whose hops below are known, is a stop-set
+        hit: everything below it is copied, not asked again.
+        """
+        first = self.opts.first_ttl
+        floor = t.copy_from[1] if t.copy_from is not None else first
+        for ttl in sorted(t.hops, reverse=True):
+            if ttl <= floor:
+                return
+            h = t.hops[ttl]
+            if not h.routers:
+                continue
+            for other in self.traces:
+                if other is t or other.flow != t.flow or other.rank > t.rank or other.failure:
+                    continue
+                common = self._rr_common(t, other)
+                if common is not None and common < ttl - 1:
+                    continue
+                known = other.resolved(ttl)
+                shared = known and h.routers & _routers_of(known, other.address)
+                if shared and other.covers_below(ttl, first):
+                    t.copy_from = (other, ttl)
+                    return
+
+    def _retry_silent(self, t: _TraceState, end: int | None) -> None:
+        """Ask a silent TTL again, one probe at a time, when its router has become predictable.
+
+        A burst from many traces at once can drain a router's ICMP tokens, so
+        silence then is no proof of a silent router; once another trace names
+        the router, the question waits for that router's refill instead.
+        """
+        for ttl, h in t.hops.items():
+            if (
+                not h.settled
+                or h.replies
+                or h.retried
+                or h.paced
+                or (end is not None and ttl >= end)
+                or t.copied(ttl)
+            ):
+                continue
+            predicted = self._predict(t, ttl)
+            if predicted:
+                h.retried, h.settled, h.paced = True, False, True
+                h.predicted, h.sent = predicted, 0
 
     def _walk_back(self, t: _TraceState) -> None:
         o = self.opts
@@ -342,6 +423,10 @@ class _Engine:
             h = other.hops.get(ttl)
             if h is None or not h.routers:
                 continue
+            if ttl == 1 and t.template and other.template:
+                if t.template.source == other.template.source:
+                    out |= h.routers  # from one source address, the first hop is the gateway
+                continue
             nxt = other.hops.get(ttl + 1)
             if (
                 mine_next is not None
@@ -359,42 +444,98 @@ class _Engine:
     # ------------------------------------------------------------------ sending
 
     def _send_due(self, now: float) -> float:
-        """Send every probe that is due and allowed; return when to look again."""
-        o = self.opts
+        """Send every probe that is due and allowed; return when to look again.
+
+        Round-robin, one probe per trace per pass; traces that know least go
+        first, each with its deepest question: when routers' tokens are
+        scarce, every trace gets an answer to stand on (and a deep one lets
+        Doubletree copy everything below it).
+        """
         wake = float("inf")
-        for t in sorted((t for t in self.traces if not t.finished), key=lambda t: t.rank):
-            for ttl in sorted(t.hops):
-                h = t.hops[ttl]
-                if h.settled:
-                    continue
-                if h.paced is None:
-                    h.predicted = self._predict(t, ttl)
-                    h.paced = bool(h.predicted)
-                if h.paced:
-                    want = (
-                        1
-                        if not h.outstanding and not h.replies and h.sent < o.probes_per_hop
-                        else 0
-                    )
-                else:
-                    want = o.probes_per_hop - h.sent
-                while want > 0:
-                    wait = max(self.pps.wait_s(now), self.budget.wait_s(h.predicted, now))
+        live = [t for t in self.traces if not t.finished]
+        answered = {t.number: any(h.replies for h in t.hops.values()) for t in live}
+        queues = {t.number: self._due(t) for t in live}
+        active = sorted(live, key=lambda t: (answered[t.number], t.rank))
+        while active:
+            again = []
+            for t in active:
+                queue = queues[t.number]
+                while queue and not t.finished:
+                    h = queue[0]
+                    wait = self._ask(t, h, now)
                     if wait > 0:
                         wake = min(wake, now + wait)
-                        break
-                    self.pps.take(now)
-                    self.budget.reserve(h.predicted, now)
-                    out = self._send(t, ttl, h.sent, h.predicted, now)
-                    h.sent += 1
-                    want -= 1
-                    if out is None:
-                        break
-                    h.outstanding[out.probe.index] = out
-                    self.out[out.probe.index] = (t, h, out)
-                    now = time.time()
+                        queue.pop(0)  # blocked: try its next question
+                        continue
+                    if self._want(h) == 0:
+                        queue.pop(0)
+                    if queue:
+                        again.append(t)
+                    break
+                now = self.now()
+            active = again
+        for t in live:
+            for h in t.hops.values():
                 self._maybe_settle(h)
         return wake
+
+    def _due(self, t: _TraceState) -> list[_Hop]:
+        """The trace's hops with a question to ask, deepest first."""
+        due = []
+        for ttl in sorted(t.hops, reverse=True):
+            h = t.hops[ttl]
+            if h.settled:
+                continue
+            if t.copied(ttl):  # another trace's answer stands in: no need to ask
+                self._drop_outstanding(h)
+                h.settled = True
+                continue
+            if h.paced is None:
+                h.predicted = self._predict(t, ttl)
+                h.paced = bool(h.predicted)
+            if self._want(h) > 0:
+                due.append(h)
+        return due
+
+    def _want(self, h: _Hop) -> int:
+        """Probes hop `h` may send now: one first, the rest only if that one went unanswered.
+
+        Every probe a router answers costs it a token, and one answer names
+        the hop (a Paris flow keeps one path); a predicted router's hop asks
+        one at a time, an unpredictable one sends the rest together.
+        """
+        n = self.opts.probes_per_hop
+        if h.replies or h.outstanding or h.sent >= n:
+            return 0
+        return 1 if h.paced or h.sent == 0 else n - h.sent
+
+    def _ask(self, t: _TraceState, h: _Hop, now: float) -> float:
+        """Send one probe for hop `h` if the budgets allow; else how long until they do."""
+        # A question no router can be predicted for draws on the TTL's own
+        # bucket -- unless the destination is expected to answer it.
+        unknown = (
+            frozenset()
+            if h.predicted or (t.est is not None and h.ttl >= t.est)
+            else frozenset({str(h.ttl)})
+        )
+        wait = max(
+            self.pps.wait_s(now),
+            self.budget.wait_s(h.predicted, now),
+            self.unknown.wait_s(unknown, now),
+        )
+        if wait > 0:
+            return wait
+        self.pps.take(now)
+        self.budget.reserve(h.predicted, now)
+        self.unknown.reserve(unknown, now)
+        out = self._send(t, h.ttl, h.sent, h.predicted, now)
+        h.sent += 1
+        if out is not None:
+            out.unknown = unknown
+            out.deadline_s = min(out.deadline_s, out.probe.sent_s + self._wait_cap(t, h.ttl))
+            h.outstanding[out.probe.index] = out
+            self.out[out.probe.index] = (t, h, out)
+        return 0.0
 
     def _send(
         self,
@@ -407,18 +548,24 @@ class _Engine:
     ) -> _Out | None:
         tpl = tpl or t.template
         assert tpl is not None
-        index, seq = self.table.next_identity()
-        if tpl.protocol == packets.PROTO_ICMP:
-            seq = index
         try:
-            sent_s = self.socks.send(packets.stamp(tpl, ttl, index, seq), tpl.destination)
+            return self.emit(tpl, t.number, ttl, attempt, reserved)
         except rawsock.SendError as err:
             t.failure = "trace.unreachable" if err.code == "tcp.unreachable" else "trace.error"
             t.finished, t.finished_s = True, now
             return None
+
+    def emit(
+        self, tpl: packets.Template, trace: int, ttl: int, attempt: int, reserved: frozenset[str]
+    ) -> _Out:
+        """Send one probe of `tpl` with `ttl`; raises rawsock.SendError if the stack refuses."""
+        index, seq = self.table.next_identity()
+        if tpl.protocol == packets.PROTO_ICMP:
+            seq = index
+        sent_s = self.socks.send(packets.stamp(tpl, ttl, index, seq), tpl.destination)
         probe = SentProbe(
             index,
-            t.number,
+            trace,
             ttl,
             attempt,
             tpl.source,
@@ -433,11 +580,27 @@ class _Engine:
         self.table.add(probe)
         return _Out(probe, sent_s + self.opts.wait_max_s, reserved)
 
+    def _wait_cap(self, t: _TraceState, ttl: int) -> float:
+        """traceroute -w HERE/NEAR from replies already in: this hop's, or a later one's."""
+        o = self.opts
+        cap = o.wait_max_s
+        for other in t.hops.values():
+            if other.ttl < ttl or not other.replies:
+                continue
+            factor = o.wait_here if other.ttl == ttl else o.wait_near
+            rtt = min(r.rtt_s for r in other.replies)
+            cap = min(cap, max(o.wait_min_s, factor * rtt))
+        return cap
+
+    def _drop_outstanding(self, h: _Hop) -> None:
+        for idx in list(h.outstanding):
+            self.out.pop(idx, None)
+        h.outstanding.clear()
+
     def _maybe_settle(self, h: _Hop) -> None:
         if h.settled or h.outstanding:
             return
-        n = self.opts.probes_per_hop
-        if h.sent >= n or (h.paced and h.replies):
+        if h.sent >= self.opts.probes_per_hop or h.replies:
             h.settled = True
 
     # ------------------------------------------------------------------ receiving
@@ -460,6 +623,11 @@ class _Engine:
             t, _ = self.est_out[idx]
             self._estimate_reply(t, m)
             return
+        if self.msee is not None and idx in self.msee.out:
+            self.msee.reply(self, m)
+            return
+        if m.probe.trace < 0:
+            return  # an MSEE flow's reply after its wait ran out
         t = self.traces[m.probe.trace]
         h = t.hops.get(m.probe.ttl)
         if t.finished or h is None or m.probe.attempt < 0:
@@ -467,21 +635,12 @@ class _Engine:
         entry = self.out.pop(idx, None)
         out = h.outstanding.pop(idx, None)
         reserved = out.reserved if out else (entry[2].reserved if entry else frozenset())
-        h.replies.append(
-            Reply(
-                address=m.address,
-                rtt_s=m.rtt_s,
-                kind=m.kind,
-                icmp_type=m.icmp_type,
-                icmp_code=m.icmp_code,
-                mpls=m.mpls,
-            )
-        )
+        h.replies.append(_reply(m))
         if m.from_destination:
             h.dest = True
         else:
             h.routers.add(m.address)
-            self.budget.answered(m.address, reserved, time.time())
+            self.budget.answered(m.address, reserved, self.now())
             if m.kind == "unreachable":
                 h.blocked = True
         # traceroute -w HERE/NEAR: a reply shortens the wait of this hop and
@@ -497,6 +656,8 @@ class _Engine:
         self._maybe_settle(h)
 
     def _expire(self, now: float) -> None:
+        if self.msee is not None:
+            self.msee.expire(self, now)
         for idx, (t, o) in list(self.est_out.items()):
             if o.deadline_s <= now:
                 del self.est_out[idx]
@@ -507,16 +668,161 @@ class _Engine:
                 h.outstanding.pop(idx, None)
                 if o.reserved:
                     self.budget.silent(o.reserved, now)
+                # Unanswered: a silent router costs no token, a drained one is
+                # retried against its own budget once it is known.
+                self.unknown.give(o.unknown, now)
                 self._maybe_settle(h)
+
+
+def _reply(m: Match) -> Reply:
+    p = m.probe
+    return Reply(
+        address=m.address,
+        rtt_s=m.rtt_s,
+        kind=m.kind,
+        icmp_type=m.icmp_type,
+        icmp_code=m.icmp_code,
+        mpls=m.mpls,
+        flow=p.icmp_ident if p.protocol == packets.PROTO_ICMP else p.sport,
+    )
+
+
+class MseeProber:
+    """The engine's side of `agent.measure.trace.msee`: finds each target's MSEE hop, sends its flows."""
+
+    def __init__(
+        self,
+        prefixes: Sequence[Network],
+        by_key: dict[Hashable, list[_TraceState]],
+        extra: Callable[[_TraceState, int], packets.Template],
+        extra_flows: int,
+    ):
+        self.prefixes = tuple(prefixes)
+        self.by_key = by_key
+        self.extra = extra  # (a trace of the target, extra flow number) -> template
+        self.extra_flows = extra_flows
+        self.hops: dict[Hashable, MseeHop] = {}
+        self.prefilled: dict[Hashable, set[int]] = {}
+        self.out: dict[int, tuple[MseeHop, int, _Out]] = {}
+
+    def plan(self, engine: _Engine) -> None:
+        """Give every target whose trace met a peering subnet its MSEE hop."""
+        first = engine.opts.first_ttl
+        for key, states in self.by_key.items():
+            if key in self.hops or states[0].template is None:
+                continue
+            ttl = self._msee_ttl(states, first)
+            if ttl is None:
+                continue
+            own = tuple(s.template for s in states if s.template is not None)
+            extra = tuple(self.extra(states[0], i) for i in range(self.extra_flows))
+            hop = MseeHop(key, ttl, own + extra)
+            self.prefilled[key] = set()
+            for i, s in enumerate(states):
+                h = s.hops.get(ttl)
+                if h is not None and not s.copied(ttl) and h.replies:
+                    # This flow was asked at the MSEE hop for this target already.
+                    hop.sent(i)
+                    hop.reply(i, h.replies[0])
+                    self.prefilled[key].add(i)
+            self.hops[key] = hop
+
+    def _msee_ttl(self, states: Sequence[_TraceState], first: int) -> int | None:
+        for s in states:
+            end = s.end_ttl() or max(s.hops, default=first)
+            for ttl in range(first, end + 1):
+                replies = s.resolved(ttl) or ()
+                if any(
+                    r.kind in _ROUTER_KINDS and in_prefixes(r.address, self.prefixes)
+                    for r in replies
+                ):
+                    return ttl
+        return None
+
+    def done(self) -> bool:
+        return not self.out and all(h.done() for h in self.hops.values())
+
+    def _routers(self, ttl: int) -> frozenset[str]:
+        """The MSEE addresses seen at `ttl` so far: the budget a question there draws on."""
+        seen = {
+            r.address
+            for h in self.hops.values()
+            if h.ttl == ttl
+            for r in h.answered.values()
+            if in_prefixes(r.address, self.prefixes)
+        }
+        return frozenset(seen)
+
+    def send_due(self, engine: _Engine, now: float) -> float:
+        """Ask the next flow of every target round-robin, as budgets allow; when to look again."""
+        wake = float("inf")
+        n = engine.opts.probes_per_hop
+        progress = True
+        while progress:
+            progress = False
+            for hop in sorted(self.hops.values(), key=lambda h: len(h.asked)):
+                flow = hop.next_flow(n)
+                if flow is None:
+                    continue
+                routers = self._routers(hop.ttl)
+                wait = max(engine.pps.wait_s(now), engine.budget.wait_s(routers, now, credit=True))
+                if wait > 0:
+                    wake = min(wake, now + wait)
+                    continue
+                engine.pps.take(now)
+                engine.budget.reserve(routers, now)
+                hop.sent(flow)
+                try:
+                    out = engine.emit(hop.templates[flow], -1, hop.ttl, hop.asked[flow], routers)
+                except rawsock.SendError:
+                    hop.given_up.add(flow)
+                    hop.outstanding.discard(flow)
+                    continue
+                self.out[out.probe.index] = (hop, flow, out)
+                progress = True
+                now = engine.now()
+        return wake
+
+    def reply(self, engine: _Engine, m: Match) -> None:
+        hop, flow, out = self.out.pop(m.probe.index)
+        hop.reply(flow, _reply(m))
+        if not m.from_destination:
+            engine.budget.answered(m.address, out.reserved, engine.now())
+
+    def expire(self, engine: _Engine, now: float) -> None:
+        for idx, (hop, flow, out) in list(self.out.items()):
+            if out.deadline_s <= now:
+                del self.out[idx]
+                hop.silent(flow, engine.opts.probes_per_hop)
+                engine.budget.silent(out.reserved, now)
+
+    def replies(self, key: Hashable) -> tuple[int, list[Reply]] | None:
+        """(MSEE TTL, the replies asked there for this target beyond its own trace's)."""
+        hop = self.hops.get(key)
+        if hop is None:
+            return None
+        skip = self.prefilled.get(key, set())
+        return hop.ttl, [r for i, r in sorted(hop.answered.items()) if i not in skip]
 
 
 # ---------------------------------------------------------------------- results
 
 
-def _trace_record(states: Sequence[_TraceState], protocol: str, t0: float, first_ttl: int) -> Trace:
-    """One Trace for a request: its flows merged hop by hop."""
-    merged: dict[int, list[Reply]] = {}
-    asked: set[int] = set()
+def _trace_record(
+    states: Sequence[_TraceState],
+    protocol: str,
+    t0: float,
+    now: float,
+    first_ttl: int,
+    msee: tuple[int, list[Reply]] | None,
+) -> Trace:
+    """One Trace for a request: its flows merged hop by hop.
+
+    At a TTL where some flow asked and another copied, only the asked replies
+    stay: a hop that is not `shared` holds nothing but answers to this target.
+    """
+    asked: dict[int, list[Reply]] = {}
+    copied: dict[int, list[Reply]] = {}
     reached = False
     failure = None
     finished = []
@@ -525,15 +831,19 @@ def _trace_record(states: Sequence[_TraceState], protocol: str, t0: float, first
         known = [x for x in range(first_ttl, (end or max(s.hops, default=0)) + 1) if s.resolved(x)]
         last = end if end is not None else max(known, default=first_ttl - 1)
         for ttl in range(first_ttl, last + 1):
-            merged.setdefault(ttl, []).extend(s.resolved(ttl) or ())
-            if not s.copied(ttl):
-                asked.add(ttl)
+            into = copied if s.copied(ttl) else asked
+            into.setdefault(ttl, []).extend(s.resolved(ttl) or ())
         reached = reached or s.dest_ttl() is not None
         failure = failure or s.failure
-        finished.append((s.finished_s or time.time()) - t0)
+        finished.append((s.finished_s or now) - t0)
+    if msee is not None and msee[1]:
+        ttl, replies = msee
+        asked.setdefault(ttl, []).extend(replies)
     hops = tuple(
-        Hop(ttl=ttl, replies=tuple(rs), shared=ttl not in asked)
-        for ttl, rs in sorted(merged.items())
+        Hop(ttl=ttl, replies=tuple(asked[ttl]))
+        if ttl in asked
+        else Hop(ttl=ttl, replies=tuple(copied[ttl]), shared=True)
+        for ttl in sorted(asked.keys() | copied.keys())
     )
     if reached:
         failure = None
@@ -550,9 +860,11 @@ def _trace_record(states: Sequence[_TraceState], protocol: str, t0: float, first
     )
 
 
-def run(requests: Sequence[TraceRequest], opts: TraceOptions) -> dict[Hashable, Trace]:
-    """Trace every request (distinct keys) under `opts`; needs CAP_NET_RAW."""
-    t0 = time.time()
+def run(
+    requests: Sequence[TraceRequest], opts: TraceOptions, io: Io = REAL
+) -> dict[Hashable, Trace]:
+    """Trace every request (distinct keys) under `opts`; with the REAL io, needs CAP_NET_RAW."""
+    t0 = io.now()
     proto = packets.PROTOCOLS[opts.protocol]
     listen = (
         (packets.PROTO_ICMP, packets.PROTO_TCP)
@@ -563,24 +875,27 @@ def run(requests: Sequence[TraceRequest], opts: TraceOptions) -> dict[Hashable, 
     def failed(code: str) -> dict[Hashable, Trace]:
         return {
             r.result_key: Trace(
-                protocol=opts.protocol, flow=0, duration_s=time.time() - t0, failure=code
+                protocol=opts.protocol, flow=0, duration_s=io.now() - t0, failure=code
             )
             for r in requests
         }
 
     try:
-        socks = rawsock.ProbeSockets(listen)
+        socks = io.open_sockets(listen)
     except PermissionError:
         return failed("trace.no-capability")
     except OSError:
         return failed("trace.error")
-    with rawsock.PortReservation() as ports, socks:
-        flow_ids = _flow_ids(ports, proto, opts)
+    prefixes = [ipaddress.ip_network(p) for p in opts.msee_prefixes]
+    extra_flows = max(MSEE_FLOWS - opts.flows, 0) if prefixes else 0
+    ports = io.ports()
+    try:
+        flow_ids = _flow_ids(ports, proto, opts, opts.flows + extra_flows)
         states: list[_TraceState] = []
         by_key: dict[Hashable, list[_TraceState]] = {}
         for r in requests:
-            src = packets.source_address_for(r.address) if packets.is_ipv4(r.address) else None
-            for fid in flow_ids:
+            src = io.source_address(r.address) if packets.is_ipv4(r.address) else None
+            for fid in flow_ids[: opts.flows]:
                 template = _template(proto, src, r.address, r.port, fid) if src else None
                 rr = (
                     _template(proto, src, r.address, r.port, fid, True)
@@ -593,6 +908,12 @@ def run(requests: Sequence[TraceRequest], opts: TraceOptions) -> dict[Hashable, 
                     st.finished = True
                 states.append(st)
                 by_key.setdefault(r.result_key, []).append(st)
+
+        def extra(t: _TraceState, i: int) -> packets.Template:
+            assert t.template is not None
+            fid = flow_ids[opts.flows + i]
+            return _template(proto, t.template.source, t.address, t.template.dport, fid)
+
         engine = _Engine(
             traces=states,
             opts=opts,
@@ -601,20 +922,37 @@ def run(requests: Sequence[TraceRequest], opts: TraceOptions) -> dict[Hashable, 
             budget=RouterBudget(opts.router_burst, opts.router_refill_s),
             pps=TokenBucket(opts.pps, max(1.0, opts.pps / 50.0), max(1.0, opts.pps / 50.0), t0),
             t0=t0,
+            now=io.now,
+            unknown=RouterBudget(opts.router_burst, opts.router_refill_s),
+            msee=MseeProber(prefixes, by_key, extra, extra_flows) if prefixes else None,
         )
         engine.loop()
-    return {key: _trace_record(ss, opts.protocol, t0, opts.first_ttl) for key, ss in by_key.items()}
+    finally:
+        socks.close()
+        ports.close()
+    now = io.now()
+    return {
+        key: _trace_record(
+            ss,
+            opts.protocol,
+            t0,
+            now,
+            opts.first_ttl,
+            engine.msee.replies(key) if engine.msee is not None else None,
+        )
+        for key, ss in by_key.items()
+    }
 
 
-def _flow_ids(ports: rawsock.PortReservation, proto: int, opts: TraceOptions) -> list[int]:
+def _flow_ids(ports: Ports, proto: int, opts: TraceOptions, count: int) -> list[int]:
     """Per flow: the source port (TCP/UDP, held so no local socket shares it) or ICMP id."""
     if proto == packets.PROTO_ICMP:
         base = opts.source_port if opts.source_port is not None else random.randrange(1, 60000)
-        return [base + i for i in range(opts.flows)]
+        return [base + i for i in range(count)]
     kind = socket.SOCK_STREAM if proto == packets.PROTO_TCP else socket.SOCK_DGRAM
     if opts.source_port is not None:
-        return [ports.reserve(kind, opts.source_port + i) for i in range(opts.flows)]
-    return [ports.reserve(kind) for _ in range(opts.flows)]
+        return [ports.reserve(kind, opts.source_port + i) for i in range(count)]
+    return [ports.reserve(kind) for _ in range(count)]
 
 
 def _template(

@@ -72,9 +72,6 @@ class ProbeTable:
     def add(self, probe: SentProbe) -> None:
         self._probes[probe.index] = probe
 
-    def get(self, index: int) -> SentProbe | None:
-        return self._probes.get(index)
-
     def match(self, decoded: object, received_s: float) -> Match | None:
         if isinstance(decoded, packets.IcmpError):
             return self._match_error(decoded, received_s)
@@ -97,7 +94,9 @@ class ProbeTable:
         if p.protocol in (packets.PROTO_TCP, packets.PROTO_UDP):
             if (q.sport, q.dport) != (p.sport, p.dport):
                 return None
-            if p.protocol == packets.PROTO_TCP and q.seq is not None and q.seq != p.seq:
+            # RFC 792 quotes 8 bytes of TCP, so the sequence number is always
+            # there; a quote without it proves nothing and is not ours.
+            if p.protocol == packets.PROTO_TCP and q.seq != p.seq:
                 return None
         elif (q.icmp_ident, q.seq) != (p.icmp_ident, p.seq):
             return None

@@ -45,13 +45,27 @@ class TokenBucket:
         self.tokens = min(self.tokens, 0.0)
 
 
+# A router proven to answer beyond the modelled bucket is not rate limited
+# like Linux: it gets a bucket this large (the pps cap still applies).
+GENEROUS_TOKENS = 1e6
+
+
 class RouterBudget:
-    """Our estimate of each router's remaining ICMP tokens, keyed by its address."""
+    """Our estimate of each router's remaining ICMP tokens, keyed by its address.
+
+    A router that answers more than any bucket of the modelled size could
+    have allowed since its first answer (its limit is higher, or off) is
+    modelled as unlimited from then on.  To find out, a caller may ask on
+    credit (another burst beyond the model) a router that has never been
+    silent; one silence ends the credit.
+    """
 
     def __init__(self, burst: int, refill_s: float):
         self.burst = float(burst)
         self.rate_per_s = 1.0 / refill_s
         self._buckets: dict[str, TokenBucket] = {}
+        self._answers: dict[str, tuple[float, int]] = {}  # router -> (first answer, answers)
+        self._limited: set[str] = set()  # routers that went silent once
 
     def _bucket(self, router: str, now_s: float) -> TokenBucket:
         b = self._buckets.get(router)
@@ -60,8 +74,11 @@ class RouterBudget:
             b = self._buckets[router] = TokenBucket(self.rate_per_s, self.burst, self.burst, now_s)
         return b
 
-    def wait_s(self, routers: frozenset[str], now_s: float) -> float:
-        return max((self._bucket(r, now_s).wait_s(now_s) for r in routers), default=0.0)
+    def wait_s(self, routers: frozenset[str], now_s: float, credit: bool = False) -> float:
+        def need(r: str) -> float:
+            return 1.0 - self.burst if credit and r not in self._limited else 1.0
+
+        return max((self._bucket(r, now_s).wait_s(now_s, need(r)) for r in routers), default=0.0)
 
     def reserve(self, routers: frozenset[str], now_s: float) -> None:
         for r in routers:
@@ -69,6 +86,11 @@ class RouterBudget:
 
     def answered(self, router: str, reserved: frozenset[str], now_s: float) -> None:
         """A reply came from `router` to a question reserved against `reserved`."""
+        first_s, n = self._answers.get(router, (now_s, 0))
+        self._answers[router] = (first_s, n + 1)
+        if n + 1 > self.burst + (now_s - first_s) * self.rate_per_s + 1:
+            b = self._bucket(router, now_s)
+            b.rate_per_s = b.burst = b.tokens = GENEROUS_TOKENS
         for r in reserved - {router}:
             self._bucket(r, now_s).give(now_s)  # the prediction was wrong: refund
         if router not in reserved:
@@ -77,12 +99,16 @@ class RouterBudget:
             b.tokens = max(b.tokens, 0.0)  # it did answer, so it had a token
         else:
             b = self._bucket(router, now_s)
-            b.tokens = max(b.tokens, 0.0)
+            if router in self._limited:
+                b.tokens = max(b.tokens, 0.0)
+
+    def give(self, routers: frozenset[str], now_s: float) -> None:
+        """Return the tokens of questions that turned out to cost nothing."""
+        for r in routers:
+            self._bucket(r, now_s).give(now_s)
 
     def silent(self, reserved: frozenset[str], now_s: float) -> None:
         """A question reserved against `reserved` went unanswered: assume they ran dry."""
         for r in reserved:
             self._bucket(r, now_s).empty(now_s)
-
-    def known(self, router: str) -> bool:
-        return router in self._buckets
+            self._limited.add(r)

@@ -4,6 +4,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from agent.measure import icmpext, packets
 from agent.report import MplsLabel
+from tests.agent.measure import crafting
 
 SRC, DST = "10.10.1.10", "198.19.16.10"
 
@@ -44,7 +45,7 @@ def test_icmp_checksum_and_id_constant_sequence_varies():
 def test_decode_time_exceeded_with_mpls():
     probe = packets.stamp(packets.tcp_syn_template(SRC, DST, 47000, 443), 3, 555, 9)
     stack = (MplsLabel(100, 0, True, 1),)
-    raw = packets.craft_icmp_error("192.0.2.2", probe, extensions=icmpext.build_extensions(stack))
+    raw = crafting.craft_icmp_error("192.0.2.2", probe, extensions=icmpext.build_extensions(stack))
     err = packets.decode_icmp(raw)
     assert isinstance(err, packets.IcmpError)
     assert (err.source, err.icmp_type, err.icmp_code, err.mpls) == ("192.0.2.2", 11, 0, stack)
@@ -76,7 +77,7 @@ def test_decode_tcp_and_echo_and_record_route():
     assert (seg.source, seg.sport, seg.dport, seg.ack, seg.reply_ttl) == (DST, 443, 47000, 42, 59)
     assert seg.record_route == ("10.255.0.1", "10.255.1.1")
     echo = packets.stamp(packets.icmp_echo_template(SRC, DST, 7), 30, 5, 5)
-    reply = packets.decode_icmp(packets.craft_echo_reply(echo))
+    reply = packets.decode_icmp(crafting.craft_echo_reply(echo))
     assert reply == packets.EchoReply(DST, 64, 7, 5)
 
 
@@ -86,4 +87,4 @@ def test_decoders_reject_garbage():
     assert packets.decode_tcp(bytes(IP(src=DST, dst=SRC) / UDP())) is None
     # an ICMP error quoting too little to identify the probe
     probe = packets.stamp(packets.tcp_syn_template(SRC, DST, 1, 2), 1, 1, 1)
-    assert packets.decode_icmp(packets.craft_icmp_error("10.0.0.1", probe, quote_bytes=22)) is None
+    assert packets.decode_icmp(crafting.craft_icmp_error("10.0.0.1", probe, quote_bytes=22)) is None

@@ -4,6 +4,7 @@ import random
 
 from agent.measure import packets
 from agent.measure.trace.matching import ProbeTable, SentProbe
+from tests.agent.measure import crafting
 
 SRC, DST = "10.10.1.10", "198.19.16.10"
 
@@ -41,12 +42,12 @@ def test_time_exceeded_and_syn_ack_match_their_probe():
     tpl = packets.tcp_syn_template(SRC, DST, 47000, 443)
     p3, raw3 = _send(table, tpl, 3)
     p6, raw6 = _send(table, tpl, 6)
-    m = _match(table, packets.craft_icmp_error("10.255.1.2", raw3))
+    m = _match(table, crafting.craft_icmp_error("10.255.1.2", raw3))
     assert m.probe == p3 and m.kind == "time-exceeded" and m.address == "10.255.1.2"
     assert abs(m.rtt_s - 0.002) < 1e-9
-    m = _match(table, packets.craft_tcp_reply(raw6, reply_ttl=59))
+    m = _match(table, crafting.craft_tcp_reply(raw6, reply_ttl=59))
     assert m.probe == p6 and m.kind == "syn-ack" and m.from_destination and m.reply_ttl == 59
-    assert _match(table, packets.craft_tcp_reply(raw6, flags="RA")).kind == "rst"
+    assert _match(table, crafting.craft_tcp_reply(raw6, flags="RA")).kind == "rst"
 
 
 def test_forged_and_stray_replies_are_rejected():
@@ -63,13 +64,13 @@ def test_forged_and_stray_replies_are_rejected():
         0,
     )
     for forged in (
-        packets.craft_icmp_error("10.9.9.9", stranger),
-        packets.craft_icmp_error("10.9.9.9", bad_seq),
-        packets.craft_icmp_error("10.9.9.9", wrong_dst),
-        packets.craft_tcp_reply(raw, ack_delta=2),  # ack is not seq + 1
-        packets.craft_tcp_reply(raw, source="198.19.16.99"),  # not from the target
-        packets.craft_tcp_reply(raw, flags="A"),  # neither SYN-ACK nor RST
-        packets.craft_tcp_reply(stranger),
+        crafting.craft_icmp_error("10.9.9.9", stranger),
+        crafting.craft_icmp_error("10.9.9.9", bad_seq),
+        crafting.craft_icmp_error("10.9.9.9", wrong_dst),
+        crafting.craft_tcp_reply(raw, ack_delta=2),  # ack is not seq + 1
+        crafting.craft_tcp_reply(raw, source="198.19.16.99"),  # not from the target
+        crafting.craft_tcp_reply(raw, flags="A"),  # neither SYN-ACK nor RST
+        crafting.craft_tcp_reply(stranger),
     ):
         assert _match(table, forged) is None
 
@@ -78,12 +79,12 @@ def test_udp_and_icmp_probes():
     table = ProbeTable(random.Random(3))
     udp = packets.udp_template(SRC, DST, 47000, 443)
     p, raw = _send(table, udp, 5)
-    m = _match(table, packets.craft_icmp_error(DST, raw, icmp_type=3, icmp_code=3))
+    m = _match(table, crafting.craft_icmp_error(DST, raw, icmp_type=3, icmp_code=3))
     assert m.probe == p and m.kind == "unreachable" and m.from_destination
     echo = packets.icmp_echo_template(SRC, DST, 999)
     p, raw = _send(table, echo, 2)
-    assert _match(table, packets.craft_icmp_error("10.255.0.2", raw)).probe == p
-    assert _match(table, packets.craft_echo_reply(raw)).kind == "echo-reply"
-    assert _match(table, packets.craft_echo_reply(raw, source="10.0.0.66")) is None
+    assert _match(table, crafting.craft_icmp_error("10.255.0.2", raw)).probe == p
+    assert _match(table, crafting.craft_echo_reply(raw)).kind == "echo-reply"
+    assert _match(table, crafting.craft_echo_reply(raw, source="10.0.0.66")) is None
     wrong_ident = packets.stamp(packets.icmp_echo_template(SRC, DST, 998), 2, p.index, p.seq)
-    assert _match(table, packets.craft_icmp_error("10.255.0.2", wrong_ident)) is None
+    assert _match(table, crafting.craft_icmp_error("10.255.0.2", wrong_ident)) is None

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.measure import packets, trace
+from tests.agent.measure import crafting
 from tests.lab import plan
 
 pytestmark = pytest.mark.lab
@@ -99,8 +100,8 @@ def _forge(the_lab, stop: threading.Event, victim: str) -> int:
                 )
                 router = rng.choice(["10.10.1.1", "198.19.0.6", "192.0.2.2"])
                 for pkt in (
-                    packets.craft_icmp_error(router, fake),
-                    packets.craft_tcp_reply(fake, ack_delta=rng.randrange(1, 1 << 16)),
+                    crafting.craft_icmp_error(router, fake),
+                    crafting.craft_tcp_reply(fake, ack_delta=rng.randrange(1, 1 << 16)),
                 ):
                     s.sendto(pkt, (victim, 0))
                     sent += 1
