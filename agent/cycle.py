@@ -158,6 +158,13 @@ def run_cycle(
         probes_per_hop=probe.probes_per_hop,
         pps=probe.pps,
         timeout_s=probe.trace_timeout_s,
+        # More flows at the MSEE hop: the circuits' peering subnets.
+        msee_prefixes=tuple(
+            s
+            for c in config.site_facts().circuits
+            for s in (c.primary_subnet, c.secondary_subnet)
+            if s
+        ),
     )
     # The SYN probe, then the trace: side by side their raw-socket receive
     # loops would compete for one core, and the SYN probe takes milliseconds.
