@@ -12,14 +12,15 @@ without pulling in scapy, pyroute2 or dnspython.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
-import ipaddress
-import math
+import functools
+import re
+import sys
 import types
 import typing
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 SCHEMA = "erpath.report/2"
@@ -403,6 +404,96 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
+# --------------------------------------------------------------------------- string formats
+
+# Each string format is one pattern, used by the decoder and written into the
+# JSON Schema, so the two cannot disagree.  Patterns end in `$(?!\n)` because
+# Python's `$` (so jsonschema's `pattern`) also matches before a final newline.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_HEXTET = r"[0-9A-Fa-f]{1,4}"
+
+
+def _ipv6() -> str:
+    """RFC 4291 text forms: 8 hextets, or fewer around one '::', optionally ending in IPv4."""
+    forms = [rf"(?:{_HEXTET}:){{7}}{_HEXTET}", rf"(?:{_HEXTET}:){{6}}{_IPV4}"]
+    for before in range(8):  # hextets before the '::', which stands for at least one
+        head = rf"(?:{_HEXTET}:){{{before}}}:" if before else "::"
+        after = 7 - before - 1
+        tail = rf"(?:{_HEXTET}(?::{_HEXTET}){{0,{after}}})?" if after >= 0 else ""
+        forms.append(head + tail)
+        if before <= 5:
+            forms.append(rf"{head}(?:{_HEXTET}:){{0,{5 - before}}}{_IPV4}")
+    return "(?:" + "|".join(forms) + ")"
+
+
+_IPV6 = _ipv6()
+_END = r"$(?!\n)"
+PATTERNS: dict[str, str] = {
+    "ip": rf"^(?:{_IPV4}|{_IPV6}){_END}",
+    "prefix": rf"^(?:{_IPV4}/(?:3[0-2]|[12]?[0-9])|{_IPV6}/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])){_END}",
+    "uuid": rf"^[0-9A-Fa-f]{{8}}-(?:[0-9A-Fa-f]{{4}}-){{3}}[0-9A-Fa-f]{{12}}{_END}",
+    # RFC 3339 section 5.6 with an upper-case T and a zone (Z or an offset);
+    # no leap second (Python's datetime has none).  The day is checked below.
+    "date-time": (
+        r"^([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+        r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+        rf"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]){_END}"
+    ),
+}
+# The JSON Schema `format` that says the same, where there is one.
+_FORMATS: dict[str, list[str]] = {
+    "ip": ["ipv4", "ipv6"],
+    "uuid": ["uuid"],
+    "date-time": ["date-time"],
+}
+_FORMAT_HELP = {
+    "ip": "is not an IP address (e.g. 192.0.2.1 or 2001:db8::1, no zone index)",
+    "prefix": "is not an IP prefix (address/length, e.g. 192.0.2.0/24 or 2001:db8::/32)",
+    "uuid": "is not a UUID (8-4-4-4-12 hex digits)",
+    "date-time": "is not an RFC 3339 time with a zone (e.g. 2026-11-27T10:00:00Z)",
+}
+_MATCH = {name: re.compile(p).match for name, p in PATTERNS.items()}
+
+
+def _real_date(value: str) -> bool:
+    """The pattern bounds months and days; this rejects year 0 and days like 30 February."""
+    match = _MATCH["date-time"](value)
+    if match is None:
+        return False
+    year, month, day = int(match[1]), int(match[2]), int(match[3])
+    return year > 0 and day <= calendar.monthrange(year, month)[1]
+
+
+# Hop and target addresses repeat across a fleet's reports (the same routers):
+# a cache makes the check nearly free.  Bounded, so junk cannot grow it.
+_CHECKS: dict[str, Callable[[str], bool]] = {
+    "ip": functools.lru_cache(maxsize=16384)(lambda s: _MATCH["ip"](s) is not None),
+    "prefix": functools.lru_cache(maxsize=4096)(lambda s: _MATCH["prefix"](s) is not None),
+    "uuid": lambda s: _MATCH["uuid"](s) is not None,
+    "date-time": _real_date,
+}
+
+
+# --------------------------------------------------------------------------- decoding
+
+MAX_INT = 2**63 - 1
+MAX_FLOAT = sys.float_info.max  # larger (1e400) is infinity once parsed
+
+
 @dataclass(frozen=True, slots=True)
 class FieldError:
     field: str
@@ -417,134 +508,236 @@ class ReportError(ValueError):
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors[:5]))
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+# A decoder of one type: (value, parent's JSON pointer, "/key" of the value,
+# errors to append to) -> the value as the model holds it.  Decoders are built
+# once per type from the dataclasses, so checking costs no introspection; the
+# pointer is joined only where an error is reported or an object or array is
+# entered, which keeps a valid report cheap.
+Decoder = Callable[[Any, str, str, list[FieldError]], Any]
+_INDEX = tuple(f"/{i}" for i in range(MAX_ITEMS))
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+def _pointer_key(key: Any) -> str:
+    return "/" + str(key).replace("~", "~0").replace("/", "~1")  # RFC 6901
 
 
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType)
-
-
-def _parse(tp: Any, value: Any, path: str, fmt: str | None, errors: list[FieldError]) -> Any:
-    """Parse one value against a type; append errors instead of raising."""
+def _compile(tp: Any, fmt: str | None, legacy: bool, cache: dict[Any, Decoder]) -> Decoder:
+    key = (tp, fmt)
+    if key in cache:
+        return cache[key]
     origin = typing.get_origin(tp)
+    decode: Decoder
     if _is_union(tp):
         args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            errors.append(FieldError(path, "must not be null"))
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _parse(inner, value, path, fmt, errors)
-    if origin is Literal:
+        if type(None) not in args or len(args) != 2:
+            raise TypeError(f"report model has an unsupported union {tp!r}")  # a bug
+        (inner_tp,) = [a for a in args if a is not type(None)]
+        inner = _compile(inner_tp, fmt, legacy, cache)
+
+        def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+            return None if v is None else inner(v, parent, key, errors)
+
+    elif origin is Literal:
         allowed = typing.get_args(tp)
-        if value not in allowed:
-            errors.append(FieldError(path, f"must be one of {', '.join(map(str, allowed))}"))
-        return value
-    if origin is tuple:
-        (inner, _) = typing.get_args(tp)
-        if not isinstance(value, list):
-            errors.append(FieldError(path, "must be an array"))
-            return ()
-        if len(value) > MAX_ITEMS:
-            errors.append(FieldError(path, f"has {len(value)} items, at most {MAX_ITEMS}"))
-            return ()
-        return tuple(_parse(inner, v, f"{path}/{i}", fmt, errors) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return _parse_object(tp, value, path, errors)
-    if tp is bool:
-        if not isinstance(value, bool):
-            errors.append(FieldError(path, "must be true or false"))
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(FieldError(path, "must be an integer"))
-        elif value < 0 or value > 2**63 - 1:
-            errors.append(FieldError(path, "must be a non-negative 64-bit integer"))
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(FieldError(path, "must be a number"))
+        message = f"must be one of {', '.join(map(str, allowed))}"
+
+        def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+            if v not in allowed:
+                errors.append(FieldError(parent + key, message))
+            return v
+
+    elif origin is tuple:
+        (inner_tp, _) = typing.get_args(tp)
+        inner = _compile(inner_tp, fmt, legacy, cache)
+
+        def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+            if not isinstance(v, list):
+                errors.append(FieldError(parent + key, "must be an array"))
+                return ()
+            if len(v) > MAX_ITEMS:
+                errors.append(FieldError(parent + key, f"has {len(v)} items, at most {MAX_ITEMS}"))
+                return ()
+            path = parent + key
+            return tuple([inner(x, path, _INDEX[i], errors) for i, x in enumerate(v)])
+
+    elif legacy and tp is Evidence:
+        # erpath.report/1 carried evidence as sentences: keep each as a note.
+        text = _compile(str, None, legacy, cache)
+
+        def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+            return Evidence(kind="note", text=text(v, parent, key, errors))
+
+    elif dataclasses.is_dataclass(tp):
+        decode = _compile_object(tp, legacy, cache)
+    elif tp is bool:
+
+        def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+            if v is not True and v is not False:
+                errors.append(FieldError(parent + key, "must be true or false"))
+            return v
+
+    elif tp is int:
+
+        def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+            if type(v) is int and 0 <= v <= MAX_INT:
+                return v
+            # JSON has one number type: 7.0 is the integer 7 (as in JSON Schema).
+            integral = type(v) is int or (type(v) is float and v.is_integer())
+            if integral and 0 <= v <= MAX_INT:
+                return int(v)
+            if not integral:
+                errors.append(FieldError(parent + key, "must be an integer"))
+            else:
+                errors.append(FieldError(parent + key, "must be a non-negative 64-bit integer"))
+            return v
+
+    elif tp is float:
+
+        def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+            if (type(v) is float or type(v) is int) and 0 <= v <= MAX_FLOAT:
+                return float(v)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                errors.append(FieldError(parent + key, "must be a number"))
+            else:
+                errors.append(FieldError(parent + key, "must be a finite, non-negative number"))
             return 0.0
-        if not math.isfinite(value) or value < 0:
-            errors.append(FieldError(path, "must be a finite, non-negative number"))
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            errors.append(FieldError(path, "must be a string"))
-            return ""
-        if len(value) > MAX_STR:
-            errors.append(FieldError(path, f"is {len(value)} characters long, at most {MAX_STR}"))
-        elif fmt == "ip":
-            try:
-                ipaddress.ip_address(value)
-            except ValueError:
-                errors.append(FieldError(path, f"{value!r} is not an IP address"))
-        elif fmt == "uuid":
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                errors.append(FieldError(path, f"{value!r} is not a UUID"))
-        elif fmt == "date-time":
-            try:
-                stamp = datetime.fromisoformat(value)
-            except ValueError:
-                stamp = None
-            if stamp is None or stamp.tzinfo is None:
-                errors.append(FieldError(path, f"{value!r} is not an RFC 3339 time with a zone"))
-        elif fmt == "prefix":
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                errors.append(FieldError(path, f"{value!r} is not an IP prefix"))
-        return value
-    raise TypeError(f"report model has an unsupported type {tp!r} at {path}")  # a bug
+
+    elif tp is str:
+        check = _CHECKS[fmt] if fmt is not None else None
+        help_ = _FORMAT_HELP.get(fmt or "", "")
+
+        def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+            if type(v) is str and len(v) <= MAX_STR and (check is None or check(v)):
+                return v
+            if not isinstance(v, str):
+                errors.append(FieldError(parent + key, "must be a string"))
+            elif len(v) > MAX_STR:
+                errors.append(
+                    FieldError(parent + key, f"is {len(v)} characters long, at most {MAX_STR}")
+                )
+            else:
+                errors.append(FieldError(parent + key, f"{v[:64]!r} {help_}"))
+            return v
+
+    else:
+        raise TypeError(f"report model has an unsupported type {tp!r}")  # a bug
+    cache[key] = decode
+    return decode
 
 
-def _parse_object(cls: type, value: Any, path: str, errors: list[FieldError]) -> Any:
-    if not isinstance(value, dict):
-        errors.append(FieldError(path or "/", "must be an object"))
-        return None
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+# Leaf values a valid report holds by the thousand, accepted inline by the
+# object decoder without a call; anything else goes to the field's decoder,
+# which holds the rule and names the problem.  (Accepting here is a subset of
+# what the decoder accepts: same type, same bounds.)
+_PLAIN_STR, _PLAIN_INT, _PLAIN_FLOAT = 1, 2, 3
+_PLAIN = {str: _PLAIN_STR, int: _PLAIN_INT, float: _PLAIN_FLOAT}
+
+
+def _plain(tp: Any, fmt: str | None) -> tuple[int, bool]:
+    """(inline check, null allowed) of a field's type: 0 when it has no inline check."""
+    nullable = _is_union(tp)
+    if nullable:
+        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    return (_PLAIN.get(tp, 0) if fmt is None else 0), nullable
+
+
+def _compile_object(cls: type, legacy: bool, cache: dict[Any, Decoder]) -> Decoder:
+    # json name -> (attribute, "/name", decoder, inline check, null allowed);
+    # walking the document's keys, not the model's, skips absent fields for free.
+    table: dict[str, tuple[int, str, Decoder, int, bool]] = {}
+    if any(
+        not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING
+        for f in dataclasses.fields(cls)
+    ):
+        raise TypeError(f"{cls.__name__}: the decoder builds records positionally")  # a bug
+    # Values in field order, absent ones at their defaults: built positionally.
+    defaults = [None if _required(f) else f.default for f in dataclasses.fields(cls)]
+    required = [_json_name(f) for f in dataclasses.fields(cls) if _required(f)]
+    required_set = frozenset(required)
+
+    def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
+        if not isinstance(v, dict):
+            errors.append(FieldError(parent + key or "/", "must be an object"))
+            return None
+        path = parent + key
+        values = defaults.copy()
+        for name, value in v.items():
+            entry = table.get(name)
+            if entry is None:
+                errors.append(FieldError(path + _pointer_key(name), "is not a known field"))
+                continue
+            at, sub, field_decode, plain, nullable = entry
+            if value is None:
+                if nullable:
+                    values[at] = None
+                    continue
+            elif plain == _PLAIN_STR:
+                if type(value) is str and len(value) <= MAX_STR:
+                    values[at] = value
+                    continue
+            elif plain == _PLAIN_FLOAT:
+                if type(value) is float and 0 <= value <= MAX_FLOAT:
+                    values[at] = value
+                    continue
+            elif plain == _PLAIN_INT and type(value) is int and 0 <= value <= MAX_INT:
+                values[at] = value
+                continue
+            values[at] = field_decode(value, path, sub, errors)
+        if not required_set.issubset(v):
+            for name in required:
+                if name not in v:
+                    errors.append(FieldError(path + _pointer_key(name), "is required"))
+        return None if errors else cls(*values)
+
+    cache[(cls, None)] = decode  # before the fields: guards recursive types
     hints = _hints(cls)
-    fields = {_json_name(f): f for f in dataclasses.fields(cls)}
-    for key in value:
-        if key not in fields:
-            errors.append(FieldError(f"{path}/{key}", "is not a known field"))
-    kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        sub = f"{path}/{name}"
-        if name not in value:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                errors.append(FieldError(sub, "is required"))
-            continue
-        kwargs[f.name] = _parse(hints[f.name], value[name], sub, f.metadata.get("format"), errors)
-    if errors:
-        return None
-    return cls(**kwargs)
+    for at, f in enumerate(dataclasses.fields(cls)):
+        name, tp, fmt = _json_name(f), hints[f.name], f.metadata.get("format")
+        field_decode = _compile(tp, fmt, legacy, cache)
+        table[name] = (at, _pointer_key(name), field_decode, *_plain(tp, fmt))
+    return decode
+
+
+# One decoder per schema version; both build the current model.
+_DECODERS: dict[str, Decoder] = {
+    "erpath.report/1": _compile(Report, None, True, {}),
+    SCHEMA: _compile(Report, None, False, {}),
+}
+assert tuple(_DECODERS) == SUPPORTED_SCHEMAS, "a supported schema has no decoder"
 
 
 def report_from_dict(doc: Any) -> Report:
-    """Parse and validate a report document; raise ReportError naming every bad field."""
-    if isinstance(doc, dict) and "schema" in doc and doc["schema"] not in SUPPORTED_SCHEMAS:
+    """Decode and validate a report document; raise ReportError naming every bad field.
+
+    The one decoder of reports: the agent, the collector and the tests use it.
+    It accepts exactly what `json_schema()` accepts (tested property-wise
+    against jsonschema) and, for `erpath.report/1`, decodes into the current
+    model: evidence sentences become `Evidence(kind="note")`.
+    """
+    if not isinstance(doc, dict):
+        raise ReportError([FieldError("/", "must be an object")])
+    version = doc.get("schema", SCHEMA)
+    decode = _DECODERS.get(version) if isinstance(version, str) else None
+    if decode is None:
         raise ReportError(
             [
                 FieldError(
                     "/schema",
-                    f"unsupported schema {str(doc['schema'])[:64]!r}; "
+                    f"unsupported schema {str(version)[:64]!r}; "
                     f"this collector supports {', '.join(SUPPORTED_SCHEMAS)}",
                 )
             ]
         )
     errors: list[FieldError] = []
-    report = _parse_object(Report, doc, "", errors)
+    report = decode(doc, "", "", errors)
     if errors:
         raise ReportError(errors)
+    if report.schema != SCHEMA:
+        report = dataclasses.replace(report, schema=SCHEMA)  # it is a current report now
     return report
 
 
@@ -570,11 +763,7 @@ def _schema_for(tp: Any, fmt: str | None, defs: dict[str, Any]) -> dict[str, Any
                 _json_name(f): _schema_for(hints[f.name], f.metadata.get("format"), defs)
                 for f in dataclasses.fields(tp)
             }
-            required = [
-                _json_name(f)
-                for f in dataclasses.fields(tp)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            ]
+            required = [_json_name(f) for f in dataclasses.fields(tp) if _required(f)]
             defs[name] = {
                 "type": "object",
                 "additionalProperties": False,
@@ -585,31 +774,37 @@ def _schema_for(tp: Any, fmt: str | None, defs: dict[str, Any]) -> dict[str, Any
     if tp is bool:
         return {"type": "boolean"}
     if tp is int:
-        return {"type": "integer", "minimum": 0}
+        return {"type": "integer", "minimum": 0, "maximum": MAX_INT}
     if tp is float:
-        return {"type": "number", "minimum": 0}
+        return {"type": "number", "minimum": 0, "maximum": MAX_FLOAT}
     if tp is str:
         s: dict[str, Any] = {"type": "string", "maxLength": MAX_STR}
-        if fmt in ("uuid", "date-time"):
-            s["format"] = fmt
-        if fmt == "ip":
-            s["anyOf"] = [{"format": "ipv4"}, {"format": "ipv6"}]
+        if fmt is not None:
+            s["pattern"] = PATTERNS[fmt]
+            formats = _FORMATS.get(fmt, [])
+            if len(formats) == 1:
+                s["format"] = formats[0]
+            elif formats:
+                s["anyOf"] = [{"format": f} for f in formats]
         return s
     raise TypeError(f"no schema for {tp!r}")
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of `erpath.report/1`, derived from the dataclasses above."""
+    """The JSON Schema of the current report version, derived from the dataclasses above."""
     defs: dict[str, Any] = {}
     root = _schema_for(Report, None, defs)
     report = defs["Report"]
     report["properties"]["schema"] = {"const": SCHEMA}
+    version = SCHEMA.rsplit("/", 1)[1]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://erpath.dev/schema/report-1.json",
-        "title": "erpath report (erpath.report/1)",
+        "$id": f"https://erpath.dev/schema/report-{version}.json",
+        "title": f"erpath report ({SCHEMA})",
         "description": "One probe cycle of one erpath agent: what it measured per target "
-        "and address, the path verdict with its evidence, and local asymmetry findings.",
+        "and address, the path verdict with its evidence, and local asymmetry findings.  "
+        "Formats are also patterns, so validators that treat `format` as an annotation "
+        "check them too.",
         **root,
         "$defs": defs,
     }
