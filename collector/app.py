@@ -115,7 +115,7 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def evaluate_now(app: web.Application) -> evaluate.EvalOutcome:
     store = app[STORE]
-    out = await store.write(evaluate.evaluate, store.cache, app[CLOCK](), app[EVAL_SETTINGS])
+    out = await store.write(evaluate.evaluate, app[CLOCK](), app[EVAL_SETTINGS])
     if out.alerts_changed:
         app[ALERT_SENDER].poke()
     return out

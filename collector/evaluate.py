@@ -223,16 +223,9 @@ def _asymmetry(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: Eva
     out.asymmetries = len(groups)
 
 
-def evaluate(
-    conn: sqlite3.Connection,
-    cache: dict[str, Any],
-    now_s: float,
-    s: EvalSettings,
-    asymmetry: bool = True,
-) -> EvalOutcome:
+def evaluate(conn: sqlite3.Connection, now_s: float, s: EvalSettings) -> EvalOutcome:
     out = EvalOutcome()
     _silence(conn, now_s, s, out)
     _expire_flips(conn, now_s, s, out)
-    if asymmetry:
-        _asymmetry(conn, now_s, s, out)
+    _asymmetry(conn, now_s, s, out)
     return out

@@ -257,6 +257,12 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# Reader threads (each with its own connection), and the most jobs one write
+# transaction takes: enough to commit a fleet's burst with one fsync, few
+# enough that one transaction stays short.
+READERS = 2
+MAX_BATCH = 256
+
 
 class StoreError(RuntimeError):
     """The database cannot be used (not a migration we know, not writable)."""
@@ -318,12 +324,9 @@ _STOP = object()
 class Store:
     """The collector's database; `write` and `read` run functions of a connection."""
 
-    def __init__(
-        self, path: str | Path, *, journal_mode: str = "wal", readers: int = 2, max_batch: int = 256
-    ):
+    def __init__(self, path: str | Path, *, journal_mode: str = "wal"):
         self.path = str(path)
         self.journal_mode = journal_mode
-        self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._wconn: sqlite3.Connection | None = None
@@ -331,7 +334,7 @@ class Store:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._readers = concurrent.futures.ThreadPoolExecutor(
-            readers, thread_name_prefix="erpath-read"
+            READERS, thread_name_prefix="erpath-read"
         )
         self.cache: dict[str, Any] = {}  # writer-thread-only caches (agent refs, layouts)
         self.closed = True
@@ -389,7 +392,7 @@ class Store:
             if first is _STOP:
                 break
             batch: list[_Job] = [first]
-            while len(batch) < self._max_batch:
+            while len(batch) < MAX_BATCH:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
@@ -479,7 +482,3 @@ class Store:
     @property
     def writer_alive(self) -> bool:
         return not self.closed and self._writer is not None and self._writer.is_alive()
-
-
-def now_s() -> float:
-    return time.time()

@@ -106,3 +106,31 @@ def test_alert_fingerprint_depends_on_labels_only():
     assert a.fingerprint == b.fingerprint and a.labels["from"] == "expressroute/c"
     assert a.annotations["evidence"].startswith("before: expressroute/c (primary link) at None")
     assert a.annotations["runbook_url"] == "https://rb/ErpathRouteFlip"
+
+
+def test_asymmetry_alert_is_critical_only_when_a_member_is():
+    from collector.state import Asymmetry
+
+    links = Links("https://rb", "https://dash")
+    may = Asymmetry("ams", "ams-1", "reported", "br-1", "t", ("br-1 -> t: may",), "warning")
+    sure = Asymmetry("ams", "ams-1", "measured", "az-1", "t", ("reverse over ams-1",))
+    warn = alertrules.path_asymmetric("ams", "ams-1", [may], links)
+    crit = alertrules.path_asymmetric("ams", "ams-1", [may, sure], links)
+    assert (warn.labels["severity"], crit.labels["severity"]) == ("warning", "critical")
+    assert crit.annotations["evidence"] == "reverse over ams-1\nbr-1 -> t: may"  # by kind
+
+
+def test_redundancy_alert_is_one_warning_per_site_and_circuit_with_its_evidence():
+    links = Links("https://rb", "https://dash")
+    a = alertrules.redundancy_lost("ams", "ams-1", ["link still in use: primary"], links)
+    b = alertrules.redundancy_lost("ams", "ams-1", ["other evidence"], links)
+    assert a.fingerprint == b.fingerprint
+    assert a.labels == {
+        "alertname": "ErpathCircuitRedundancyLost",
+        "site": "ams",
+        "circuit": "ams-1",
+        "severity": "warning",
+    }
+    assert a.annotations["evidence"] == "link still in use: primary"
+    assert a.annotations["runbook_url"] == "https://rb/ErpathCircuitRedundancyLost"
+    assert a.annotations["dashboard_url"] == "https://dash?var-site=ams&var-circuit=ams-1"

@@ -89,6 +89,18 @@ async def test_flip_alert_resolves_after_the_hold_time(start_collector):
         await c.post(simple("br-1", seq, path))
     assert len(await alerts(c, "ErpathRouteFlip", "firing")) == 1
     await eventually(lambda: alerts(c, "ErpathRouteFlip", "resolved"), 5)
+    # The chain ended with its alert: the next flip tells its own story from internet,
+    # and a return to ExpressRoute is a new flip, not the end of the old chain.
+    (path,) = (await c.get(f"{API}/paths"))["paths"]
+    assert path["flip_origin"] is None
+    for seq in (4, 5):
+        await c.post(simple("br-1", seq, er()))
+    (alert,) = await alerts(c, "ErpathRouteFlip", "firing")
+    assert (alert["labels"]["from"], alert["labels"]["to"]) == (
+        "internet/ams-inet",
+        "expressroute/ams-1",
+    )
+    assert alert["labels"]["severity"] == "warning"
 
 
 async def test_dns_driven_flip_is_labelled(start_collector):

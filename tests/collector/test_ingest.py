@@ -240,7 +240,7 @@ async def test_unknown_schema_version_lists_the_supported_ones(start_collector):
     resp = await c.post({**simple("br-1", 1, er()), "schema": "erpath.report/9"})
     assert resp.status == 422
     problem = await resp.json()
-    assert problem["supported_schemas"] == ["erpath.report/1"]
+    assert problem["supported_schemas"] == ["erpath.report/1", "erpath.report/2"]
     assert (
         problem["errors"][0]["field"] == "/schema"
         and "erpath.report/1" in problem["errors"][0]["message"]

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 
 import aiohttp
+import pytest
 
 from collector.app import evaluate_now
 
@@ -50,6 +51,8 @@ async def test_exposition_passes_promtool_and_has_every_metric(start_collector):
         "erpath_trace_hops",
         "erpath_route_flips_total",
         "erpath_path_asymmetric",
+        "erpath_circuit_links_seen",
+        "erpath_circuit_redundancy_lost",
         "erpath_agent_last_report_timestamp_seconds",
         "erpath_agent_cycle_seconds",
         "erpath_agent_spool_reports",
@@ -85,6 +88,25 @@ async def test_exposition_passes_promtool_and_has_every_metric(start_collector):
         [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
     )
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+@pytest.mark.parametrize("per_site", [False, True])
+async def test_circuit_links_are_the_flows_of_the_sites_latest_reports(start_collector, per_site):
+    """Per site, circuit and link in both exports; every circuit of the facts."""
+    c = await start_collector(metrics={"per_site_aggregates": per_site})
+    await c.post(simple("br-1", 1, er(links_seen={"primary": 4, "secondary": 2})))
+    await c.post(simple("br-2", 1, er(links_seen={"primary": 1})))
+    await c.post(simple("br-2", 2, er(links_seen={"secondary": 3})))  # replaces br-2's first
+    get = c.registry.get_sample_value
+
+    def seen(link: str) -> float | None:
+        return get("erpath_circuit_links_seen", {"site": "ams", "circuit": "ams-1", "link": link})
+
+    assert (seen("primary"), seen("secondary")) == (4, 5), per_site
+    assert get("erpath_circuit_redundancy_lost", {"site": "ams", "circuit": "ams-1"}) == 0
+    # An agent that left the circuit no longer counts.
+    await c.post(simple("br-1", 2, inet()))
+    assert (seen("primary"), seen("secondary")) == (0, 3)
 
 
 async def test_per_site_aggregates_drop_the_agent_label(start_collector):
