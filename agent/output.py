@@ -169,8 +169,8 @@ def explain_result(r: Result) -> list[str]:
             f"  verdict {v.path_class} (confidence {v.confidence:.2f}), expected {v.expected or '-'}"
         )
         if v.links_seen:
-            seen = ", ".join(f"{x.link} {x.flows}" for x in v.links_seen)
-            out.append(f"  links seen (flows of {v.msee_flows} at the MSEE): {seen}")
+            seen = ", ".join(f"{x.link} ({x.flows} of {v.msee_flows} flows)" for x in v.links_seen)
+            out.append(f"  links seen at the MSEE of {v.circuit}: {seen}")
         out += [f"    - {e.text}" for e in v.evidence]
     if r.failure:
         out.append(f"  failure {r.failure}")

@@ -549,3 +549,16 @@ def test_one_asymmetric_nat_finding_per_circuit_with_every_nat_address():
         ("return-path", "192.0.2.11"),
     ]
     assert f.fix.startswith("advertise 192.0.2.0/25 only to the internet edge")
+
+
+def test_explain_shows_the_links_seen():
+    from agent.output import explain_result
+    from tests.agent.verdict.test_classify import msee_hop, trace_with
+
+    hop = msee_hop(3, ("203.0.113.2", 1), ("203.0.113.6", 2), ("203.0.113.6", 3))
+    r = result(hops=trace_with(hop))
+    lines = explain_result(replace(r, verdict=verdict_of(r)))
+    assert (
+        "  links seen at the MSEE of ams-1: primary (1 of 3 flows), secondary (2 of 3 flows)"
+        in lines
+    )
