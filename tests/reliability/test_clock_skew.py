@@ -95,7 +95,7 @@ async def test_an_agent_clock_stepping_back_changes_nothing_and_seq_decides(skew
     resp = await c.post(late)
     assert resp.status == 201 and not (await resp.json())["applied"]
     (p,) = (await c.get("/api/v1/paths", agent=agent))["paths"]
-    assert p["path"] == "expressroute/ams-1/primary" and p["last_seq"] == 4 and p["pending"] is None
+    assert p["path"] == "expressroute/ams-1" and p["last_seq"] == 4 and p["pending"] is None
     assert p["flips_total"] == 0 and not await events(c, "route_flip")
     assert not await events(c, "path_deviation")
 
