@@ -189,13 +189,15 @@ def microsoft_hop(result: Result, site: SiteFacts) -> MicrosoftHop | None:
     return _microsoft_hops(result, SiteIndex.of(site), result.role == REVERSE_ROLE)[0]
 
 
-def microsoft_destination(result: Result, tags: ServiceTags | None) -> bool | None:
+def microsoft_destination(result: Result, site: SiteFacts, tags: ServiceTags | None) -> bool | None:
     """Whether Microsoft's network routes replies from the destination.
 
-    True when the address is in any service tag (Front Door's too) or the
-    destination answered from a Microsoft ASN; False when service tags are
-    loaded and hold no prefix for it and it answered from another ASN or not
-    at all (a third-party CDN node); None when nothing tells.
+    True when the address is in any service tag (Front Door's too), the
+    destination answered from a Microsoft ASN, or the path crosses
+    Microsoft's network (AS8075 / AS12076 / its PTR names) on the way; False
+    when it answered from another ASN, or service tags are loaded, hold no
+    prefix for it and no hop was Microsoft's (a third-party CDN node); None
+    when nothing tells.
     """
     if not result.address:
         return None
@@ -207,11 +209,11 @@ def microsoft_destination(result: Result, tags: ServiceTags | None) -> bool | No
         for r in h.replies
         if r.address == result.address and r.asn is not None
     }
-    if asns & {cdnrules.ASN_MICROSOFT, cdnrules.ASN_EXPRESSROUTE}:
+    if asns:
+        return bool(asns & {cdnrules.ASN_MICROSOFT, cdnrules.ASN_EXPRESSROUTE})
+    if microsoft_hop(result, site) is not None:
         return True
-    if tags is not None or asns:
-        return False
-    return None
+    return False if tags is not None else None
 
 
 def _hops(result: Result):

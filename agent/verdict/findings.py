@@ -109,7 +109,7 @@ def _asymmetric_nat(
     """
     if verdict.path_class not in ("internet", "cdn"):
         return []
-    microsoft = microsoft_destination(result, tags)
+    microsoft = microsoft_destination(result, index.site, tags)
     if microsoft is False or (microsoft is None and verdict.path_class == "cdn"):
         return []
     edge = index.edge(verdict.egress)

@@ -562,3 +562,14 @@ def test_explain_shows_the_links_seen():
         "  links seen at the MSEE of ams-1: primary (1 of 3 flows), secondary (2 of 3 flows)"
         in lines
     )
+
+
+def test_asymmetric_nat_for_a_microsoft_address_outside_the_tags_file():
+    """Microsoft 365 addresses are in no Azure service tag, but the path crosses Microsoft's network."""
+    r = result(
+        "198.18.80.5",
+        target="outlook.office.com",
+        hops=trace(BRANCH_GW, "10.1.0.9", ("198.18.100.1", ISP), MS_CORE, "198.18.80.5"),
+    )
+    f = only(findings_for(r, SHARED_POOL_SITE), "asymmetric-nat")
+    assert (f.severity, f.circuit) == ("critical", "ams-1")
