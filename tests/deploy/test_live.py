@@ -25,6 +25,10 @@ pytestmark = pytest.mark.lab
 # Ends in asymmetric-nat: TCP filtered, asymmetry active, so those alerts are live at the end.
 SCENARIO_ORDER = [
     "er",
+    "er-active-active",
+    "er-active-active-link-down",
+    "er-flaky-msee",
+    "failover-order",
     "er-secondary",
     "internet-failover",
     "asymmetric-circuits",
