@@ -122,7 +122,12 @@ def document() -> dict[str, Any]:
                     "site": {"type": "string"},
                     "target": {"type": "string"},
                     "role": {"type": "string"},
-                    "path": {"type": "string", "examples": ["expressroute/ams-1/primary"]},
+                    "path": {
+                        "type": "string",
+                        "description": "the path's identity: class/circuit or class/egress "
+                        "(the link is in verdict.link, a property of the circuit)",
+                        "examples": ["expressroute/ams-1", "internet/ams-inet"],
+                    },
                     "verdict": obj,
                     "address": nullable_str,
                     "signature": {"type": "string"},
@@ -134,6 +139,10 @@ def document() -> dict[str, Any]:
                     "hops": {"type": ["integer", "null"]},
                     "tcp_state": nullable_str,
                     "flips_total": {"type": "integer"},
+                    "flip_origin": {
+                        "type": ["string", "null"],
+                        "description": "where a chain of flips still alerting started",
+                    },
                     "pending": {
                         "type": ["object", "null"],
                         "description": "a different path seen in fewer reports than confirm a flip",
@@ -154,6 +163,8 @@ def document() -> dict[str, Any]:
                             "asymmetry_cleared",
                             "agent_silent",
                             "agent_recovered",
+                            "redundancy_lost",
+                            "redundancy_restored",
                         ]
                     },
                     "severity": {"enum": ["info", "warning", "critical"]},
