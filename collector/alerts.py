@@ -114,6 +114,11 @@ class AlertSender:
             for result in ("success", "failure"):
                 instruments.alert_deliveries.labels(r.name, result)
 
+    @property
+    def alive(self) -> bool:
+        """False once the delivery task ended on its own (not stopped, never started)."""
+        return self._task is None or not self._task.done()
+
     def poke(self) -> None:
         """Something changed: deliver now rather than at the next tick."""
         self._wake.set()

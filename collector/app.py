@@ -32,6 +32,7 @@ from collector.keys import (
     CONFIG,
     EVAL_SETTINGS,
     EVALUATE_SOON,
+    HEALTH,
     INGEST_SETTINGS,
     INSTRUMENTS,
     LIMITER,
@@ -39,6 +40,8 @@ from collector.keys import (
     STORE,
     STORE_COLLECTOR,
     TOKENS,
+    WORKERS,
+    Health,
 )
 from collector.metrics import Instruments, StoreCollector
 from collector.middlewares import problems
@@ -84,12 +87,18 @@ async def _every(
 
 
 @contextlib.asynccontextmanager
-async def _task(coro: Awaitable[None], name: str) -> AsyncIterator[None]:
+async def _task(
+    coro: Awaitable[None], name: str, workers: dict[str, asyncio.Task[None]] | None = None
+) -> AsyncIterator[None]:
     task = asyncio.ensure_future(coro)
     task.set_name(name)
+    if workers is not None:
+        workers[name] = task  # the supervisor watches it
     try:
         yield
     finally:
+        if workers is not None:
+            workers.pop(name, None)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -101,6 +110,7 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     async with _task(
         _every(app[CONFIG].ingest.tokens_refresh_s, lambda: store.read(book.load), "token refresh"),
         "erpath-tokens",
+        app[WORKERS],
     ):
         yield
 
@@ -126,6 +136,7 @@ async def _evaluator_ctx(app: web.Application) -> AsyncIterator[None]:
     async with _task(
         _every(period, lambda: evaluate_now(app), "evaluation", app[EVALUATE_SOON]),
         "erpath-evaluator",
+        app[WORKERS],
     ):
         yield
 
@@ -146,26 +157,52 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     async with _task(
         _every(app[CONFIG].store.prune_interval_s, lambda: prune_now(app), "pruning"),
         "erpath-retention",
+        app[WORKERS],
     ):
         yield
 
 
-async def _watchdog_ctx(app: web.Application) -> AsyncIterator[None]:
-    """WATCHDOG=1 to systemd at half its WatchdogSec, from the event loop itself:
-    a wedged loop stops the pings and systemd restarts the collector."""
+def dead_worker(app: web.Application) -> str | None:
+    """The first background worker that is no longer running, or None when all are."""
+    store = app[STORE]
+    if not store.writer_alive:
+        return f"the store's writer thread ({store.writer_error or 'stopped'})"
+    for name, task in app[WORKERS].items():
+        if task.done():
+            return f"the task {name}"
+    if not app[ALERT_SENDER].alive:
+        return "the alert delivery task"
+    return None
+
+
+# How often the supervisor looks at the workers without a systemd watchdog.
+SUPERVISE_INTERVAL_S = 1.0
+
+
+async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
+    """WATCHDOG=1 to systemd at half its WatchdogSec, from the event loop itself,
+    and only while every worker lives: a wedged loop or a dead writer thread,
+    evaluator or delivery task stops the pings.  A dead worker also ends the
+    process (non-zero status, `on_worker_death`), so systemd restarts it at once
+    instead of keeping a collector that answers /healthz but stores nothing."""
     from agent.sdnotify import Notifier
 
     notifier, interval_s = Notifier(), Notifier.watchdog_interval_s()
+    period_s = min(interval_s or SUPERVISE_INTERVAL_S, SUPERVISE_INTERVAL_S)
 
-    async def ping() -> None:
+    async def supervise() -> None:
         while True:
-            notifier.watchdog()
-            await asyncio.sleep(interval_s)
+            dead = dead_worker(app)
+            if dead is not None:
+                log.critical("%s died; the collector stops so that it is restarted", dead)
+                app[HEALTH].dead = dead
+                app[HEALTH].on_death(dead)
+                return
+            if interval_s:
+                notifier.watchdog()
+            await asyncio.sleep(period_s)
 
-    if not interval_s:
-        yield
-        return
-    async with _task(ping(), "erpath-watchdog"):
+    async with _task(supervise(), "erpath-supervisor"):
         yield
 
 
@@ -174,6 +211,7 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    on_worker_death: Callable[[str], None] | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[problems],
@@ -220,8 +258,10 @@ def create_app(
         config.alerts.flip_hold_s,
         links,
     )
+    app[WORKERS] = {}
+    app[HEALTH] = Health(on_worker_death or (lambda _why: None))
     app.cleanup_ctx.extend(
-        [_store_ctx, _tokens_ctx, _alerts_ctx, _evaluator_ctx, _retention_ctx, _watchdog_ctx]
+        [_store_ctx, _tokens_ctx, _alerts_ctx, _evaluator_ctx, _retention_ctx, _supervisor_ctx]
     )
     routes.setup(app)
     return app

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import ssl
 import sys
 import time
@@ -18,6 +20,8 @@ from collector.config import Config, ConfigError, load
 from collector.store import Store, StoreError
 
 DEFAULT_CONFIG = "/etc/erpath/collector.toml"
+# EX_SOFTWARE: a background worker died; systemd's Restart=on-failure restarts us.
+EXIT_WORKER_DIED = 70
 
 
 def tls_context(cfg: Config) -> ssl.SSLContext | None:
@@ -71,7 +75,15 @@ def _serve(cfg: Config) -> int:
 
     ctx = tls_context(cfg)
     logging.getLogger("aiohttp.server").addFilter(_quiet_protocol_errors)
-    app = create_app(cfg)
+    died: list[str] = []
+
+    def stop_for_restart(why: str) -> None:
+        # run_app shuts down gracefully on SIGTERM (requests in flight finish, the
+        # store closes); the status below tells systemd it was not a clean stop.
+        died.append(why)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = create_app(cfg, on_worker_death=stop_for_restart)
     scheme = "https" if ctx else "http"
 
     def listening(_message: str) -> None:
@@ -102,6 +114,9 @@ def _serve(cfg: Config) -> int:
             file=sys.stderr,
         )
         return 2
+    if died:
+        print(f"erpath-collector: {died[0]} died; exiting for a restart", file=sys.stderr)
+        return EXIT_WORKER_DIED
     return 0
 
 

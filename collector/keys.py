@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -31,3 +32,15 @@ EVALUATE_SOON = web.AppKey("evaluate_soon", asyncio.Event)
 INGEST_SETTINGS = web.AppKey("ingest_settings", Settings)
 EVAL_SETTINGS = web.AppKey("eval_settings", EvalSettings)
 STORE_COLLECTOR = web.AppKey("store_collector", StoreCollector)
+
+
+@dataclass(slots=True)
+class Health:
+    """Set by the supervisor when a background worker died (see app._supervisor_ctx)."""
+
+    on_death: Callable[[str], None]  # serve: stop the process with a non-zero status
+    dead: str | None = None
+
+
+HEALTH = web.AppKey("health", Health)
+WORKERS = web.AppKey("workers", dict[str, asyncio.Task[None]])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import queue
@@ -337,6 +338,7 @@ class Store:
             READERS, thread_name_prefix="erpath-read"
         )
         self.cache: dict[str, Any] = {}  # writer-thread-only caches (agent refs, layouts)
+        self.writer_error: str | None = None  # why the writer thread ended, if it did
         self.closed = True
 
     # ----------------------------------------------------------------- lifecycle
@@ -387,21 +389,47 @@ class Store:
         conn = self._wconn
         assert conn is not None
         stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch: list[_Job] = [first]
-            while len(batch) < MAX_BATCH:
+        batch: list[_Job] = []
+        try:
+            while not stopping:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stopping = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                batch = []
+        except BaseException as exc:
+            # The connection is in an unknown state (a ROLLBACK that failed): this thread
+            # ends.  Every caller waiting now, or later, gets an error instead of hanging
+            # (a hung caller holds an admission slot for ever); the application's
+            # supervisor sees `writer_alive` false and ends the process for a restart.
+            self.writer_error = f"{type(exc).__name__}: {exc}"
+            log.critical("the store's writer thread died: %s", self.writer_error, exc_info=True)
+            dead = StoreError(f"the store's writer died ({self.writer_error})")
+            self._fail(batch, dead)
+            while True:
                 try:
-                    nxt = self._queue.get_nowait()
+                    job = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            self._run_batch(conn, batch)
+                if isinstance(job, _Job):
+                    self._fail([job], dead)
+
+    @staticmethod
+    def _fail(jobs: list[_Job], exc: BaseException) -> None:
+        for job in jobs:
+            with contextlib.suppress(concurrent.futures.InvalidStateError, RuntimeError):
+                if job.future.running() or job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(exc)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         # A job whose caller went away (its future cancelled) is skipped; the others can no
@@ -420,6 +448,9 @@ class Store:
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
+                    # Rows the job inserted are gone, and SQLite hands their ids out
+                    # again: a cached id (a layout's) would now name another row.
+                    self.cache.clear()
                     outcomes.append((False, exc))
             conn.execute("COMMIT")
         except BaseException as exc:  # commit failed (disk full, I/O): nobody is acknowledged
@@ -439,8 +470,12 @@ class Store:
     def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         if self.closed:
             raise StoreError("store is closed")
+        if self.writer_error is not None:
+            raise StoreError(f"the store's writer died ({self.writer_error})")
         job = _Job(fn, args)
         self._queue.put(job)
+        if self.writer_error is not None:  # it died while this job was queued
+            self._fail([job], StoreError(f"the store's writer died ({self.writer_error})"))
         return job.future
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
@@ -481,4 +516,9 @@ class Store:
 
     @property
     def writer_alive(self) -> bool:
-        return not self.closed and self._writer is not None and self._writer.is_alive()
+        return (
+            not self.closed
+            and self.writer_error is None
+            and self._writer is not None
+            and self._writer.is_alive()
+        )
