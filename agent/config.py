@@ -203,8 +203,6 @@ class CollectorConfig:
     client_key: Path | None = setting(path, None)
     # http:// sends the bearer token in clear: refused unless the admin says so.
     allow_plaintext: bool = setting(boolean, False)
-    # http:// sends the bearer token in clear: the service refuses it unless set.
-    allow_plaintext: bool = setting(boolean, False)
 
 
 @dataclass(frozen=True, slots=True)
