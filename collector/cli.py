@@ -48,7 +48,9 @@ def tls_context(cfg: Config) -> ssl.SSLContext | None:
                     f"{cfg.source}: [server] client_ca_file: cannot load ({exc}); give a PEM CA bundle"
                 ]
             ) from None
-        ctx.verify_mode = ssl.CERT_REQUIRED if s.client_cert_required else ssl.CERT_OPTIONAL
+        # Always required: with an optional certificate a client sending none was
+        # let in on its token alone, and mTLS was as strong as a bearer token.
+        ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 

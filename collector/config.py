@@ -52,7 +52,8 @@ class ServerConfig:
     tls_cert_file: str = setting(_pem_file, "")  # with tls_key_file: TLS
     tls_key_file: str = setting(_pem_file, "")
     client_ca_file: str = setting(_pem_file, "")  # set: client certificates are verified
-    client_cert_required: bool = setting(boolean, False)
+    # Implied by client_ca_file; false is refused (a client without one got in on its token alone).
+    client_cert_required: bool = setting(boolean, True)
     shutdown_timeout_s: float = setting(_SECONDS, 30.0)  # grace for requests in flight
 
 
@@ -133,17 +134,24 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>") -> Config:
     reads = {name: r.section(name) for name in SECTIONS}
     cfg = Config(**{name: read.record() for name, read in reads.items()}, source=source)
     given = reads["server"].data
-    s = cfg.server
     if ("tls_cert_file" in given) != ("tls_key_file" in given):
         r.add(
             "[server]", "tls_cert_file needs tls_key_file: set both (TLS) or neither (plain HTTP)"
         )
-    if ("client_ca_file" in given or s.client_cert_required) and "tls_cert_file" not in given:
+    if (
+        "client_ca_file" in given or given.get("client_cert_required")
+    ) and "tls_cert_file" not in given:
         r.add(
             "[server] client_ca_file",
             "client certificates need TLS; set tls_cert_file and tls_key_file",
         )
-    if s.client_cert_required and "client_ca_file" not in given:
+    if given.get("client_cert_required") is False and "client_ca_file" in given:
+        r.add(
+            "[server] client_cert_required = false",
+            "with client_ca_file every client must present a certificate that names its agent;"
+            " remove client_cert_required (or client_ca_file to go without client certificates)",
+        )
+    if given.get("client_cert_required") and "client_ca_file" not in given:
         r.add(
             "[server] client_cert_required",
             "needs client_ca_file to verify client certificates against",

@@ -16,6 +16,7 @@ import pytest
 from agent.service.sender import CollectorEndpoint, Sender
 from agent.service.spool import Spool
 from collector import queries
+from collector.config import ConfigError, from_dict
 from collector.store import Store
 from tests.collector.reports import er, simple
 from tests.reliability.procs import CollectorProcess, add_tokens
@@ -34,10 +35,12 @@ def tls_collector(tmp_path_factory):
         tmp,
         server=(
             f'tls_cert_file = "{certs["server.crt"]}"\ntls_key_file = "{certs["server.key"]}"\n'
-            f'client_ca_file = "{certs["ca"]}"\nclient_cert_required = false'
+            f'client_ca_file = "{certs["ca"]}"'
         ),
     )
     proc.tls = ssl.create_default_context(cafile=str(certs["ca"]))
+    # Every client presents a certificate now, the readiness probe too.
+    proc.tls.load_cert_chain(str(certs["br-1.crt"]), str(certs["br-1.key"]))
     proc.start()
     yield proc, certs, tokens
     try:
@@ -90,11 +93,34 @@ def test_certificate_from_an_untrusted_ca_fails_the_handshake(tls_collector):
         post(proc, certs, tokens["br-1"], simple("br-1", 20, er()), "rogue")
 
 
-def test_without_a_certificate_the_token_alone_decides_when_certificates_are_optional(
-    tls_collector,
-):
+def test_without_a_certificate_the_handshake_fails_the_token_alone_is_not_enough(tls_collector):
+    """client_ca_file implies a required certificate (issue 14, item 6): before, a client
+    sending none was let in on its token alone."""
     proc, certs, tokens = tls_collector
-    assert post(proc, certs, tokens["br-2"], simple("br-2", 1, er()), None)[0] == 201
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        post(proc, certs, tokens["br-2"], simple("br-2", 1, er()), None)
+    assert post(proc, certs, tokens["br-2"], simple("br-2", 1, er()), "br-2")[0] == 201
+
+
+def test_client_cert_required_false_with_a_client_ca_is_refused_at_load(tmp_path):
+    certs = pki.make(tmp_path)
+    doc = {
+        "server": {
+            "tls_cert_file": str(certs["server.crt"]),
+            "tls_key_file": str(certs["server.key"]),
+            "client_ca_file": str(certs["ca"]),
+            "client_cert_required": False,
+        }
+    }
+    with pytest.raises(ConfigError) as caught:
+        from_dict(doc, "c.toml")
+    assert list(caught.value.problems) == [
+        "c.toml: [server] client_cert_required = false: with client_ca_file every client must"
+        " present a certificate that names its agent; remove client_cert_required"
+        " (or client_ca_file to go without client certificates)"
+    ]
+    del doc["server"]["client_cert_required"]
+    assert from_dict(doc, "c.toml").server.client_cert_required
 
 
 def _spool_one(tmp: Path, agent: str, seq: int) -> Spool:
@@ -128,7 +154,13 @@ def test_agent_sender_verifies_the_collector_with_its_ca_file(tls_collector, tmp
     assert 100 not in _stored_seqs(proc, token_file_agent)
 
     right = Sender(
-        CollectorEndpoint(url=proc.url, token=tokens[token_file_agent], ca_file=str(certs["ca"]))
+        CollectorEndpoint(
+            url=proc.url,
+            token=tokens[token_file_agent],
+            ca_file=str(certs["ca"]),
+            client_cert=str(certs["br-2.crt"]),  # mTLS: this collector requires one
+            client_key=str(certs["br-2.key"]),
+        )
     )
     d = right.deliver(item)
     assert d.outcome == "acked" and d.status == 201, d
