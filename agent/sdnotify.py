@@ -26,7 +26,9 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-                s.sendto("\n".join(fields).encode(), self._address)
+                # Never block the run loop on a busy reader: a lost ping is
+                # better than a probe loop stuck behind systemd.
+                s.sendto("\n".join(fields).encode(), socket.MSG_DONTWAIT, self._address)
         except OSError:
             return False  # systemd gone or socket vanished: nothing to tell
         return True
@@ -39,9 +41,6 @@ class Notifier:
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")
-
-    def status(self, text: str) -> bool:
-        return self.notify(f"STATUS={text}")
 
     @staticmethod
     def watchdog_interval_s() -> float | None:

@@ -319,12 +319,6 @@ class RouteLookup:
     def close(self) -> None:
         self._ipr.close()
 
-    def invalidate(self) -> None:
-        """Forget cached links, addresses and rules (a monitor calls this on change)."""
-        self._links.clear()
-        self._rules = None
-        self._local = None
-
     def get(self, address: str, source: str | None = None) -> RouteResult:
         """The route to `address` (from `source`, like `ip route get ADDR from SRC`)."""
         flow = Flow(

@@ -171,6 +171,7 @@ class AgentService:
         )
         self.sequence = ReportSequence(self.state_dir)
         self.workers: dict[str, Worker] = {}
+        self.stuck_after_s = STUCK_AFTER_S
         # The last service tags file that could be read, kept while the file
         # on disk is half-written (a weekly download in progress).
         self._tags = None
@@ -391,7 +392,7 @@ class AgentService:
         stuck = [
             w
             for w in self.workers.values()
-            if w.name == "sender" and now - w.last_beat > STUCK_AFTER_S
+            if w.name == "sender" and now - w.last_beat > self.stuck_after_s
         ]
         for w in stuck:
             log.error(
