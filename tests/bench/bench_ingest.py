@@ -411,9 +411,9 @@ def fill(
 ) -> dict[int, int]:
     """Ingest cycles of reports straight through the writer (no HTTP) with a fake clock."""
     sys.path.insert(0, str(ROOT))
+    from agent.report import report_from_dict
     from collector import ingest
     from collector.alertrules import Links
-    from collector.fastparse import parse_report
     from collector.store import Store
 
     settings = ingest.Settings(2, Links("https://rb", "https://dash"), interval_s)
@@ -429,7 +429,7 @@ def fill(
             for a in range(agents):
                 doc = report(f"agent-{a:04d}", cycle, targets, rng, flip_every, interval_s)
                 body = json.dumps(doc).encode()
-                prepared = ingest.prepare(doc, parse_report(doc), body)
+                prepared = ingest.prepare(doc, report_from_dict(doc), body)
                 futures.append(
                     store.submit(
                         ingest.apply, store.cache, prepared, t0 + cycle * interval_s, settings

@@ -6,7 +6,7 @@ import gzip
 import json
 import time
 
-from collector import auth
+from collector import auth, queries
 from collector.keys import STORE, TOKENS
 
 from .conftest import API
@@ -243,8 +243,70 @@ async def test_unknown_schema_version_lists_the_supported_ones(start_collector):
     assert problem["supported_schemas"] == ["erpath.report/1", "erpath.report/2"]
     assert (
         problem["errors"][0]["field"] == "/schema"
-        and "erpath.report/1" in problem["errors"][0]["message"]
+        and "erpath.report/1, erpath.report/2" in problem["errors"][0]["message"]
     )
+
+
+async def test_identity_and_time_are_checked_on_ingest(start_collector):
+    # The compiled fast path that once fronted the decoder let these through.
+    c = await start_collector()
+    good = simple("br-1", 1, er())
+    for key, value in (
+        ("id", "not-a-uuid"),
+        ("started_at", "yesterday"),
+        ("started_at", "2026-W01-1"),
+        ("started_at", "2026-02-30T10:00:00Z"),
+    ):
+        resp = await c.post({**good, key: value})
+        assert resp.status == 422 and resp.content_type == PROBLEM, (key, value)
+        problem = await resp.json()
+        assert "supported_schemas" not in problem
+        assert [e["field"] for e in problem["errors"]] == [f"/{key}"], problem
+        assert repr(value) in problem["errors"][0]["message"]
+    assert await _count(c, "observations") == 0
+    assert (await c.post(good)).status == 201
+
+
+async def test_nan_and_infinity_are_not_json(start_collector):
+    c = await start_collector()
+    for number in (float("nan"), float("inf")):
+        body = json.dumps({**simple("br-1", 1, er()), "duration_s": number}).encode()
+        resp = await _raw(c, body)
+        assert resp.status == 400 and resp.content_type == PROBLEM
+        (error,) = (await resp.json())["errors"]
+        assert error["field"] == "body" and json.dumps(number) in error["message"]
+
+
+def _as_report_1(doc):
+    """The document as an agent of erpath.report/1 sends it: evidence as sentences."""
+    doc = json.loads(json.dumps(doc))
+    doc["schema"] = "erpath.report/1"
+    for res in doc["results"]:
+        for holder in [res["verdict"], *res["findings"]]:
+            holder["evidence"] = [e["text"] for e in holder["evidence"]]
+    return doc
+
+
+async def test_a_report_1_agent_is_accepted_and_its_evidence_kept_as_notes(start_collector):
+    c = await start_collector()
+    doc = _as_report_1(simple("br-1", 1, er()))
+    resp = await c.post(doc)
+    assert resp.status == 201, await resp.text()
+    (path,) = (await c.get(f"{API}/paths"))["paths"]
+    assert path["path"].startswith("expressroute/ams-1")
+    sentence = doc["results"][0]["verdict"]["evidence"][0]
+    assert path["verdict"]["evidence"] == [sentence]
+    # What is stored for the read API is the current shape: evidence as a note.
+    (stored,) = await c.app[STORE].read(queries.traces, "br-1", "api.powerapps.com")
+    (evidence,) = stored["results"][0]["verdict"]["evidence"]
+    assert evidence["kind"] == "note" and evidence["text"] == sentence
+    bad = _as_report_1(simple("br-1", 2, er()))
+    bad["results"][0]["verdict"]["evidence"] = [{"kind": "note", "text": "x"}]
+    resp = await c.post(bad)
+    assert resp.status == 422
+    assert (await resp.json())["errors"] == [
+        {"field": "/results/0/verdict/evidence/0", "message": "must be a string"}
+    ]
 
 
 async def test_unknown_routes_and_methods_are_problems(start_collector):

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.report import report_from_dict
 from collector import ingest, journal
 from collector.alertrules import Links
-from collector.fastparse import parse_report
 from collector.store import Store
 from tests.collector.reports import er, inet, simple
 from tests.reliability.procs import CollectorProcess
@@ -62,7 +62,7 @@ def _fill(db) -> None:
         for agent in ("br-1", "br-2"):
             for seq, path in enumerate((er(), inet(), inet()), start=1):
                 doc = simple(agent, seq, path)
-                prepared = ingest.prepare(doc, parse_report(doc), json.dumps(doc).encode())
+                prepared = ingest.prepare(doc, report_from_dict(doc), json.dumps(doc).encode())
                 store.write_sync(ingest.apply, store.cache, prepared, now - 100 + seq, settings_)
 
         def many(conn):
