@@ -69,6 +69,13 @@ def test_ready_reload_refuse_and_terminate(tmp_path):
             text = _wait_for(log, "event=reload_refused")
             assert "interval_s" in text
             assert proc.poll() is None
+            # A CA file that is not there: refused like any bad config (it used to crash).
+            config.write_text(CONFIG.format(spool=tmp_path / "spool") + missing_ca(tmp_path))
+            proc.send_signal(signal.SIGHUP)
+            text = _wait_for(log, "ca_file")
+            assert "no such file; fix the path or remove the key" in text
+            time.sleep(0.5)
+            assert proc.poll() is None
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
         finally:
@@ -78,3 +85,27 @@ def test_ready_reload_refuse_and_terminate(tmp_path):
     assert "event=stopped" in text and "Traceback" not in text
     # The report of the cycle is in the spool (no collector configured).
     assert list((tmp_path / "spool").glob("*.json.gz"))
+
+
+def missing_ca(tmp_path: Path) -> str:
+    token = tmp_path / "token"
+    token.write_text("tok\n")
+    token.chmod(0o600)
+    return (
+        f'[collector]\nurl = "https://127.0.0.1:9"\ntoken_file = "{token}"\n'
+        f'ca_file = "{tmp_path / "nope.pem"}"\n'
+    )
+
+
+def test_a_missing_ca_file_at_start_is_exit_2_with_the_fix(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text(CONFIG.format(spool=tmp_path / "spool") + missing_ca(tmp_path))
+    env = os.environ | {"STATE_DIRECTORY": str(tmp_path / "state")}
+    proc = subprocess.run(
+        [AGENT, "run", "--config", str(config)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f"erpath-agent: [collector] ca_file = '{tmp_path / 'nope.pem'}': no such file; "
+        "fix the path or remove the key"
+    )
