@@ -59,7 +59,7 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    path: str = setting(string, "/var/lib/erpath/collector.db")
+    path: str = setting(string, "/var/lib/erpath-collector/collector.db")
     journal_mode: str = setting(one_of("wal", "delete"), "wal")
     observations_retention_days: float = setting(_DAYS, 14.0)
     events_retention_days: float = setting(_DAYS, 90.0)
