@@ -80,14 +80,45 @@ def _quiet(alerts: list[Alert]) -> bool:
 STEPS = (
     Step(
         "er",
-        "every Power Platform target on ams-er-1 primary, CDN over the internet, no alert",
+        "every Power Platform target on ams-er-1 (primary link; the secondary stands by), "
+        "CDN over the internet, no alert",
         _quiet,
         quiet=True,
     ),
     Step(
         "er-secondary",
-        "ErpathRouteFlip …/ams-er-1/primary → …/ams-er-1/secondary",
-        lambda a: bool(_firing(a, "ErpathRouteFlip", to="secondary")),
+        "the primary link fails: no route flip (same circuit); ErpathCircuitRedundancyLost "
+        "ams-er-1, the standby link carries the traffic",
+        lambda a: (
+            bool(_firing(a, "ErpathCircuitRedundancyLost", circuit="ams-er-1"))
+            and not _firing(a, "ErpathRouteFlip")
+        ),
+    ),
+    Step("er", "both links back: every erpath alert resolved", _quiet, quiet=True),
+    Step(
+        "er-active-active",
+        "the circuit redesigned active-active: flows hashed over both links both ways "
+        "(a reply may return on the other link), no alert",
+        _quiet,
+        quiet=True,
+    ),
+    Step(
+        "er-active-active-link-down",
+        "one link shut at the CE: ErpathCircuitRedundancyLost ams-er-1, no route flip",
+        lambda a: (
+            bool(_firing(a, "ErpathCircuitRedundancyLost", circuit="ams-er-1"))
+            and not _firing(a, "ErpathRouteFlip")
+        ),
+    ),
+    Step("er-active-active", "the link restored: resolved", _quiet, quiet=True),
+    Step(
+        "failover-order",
+        "traffic on dub-er-2 while ams-er-1 (first in the failover order) is up: "
+        "ErpathRouteFlip ams-er-1 → dub-er-2 and ErpathUnexpectedPath naming the order",
+        lambda a: (
+            bool(_firing(a, "ErpathRouteFlip", to="dub-er-2"))
+            and bool(_firing(a, "ErpathUnexpectedPath"))
+        ),
     ),
     Step(
         "internet-failover",
@@ -266,6 +297,9 @@ class Demo:
         for p in self.fleet.get("/api/v1/paths")["paths"]:
             if p["role"] not in ("service", "reverse") and p["target"] not in (
                 "content.powerapps.com",
+                # A CDN off every suffix list, and a Traffic Manager name behind an MSEE.
+                "static.powerpages.microsoft.com",
+                "global.api.powerplatform.com",
             ):
                 continue
             mark = "" if p["verdict"]["matches_expected"] is not False else "  ✗"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .agentconfig import config_text
 from .lab import Lab
+from .plan import AGENT_NODES
 
 BIN = Path(sys.executable).parent
 COLLECTOR_PORT = 9470
@@ -56,6 +57,10 @@ class Fleet:
     # ------------------------------------------------------------------ collector
 
     def start_collector(self, timeout_s: float = 20.0) -> None:
+        # Every lab agent's token first: the collector reads its token table at
+        # start and then only every few seconds.
+        for node in AGENT_NODES:
+            self.token(_agent_id(config_text(node, "er")))
         log = open(self.workdir / "collector.log", "a")  # noqa: SIM115 - owned by the process
         self.collector = subprocess.Popen(
             [
@@ -173,13 +178,14 @@ class Fleet:
         self.agents[node] = proc
         return proc
 
-    def cycle(self, node: str, scenario: str | None = None) -> dict:
+    def cycle(self, node: str, scenario: str | None = None, *, deliver: bool = True) -> dict:
         """One agent cycle now, for tests that cannot wait for intervals.
 
         `erpath-agent probe once` measures from the node's namespace with the
         config `run` would use; the report then goes through the agent's own
         spool and sender, from the node's namespace over the management
-        network, exactly as the service delivers it.  Returns the report.
+        network, exactly as the service delivers it (unless `deliver` is
+        False: measuring only).  Returns the report.
         """
         from agent.service.sender import CollectorEndpoint, Sender
         from agent.service.spool import Spool
@@ -211,6 +217,8 @@ class Fleet:
             )
         body = proc.stdout.encode()
         report = json.loads(body)
+        if not deliver:
+            return report
         spool = Spool(state / "cycles", max_bytes=64_000_000, max_age_s=86400)
         item = spool.put(report["seq"], report["id"], body)
         agent_id = report["agent"]["id"]
@@ -222,12 +230,16 @@ class Fleet:
         spool.ack(item)
         return report
 
-    def cycles(self, nodes: tuple[str, ...], scenario: str | None = None) -> dict[str, dict]:
+    def cycles(
+        self, nodes: tuple[str, ...], scenario: str | None = None, *, deliver: bool = True
+    ) -> dict[str, dict]:
         """One cycle of each node, all at once (as agents on their own hosts would)."""
         from concurrent.futures import ThreadPoolExecutor
 
+        for node in nodes:  # tokens one at a time: `token add` writes the collector's database
+            self.token(_agent_id(config_text(node, "er")))
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            futures = {n: pool.submit(self.cycle, n, scenario) for n in nodes}
+            futures = {n: pool.submit(self.cycle, n, scenario, deliver=deliver) for n in nodes}
         return {n: f.result() for n, f in futures.items()}
 
     def stop_agent(self, node: str, kill: bool = False) -> None:
