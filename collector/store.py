@@ -253,6 +253,20 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     ) WITHOUT ROWID;
     """,
     _link_out_of_identity,
+    # 4: tokens bound to a site and role (NULL: issued before, bound by the next report),
+    # each agent's own site facts, the agent's state epoch (issue 14).
+    """
+    ALTER TABLE tokens ADD COLUMN site TEXT;
+    ALTER TABLE tokens ADD COLUMN role TEXT;
+    ALTER TABLE agents ADD COLUMN epoch TEXT;
+    CREATE TABLE agent_site_facts(
+        agent_ref INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        facts TEXT NOT NULL,
+        updated_s REAL NOT NULL
+    );
+    CREATE INDEX agent_site_facts_site ON agent_site_facts(site);
+    """,
 )
 
 
