@@ -133,14 +133,19 @@ def _token(args: argparse.Namespace, cfg: Config) -> int:
     try:
         if args.action == "add":
             try:
-                token_id, token = store.write_sync(auth.add, args.agent_id, time.time())
+                token_id, token = store.write_sync(
+                    auth.add, args.agent_id, time.time(), args.site, args.role
+                )
             except ValueError as exc:
                 print(f"erpath-collector: {exc}", file=sys.stderr)
                 return 2
             print(token)
+            bound = (f"site {args.site!r}" if args.site else "the site of its first report") + (
+                f", role {args.role!r}" if args.role else ", the role of its first report"
+            )
             print(
-                f"token {token_id} for agent {args.agent_id}: shown once, store it in the agent's "
-                "config now",
+                f"token {token_id} for agent {args.agent_id}, bound to {bound}: shown once, "
+                "store it in the agent's config now",
                 file=sys.stderr,
             )
         elif args.action == "revoke":
@@ -151,7 +156,7 @@ def _token(args: argparse.Namespace, cfg: Config) -> int:
             print(f"revoked {n} token(s)")
         else:
             rows = store.read_sync(auth.rows)
-            print(f"{'TOKEN ID':<18} {'AGENT':<32} {'CREATED':<20} STATE")
+            print(f"{'TOKEN ID':<18} {'AGENT':<32} {'SITE':<16} {'ROLE':<11} {'CREATED':<20} STATE")
             for r in rows:
                 created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_s))
                 state = (
@@ -159,7 +164,8 @@ def _token(args: argparse.Namespace, cfg: Config) -> int:
                     if r.revoked_s is None
                     else "revoked " + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.revoked_s))
                 )
-                print(f"{r.id:<18} {r.agent_id:<32} {created:<20} {state}")
+                site, role = r.site or "(first report)", r.role or "(first report)"
+                print(f"{r.id:<18} {r.agent_id:<32} {site:<16} {role:<11} {created:<20} {state}")
     finally:
         store.close()
     return 0
@@ -181,6 +187,17 @@ def parser() -> argparse.ArgumentParser:
     tsub = tok.add_subparsers(dest="action", required=True)
     add = tsub.add_parser("add", help="create a token for an agent; prints it once")
     add.add_argument("agent_id")
+    add.add_argument(
+        "--site",
+        help="the agent's [agent] site; reports for another site get 403 "
+        "(default: bound by the first report)",
+    )
+    add.add_argument(
+        "--role",
+        choices=auth.ROLES,
+        help="the agent's [agent] role; reports with another role get 403 "
+        "(default: bound by the first report)",
+    )
     rev = tsub.add_parser("revoke", help="revoke a token by its id, or all tokens of an agent")
     rev.add_argument("id")
     lst = tsub.add_parser("list", help="list tokens (never the secrets)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import array
 import hashlib
 import json
+import logging
 import sqlite3
 import uuid
 import zlib
@@ -37,6 +38,8 @@ from collector.state import (
     reported_asymmetries,
 )
 from collector.state import apply as apply_path
+
+log = logging.getLogger(__name__)
 
 # Times are kept as 0.1 ms units in an unsigned 16-bit slot: up to 6.5533 s.
 TIME_UNIT_S = 1e-4
@@ -284,19 +287,115 @@ def _row_from_state(agent_ref: int, s: PathState) -> tuple[Any, ...]:
 def _agent(
     conn: sqlite3.Connection, cache: dict[str, Any], r: Report, received_s: float, interval_s: float
 ) -> tuple[int, int, int]:
-    """(ref, last_seq, silent) of the agent, creating it on first contact."""
+    """(ref, last_seq, silent) of the agent, creating it on first contact.
+
+    A report from a new epoch (the agent's state directory was wiped: a
+    reinstall, a new disk) restarts the agent's ordering, else its seq 1 would
+    be "late" behind the old last seq for ever: paths and alerts frozen while
+    the agent looks alive.  A report without an epoch (erpath.report/1, an
+    older agent) keeps the order it had; the first epoch seen is adopted.
+    """
+    a = r.agent
     row = conn.execute(
-        "SELECT ref, last_seq, silent FROM agents WHERE id=?", (r.agent.id,)
+        "SELECT ref, last_seq, silent, epoch FROM agents WHERE id=?", (a.id,)
     ).fetchone()
     if row is not None:
-        return row
-    a = r.agent
+        ref, last_seq, silent, epoch = row
+        if a.epoch is not None and a.epoch != epoch:
+            if epoch is not None:
+                _new_epoch(conn, ref, a.id, epoch, a.epoch)
+                last_seq = -1
+            conn.execute(
+                "UPDATE agents SET epoch=?, last_seq=? WHERE ref=?", (a.epoch, last_seq, ref)
+            )
+        return ref, last_seq, silent
     ref = conn.execute(
         "INSERT INTO agents(id, site, role, version, hostname, interval_s, last_seq, first_seen_s,"
-        " last_seen_s) VALUES (?,?,?,?,?,?,?,?,?)",
-        (a.id, a.site, a.role, a.version, a.hostname, interval_s, -1, received_s, received_s),
+        " last_seen_s, epoch) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            a.id,
+            a.site,
+            a.role,
+            a.version,
+            a.hostname,
+            interval_s,
+            -1,
+            received_s,
+            received_s,
+            a.epoch,
+        ),
     ).lastrowid
     return ref, -1, 0
+
+
+def _site_facts(
+    conn: sqlite3.Connection, agent_ref: int, agent: str, site: str, facts: str, received_s: float
+) -> None:
+    """Keep the agent's own facts; they become the site's unless another reporting agent
+    of the site says otherwise.
+
+    Two agents of one site with different facts (one config not yet rolled out)
+    used to overwrite each other at every report: circuits and NAT pools
+    flapped, and asymmetry came and went with them.  Now the site keeps the
+    facts it had, and the conflict is shown (`GET /api/v1/agents`
+    `site_facts_conflict`) until the configs agree.
+    """
+    conn.execute(
+        "INSERT OR REPLACE INTO agent_site_facts(agent_ref, site, facts, updated_s)"
+        " VALUES (?,?,?,?)",
+        (agent_ref, site, facts, received_s),
+    )
+    if site_facts_conflict(conn, agent_ref, site, facts):
+        return
+    conn.execute(
+        "INSERT INTO sites(name, facts, from_agent, updated_s) VALUES (?,?,?,?)"
+        " ON CONFLICT(name) DO UPDATE SET facts=excluded.facts, from_agent=excluded.from_agent,"
+        " updated_s=excluded.updated_s",
+        (site, facts, agent, received_s),
+    )
+
+
+def site_facts_conflict(
+    conn: sqlite3.Connection, agent_ref: int, site: str, facts: str | None = None
+) -> list[str]:
+    """Other agents of the site, still reporting, whose facts differ from this agent's."""
+    if facts is None:
+        row = conn.execute(
+            "SELECT facts FROM agent_site_facts WHERE agent_ref=? AND site=?", (agent_ref, site)
+        ).fetchone()
+        if row is None:
+            return []
+        facts = row[0]
+    return [
+        agent
+        for (agent,) in conn.execute(
+            "SELECT a.id FROM agent_site_facts f JOIN agents a ON a.ref=f.agent_ref"
+            " WHERE f.site=? AND a.site=? AND f.agent_ref<>? AND f.facts<>? AND a.silent=0"
+            " ORDER BY a.id",
+            (site, site, agent_ref, facts),
+        )
+    ]
+
+
+def _new_epoch(conn: sqlite3.Connection, ref: int, agent: str, old: str, new: str) -> None:
+    """Move the agent's stored history below every seq it had, order kept, so the new
+    epoch's seq 1, 2 … neither collide with it (409) nor count as late."""
+    lo, hi = conn.execute(
+        "SELECT min(seq), max(seq) FROM observations WHERE agent_ref=?", (ref,)
+    ).fetchone()
+    tlo, thi = conn.execute(
+        "SELECT min(seq), max(seq) FROM traces WHERE agent_ref=?", (ref,)
+    ).fetchone()
+    seqs = [v for v in (lo, hi, tlo, thi) if v is not None]
+    if seqs:
+        # Every new value lies below the old minimum: no unique-index collision mid-update.
+        shift = max(seqs) - min(seqs) + 1 + max(0, max(seqs))
+        conn.execute("UPDATE observations SET seq=seq-? WHERE agent_ref=?", (shift, ref))
+        conn.execute("UPDATE traces SET seq=seq-? WHERE agent_ref=?", (shift, ref))
+    conn.execute("UPDATE paths SET last_seq=-1 WHERE agent_ref=?", (ref,))
+    log.info(
+        "agent %s starts a new epoch (%s after %s): its order restarts at seq 1", agent, new, old
+    )
 
 
 def apply(
@@ -376,12 +475,7 @@ def apply(
         ),
     )
     if r.site.circuits or r.site.internet_edges:
-        conn.execute(
-            "INSERT INTO sites(name, facts, from_agent, updated_s) VALUES (?,?,?,?)"
-            " ON CONFLICT(name) DO UPDATE SET facts=excluded.facts, from_agent=excluded.from_agent,"
-            " updated_s=excluded.updated_s",
-            (a.site, json.dumps(to_dict(r.site)), a.id, received_s),
-        )
+        _site_facts(conn, agent_ref, a.id, a.site, json.dumps(to_dict(r.site)), received_s)
 
     prev = {
         row[0]: state_from_row(row)

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.ingest import PATH_COLUMNS, decode, report_id_of, state_from_row
+from collector.ingest import (
+    PATH_COLUMNS,
+    decode,
+    report_id_of,
+    site_facts_conflict,
+    state_from_row,
+)
 
 
 def iso(ts: float | None) -> str | None:
@@ -48,9 +54,10 @@ def agents(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, 
         cycle_s,
         spool,
         dropped,
+        ref,
     ) in conn.execute(
         "SELECT id, site, role, version, hostname, interval_s, last_seq, first_seen_s, last_seen_s,"
-        " silent, cycle_s, spool_reports, dropped_reports_total FROM agents"
+        " silent, cycle_s, spool_reports, dropped_reports_total, ref FROM agents"
         + where
         + " ORDER BY id",
         args,
@@ -68,6 +75,8 @@ def agents(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, 
                 "last_seen": iso(last_seen_s),
                 "last_seen_s": last_seen_s,
                 "silent": bool(silent),
+                # Agents of the site whose site facts differ from this one's (issue 14).
+                "site_facts_conflict": site_facts_conflict(conn, ref, site),
                 "health": {
                     "cycle_s": cycle_s,
                     "spool_reports": spool,

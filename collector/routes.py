@@ -60,8 +60,8 @@ def _unauthorized(detail: str, message: str, challenge: str) -> Problem:
     )
 
 
-def _authenticate(request: web.Request) -> tuple[str, str]:
-    """(agent id, token id) of the bearer token; 401 otherwise."""
+def _authenticate(request: web.Request) -> auth.Bearer:
+    """Who the bearer token speaks for; 401 otherwise."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="erpath"'}
@@ -131,8 +131,40 @@ def _bind_certificate(request: web.Request, agent_id: str) -> None:
         )
 
 
-def _apply_if_active(conn: Any, token_id: str, *args: Any) -> ingest.Outcome:
-    auth.require_active(conn, token_id)  # same transaction: a committed revoke wins at once
+def _bind_site(bearer: auth.Bearer, report: Any) -> None:
+    """A token bound to a site and role reports for that site and role only: it cannot
+    overwrite another site's circuits and NAT facts or file asymmetries for it."""
+    for field, bound, reported in (
+        ("site", bearer.site, report.agent.site),
+        ("role", bearer.role, report.agent.role),
+    ):
+        if bound is not None and bound != reported:
+            raise _mismatch(auth.Mismatch(field, bound, reported), bearer.agent_id)
+
+
+def _mismatch(exc: auth.Mismatch, agent: str) -> Problem:
+    return Problem(
+        403,
+        "forbidden",
+        "Forbidden",
+        f"the token of agent {agent!r} is bound to {exc.field} {exc.bound!r}; "
+        f"it cannot report for {exc.field} {exc.reported!r} (issue a token with "
+        f"'erpath-collector token add {agent} --site SITE --role ROLE' if the agent moved)",
+        errors=[
+            {
+                "field": f"/agent/{exc.field}",
+                "message": f"must be {exc.bound!r}, the token's {exc.field}",
+            }
+        ],
+    )
+
+
+def _apply_if_active(
+    conn: Any, bearer: auth.Bearer, site: str, role: str, *args: Any
+) -> ingest.Outcome:
+    # Same transaction: a committed revoke wins at once, and an unbound token is bound
+    # by exactly one report (the first one committed).
+    auth.require_active(conn, bearer.token_id, site, role)
     return ingest.apply(conn, *args)
 
 
@@ -326,19 +358,24 @@ async def _ingest(request: web.Request) -> web.Response:
     try:
         address = request.remote or "unknown"
         failures = app[ADDRESS_LIMITER]
-        if (wait_s := failures.wait_s(address)) > 0:
-            raise Problem(
-                429,
-                "rate-limited",
-                "Too Many Requests",
-                f"too many failed authentications from {address}; retry in {wait_s:.1f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-            )
+        # A valid token is checked first (one SHA-256 and a constant-time compare) and
+        # always goes on to its own agent's bucket: a bad client behind a shared address
+        # (a NAT, a proxy) cannot lock out the agents with valid tokens behind it.
+        # Only failed attempts are limited per address.
         try:
-            agent, token_id = _authenticate(request)
+            bearer = _authenticate(request)
         except Problem:
+            if (wait_s := failures.wait_s(address)) > 0:
+                raise Problem(
+                    429,
+                    "rate-limited",
+                    "Too Many Requests",
+                    f"too many failed authentications from {address}; retry in {wait_s:.1f} s",
+                    headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+                ) from None
             failures.take(address)
             raise
+        agent = bearer.agent_id
         wait_s = app[LIMITER].take(agent)
         if wait_s > 0:
             raise Problem(
@@ -363,12 +400,15 @@ async def _ingest(request: web.Request) -> web.Response:
                 errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}],
             )
         _bind_certificate(request, agent)
+        _bind_site(bearer, report)
         prepared = ingest.prepare(doc, report, body)
         store = app[STORE]
         try:
             outcome = await store.write(
                 _apply_if_active,
-                token_id,
+                bearer,
+                report.agent.site,
+                report.agent.role,
                 store.cache,
                 prepared,
                 app[CLOCK](),
@@ -377,6 +417,8 @@ async def _ingest(request: web.Request) -> web.Response:
         except auth.Revoked:
             failures.take(address)
             raise _revoked() from None
+        except auth.Mismatch as exc:
+            raise _mismatch(exc, agent) from None
         except StoreError as exc:
             raise Problem(
                 503,

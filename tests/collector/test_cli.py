@@ -36,6 +36,21 @@ def write_config(tmp_path: Path, port: int, extra: str = "") -> Path:
     return cfg
 
 
+def test_token_add_binds_a_site_and_role(tmp_path):
+    cfg = write_config(tmp_path, 9470)
+    added = run("token", "add", "br-1", "--site", "ams", "--role", "branch", "--config", str(cfg))
+    assert "bound to site 'ams', role 'branch'" in added.stderr
+    token_id = added.stdout.strip().split("_")[1]
+    (row,) = [
+        ln
+        for ln in run("token", "list", "--config", str(cfg)).stdout.splitlines()
+        if token_id in ln
+    ]
+    assert row.split()[1:4] == ["br-1", "ams", "branch"]
+    bad = run("token", "add", "br-2", "--role", "router", "--config", str(cfg), check=False)
+    assert bad.returncode == 2 and "invalid choice: 'router'" in bad.stderr
+
+
 def test_token_add_list_revoke(tmp_path):
     cfg = write_config(tmp_path, 9470)
     added = run("token", "add", "br-1", "--config", str(cfg))

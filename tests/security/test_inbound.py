@@ -41,7 +41,7 @@ def test_every_token_check_is_one_constant_time_digest_comparison(monkeypatch):
     conn = sqlite3.connect(":memory:")
     conn.execute(
         "CREATE TABLE tokens(id TEXT PRIMARY KEY, agent_id TEXT, digest BLOB, created_s REAL,"
-        " revoked_s REAL)"
+        " revoked_s REAL, site TEXT, role TEXT)"
     )
     _, token = auth.add(conn, "br-1", 0.0)
     book = auth.TokenBook()
@@ -72,6 +72,27 @@ async def test_failed_authentications_are_limited_per_address(start_collector): 
     assert int(resp.headers["Retry-After"]) >= 1
     body = await resp.json()
     assert "failed authentications" in body["detail"] and body["status"] == 429
+
+
+async def test_a_bad_client_behind_a_shared_address_cannot_lock_out_valid_agents(
+    start_collector,  # noqa: F811
+):
+    """A fleet behind one NAT or proxy shares one client address (issue 14, item 12): one
+    client looping on a bad token used to empty the address's bucket, and every agent
+    behind it got 429 with a valid token.  Only failed attempts are limited per address;
+    a valid token goes on to its own agent's bucket."""
+    c = await start_collector(
+        ingest={"failed_auth_per_address_per_s": 0.01, "failed_auth_burst_per_address": 5}
+    )
+    bad = {"Authorization": "Bearer erp_0123456789abcdef_" + "A" * 43}
+    for seq in range(20):
+        resp = await c.client.post(f"{API}/reports", json=simple("x", seq + 1, er()), headers=bad)
+    assert resp.status == 429  # the bad client is locked out ...
+    for seq, agent in enumerate(("br-1", "br-2", "br-3", "br-1"), start=1):
+        resp = await c.post(simple(agent, seq, er()))  # ... its neighbours are not
+        assert resp.status == 201, await resp.text()
+    resp = await c.client.post(f"{API}/reports", json=simple("x", 99, er()), headers=bad)
+    assert resp.status == 429
 
 
 def test_the_address_buckets_stay_bounded():
