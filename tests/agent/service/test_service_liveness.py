@@ -20,6 +20,8 @@ import pytest
 from agent.service.runner import EXIT_WORKER_DIED, AgentService
 from tests.collector.realparts import free_port
 
+from .running import run_for
+
 pytestmark = pytest.mark.timeout(120)
 
 CONFIG = """
@@ -77,17 +79,6 @@ def service(tmp_path, monkeypatch):
 def received(svc) -> list[tuple[float, str]]:
     time.sleep(0.2)  # the last datagrams
     return list(svc.messages)
-
-
-def run_for(svc, seconds: float) -> tuple[int, float]:
-    """Run the service in this (main) thread; SIGTERM's handler after `seconds` at the latest."""
-    stopper = threading.Timer(seconds, svc._on_term, args=(None, None))
-    stopper.start()
-    t0 = time.monotonic()
-    try:
-        return svc.run(), time.monotonic() - t0
-    finally:
-        stopper.cancel()
 
 
 class _Bug:
