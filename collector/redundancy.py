@@ -143,13 +143,15 @@ def observe(
         per_agent = _site_flows(conn, site, c.name)
         j = judge(c.links, sum((f for _, f in per_agent), Flows()))
         row = conn.execute(
-            "SELECT streak, lost FROM circuit_redundancy WHERE site = ? AND circuit = ?",
+            "SELECT streak, in_use, lost FROM circuit_redundancy WHERE site = ? AND circuit = ?",
             (site, c.name),
         ).fetchone()
-        streak, lost = row if row else (0, 0)
+        streak, in_use, lost = row if row else (0, None, 0)
         if j.lost is None:
             continue
-        streak = streak + 1 if j.lost else 0
+        # A streak is of one link: all flows on the primary, then all on the
+        # secondary, is both links working, seen one at a time.
+        streak = (streak + 1 if j.in_use == in_use else 1) if j.lost else 0
         spec = alertrules.redundancy_lost(
             site, c.name, evidence(c.name, c.links, j, per_agent, streak) if j.lost else [], links
         )
@@ -183,8 +185,8 @@ def observe(
             )
             lost = 0
         conn.execute(
-            "INSERT OR REPLACE INTO circuit_redundancy(site, circuit, mode, streak, lost,"
-            " updated_s) VALUES (?,?,?,?,?,?)",
-            (site, c.name, c.links, streak, lost, received_s),
+            "INSERT OR REPLACE INTO circuit_redundancy(site, circuit, mode, streak, in_use, lost,"
+            " updated_s) VALUES (?,?,?,?,?,?,?)",
+            (site, c.name, c.links, streak, j.in_use, lost, received_s),
         )
     return changed

@@ -247,6 +247,7 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         circuit TEXT NOT NULL,
         mode TEXT NOT NULL,
         streak INTEGER NOT NULL,
+        in_use TEXT,
         lost INTEGER NOT NULL,
         updated_s REAL NOT NULL,
         PRIMARY KEY(site, circuit)

@@ -113,6 +113,14 @@ async def test_one_link_for_three_reports_is_redundancy_lost_then_restored(start
     assert "redundancy_lost" in kinds and "redundancy_restored" in kinds
 
 
+async def test_all_flows_on_one_link_then_all_on_the_other_is_both_links_working(start_collector):
+    c = await start_collector()
+    links = ["primary", "secondary", "secondary", "primary", "primary", "secondary"]
+    for seq, link in enumerate(links, 1):
+        await c.post(simple("br-1", seq, er(link=link, links_seen={link: 6}), facts=facts()))
+    assert await alerts(c, REDUNDANCY) == []
+
+
 async def test_too_few_flows_or_silent_mssees_say_nothing_of_redundancy(start_collector):
     c = await start_collector()
     for seq in range(1, 6):
