@@ -1,13 +1,13 @@
-"""Probe packets out, replies in: the one module that imports scapy.
+"""Probe packets out, replies in, as bytes.
 
-scapy builds one template per flow (IP header + TCP SYN with the options a
-real client sends, UDP, or ICMP echo); `stamp` then writes TTL, IP ID and
-sequence number into a copy with `struct`, because scapy needs ~0.7 ms per
-packet to build and as long again to dissect, more than a whole traceroute
-of the lab costs.  For the same reason replies are decoded here with
-`struct` at fixed offsets (`decode_icmp`, `decode_tcp`); the tests check the
-decoder against packets scapy crafts.  Only the layers used are imported,
-never `scapy.all`, to keep the agent's memory small.
+One template per flow (IP header + TCP SYN with the options a real client
+sends, UDP, or ICMP echo) is packed with `struct`; `stamp` then writes TTL,
+IP ID and sequence number into a copy.  Replies are decoded with `struct` at
+fixed offsets too (`decode_icmp`, `decode_tcp`).  scapy is not imported at
+run time: importing its inet layers costs ~0.35 s and ~33 MB, more than a
+whole `probe once` of the lab may take, for three fixed headers; the tests
+check every template byte for byte, and the decoders, against packets scapy
+builds.
 
 Paris traceroute (Augustin et al., IMC 2006): everything a load balancer may
 hash stays constant within a flow -- addresses, protocol, ports, ICMP type,
@@ -23,8 +23,6 @@ import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
-
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 
 from agent.measure import icmpext
 from agent.report import MplsLabel
@@ -77,24 +75,92 @@ class Template:
         return (self.data[0] & 0x0F) * 4
 
 
-def _ip(source: str, destination: str, record_route: bool) -> IP:
-    """The IP header; with record_route, an empty RFC 791 Record Route option.
+def _ip(source: str, destination: str, protocol: int, payload: bytes, record_route: bool) -> bytes:
+    """The IP header and `payload`; with record_route, an empty RFC 791 Record Route option.
 
     Routers that forward the probe write their outgoing address into it and
     the destination echoes it (TCP SYN-ACK, ICMP echo reply) or quotes it
     (ICMP port unreachable): a path fingerprint that costs no router an ICMP.
+    TTL 64 and IP ID 0 are placeholders `stamp` overwrites; DF is clear.
     """
-    options = [IPOption_RR(routers=["0.0.0.0"] * RR_SLOTS)] if record_route else []
-    return IP(src=source, dst=destination, ttl=64, id=0, options=options)
+    options = (
+        struct.pack("!BBB", IPOPT_RR, 3 + 4 * RR_SLOTS, 4) + bytes(4 * RR_SLOTS) + b"\0"
+        if record_route
+        else b""
+    )  # type, length 39, pointer to the first slot, 9 empty slots, end of options
+    ihl = (_IP_HEADER_BYTES + len(options)) // 4
+    header = (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x40 | ihl,
+            0,
+            ihl * 4 + len(payload),
+            0,
+            0,
+            64,
+            protocol,
+            0,
+            socket.inet_aton(source),
+            socket.inet_aton(destination),
+        )
+        + options
+    )
+    checksum = 0xFFFF - icmpext.ones_complement_sum(header)
+    return header[:10] + struct.pack("!H", checksum) + header[12:] + payload
+
+
+def _transport_checksum(source: str, destination: str, protocol: int, segment: bytes) -> int:
+    pseudo = (
+        socket.inet_aton(source)
+        + socket.inet_aton(destination)
+        + struct.pack("!BBH", 0, protocol, len(segment))
+    )
+    return 0xFFFF - icmpext.ones_complement_sum(pseudo + segment)
+
+
+def _with_checksum(segment: bytes, at: int, checksum: int) -> bytes:
+    return segment[:at] + struct.pack("!H", checksum) + segment[at + 2 :]
+
+
+def _syn_options() -> bytes:
+    """SYN_OPTIONS as TCP option bytes, padded with end-of-options to 4-byte words."""
+    out = b""
+    for name, value in SYN_OPTIONS:
+        if name == "MSS":
+            out += struct.pack("!BBH", 2, 4, value)
+        elif name == "SAckOK":
+            out += b"\x04\x02"
+        elif name == "NOP":
+            out += b"\x01"
+        elif name == "WScale":
+            out += struct.pack("!BBB", 3, 3, value)
+    return out + bytes(-len(out) % 4)
 
 
 def tcp_syn_template(
     source: str, destination: str, sport: int, dport: int, *, record_route: bool = False
 ) -> Template:
-    pkt = _ip(source, destination, record_route) / TCP(
-        sport=sport, dport=dport, flags="S", seq=0, window=SYN_WINDOW, options=SYN_OPTIONS
+    options = _syn_options()
+    segment = (
+        struct.pack(
+            "!HHIIBBHHH",
+            sport,
+            dport,
+            0,  # sequence: stamped per probe
+            0,
+            (5 + len(options) // 4) << 4,
+            TCP_SYN,
+            SYN_WINDOW,
+            0,
+            0,
+        )
+        + options
     )
-    return Template(PROTO_TCP, source, destination, sport, dport, bytes(pkt))
+    segment = _with_checksum(
+        segment, _TCP_CHECKSUM, _transport_checksum(source, destination, PROTO_TCP, segment)
+    )
+    data = _ip(source, destination, PROTO_TCP, segment, record_route)
+    return Template(PROTO_TCP, source, destination, sport, dport, data)
 
 
 def udp_template(
@@ -106,8 +172,11 @@ def udp_template(
     record_route: bool = False,
 ) -> Template:
     # The payload never changes, so neither does the UDP checksum (Paris).
-    pkt = _ip(source, destination, record_route) / UDP(sport=sport, dport=dport) / _PAYLOAD
-    return Template(PROTO_UDP, source, destination, sport, dport, bytes(pkt))
+    datagram = struct.pack("!HHHH", sport, dport, 8 + len(_PAYLOAD), 0) + _PAYLOAD
+    checksum = _transport_checksum(source, destination, PROTO_UDP, datagram) or 0xFFFF
+    datagram = _with_checksum(datagram, 6, checksum)
+    data = _ip(source, destination, PROTO_UDP, datagram, record_route)
+    return Template(PROTO_UDP, source, destination, sport, dport, data)
 
 
 def icmp_echo_template(
@@ -119,9 +188,11 @@ def icmp_echo_template(
 ) -> Template:
     payload = b"\xff\xff" + _PAYLOAD[2:]
     # seq 0 with pad 0xffff (one's complement zero): stamp keeps seq + pad
-    # constant, hence the checksum scapy computed here.
-    pkt = _ip(source, destination, record_route) / ICMP(type=8, id=ident, seq=0) / payload
-    return Template(PROTO_ICMP, source, destination, 0, 0, bytes(pkt), icmp_ident=ident)
+    # constant, hence the checksum computed here.
+    message = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, 0) + payload
+    message = _with_checksum(message, 2, 0xFFFF - icmpext.ones_complement_sum(message))
+    data = _ip(source, destination, PROTO_ICMP, message, record_route)
+    return Template(PROTO_ICMP, source, destination, 0, 0, data, icmp_ident=ident)
 
 
 def stamp(template: Template, ttl: int, ip_id: int, seq: int) -> bytes:

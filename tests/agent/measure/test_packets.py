@@ -1,6 +1,7 @@
 """Probe templates, stamping and the struct decoders, checked against scapy (no root)."""
 
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 
 from agent.measure import icmpext, packets
 from agent.report import MplsLabel
@@ -14,6 +15,40 @@ def _checksums_ok(raw: bytes, layer) -> bool:
     got = pkt[layer].chksum
     del pkt[layer].chksum
     return IP(bytes(pkt))[layer].chksum == got
+
+
+@pytest.mark.parametrize("record_route", [False, True])
+@pytest.mark.parametrize(
+    ("src", "dst", "sport", "dport"),
+    [
+        (SRC, DST, 47000, 443),
+        ("192.0.2.1", "255.255.255.254", 1, 65535),
+        ("0.0.0.1", "0.0.0.2", 65535, 1),
+    ],
+)
+def test_templates_are_byte_for_byte_what_scapy_builds(src, dst, sport, dport, record_route):
+    """The struct-packed templates (no scapy at run time) equal scapy's, checksums included."""
+    rr = [IPOption_RR(routers=["0.0.0.0"] * packets.RR_SLOTS)] if record_route else []
+
+    def ip():
+        return IP(src=src, dst=dst, ttl=64, id=0, options=rr)
+
+    syn = TCP(sport=sport, dport=dport, flags="S", seq=0, window=packets.SYN_WINDOW)
+    syn.options = packets.SYN_OPTIONS
+    echo_payload = b"\xff\xff" + packets._PAYLOAD[2:]
+    cases = [
+        (packets.tcp_syn_template(src, dst, sport, dport, record_route=record_route), ip() / syn),
+        (
+            packets.udp_template(src, dst, sport, dport, record_route=record_route),
+            ip() / UDP(sport=sport, dport=dport) / packets._PAYLOAD,
+        ),
+        (
+            packets.icmp_echo_template(src, dst, sport, record_route=record_route),
+            ip() / ICMP(type=8, id=sport, seq=0) / echo_payload,
+        ),
+    ]
+    for template, built in cases:
+        assert template.data == bytes(built), type(built.payload).__name__
 
 
 def test_tcp_stamp_sets_fields_and_checksum():
