@@ -151,6 +151,7 @@ class _Engine:
     # burst of them from many traces would only drain one router's tokens.
     unknown: RouterBudget = field(default_factory=lambda: RouterBudget(6, 1.0))
     msee: MseeProber | None = None
+    est_queue: list[_TraceState] = field(default_factory=list)  # distance probes not yet sent
     est_out: dict[int, tuple[_TraceState, _Out]] = field(default_factory=dict)
     out: dict[int, tuple[_TraceState, _Hop, _Out]] = field(default_factory=dict)
     estimating: bool = True
@@ -161,14 +162,16 @@ class _Engine:
     def loop(self) -> None:
         deadline = self.t0 + self.opts.timeout_s
         traced_s: float | None = None
-        self._send_estimates()
+        self.est_queue = [t for t in reversed(self.traces) if t.template is not None]
         while True:
             self._receive(0.0)
             now = self.now()
             self._expire(now)
-            if self.estimating and not self.est_out:
-                self._choose_heads()
             wake = deadline
+            if self.estimating:
+                wake = min(wake, self._send_estimates(now))
+            if self.estimating and not self.est_out and not self.est_queue:
+                self._choose_heads()
             if not self.estimating:
                 self._plan_all(now)
                 wake = min(wake, self._send_due(now))
@@ -198,14 +201,21 @@ class _Engine:
 
     # ------------------------------------------------------------------ estimates
 
-    def _send_estimates(self) -> None:
-        for t in self.traces:
-            if t.template is None:
-                continue
+    def _send_estimates(self, now: float) -> float:
+        """Send the distance probes the pps cap allows; when to look again."""
+        while self.est_queue:
+            wait = self.pps.wait_s(now)
+            if wait > 0:
+                return now + wait
+            t = self.est_queue.pop()
             tpl = t.rr_template or t.template
-            o = self._send(t, self.opts.max_ttl, -1, frozenset(), self.now(), tpl)
+            assert tpl is not None
+            self.pps.take(now)
+            o = self._send(t, self.opts.max_ttl, -1, frozenset(), now, tpl)
             if o is not None:
                 self.est_out[o.probe.index] = (t, o)
+            now = self.now()
+        return float("inf")
 
     def _estimate_reply(self, t: _TraceState, m: Match) -> None:
         self.est_out.pop(m.probe.index, None)
@@ -283,7 +293,10 @@ class _Engine:
 
         Its deepest own answer that a higher-ranked trace of the flow also got
         at that TTL, from a trace whose hops below are known, is a stop-set
-        hit: everything below it is copied, not asked again.
+        hit: everything below it is copied, not asked again.  Without Record
+        Route (the destination never answered) the hit must be two routers in
+        a row: one shared router can be where per-destination ECMP paths meet
+        again.
         """
         first = self.opts.first_ttl
         floor = t.copy_from[1] if t.copy_from is not None else first
@@ -291,7 +304,8 @@ class _Engine:
             if ttl <= floor:
                 return
             h = t.hops[ttl]
-            if not h.routers:
+            below = t.hops.get(ttl - 1)
+            if not h.routers or below is None or not below.routers:
                 continue
             for other in self.traces:
                 if other is t or other.flow != t.flow or other.rank > t.rank or other.failure:
@@ -299,8 +313,13 @@ class _Engine:
                 common = self._rr_common(t, other)
                 if common is not None and common < ttl - 1:
                     continue
-                known = other.resolved(ttl)
-                shared = known and h.routers & _routers_of(known, other.address)
+                known, known_below = other.resolved(ttl), other.resolved(ttl - 1)
+                shared = (
+                    known
+                    and known_below
+                    and h.routers & _routers_of(known, other.address)
+                    and below.routers & _routers_of(known_below, other.address)
+                )
                 if shared and other.covers_below(ttl, first):
                     t.copy_from = (other, ttl)
                     return
@@ -426,6 +445,17 @@ class _Engine:
             if ttl == 1 and t.template and other.template:
                 if t.template.source == other.template.source:
                     out |= h.routers  # from one source address, the first hop is the gateway
+                continue
+            common = self._rr_common(t, other)
+            theirs_prev = other.resolved(ttl - 1)
+            if (common is not None and common < ttl - 1) or (
+                prev_routers
+                and theirs_prev
+                and not prev_routers & _routers_of(theirs_prev, other.address)
+            ):
+                # The paths differ below this TTL: the other trace's router
+                # says nothing about ours.  (A wrong prediction paced a silent
+                # hop against a busy Microsoft router: 2 s per trace run.)
                 continue
             nxt = other.hops.get(ttl + 1)
             if (

@@ -88,3 +88,17 @@ def test_udp_and_icmp_probes():
     assert _match(table, crafting.craft_echo_reply(raw, source="10.0.0.66")) is None
     wrong_ident = packets.stamp(packets.icmp_echo_template(SRC, DST, 998), 2, p.index, p.seq)
     assert _match(table, crafting.craft_icmp_error("10.255.0.2", wrong_ident)) is None
+
+
+def test_quote_of_a_tcp_probe_without_its_sequence_is_no_reply():
+    # RFC 792 quotes 8 bytes of TCP: a shorter quote proves nothing (issue 14.12).
+    table = ProbeTable(random.Random(3))
+    tpl = packets.tcp_syn_template(SRC, DST, 47000, 443)
+    probe, raw = _send(table, tpl, 4)
+    ihl = (raw[0] & 0x0F) * 4
+    short = crafting.craft_icmp_error("10.255.1.2", raw, quote_bytes=ihl + 4)
+    decoded = packets.decode_icmp(short)
+    assert isinstance(decoded, packets.IcmpError) and decoded.quote.seq is None
+    assert table.match(decoded, 100.002) is None
+    full = crafting.craft_icmp_error("10.255.1.2", raw)
+    assert table.match(packets.decode_icmp(full), 100.002).probe == probe

@@ -1,0 +1,254 @@
+"""A fake network for the trace engine: probes answered from a path model on a simulated clock.
+
+It plugs into the engine's seam (`agent.measure.trace.io.Io`): `send` reads
+the probe's TTL and flow from the packet bytes, walks the path the model
+gives for (destination, flow) -- so a per-flow ECMP hash is just a model
+that looks at the flow -- and schedules the answer: a time-exceeded from the
+router at that TTL, a SYN-ACK or RST (echo reply, port unreachable) from the
+destination, or nothing for a silent router or a lost return.  Every router
+keeps Linux's ICMP token bucket per source (a burst of 6, then one per
+second: net/ipv4/icmp.c, XRLIM_BURST_FACTOR).  `receive` moves the clock to
+the next answer or to the end of the wait, so a trace that would take
+seconds runs in milliseconds and never needs root.
+
+Answers are built with struct, like the ones the kernel would deliver to a
+raw socket (IP header first); the engine's decoders read them unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import socket
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.measure import rawsock
+from agent.measure.trace.io import Io
+
+SOURCE = "10.10.1.10"
+BURST = 6  # Linux XRLIM_BURST_FACTOR
+REFILL_S = 1.0  # net.ipv4.icmp_ratelimit = 1000 ms
+
+TCP, UDP, ICMP = socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """What a flow meets: the router answering at each TTL (None: silent), then the destination.
+
+    answer: "syn-ack" or "rst" (the service answers), "none" (filtered, or
+    its answer is lost on the way back -- a blackhole).  `lost` routers
+    answer, but the answer never comes back (an asymmetric return dropped
+    by a firewall).  `unreachable_at`: the router at that TTL answers
+    "network unreachable" and forwards nothing.
+    """
+
+    hops: tuple[str | None, ...]
+    answer: str = "syn-ack"
+    lost: frozenset[str] = frozenset()
+    unreachable_at: int | None = None
+    return_hops: int | None = None  # routers on the way back (default: as many as forward)
+
+
+Model = Callable[[str, int], Path]  # (destination, flow id) -> the path that flow takes
+
+
+def ecmp(flow: int, destination: str, choices: tuple[str, ...]) -> str:
+    """A per-flow hash like a router's: the same flow always picks the same member."""
+    return choices[zlib.crc32(f"{destination}/{flow}".encode()) % len(choices)]
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens_s: float
+    last_s: float
+
+
+@dataclass
+class FakeNetwork:
+    model: Model
+    rate_limit: bool = True
+    hop_rtt_s: float = 0.0005  # each router adds this much round trip
+    start_s: float = 1000.0
+    source: str = SOURCE
+    now_s: float = field(init=False)
+    sent: list[tuple[float, int, str, int]] = field(default_factory=list)  # (at, ttl, dst, flow)
+    asked: Counter[str] = field(default_factory=Counter)  # questions reaching each router
+    answered: Counter[str] = field(default_factory=Counter)  # time-exceeded each router sent
+    _queue: list[tuple[float, int, rawsock.Received]] = field(default_factory=list)
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _order: itertools.count = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        self.now_s = self.start_s
+
+    # -- the seam
+
+    def io(self) -> Io:
+        return Io(
+            now=lambda: self.now_s,
+            open_sockets=lambda _protocols: self,
+            source_address=lambda _destination: self.source,
+            ports=_Ports,
+        )
+
+    def send(self, packet: bytes, destination: str) -> float:
+        ihl = (packet[0] & 0x0F) * 4
+        ttl, proto = packet[8], packet[9]
+        l4 = packet[ihl:]
+        flow = struct.unpack_from("!H", l4, 4 if proto == ICMP else 0)[0]
+        self.sent.append((self.now_s, ttl, destination, flow))
+        path = self.model(destination, flow)
+        depth = len(path.hops)
+        if path.unreachable_at is not None and ttl >= path.unreachable_at:
+            router = path.hops[path.unreachable_at - 1]
+            assert router is not None
+            self._router_answers(router, packet, path.unreachable_at, 3, 0, path)
+        elif ttl <= depth:
+            router = path.hops[ttl - 1]
+            if router is not None:
+                self._router_answers(router, packet, ttl, 11, 0, path)
+        elif path.answer != "none":
+            back = path.return_hops if path.return_hops is not None else depth
+            # Record Route (when the probe asks for it): every router forwarding
+            # the probe writes an address, silent ones too; the answer echoes it.
+            rr = _record_route(path) if ihl > 20 else b""
+            self._destination_answers(packet, destination, proto, depth + 1, 64 - back, path, rr)
+        return self.now_s
+
+    def receive(self, timeout_s: float) -> list[rawsock.Received]:
+        # The real clock always moves on while we poll; a float at this
+        # magnitude must too, or a wait of a few nanoseconds would never end.
+        until = self.now_s + (max(timeout_s, 1e-6) if timeout_s > 0 else 0.0)
+        if not self._queue or self._queue[0][0] > until:
+            self.now_s = until
+            return []
+        self.now_s = max(self.now_s, self._queue[0][0])
+        out = []
+        while self._queue and self._queue[0][0] <= self.now_s:
+            out.append(heapq.heappop(self._queue)[2])
+        return out
+
+    def close(self) -> None:
+        pass
+
+    # -- routers and destinations
+
+    def _allow(self, router: str) -> bool:
+        """Linux's icmpv4_xrlim_allow: a bucket of 6 x 1 s, one second per message."""
+        if not self.rate_limit:
+            return True
+        b = self._buckets.get(router)
+        if b is None:
+            b = self._buckets[router] = _Bucket(BURST * REFILL_S, self.now_s)
+        b.tokens_s = min(BURST * REFILL_S, b.tokens_s + self.now_s - b.last_s)
+        b.last_s = self.now_s
+        if b.tokens_s >= REFILL_S:
+            b.tokens_s -= REFILL_S
+            return True
+        return False
+
+    def drain(self, router: str) -> None:
+        """Empty a router's bucket, as if another tool had just asked it six times."""
+        self._buckets[router] = _Bucket(0.0, self.now_s)
+
+    def _router_answers(
+        self, router: str, probe: bytes, ttl: int, icmp_type: int, code: int, path: Path
+    ) -> None:
+        self.asked[router] += 1
+        if not self._allow(router):
+            return
+        self.answered[router] += 1
+        if router in path.lost:
+            return
+        ihl = (probe[0] & 0x0F) * 4
+        quote = probe[: ihl + 8]
+        icmp = struct.pack("!BBHI", icmp_type, code, 0, 0) + quote
+        reply = _ip(router, self.source, ICMP, 64 - ttl + 1, icmp)
+        self._deliver(ICMP, reply, ttl)
+
+    def _destination_answers(
+        self,
+        probe: bytes,
+        destination: str,
+        proto: int,
+        ttl: int,
+        reply_ttl: int,
+        path: Path,
+        rr: bytes,
+    ) -> None:
+        ihl = (probe[0] & 0x0F) * 4
+        l4 = probe[ihl:]
+        if proto == TCP:
+            sport, dport, seq = struct.unpack_from("!HHI", l4)
+            flags = 0x12 if path.answer == "syn-ack" else 0x14
+            tcp = struct.pack(
+                "!HHIIBBHHH", dport, sport, 777, (seq + 1) & 0xFFFFFFFF, 5 << 4, flags, 0, 0, 0
+            )
+            self._deliver(TCP, _ip(destination, self.source, TCP, reply_ttl, tcp, rr), ttl)
+        elif proto == ICMP:
+            ident, seq = struct.unpack_from("!HH", l4, 4)
+            echo = struct.pack("!BBHHH", 0, 0, 0, ident, seq) + l4[8:]
+            self._deliver(ICMP, _ip(destination, self.source, ICMP, reply_ttl, echo, rr), ttl)
+        else:  # UDP: the port is closed, the destination says so
+            icmp = struct.pack("!BBHI", 3, 3, 0, 0) + probe[: ihl + 8]
+            self._deliver(ICMP, _ip(destination, self.source, ICMP, reply_ttl, icmp), ttl)
+
+    def _deliver(self, proto: int, data: bytes, ttl: int) -> None:
+        at = self.now_s + self.hop_rtt_s * ttl
+        heapq.heappush(self._queue, (at, next(self._order), rawsock.Received(proto, data, at)))
+
+    # -- what the engine did
+
+    def flows_at(self, destination: str, ttl: int) -> set[int]:
+        return {f for _, t, d, f in self.sent if d == destination and t == ttl}
+
+    def probes_to(self, destination: str) -> int:
+        return sum(1 for _, _, d, _ in self.sent if d == destination)
+
+
+def _record_route(path: Path) -> bytes:
+    """The RR option as the destination got it: one address per router, up to nine."""
+    entries = [a or f"10.99.0.{ttl}" for ttl, a in enumerate(path.hops, start=1)][:9]
+    data = b"".join(socket.inet_aton(a) for a in entries).ljust(36, b"\0")
+    return struct.pack("!BBB", 7, 39, 4 + 4 * len(entries)) + data + b"\0"
+
+
+def _ip(
+    source: str, destination: str, proto: int, ttl: int, payload: bytes, options: bytes = b""
+) -> bytes:
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45 + len(options) // 4,
+        0,
+        20 + len(options) + len(payload),
+        0,
+        0,
+        ttl,
+        proto,
+        0,
+        socket.inet_aton(source),
+        socket.inet_aton(destination),
+    )
+    return header + options + payload
+
+
+class _Ports:
+    """Port reservations without sockets: every port asked for is free; 0 picks the next."""
+
+    def __init__(self) -> None:
+        self._next = 40000
+
+    def reserve(self, kind: int, port: int = 0) -> int:
+        del kind
+        if port:
+            return port
+        self._next += 1
+        return self._next
+
+    def close(self) -> None:
+        pass
