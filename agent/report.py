@@ -250,6 +250,10 @@ class Hop:
     # True when this hop was not asked again for this target but copied from
     # another target's trace through the same routers (Doubletree stop set,
     # Record Route): routers rate-limit ICMP, so asking once is the honest way.
+    # A hop not shared holds only replies asked for this target.  At the MSEE
+    # hop (a reply from inside a circuit's peering /30) a target is asked with
+    # up to 6 flows: the links its flows took are the distinct Reply.flow per
+    # /30 of that unshared hop.
     shared: bool = False
 
     @property
