@@ -14,6 +14,14 @@ hop and the ECMP pair):
    traceroute's (same source port, so the same ECMP member).
 2. Rate limits on (the lab default): hops each tool finds, against the
    rate-limit-off truth; routers are given 7 s to refill before each tool.
+3. Multi-flow at the MSEE (`--msee`, scenario er-active-active, rate limits
+   off then on): erpath with one flow (no peering subnets: before) and with
+   the circuits' peering subnets (after: up to 6 flows at the MSEE hop),
+   probes sent (counted at the engine's socket seam) and wall time, against
+   scamper running `trace` once per flow (6 source ports) over the same
+   targets; how many targets saw both links of the circuit.
+
+    ERPATH_LAB_PREFIX=trc .venv/bin/python tests/bench/bench_trace.py --msee
 """
 
 from __future__ import annotations
@@ -67,6 +75,132 @@ def _inner(addresses: list[str]) -> None:
         },
     }
     print(json.dumps(out))
+
+
+PEERING = ("192.0.2.0/30", "192.0.2.4/30", "192.0.2.8/30")  # the lab's circuits' link /30s
+MSEE_FLOWS = 6
+
+
+def _inner_msee(addresses: list[str]) -> None:
+    """Inside the branch namespace: erpath with one flow, then with more at the MSEE hop."""
+    import ipaddress
+
+    from agent.measure import trace
+    from agent.measure.trace import engine, io
+
+    sent = [0]
+
+    class Counting:
+        def __init__(self, protocols):
+            self._s = io.REAL.open_sockets(protocols)
+
+        def send(self, packet, destination):
+            sent[0] += 1
+            return self._s.send(packet, destination)
+
+        def receive(self, timeout_s):
+            return self._s.receive(timeout_s)
+
+        def close(self):
+            self._s.close()
+
+    counting = io.Io(
+        now=io.REAL.now,
+        open_sockets=Counting,
+        source_address=io.REAL.source_address,
+        ports=io.REAL.ports,
+    )
+    nets = [ipaddress.ip_network(p) for p in PEERING]
+    out = {}
+    for name, prefixes in (("one flow", ()), ("MSEE flows", PEERING)):
+        sent[0] = 0
+        opts = trace.TraceOptions(source_port=SPORT, msee_prefixes=prefixes)
+        t0 = time.perf_counter()
+        traces = engine.run([trace.TraceRequest(a, 443) for a in addresses], opts, counting)
+        wall = time.perf_counter() - t0
+        both = flows = 0
+        for t in traces.values():
+            at_msee = [
+                r
+                for h in t.hops
+                if not h.shared
+                for r in h.replies
+                if any(ipaddress.ip_address(r.address) in n for n in nets)
+            ]
+            flows += len({r.flow for r in at_msee})
+            both += len({r.address for r in at_msee}) >= 2
+        out[name] = {"wall_s": wall, "probes": sent[0], "both_links": both, "msee_flows": flows}
+        time.sleep(0.1)
+    print(json.dumps(out))
+
+
+def _scamper_flows(ns: str, addresses: list[str]) -> tuple[float, int, int]:
+    """scamper's `trace`, once per flow (source port), over every target: wall, probes, both links."""
+    total, probes = 0.0, 0
+    links: dict[str, set[str]] = {}
+    for i in range(MSEE_FLOWS):
+        dt, out = _ns_run(
+            ns,
+            [
+                "scamper",
+                "-O",
+                "json",
+                "-p",
+                "10000",
+                "-c",
+                f"trace -P tcp -d 443 -q 1 -w 1 -s {SPORT + i}",
+                "-i",
+                *addresses,
+            ],
+        )
+        total += dt
+        for line in out.splitlines():
+            doc = json.loads(line)
+            if doc.get("type") != "trace":
+                continue
+            probes += doc.get("probe_count", 0)
+            for hop in doc.get("hops", []):
+                if hop["addr"] in ("192.0.2.2", "192.0.2.6"):  # the MSEEs of ams-er-1
+                    links.setdefault(doc["dst"], set()).add(hop["addr"])
+    return total, probes, sum(1 for s in links.values() if len(s) >= 2)
+
+
+def msee_main() -> int:
+    os.environ.setdefault("ERPATH_LAB_PREFIX", "trc")
+    from tests.lab import plan
+    from tests.lab.lab import Lab
+
+    lab = Lab()
+    if not lab.is_up():
+        lab.up()
+    ns = lab.ns("branch")
+    addresses = [t.address for t in plan.targets()]
+    lab.scenario("er-active-active")
+    try:
+        for rate_limit in (False, True):
+            lab.set_rate_limit(rate_limit)
+            print(
+                f"\ner-active-active, rate limits {'on' if rate_limit else 'off'}, {len(addresses)} targets"
+            )
+            time.sleep(REFILL_S)
+            env = ["env", f"PYTHONPATH={ROOT}"]
+            _, out = _ns_run(ns, [*env, sys.executable, __file__, "--inner-msee", *addresses])
+            doc = json.loads(out)
+            for name, d in doc.items():
+                print(
+                    f"  erpath {name:10}  {d['wall_s']:6.3f} s  {d['probes']:5d} probes  "
+                    f"MSEE flows {d['msee_flows']:3d}  both links seen for {d['both_links']} targets"
+                )
+            time.sleep(REFILL_S)
+            t_sc, probes, both = _scamper_flows(ns, addresses)
+            print(
+                f"  scamper x{MSEE_FLOWS} flows  {t_sc:6.3f} s  {probes:5d} probes  "
+                f"both links seen for {both} targets"
+            )
+    finally:
+        lab.scenario("er")
+        lab.set_rate_limit(True)
+    return 0
 
 
 def _ns_run(ns: str, argv: list[str]) -> tuple[float, str]:
@@ -200,5 +334,9 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--inner":
         _inner(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--inner-msee":
+        _inner_msee(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--msee":
+        raise SystemExit(msee_main())
     else:
         raise SystemExit(main())

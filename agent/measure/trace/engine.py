@@ -6,7 +6,8 @@ How one `run` proceeds:
    destination's reply TTL gives its hop distance (nearest initial TTL minus
    reply TTL, plus one).  It costs no router a time-exceeded.
 2. Head.  Per flow, the trace with the longest estimate probes every TTL at
-   once, probes_per_hop probes each, like traceroute -N with no wait.
+   once, like traceroute -N with no wait (one probe per TTL, up to
+   probes_per_hop while unanswered).
 3. Tails: Doubletree (Donnet et al., SIGMETRICS 2005).  Every other trace
    probes its estimated destination TTL, then walks backwards one TTL at a
    time until it meets a (TTL, router) that a higher-ranked trace already
@@ -15,14 +16,28 @@ How one `run` proceeds:
    for, so each branch is walked once).  A wrong estimate just moves the
    walk: forward while routers answer, down while the destination does.
 4. Pacing.  Routers answer about six questions at once and then one per
-   second (see `agent.measure.trace.pacing`).  A question whose answering router can be
-   predicted from another trace (same next or previous hop, or same
-   destination distance for a penultimate hop) is sent one probe at a time
-   against that router's modelled budget and retried after a refill; only
-   unpredictable questions go out in parallel.
+   second (see `agent.measure.trace.pacing`).  A question whose answering
+   router can be predicted from another trace (same next or previous hop,
+   same first hop from one source address, or same destination distance for
+   a penultimate hop) is sent one probe at a time against that router's
+   modelled budget and retried after a refill.  Questions no router can be
+   predicted for draw on a bucket per TTL of the same size, so a burst from
+   many traces cannot drain the router that answers them all; every hop
+   sends one probe first and the rest only if it went unanswered; traces
+   that know least are served first, round-robin, deepest question first.
+5. Traces whose destination never answers (a blackhole: the answer is lost
+   on an asymmetric return) walk forward; a stop-set hit (two routers in a
+   row that a higher-ranked trace also met) copies everything below it, and
+   a TTL that went silent in a burst is asked again once its router is
+   known, so none comes back empty because routers ran out of tokens.
+6. MSEE flows (`agent.measure.trace.msee`): at the TTL where a reply came
+   from inside a circuit's peering subnet, each target is asked with more
+   flow identifiers until a second link shows or six flows showed one.
 
 Waiting is traceroute's -w MAX,HERE,NEAR: a probe is given up after MAX, or
 HERE x the RTT of a reply from its own hop, or NEAR x that of a later hop.
+The clock, sockets, source address and port reservations come through
+`agent.measure.trace.io.Io`, so tests drive the engine on a fake network.
 Flows (Paris traceroute): each flow has its own source port (ICMP: id), all
 else in the 5-tuple fixed, so per-flow load balancers keep every probe of a
 flow on one path; several flows enumerate ECMP paths and are merged per hop.
