@@ -13,13 +13,16 @@ first, because the path classifier wants both the global tag
 (`PowerPlatformInfra.WestEurope`, whose region feeds the Premium check), and
 they are usually listed with different prefix lengths.
 
-Why a dict per prefix length: the real file has ~54,000 distinct prefixes
-in only ~20 IPv4 and ~30 IPv6 lengths, and nested prefixes need no special
-handling (sorted intervals would).  Probing every length costs ~9 us, so a
-first dict, keyed by the address's block at the family's shortest length,
-lists only the lengths that occur inside that block: an address outside
-Azure costs one probe, one inside a handful (see
-tests/bench/bench_servicetags.py for figures).
+The index is compact: per family, the ~54,000 distinct networks of the real
+file sit in sorted integer arrays (`array`), one run per prefix length, with
+their tags and prefix texts in flat arrays beside them -- about 2 MB, where a
+Python object per prefix took ~45 MB.  A lookup bisects the runs of the
+lengths that occur in the address's block (a first table, keyed by the
+address's block at the family's shortest length, lists them): an address
+outside Azure costs one bisection, one inside a handful.  Parsing the JSON
+(~15 MB of objects for a moment) happens once per file version: the index is
+cached beside the file (`<file>.erpath-index`, see `_cache`), keyed by the
+file's size, mtime and changeNumber.
 """
 
 from __future__ import annotations
@@ -29,12 +32,18 @@ import gc
 import ipaddress
 import json
 import os
+import re
 import socket
+from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _BITS = {4: 32, 6: 128}
+_WORD = 64  # bits per array item ('Q'); longer IPv6 keys are split in two
+# Files smaller than this are indexed in milliseconds: no cache file for them.
+CACHE_MIN_BYTES = 256 * 1024
 
 
 class ServiceTagsError(ValueError):
@@ -55,19 +64,32 @@ class TagMatch:
     prefix: str
 
 
-# One prefix length of one family: network (as int, host bits dropped) -> the
-# matches of every tag that lists that prefix.  TagMatch objects are built
-# once at load: building them per lookup was half the lookup time.
-_Table = dict[int, tuple[TagMatch, ...]]
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Family:
+    """The networks of one IP version, as sorted arrays (no Python object per prefix).
+
+    Entry i is one distinct network.  Entries run by prefix length (`runs`),
+    and within a length by key (the network's leading `length` bits):
+    `hi[i]` is the key's first 64 bits and `lo[i]` the rest (IPv6 longer
+    than /64; else 0).  Its prefix text, as the file spells it, is
+    `texts[text_at[i]:text_at[i+1]]`; the tags listing it (indexes into
+    ServiceTags' tags, in file order) are `owners[owner_at[i]:owner_at[i+1]]`.
+    """
+
     bits: int
-    block_length: int  # the shortest prefix length in the file for this family
-    # block (address >> (bits - block_length)) -> the (length, table) pairs
-    # with at least one prefix inside that block, longest first
-    blocks: dict[int, tuple[tuple[int, _Table], ...]]
+    block_length: int  # the shortest prefix length of this family in the file
+    # Sorted blocks (address >> (bits - block_length)) holding any network;
+    # block_sets[j] picks, in length_sets, the lengths inside block j, longest first.
+    block_keys: array
+    block_sets: array
+    length_sets: tuple[tuple[int, ...], ...]
+    runs: dict[int, tuple[int, int]]  # length -> (first entry, end)
+    hi: array
+    lo: array
+    text_at: array
+    texts: bytes
+    owner_at: array
+    owners: array
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -79,16 +101,34 @@ class ServiceTags:
     cloud: str
     tag_count: int
     prefix_count: int  # prefix entries in the file, duplicates across tags included
+    _tags: tuple[tuple[str, str | None], ...]  # (name, region) in file order
     _families: dict[int, _Family]  # keyed by IP version
 
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ServiceTags:
-        """Read and index a ServiceTags_Public JSON file; raise ServiceTagsError if unusable."""
+    def load(cls, path: str | os.PathLike[str], *, cache: bool | None = None) -> ServiceTags:
+        """Read and index a ServiceTags_Public JSON file; raise ServiceTagsError if unusable.
+
+        `cache`: use and keep the index beside the file (`<file>.erpath-index`);
+        None does so for files of CACHE_MIN_BYTES or more.  The cache is only
+        ever an optimisation: unreadable, stale or corrupt, it is rebuilt; a
+        read-only directory just means building in memory each time.
+        """
+        from agent.verdict import indexcache
+
         source = os.fspath(path)
         try:
             with open(source, "rb") as f:
+                st = os.fstat(f.fileno())
+                use_cache = cache if cache is not None else st.st_size >= CACHE_MIN_BYTES
+                key = _cache_key(f, st) if use_cache else None
+                if key is not None:
+                    hit = indexcache.read(indexcache.path_for(source), key)
+                    cached = _from_cache(source, *hit) if hit else None
+                    if cached is not None:
+                        return cached
+                f.seek(0)
                 raw = f.read()
         except OSError as e:
             raise ServiceTagsError(source, f"cannot read it: {e.strerror or e}") from None
@@ -103,7 +143,12 @@ class ServiceTags:
             raise ServiceTagsError(
                 source, f"is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})"
             ) from None
-        return cls.from_document(doc, source=source)
+        del raw
+        tags = cls.from_document(doc, source=source)
+        del doc
+        if key is not None:
+            indexcache.write(indexcache.path_for(source), key, *_to_cache(tags))
+        return tags
 
     @classmethod
     def from_document(cls, doc: Any, *, source: str = "<document>") -> ServiceTags:
@@ -188,7 +233,8 @@ class ServiceTags:
             cloud=cloud,
             tag_count=len(tags),
             prefix_count=prefix_count,
-            _families={family: _build_family(family, index, tags) for family in (4, 6)},
+            _tags=tuple(tags),
+            _families={family: _build_family(family, index) for family in (4, 6)},
         )
 
     # ------------------------------------------------------------------ lookup
@@ -203,13 +249,36 @@ class ServiceTags:
         family, value = parsed
         fam = self._families[family]
         bits = fam.bits
+        block = value >> (bits - fam.block_length)
+        j = bisect_left(fam.block_keys, block)
+        if j == len(fam.block_keys) or fam.block_keys[j] != block:
+            return ()
+        hi, lo = fam.hi, fam.lo
         found: dict[str, TagMatch] = {}
-        for length, table in fam.blocks.get(value >> (bits - fam.block_length), ()):
-            hit = table.get(value >> (bits - length))
-            if hit is not None:
-                for match in hit:
-                    # setdefault: the longest prefix per tag wins, as lengths run longest first
-                    found.setdefault(match.name, match)
+        for length in fam.length_sets[fam.block_sets[j]]:  # longest first
+            start, end = fam.runs[length]
+            key = value >> (bits - length)
+            if length <= _WORD:
+                i = bisect_left(hi, key, start, end)
+                if i == end or hi[i] != key:
+                    continue
+            else:
+                rest = length - _WORD
+                top, low = key >> rest, key & ((1 << rest) - 1)
+                first = bisect_left(hi, top, start, end)
+                if first == end or hi[first] != top:
+                    continue
+                last = bisect_right(hi, top, first, end)
+                i = bisect_left(lo, low, first, last)
+                if i == last or lo[i] != low:
+                    continue
+            text = None
+            for t in fam.owners[fam.owner_at[i] : fam.owner_at[i + 1]]:
+                name, region = self._tags[t]
+                if name not in found:  # the longest prefix per tag wins: lengths run longest first
+                    if text is None:
+                        text = fam.texts[fam.text_at[i] : fam.text_at[i + 1]].decode()
+                    found[name] = TagMatch(name, region, text)
         return tuple(found.values())
 
     def region_of(self, address: str) -> str | None:
@@ -249,26 +318,144 @@ def _gc_paused():
             gc.enable()
 
 
-def _build_family(
-    family: int,
-    index: dict[tuple[int, int, int], tuple[str, list[int]]],
-    tags: list[tuple[str, str | None]],
-) -> _Family:
+def _build_family(family: int, index: dict[tuple[int, int, int], tuple[str, list[int]]]) -> _Family:
     bits = _BITS[family]
-    tables: dict[int, _Table] = {}
-    for (fam, length, network), (text, idx) in index.items():
-        if fam == family:
-            tables.setdefault(length, {})[network] = tuple(TagMatch(*tags[t], text) for t in idx)
-    block_length = min(tables, default=0)
+    entries = sorted(
+        (length, network, text, owners)
+        for (fam, length, network), (text, owners) in index.items()
+        if fam == family
+    )
+    hi, lo = array("Q"), array("Q")
+    text_at, owner_at, owners_flat = array("I", [0]), array("I", [0]), array("I")
+    texts = bytearray()
+    runs: dict[int, tuple[int, int]] = {}
     lengths_in_block: dict[int, set[int]] = {}
-    for length, table in tables.items():
-        for network in table:
-            lengths_in_block.setdefault(network >> (length - block_length), set()).add(length)
-    blocks = {
-        block: tuple((length, tables[length]) for length in sorted(lengths, reverse=True))
-        for block, lengths in lengths_in_block.items()
+    # Capped at 64 bits so that blocks fit the array's items.
+    block_length = min(entries[0][0], _WORD) if entries else 0
+    for i, (length, network, text, owners) in enumerate(entries):
+        start, _ = runs.get(length, (i, i))
+        runs[length] = (start, i + 1)
+        rest = max(length - _WORD, 0)
+        hi.append(network >> rest)
+        lo.append(network & ((1 << rest) - 1))
+        texts += text.encode()
+        text_at.append(len(texts))
+        owners_flat.extend(owners)
+        owner_at.append(len(owners_flat))
+        lengths_in_block.setdefault(network >> (length - block_length), set()).add(length)
+    length_sets: dict[tuple[int, ...], int] = {}
+    block_keys, block_sets = array("Q"), array("I")
+    for block in sorted(lengths_in_block):
+        lengths = tuple(sorted(lengths_in_block[block], reverse=True))
+        block_keys.append(block)
+        block_sets.append(length_sets.setdefault(lengths, len(length_sets)))
+    return _Family(
+        bits=bits,
+        block_length=block_length,
+        block_keys=block_keys,
+        block_sets=block_sets,
+        length_sets=tuple(length_sets),
+        runs=runs,
+        hi=hi,
+        lo=lo,
+        text_at=text_at,
+        texts=bytes(texts),
+        owner_at=owner_at,
+        owners=owners_flat,
+    )
+
+
+# --------------------------------------------------------------------------- the cache
+
+_CACHE_FORMAT = 1
+_ARRAYS = ("block_keys", "block_sets", "hi", "lo", "text_at", "owner_at", "owners")
+_HEAD_BYTES = 4096
+
+
+def _cache_key(f: Any, st: os.stat_result) -> dict[str, Any] | None:
+    """Which version of the file an index belongs to: size, mtime and changeNumber.
+
+    The changeNumber comes from the file's head (the published files start
+    with it), so checking the cache never parses the JSON.  None: no cache.
+    """
+    match = re.search(rb'"changeNumber"\s*:\s*(\d+)', f.read(_HEAD_BYTES))
+    if match is None:
+        return None
+    return {
+        "format": _CACHE_FORMAT,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "change_number": int(match.group(1)),
     }
-    return _Family(bits=bits, block_length=block_length, blocks=blocks)
+
+
+def _to_cache(tags: ServiceTags) -> tuple[dict[str, Any], dict[str, array | bytes]]:
+    meta: dict[str, Any] = {
+        "change_number": tags.change_number,
+        "cloud": tags.cloud,
+        "prefix_count": tags.prefix_count,
+        "tags": tags._tags,
+        "families": {},
+    }
+    sections: dict[str, array | bytes] = {}
+    for version, fam in tags._families.items():
+        meta["families"][str(version)] = {
+            "block_length": fam.block_length,
+            "length_sets": fam.length_sets,
+            "runs": [[length, start, end] for length, (start, end) in fam.runs.items()],
+        }
+        for name in _ARRAYS:
+            sections[f"{version}.{name}"] = getattr(fam, name)
+        sections[f"{version}.texts"] = fam.texts
+    return meta, sections
+
+
+def _from_cache(
+    source: str, meta: dict[str, Any], sections: dict[str, array | bytes]
+) -> ServiceTags | None:
+    """The index from an intact cache file; None if its contents do not fit together."""
+    try:
+        tags = tuple((str(name), str(region) if region else None) for name, region in meta["tags"])
+        families = {}
+        for version in (4, 6):
+            m = meta["families"][str(version)]
+            arrays = {name: sections[f"{version}.{name}"] for name in _ARRAYS}
+            texts = sections[f"{version}.texts"]
+            fam = _Family(
+                bits=_BITS[version],
+                block_length=int(m["block_length"]),
+                length_sets=tuple(tuple(int(x) for x in s) for s in m["length_sets"]),
+                runs={int(length): (int(a), int(b)) for length, a, b in m["runs"]},
+                texts=texts,  # type: ignore[arg-type]
+                **arrays,  # type: ignore[arg-type]
+            )
+            n = len(fam.hi)
+            if not (
+                isinstance(texts, bytes)
+                and all(isinstance(a, array) for a in arrays.values())
+                and len(fam.lo) == n
+                and len(fam.text_at) == len(fam.owner_at) == n + 1
+                and len(fam.block_keys) == len(fam.block_sets)
+                and (not fam.text_at or fam.text_at[-1] == len(texts))
+                and (not fam.owner_at or fam.owner_at[-1] == len(fam.owners))
+                and all(0 <= a <= b <= n for a, b in fam.runs.values())
+                and all(s < len(fam.length_sets) for s in fam.block_sets)
+                and all(x in fam.runs for s in fam.length_sets for x in s)
+                and (not fam.owners or max(fam.owners) < len(tags))
+            ):
+                return None
+            families[version] = fam
+        return ServiceTags(
+            source=source,
+            change_number=int(meta["change_number"]),
+            cloud=str(meta["cloud"]),
+            tag_count=len(tags),
+            prefix_count=int(meta["prefix_count"]),
+            _tags=tags,
+            _families=families,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _parse_address(address: object) -> tuple[int, int] | None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
 
-from agent.verdict.servicetags import ServiceTags, ServiceTagsError, TagMatch
+from agent.verdict import indexcache
+from agent.verdict.servicetags import CACHE_MIN_BYTES, ServiceTags, ServiceTagsError, TagMatch
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 REAL = DATA / "ServiceTags_Public.json"
@@ -25,7 +28,7 @@ needs_real_file = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def real() -> ServiceTags:
-    return ServiceTags.load(REAL)
+    return ServiceTags.load(REAL, cache=False)  # no index file beside the shared data
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +116,27 @@ def test_lookup_agrees_with_brute_force(real, real_doc):
             if v == version and start <= value < start + size
         }
         assert {m.name for m in real.lookup(address)} == want, address
+
+
+@needs_real_file
+def test_real_file_index_cached_beside_a_copy_answers_the_same(tmp_path, real, real_doc):
+    copy = tmp_path / "ServiceTags_Public.json"
+    shutil.copyfile(REAL, copy)
+    built = ServiceTags.load(copy)  # big file: cached by default
+    cache = tmp_path / ("ServiceTags_Public.json" + indexcache.SUFFIX)
+    assert cache.is_file() and cache.stat().st_size < copy.stat().st_size
+    cached = ServiceTags.load(copy)
+    assert cached is not built
+    rng = random.Random(7)
+    prefixes = [p for v in real_doc["values"] for p in v["properties"]["addressPrefixes"]]
+    addresses = [str(ipaddress.ip_network(p, strict=False)[-1]) for p in rng.sample(prefixes, 300)]
+    addresses += [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(100)]
+    addresses += [str(ipaddress.IPv6Address(rng.getrandbits(128))) for _ in range(20)]
+    for address in addresses:
+        assert cached.lookup(address) == built.lookup(address) == real.lookup(address), address
+    for attr in ("change_number", "cloud", "tag_count", "prefix_count"):
+        assert getattr(cached, attr) == getattr(real, attr)
+    assert cached.source == str(copy)
 
 
 # --------------------------------------------------------------------------- synthetic files
@@ -288,3 +312,137 @@ def test_missing_file(tmp_path):
 def test_error_is_a_value_error():
     """Config loading catches ValueError-family errors for bad files."""
     assert issubclass(ServiceTagsError, ValueError)
+
+
+# --------------------------------------------------------------------------- the index cache
+
+NESTED = [
+    _tag("Wide", ["10.0.0.0/8", "2001:db8::/32"]),
+    _tag("Narrow", ["10.1.2.0/24", "2001:db8:0:1::/120", "2001:db8:0:1::80/128"]),
+    _tag("Narrow.Region", ["10.1.2.0/24", "2001:db8:0:1::/120"], region="westeurope"),
+    _tag("Host", ["2001:db8:0:1::80/128", "10.1.2.3/32"]),
+]
+NESTED_ANSWERS = {
+    "10.1.2.3": ("Host", "Narrow", "Narrow.Region", "Wide"),
+    "10.1.2.4": ("Narrow", "Narrow.Region", "Wide"),
+    "10.9.0.1": ("Wide",),
+    "2001:db8:0:1::80": ("Narrow", "Host", "Narrow.Region", "Wide"),
+    "2001:db8:0:1::81": ("Narrow", "Narrow.Region", "Wide"),
+    "2001:db8:0:1::1:0": ("Wide",),
+    "2001:db9::": (),
+    "11.0.0.0": (),
+}
+
+
+def _write(path, values, change=7) -> None:
+    path.write_text(json.dumps(_doc(values, changeNumber=change)))
+
+
+def _names(tags: ServiceTags, address: str) -> tuple[str, ...]:
+    return tuple(m.name for m in tags.lookup(address))
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_long_ipv6_prefixes_built_and_cached(tmp_path, cache):
+    f = tmp_path / "tags.json"
+    _write(f, NESTED)
+    ServiceTags.load(f, cache=cache)
+    tags = ServiceTags.load(f, cache=cache)  # the second load reads the index file, if cached
+    assert (tmp_path / ("tags.json" + indexcache.SUFFIX)).exists() == cache
+    for address, names in NESTED_ANSWERS.items():
+        assert _names(tags, address) == names, address
+    assert tags.lookup("2001:db8:0:1::80")[0] == TagMatch("Narrow", None, "2001:db8:0:1::80/128")
+    assert tags.region_of("2001:db8:0:1::5") == "westeurope"
+
+
+def test_small_files_get_no_index_file_by_default(tmp_path):
+    f = tmp_path / "tags.json"
+    _write(f, NESTED)
+    assert f.stat().st_size < CACHE_MIN_BYTES
+    ServiceTags.load(f)
+    assert os.listdir(tmp_path) == ["tags.json"]
+
+
+def test_cache_is_reused_without_reading_the_json(tmp_path):
+    """Same size, mtime and changeNumber: the index file answers, the JSON is not parsed."""
+    f = tmp_path / "tags.json"
+    _write(f, [_tag("Alpha", ["10.0.0.0/8"])])
+    ServiceTags.load(f, cache=True)
+    st = f.stat()
+    _write(f, [_tag("Bravo", ["10.0.0.0/8"])])  # same length, same changeNumber
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _names(ServiceTags.load(f, cache=True), "10.1.1.1") == ("Alpha",)
+    assert _names(ServiceTags.load(f, cache=False), "10.1.1.1") == ("Bravo",)
+
+
+@pytest.mark.parametrize("change", ["mtime", "size", "change_number"])
+def test_cache_is_rebuilt_when_the_file_changes(tmp_path, change):
+    f = tmp_path / "tags.json"
+    _write(f, [_tag("Alpha", ["10.0.0.0/8"])], change=7)
+    assert _names(ServiceTags.load(f, cache=True), "10.1.1.1") == ("Alpha",)
+    st = f.stat()
+    if change == "mtime":
+        _write(f, [_tag("Bravo", ["10.0.0.0/8"])], change=7)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    elif change == "size":
+        _write(f, [_tag("Bravo2", ["10.0.0.0/8"])], change=7)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    else:
+        _write(f, [_tag("Bravo", ["10.0.0.0/8"])], change=8)  # same length: 7 -> 8
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert f.stat().st_size == st.st_size
+    tags = ServiceTags.load(f, cache=True)
+    assert _names(tags, "10.1.1.1") != ("Alpha",)
+    # ... and the new index replaced the old one
+    assert ServiceTags.load(f, cache=True).lookup("10.1.1.1") == tags.lookup("10.1.1.1")
+    assert sorted(os.listdir(tmp_path)) == ["tags.json", "tags.json" + indexcache.SUFFIX]
+
+
+def _flip_last_byte(p):
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF
+    p.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda p: p.write_bytes(b""), id="empty"),
+        pytest.param(lambda p: p.write_bytes(p.read_bytes()[:-7]), id="truncated"),
+        pytest.param(_flip_last_byte, id="flipped-byte"),
+        pytest.param(lambda p: p.write_bytes(b"erpath-index 1\n{not json\n"), id="bad-header"),
+        pytest.param(lambda p: p.write_bytes(os.urandom(4096)), id="random"),
+    ],
+)
+def test_corrupt_cache_is_ignored_and_replaced(tmp_path, damage):
+    f = tmp_path / "tags.json"
+    _write(f, NESTED)
+    ServiceTags.load(f, cache=True)
+    cache = tmp_path / ("tags.json" + indexcache.SUFFIX)
+    damage(cache)
+    tags = ServiceTags.load(f, cache=True)
+    for address, names in NESTED_ANSWERS.items():
+        assert _names(tags, address) == names, address
+    assert indexcache.read(str(cache), {"nothing": 0}) is None  # another key: not trusted
+    assert ServiceTags.load(f, cache=True).lookup("10.1.2.3") == tags.lookup("10.1.2.3")
+
+
+def test_cache_that_cannot_be_written_leaves_the_index_in_memory(tmp_path):
+    """Where the index file cannot be replaced (a read-only directory, here a directory
+    in its place, since root writes anywhere), loading still works and leaves no debris."""
+    f = tmp_path / "tags.json"
+    _write(f, NESTED)
+    blocker = tmp_path / ("tags.json" + indexcache.SUFFIX)
+    (blocker / "occupied").mkdir(parents=True)
+    for _ in range(2):
+        tags = ServiceTags.load(f, cache=True)
+        assert _names(tags, "10.1.2.3") == NESTED_ANSWERS["10.1.2.3"]
+    assert sorted(os.listdir(tmp_path)) == ["tags.json", "tags.json" + indexcache.SUFFIX]
+
+
+def test_bad_file_writes_no_cache(tmp_path):
+    f = tmp_path / "tags.json"
+    f.write_text('{"changeNumber": 1, "values": [}')
+    with pytest.raises(ServiceTagsError):
+        ServiceTags.load(f, cache=True)
+    assert os.listdir(tmp_path) == ["tags.json"]
