@@ -1,8 +1,10 @@
-"""The collector's unit as shipped, without a systemd manager (CI has none): its ExecStart, run
-as the unit would run it (an unprivileged uid, no capabilities, / read-only except its
-StateDirectory, private /tmp), with the default config, opens its default database and takes a
-report.  It could not before: the default database was /var/lib/erpath/collector.db while the
-unit's only writable place is /var/lib/erpath-collector.
+"""The units as shipped, without a systemd manager (CI has none): each ExecStart run as its unit
+would run it — an unprivileged uid of its own, the unit's capabilities only (none for the
+collector, CAP_NET_RAW for the agent), NoNewPrivileges, UMask, / read-only except the unit's
+StateDirectory, a private /tmp, the agent's token as a credential — with the default collector
+config.  The collector opens its default database and takes a report; the agent's reports reach
+it.  The collector could not before: its default database was /var/lib/erpath/collector.db while
+the unit's only writable place is /var/lib/erpath-collector.
 """
 
 from __future__ import annotations
@@ -17,34 +19,42 @@ import pytest
 
 from collector.config import StoreConfig
 
-pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
 
+AGENT_CONFIG = """
+[agent]
+id = "br-1"
+site = "ams"
+[probe]
+builtin_targets = false
+interval_s = 10
+jitter_s = 0
+trace_timeout_s = 2
+[collector]
+url = "http://127.0.0.1:9470"
+token_file = "/run/credentials/erpath-agent.service/agent.token"
+allow_plaintext = true
+[[target]]
+name = "collector-port"
+address = "127.0.0.1"
+port = 9470
+"""
 
-def run_unit(unit: str, config_text: str) -> dict:
-    # Outside pytest's root-only tmp: the overlay's upper directory needs no special place,
-    # but the unit's uid must be able to reach the checkout (it does: /work is world-readable).
+
+def run_units(collector_config: str, agent_config: str | None = None) -> dict:
+    # A work directory outside pytest's root-only tmp (the overlay's upper /etc lives there).
     with tempfile.TemporaryDirectory(prefix="erpath-unit-") as workdir:
         proc = subprocess.run(
-            [
-                "unshare",
-                "--mount",
-                "--net",
-                "--propagation",
-                "private",
-                sys.executable,
-                "-m",
-                "tests.deploy.unitsandbox",
-                str(UNITS / unit),
-                workdir,
-                config_text,
-            ],
+            ["unshare", "--mount", "--net", "--propagation", "private"]
+            + [sys.executable, "-m", "tests.deploy.unitsandbox", workdir, collector_config]
+            + ([agent_config] if agent_config is not None else []),
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=100,
+            timeout=150,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return json.loads(proc.stdout.splitlines()[-1])
@@ -56,22 +66,26 @@ def test_the_default_database_is_in_the_units_state_directory():
     assert StoreConfig().path == "/var/lib/erpath-collector/collector.db"
 
 
-def test_the_collector_unit_as_shipped_serves_with_the_default_config():
-    result = run_unit("erpath-collector.service", "")  # every key at its default
+def test_the_units_as_shipped_serve_and_report_with_the_default_config():
+    result = run_units("", AGENT_CONFIG)  # the collector's every key at its default
+    logs = result.get("log", {})
     assert result["token_add"]["code"] == 0, result
     assert result["post"]["status"] == 201, result
     assert result["post"]["body"]["id"] == result["report_id"]
-    assert result["uid"] == ["65534"] * 4 and int(result["cap_eff"], 16) == 0
+    assert result["collector"] == {"uid": ["61001"] * 4, "cap_eff": "0000000000000000"}
     assert result["db"] == {
         "path": "/var/lib/erpath-collector/collector.db",
-        "uid": 65534,
+        "uid": 61001,
         "mode": 0o600,  # UMask=0077
     }
-    # Everything else is read-only to the service, as ProtectSystem=strict makes it.
-    assert (
-        result["writes_elsewhere"].count("Read-only file system")
-        + result["writes_elsewhere"].count("Permission denied")
-        == 3
-    ), result["writes_elsewhere"]
-    assert result["serve_exit"] == 0, result["log"]
-    assert "Traceback" not in result["log"]
+    # Everything but its state directory is read-only to it, as ProtectSystem=strict makes it.
+    writes = result["writes_elsewhere"]
+    assert writes.count("cannot touch") == 3, writes  # /var/lib, /etc, /usr
+    assert writes.count("Read-only file system") >= 2, writes  # /var/lib, /etc
+    # The agent: CAP_NET_RAW only, its token from the credential, its spool in its state directory.
+    assert result["agent"]["uid"] == ["61002"] * 4
+    assert int(result["agent"]["cap_eff"], 16) == 1 << 13, result["agent"]  # CAP_NET_RAW
+    assert result.get("agent_seen", {}).get("agent") == "br-1", logs
+    assert {"epoch", "seq", "spool"} <= set(result["agent_state"]), result["agent_state"]
+    assert result["exit"] == {"erpath-agent.service": 0, "erpath-collector.service": 0}, logs
+    assert not any("Traceback" in text for text in logs.values()), logs
