@@ -352,6 +352,11 @@ class Store:
         self._readers = concurrent.futures.ThreadPoolExecutor(
             READERS, thread_name_prefix="erpath-read"
         )
+        # The collector's own reads (alert delivery, token refresh) have their own thread:
+        # a flood of API GETs queued on the readers above cannot delay an alert.
+        self._internal = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="erpath-read-internal"
+        )
         self.cache: dict[str, Any] = {}  # writer-thread-only caches (agent refs, layouts)
         self.writer_error: str | None = None  # why the writer thread ended, if it did
         self.closed = True
@@ -386,6 +391,7 @@ class Store:
         if self._writer:
             self._writer.join()
         self._readers.shutdown(wait=True)
+        self._internal.shutdown(wait=True)
         with self._reader_lock:
             for c in self._reader_conns:
                 c.close()
@@ -523,6 +529,11 @@ class Store:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self.read_sync, fn, *args)
+
+    async def read_internal(self, fn: Callable[..., T], *args: Any) -> T:
+        """`read` for the collector's own work, on a thread no API request queues on."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._internal, self.read_sync, fn, *args)
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run any blocking function (e.g. a metrics render) on a reader thread."""
