@@ -171,7 +171,7 @@ class AlertSender:
     async def deliver(self, r: Receiver) -> bool:
         """One delivery round to one receiver; True when it is up to date."""
         now_s = self.clock()
-        rows = await self.store.read(
+        rows = await self.store.read_internal(
             due, r.name, r.resends, now_s, self.cfg.resend_interval_s, self.retention_s
         )
         if not rows:

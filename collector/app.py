@@ -13,11 +13,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from collector import evaluate, retention, routes
+from collector import auth, evaluate, retention, routes
 from collector.alertrules import Links
 from collector.alerts import AlertSender
 from collector.auth import TokenBook
@@ -36,6 +37,7 @@ from collector.keys import (
     INGEST_SETTINGS,
     INSTRUMENTS,
     LIMITER,
+    READ_TOKEN,
     REGISTRY,
     STORE,
     STORE_COLLECTOR,
@@ -106,9 +108,13 @@ async def _task(
 
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     store, book = app[STORE], app[TOKENS]
-    await store.read(book.load)
+    await store.read_internal(book.load)
     async with _task(
-        _every(app[CONFIG].ingest.tokens_refresh_s, lambda: store.read(book.load), "token refresh"),
+        _every(
+            app[CONFIG].ingest.tokens_refresh_s,
+            lambda: store.read_internal(book.load),
+            "token refresh",
+        ),
         "erpath-tokens",
         app[WORKERS],
     ):
@@ -257,6 +263,11 @@ def create_app(
         config.ingest.default_interval_s,
         config.alerts.flip_hold_s,
         links,
+    )
+    app[READ_TOKEN] = (
+        auth.digest(Path(config.server.read_token_file).read_text().strip())
+        if config.server.read_token_file
+        else None
     )
     app[WORKERS] = {}
     app[HEALTH] = Health(on_worker_death or (lambda _why: None))

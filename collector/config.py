@@ -44,6 +44,32 @@ def _pem_file(value: Any) -> str:
     return value
 
 
+# A read token shorter than this is guessable; `openssl rand -hex 32` gives 64.
+READ_TOKEN_MIN_CHARS = 32
+
+
+def _read_token_file(value: Any) -> str:
+    value = string(value)
+    path = Path(value)
+    try:
+        token = path.read_text().strip()
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise Invalid(f"cannot read ({exc.strerror}); give a file holding the read token") from None
+    if len(token) < READ_TOKEN_MIN_CHARS or len(token.split()) != 1:
+        raise Invalid(
+            f"must hold one token of at least {READ_TOKEN_MIN_CHARS} characters;"
+            f" write one with 'openssl rand -hex 32 > {value}'"
+        )
+    if mode & 0o007:
+        raise Invalid(f"is readable by every user; chmod o-rwx {value}")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = setting(listen_host, "127.0.0.1")
@@ -55,6 +81,8 @@ class ServerConfig:
     # Implied by client_ca_file; false is refused (a client without one got in on its token alone).
     client_cert_required: bool = setting(boolean, True)
     shutdown_timeout_s: float = setting(_SECONDS, 30.0)  # grace for requests in flight
+    # Read API and /metrics: 'Authorization: Bearer <the file's token>'; required off loopback.
+    read_token_file: str = setting(_read_token_file, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +162,7 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>") -> Config:
     reads = {name: r.section(name) for name in SECTIONS}
     cfg = Config(**{name: read.record() for name, read in reads.items()}, source=source)
     given = reads["server"].data
+    s = cfg.server
     if ("tls_cert_file" in given) != ("tls_key_file" in given):
         r.add(
             "[server]", "tls_cert_file needs tls_key_file: set both (TLS) or neither (plain HTTP)"
@@ -155,6 +184,13 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>") -> Config:
         r.add(
             "[server] client_cert_required",
             "needs client_ca_file to verify client certificates against",
+        )
+    if not s.read_token_file and not _loopback(s.host):
+        r.add(
+            f"[server] host = {s.host!r}",
+            "the read API and /metrics (host names, NAT and hop addresses) would be open to"
+            " the network; set read_token_file (readers send 'Authorization: Bearer <token>'),"
+            ' or listen on host = "127.0.0.1"',
         )
     if cfg.alerts.backoff_max_s < cfg.alerts.backoff_initial_s:
         r.add(

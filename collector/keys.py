@@ -44,3 +44,5 @@ class Health:
 
 HEALTH = web.AppKey("health", Health)
 WORKERS = web.AppKey("workers", dict[str, asyncio.Task[None]])
+# SHA-256 of the read token ([server] read_token_file), None: reads open (loopback only).
+READ_TOKEN = web.AppKey("read_token", bytes | None)

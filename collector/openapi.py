@@ -44,6 +44,23 @@ def _list(key: str, item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _paged(key: str, item: dict[str, Any]) -> dict[str, Any]:
+    out = _list(key, item)
+    out["required"] = [key, "next_cursor"]
+    out["properties"]["next_cursor"] = {
+        "type": ["string", "null"],
+        "description": "pass as `cursor` for the next page; null on the last one",
+    }
+    return out
+
+
+PAGE = [
+    _q("limit", "at most this many (1-1000, default 1000)", type="integer"),
+    _q("cursor", "next_cursor of the previous page"),
+]
+UNAUTHORIZED_READ = _problem("read_token_file is set and the request lacks the read token")
+
+
 BAD_QUERY = _problem("a query parameter is unknown or malformed")
 
 
@@ -112,6 +129,11 @@ def document() -> dict[str, Any]:
                     "last_seen": {"type": "string", "format": "date-time"},
                     "last_seen_s": {"type": "number"},
                     "silent": {"type": "boolean"},
+                    "site_facts_conflict": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "agents of the site whose site facts differ from this one's",
+                    },
                     "health": obj,
                 },
             },
@@ -216,7 +238,13 @@ def document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "per-agent token from `erpath-collector token add`",
-                }
+                },
+                "readToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the token in [server] read_token_file (reads open without "
+                    "one only on a loopback listener)",
+                },
             },
         },
         "paths": {
@@ -270,32 +298,38 @@ def document() -> dict[str, Any]:
             "/api/v1/agents": {
                 "get": {
                     "summary": "Agents: last seen, version, site, role, silent",
+                    "security": [{"readToken": []}],
                     "parameters": [
                         _q("site", "only this site"),
                         _q("agent", "only this agent"),
                         _q("role", "only this role"),
+                        *PAGE,
                     ],
                     "responses": {
                         "200": _ok(
-                            "agents", _list("agents", {"$ref": "#/components/schemas/Agent"})
+                            "agents", _paged("agents", {"$ref": "#/components/schemas/Agent"})
                         ),
                         "400": BAD_QUERY,
+                        "401": UNAUTHORIZED_READ,
                     },
                 }
             },
             "/api/v1/paths": {
                 "get": {
                     "summary": "Current path per agent and target: verdict, evidence, since when",
-                    "parameters": filters,
+                    "security": [{"readToken": []}],
+                    "parameters": [*filters, *PAGE],
                     "responses": {
-                        "200": _ok("paths", _list("paths", {"$ref": "#/components/schemas/Path"})),
+                        "200": _ok("paths", _paged("paths", {"$ref": "#/components/schemas/Path"})),
                         "400": BAD_QUERY,
+                        "401": UNAUTHORIZED_READ,
                     },
                 }
             },
             "/api/v1/events": {
                 "get": {
                     "summary": "Flips, path changes, asymmetry, silent agents; newest first",
+                    "security": [{"readToken": []}],
                     "parameters": [
                         *filters,
                         _q("kind", "only this event kind"),
@@ -308,18 +342,21 @@ def document() -> dict[str, Any]:
                             "events", _list("events", {"$ref": "#/components/schemas/Event"})
                         ),
                         "400": BAD_QUERY,
+                        "401": UNAUTHORIZED_READ,
                     },
                 }
             },
             "/api/v1/alerts": {
                 "get": {
                     "summary": "Active alerts and recently resolved ones, with receiver status",
-                    "parameters": [_q("state", "firing or resolved")],
+                    "security": [{"readToken": []}],
+                    "parameters": [_q("state", "firing or resolved"), *PAGE],
                     "responses": {
                         "200": _ok(
-                            "alerts", _list("alerts", {"$ref": "#/components/schemas/Alert"})
+                            "alerts", _paged("alerts", {"$ref": "#/components/schemas/Alert"})
                         ),
                         "400": BAD_QUERY,
+                        "401": UNAUTHORIZED_READ,
                     },
                 }
             },
@@ -338,11 +375,13 @@ def document() -> dict[str, Any]:
             "/metrics": {
                 "get": {
                     "summary": "Prometheus exposition",
+                    "security": [{"readToken": []}],
                     "responses": {
+                        "401": UNAUTHORIZED_READ,
                         "200": {
                             "description": "text format 0.0.4",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
+                        },
                     },
                 }
             },

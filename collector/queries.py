@@ -37,8 +37,23 @@ def _where(filters: dict[str, Any], columns: dict[str, str]) -> tuple[str, list[
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-def agents(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, Any]]:
+def _after(where: str, args: list[Any], clause: str, after: tuple[Any, ...] | None) -> str:
+    """Keyset pagination: only rows past the cursor (the previous page's last key)."""
+    if after is None:
+        return where
+    args.extend(after)
+    return (where + " AND " if where else " WHERE ") + clause
+
+
+def agents(
+    conn: sqlite3.Connection,
+    filters: dict[str, Any],
+    limit: int = -1,
+    after: tuple[Any, ...] | None = None,
+) -> list[dict[str, Any]]:
+    """Agents by id; `limit` rows (-1: all) after the agent id in `after`."""
     where, args = _where(filters, {"site": "site", "agent": "id", "role": "role"})
+    where = _after(where, args, "id > ?", after)
     out = []
     for (
         agent_id,
@@ -59,8 +74,8 @@ def agents(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, 
         "SELECT id, site, role, version, hostname, interval_s, last_seq, first_seen_s, last_seen_s,"
         " silent, cycle_s, spool_reports, dropped_reports_total, ref FROM agents"
         + where
-        + " ORDER BY id",
-        args,
+        + " ORDER BY id LIMIT ?",
+        [*args, limit],
     ):
         out.append(
             {
@@ -87,15 +102,22 @@ def agents(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, 
     return out
 
 
-def paths(conn: sqlite3.Connection, filters: dict[str, Any]) -> list[dict[str, Any]]:
+def paths(
+    conn: sqlite3.Connection,
+    filters: dict[str, Any],
+    limit: int = -1,
+    after: tuple[Any, ...] | None = None,
+) -> list[dict[str, Any]]:
+    """Paths by agent and target; `limit` rows (-1: all) after (agent, target) in `after`."""
     where, args = _where(filters, {"site": "a.site", "agent": "a.id", "target": "p.target"})
+    where = _after(where, args, "(a.id, p.target) > (?, ?)", after)
     cols = ", ".join(f"p.{c.strip()}" for c in PATH_COLUMNS.split(","))
     out = []
     for row in conn.execute(
         f"SELECT a.id, a.site, {cols} FROM paths p JOIN agents a ON a.ref = p.agent_ref"
         + where
-        + " ORDER BY a.id, p.target",
-        args,
+        + " ORDER BY a.id, p.target LIMIT ?",
+        [*args, limit],
     ):
         s = state_from_row(row[2:])
         out.append(
@@ -192,8 +214,14 @@ def events(conn: sqlite3.Connection, filters: dict[str, Any], limit: int) -> lis
 
 
 def alerts(
-    conn: sqlite3.Connection, now_s: float, recent_s: float, state: str | None
+    conn: sqlite3.Connection,
+    now_s: float,
+    recent_s: float,
+    state: str | None,
+    limit: int = -1,
+    after: tuple[Any, ...] | None = None,
 ) -> list[dict[str, Any]]:
+    """Alerts, newest first; `limit` rows (-1: all) after the fingerprint in `after`."""
     sql = (
         "SELECT fingerprint, alertname, labels, annotations, starts_s, ends_s, version, updated_s"
         " FROM alerts WHERE (ends_s IS NULL OR ends_s >= ?)"
@@ -203,9 +231,16 @@ def alerts(
         sql += " AND ends_s IS NULL"
     elif state == "resolved":
         sql += " AND ends_s IS NOT NULL"
+    if after is not None:
+        # Past the previous page's last alert; one that was pruned meanwhile ends the list.
+        sql += (
+            " AND (starts_s, fingerprint) <"
+            " (SELECT starts_s, fingerprint FROM alerts WHERE fingerprint = ?)"
+        )
+        args.extend(after)
     out = []
     for fp, name, labels, notes, starts_s, ends_s, version, updated_s in conn.execute(
-        sql + " ORDER BY starts_s DESC", args
+        sql + " ORDER BY starts_s DESC, fingerprint DESC LIMIT ?", [*args, limit]
     ):
         out.append(
             {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import json
 import math
 import re
@@ -27,6 +29,7 @@ from collector.keys import (
     INGEST_SETTINGS,
     INSTRUMENTS,
     LIMITER,
+    READ_TOKEN,
     REGISTRY,
     STORE,
     STORE_COLLECTOR,
@@ -533,14 +536,72 @@ def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
     return int(raw)
 
 
+def _require_reader(request: web.Request) -> None:
+    """The read API and /metrics carry host names, NAT and hop addresses and evidence:
+    with [server] read_token_file set they need 'Authorization: Bearer <read token>'.
+    An agent's token is not one: an agent cannot read the fleet."""
+    expected = request.app[READ_TOKEN]
+    if expected is None:
+        return  # a loopback-only listener (config refuses any other without a token)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    presented = auth.digest(token.strip()) if scheme.lower() == "bearer" else b""
+    if not hmac.compare_digest(presented.ljust(32, b"\0"), expected):
+        raise Problem(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "reading needs the collector's read token ([server] read_token_file); "
+            "send 'Authorization: Bearer <read token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="erpath-read"'},
+            errors=[{"field": "header/Authorization", "message": "must carry the read token"}],
+        )
+
+
+def _cursor(request: web.Request, size: int) -> tuple[Any, ...] | None:
+    """The key a page starts after, from the opaque `cursor` the previous page gave."""
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(raw.encode("ascii") + b"=" * (-len(raw) % 4)))
+        if isinstance(key, list) and len(key) == size and all(isinstance(k, str) for k in key):
+            return tuple(key)
+    except (ValueError, UnicodeError):
+        pass
+    raise Problem(
+        400,
+        "bad-query",
+        "Bad Request",
+        "cursor is not one this collector gave; start again without it",
+        errors=[{"field": "query/cursor", "message": "must be the next_cursor of a previous page"}],
+    )
+
+
+def _page(key: str, rows: list[dict[str, Any]], limit: int, last: Any) -> dict[str, Any]:
+    """`limit` rows and the cursor of the next page (None on the last one); rows holds one
+    row more than a page when there is a next one."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = None
+    if more:
+        cursor = base64.urlsafe_b64encode(json.dumps(last(rows[-1])).encode()).decode().rstrip("=")
+    return {key: rows, "next_cursor": cursor}
+
+
 async def get_agents(request: web.Request) -> web.Response:
-    f = _filters(request, ("site", "agent", "role"))
-    return _json({"agents": await request.app[STORE].read(queries.agents, f)})
+    _require_reader(request)
+    f = _filters(request, ("site", "agent", "role", "limit", "cursor"))
+    limit, after = _limit(request, default=1000), _cursor(request, 1)
+    rows = await request.app[STORE].read(queries.agents, f, limit + 1, after)
+    return _json(_page("agents", rows, limit, lambda r: [r["agent"]]))
 
 
 async def get_paths(request: web.Request) -> web.Response:
-    f = _filters(request, ("site", "agent", "target"))
-    return _json({"paths": await request.app[STORE].read(queries.paths, f)})
+    _require_reader(request)
+    f = _filters(request, ("site", "agent", "target", "limit", "cursor"))
+    limit, after = _limit(request, default=1000), _cursor(request, 2)
+    rows = await request.app[STORE].read(queries.paths, f, limit + 1, after)
+    return _json(_page("paths", rows, limit, lambda r: [r["agent"], r["target"]]))
 
 
 EVENT_KINDS = (
@@ -555,6 +616,7 @@ EVENT_KINDS = (
 
 
 async def get_events(request: web.Request) -> web.Response:
+    _require_reader(request)
     f = _filters(request, ("site", "agent", "target", "kind", "since", "until", "limit"))
     if f["kind"] is not None and f["kind"] not in EVENT_KINDS:
         raise Problem(
@@ -579,7 +641,8 @@ async def get_events(request: web.Request) -> web.Response:
 
 
 async def get_alerts(request: web.Request) -> web.Response:
-    f = _filters(request, ("state",))
+    _require_reader(request)
+    f = _filters(request, ("state", "limit", "cursor"))
     if f["state"] not in (None, "firing", "resolved"):
         raise Problem(
             400,
@@ -589,8 +652,9 @@ async def get_alerts(request: web.Request) -> web.Response:
             errors=[{"field": "query/state", "message": "must be firing or resolved"}],
         )
     app = request.app
+    limit, after = _limit(request, default=1000), _cursor(request, 1)
     rows = await app[STORE].read(
-        queries.alerts, app[CLOCK](), app[CONFIG].alerts.recent_s, f["state"]
+        queries.alerts, app[CLOCK](), app[CONFIG].alerts.recent_s, f["state"], limit + 1, after
     )
     receivers = [
         {
@@ -601,7 +665,9 @@ async def get_alerts(request: web.Request) -> web.Response:
         }
         for r in app[ALERT_SENDER].receivers
     ]
-    return _json({"alerts": rows, "receivers": receivers})
+    return _json(
+        {**_page("alerts", rows, limit, lambda r: [r["fingerprint"]]), "receivers": receivers}
+    )
 
 
 # --------------------------------------------------------------------------- operations
@@ -629,6 +695,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    _require_reader(request)
     app = request.app
     body = await app[STORE].offload(exposition.render, app[REGISTRY], app[STORE_COLLECTOR])
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_TYPE})
