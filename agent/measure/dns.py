@@ -381,9 +381,20 @@ class HopNamer:
     (one spec or several, tried in order).  `namer(address)` answers from the
     cache or looks up (blocking); `namer.prefetch(addresses)` looks up every
     uncached address concurrently, so a whole trace is named in one round
-    trip.  Keep one namer for the agent's lifetime: the cache is the point.  Lookup failures give None
-    and are cached briefly; nothing here raises for a network outcome.
+    trip.  Keep one namer for the agent's lifetime: the cache is the point.
+
+    Names are a nicety on top of a measurement that is already done, so
+    every PTR and origin-ASN lookup of one call shares one deadline,
+    `budget_s` (at most BUDGET_S = 0.3 s, whatever the resolvers' timeout):
+    a dead or slow resolver costs a probe cycle that much, not a DNS timeout
+    per hop.  A hop not named in time is reported unnamed (None); failures
+    and negative answers are cached like answers, failures briefly; nothing
+    here raises for a network outcome.
     """
+
+    # What hop naming may add to a probe cycle; a resolver on the site's
+    # network answers PTR and TXT queries in milliseconds.
+    BUDGET_S = 0.3
 
     # Cache bounds on DNS TTLs: hops are renamed rarely, and a short TTL must
     # not turn every trace into a fresh burst of queries.
@@ -401,9 +412,10 @@ class HopNamer:
         asn_zone: str = "origin.asn.cymru.com",
         asn6_zone: str = "origin6.asn.cymru.com",
         resolv_conf: str = RESOLV_CONF,
+        budget_s: float | None = None,
     ):
-        if timeout_s <= 0 or max_entries <= 0:
-            raise ValueError("HopNamer: timeout_s and max_entries must be positive")
+        if timeout_s <= 0 or max_entries <= 0 or (budget_s is not None and budget_s <= 0):
+            raise ValueError("HopNamer: timeout_s, max_entries and budget_s must be positive")
         specs = [resolvers] if isinstance(resolvers, str) else list(resolvers)
         if not specs:
             raise ValueError("HopNamer: configure at least one resolver")
@@ -413,7 +425,7 @@ class HopNamer:
         self._resolver = Resolver(
             ",".join(specs), tuple(dict.fromkeys(s for r in parsed for s in r.servers))
         )
-        self._timeout_s = timeout_s
+        self._budget_s = budget_s if budget_s is not None else min(timeout_s, self.BUDGET_S)
         self._max_entries = max_entries
         self._asn_zone = dns.name.from_text(asn_zone)
         self._asn6_zone = dns.name.from_text(asn6_zone)
@@ -442,7 +454,7 @@ class HopNamer:
 
         async def main() -> list[HopName]:
             engine = _Engine()
-            deadline = time.monotonic() + self._timeout_s
+            deadline = time.monotonic() + self._budget_s  # one deadline for every lookup
             return await asyncio.gather(*(self._name(engine, ip, deadline) for _, ip in todo))
 
         for (address, _), entry in zip(todo, _run(main()), strict=True):

@@ -566,7 +566,7 @@ def test_hop_namer_ptr_and_most_specific_asn(server: AuthServer) -> None:
 def test_hop_namer_prefetch_is_concurrent_and_cached() -> None:
     slow = AuthServer(_cdn_zone(), CDN_BEHAVIOURS, delay_s=0.3)
     try:
-        namer = agent_dns.HopNamer(slow.address, 1.5)
+        namer = agent_dns.HopNamer(slow.address, 1.5, budget_s=1.5)
         hops = ["198.18.10.1", "198.18.10.2", "198.18.10.3", "2001:db8:10::1", "198.18.10.4"]
         started = time.monotonic()
         namer.prefetch(hops)
@@ -610,3 +610,65 @@ def test_hop_namer_falls_back_to_the_next_resolver(server: AuthServer) -> None:
         assert namer("198.18.10.1") == ("ae1-0.ams-96cbe-1b.ntwk.msn.net", 12076)
     with pytest.raises(ValueError, match="at least one resolver"):
         agent_dns.HopNamer(())
+
+
+# Forty hops, as a trace of the lab's targets names (PTR + origin-ASN each).
+MANY_HOPS = [f"198.18.{i // 20}.{i % 20 + 1}" for i in range(40)]
+
+
+def test_hop_naming_shares_one_short_deadline_whatever_the_timeout() -> None:
+    """A resolver that answers everything, 0.6 s late: the hops stay unnamed.
+
+    The namer's timeout is 5 s, yet nothing waited for the answers: one
+    deadline of HopNamer.BUDGET_S (0.3 s) covered every lookup.
+    """
+    records = _cdn_zone()
+    for hop in MANY_HOPS:
+        records[(_reverse(hop), "PTR")] = (300, ["late.ntwk.msn.net."])
+    late = AuthServer(records, delay_s=0.6)
+    try:
+        namer = agent_dns.HopNamer(late.address, timeout_s=5.0)
+        namer.prefetch(MANY_HOPS)
+        asked = {name for name, _, _ in late.log}
+    finally:
+        late.close()
+    assert all(namer(h) == (None, None) for h in MANY_HOPS)
+    assert _reverse(MANY_HOPS[0]) in asked  # the server was asked, and answered too late
+
+
+def test_hop_naming_within_the_budget_names_hops() -> None:
+    records = _cdn_zone()
+    for hop in MANY_HOPS:
+        records[(_reverse(hop), "PTR")] = (300, ["be-1.ams.ntwk.msn.net."])
+    quick = AuthServer(records, delay_s=0.02)
+    try:
+        namer = agent_dns.HopNamer(quick.address, timeout_s=5.0)
+        namer.prefetch(MANY_HOPS)
+    finally:
+        quick.close()
+    assert [namer(h)[0] for h in MANY_HOPS] == ["be-1.ams.ntwk.msn.net"] * len(MANY_HOPS)
+
+
+def test_resolver_that_never_answers_is_asked_once_per_hop() -> None:
+    """A real server on loopback that stays silent for every hop: unnamed, and cached."""
+    behaviours = {}
+    for hop in MANY_HOPS:
+        behaviours[_reverse(hop)] = SILENT
+        octets = ".".join(reversed(hop.split(".")))
+        behaviours[f"{octets}.origin.asn.cymru.com."] = SILENT
+    mute = AuthServer(_cdn_zone(), behaviours)
+    try:
+        namer = agent_dns.HopNamer(mute.address, timeout_s=2.0)
+        namer.prefetch(MANY_HOPS)
+        queries = len(mute.log)
+        assert all(namer(h) == (None, None) for h in MANY_HOPS)
+        namer.prefetch(MANY_HOPS)
+        assert len(mute.log) == queries  # the silence is remembered (FAILED_TTL_S)
+    finally:
+        mute.close()
+    assert {name for name, _, _ in mute.log} == set(behaviours)
+
+
+def test_budget_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="budget_s must be positive"):
+        agent_dns.HopNamer("127.0.0.1", budget_s=0)
