@@ -52,6 +52,7 @@ RETRIGGER_AFTER_S = 1.0
 # cycle instead of a first cycle for the first prefix's targets only.
 ROUTE_SETTLE_S = 0.25
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 60.0
+RETRY_AFTER_MAX_S = 300.0
 # A worker beats at least this often while it waits (idle or backing off) …
 HEARTBEAT_S = 5.0
 # … and one that has not beaten for this long is stuck (one delivery is at
@@ -457,7 +458,8 @@ class AgentService:
                         json.dumps(d.detail),
                     )
                     continue
-                delay = d.retry_after_s or backoff
+                # A Retry-After from a proxy may ask for a day: the collector never does.
+                delay = min(d.retry_after_s or backoff, RETRY_AFTER_MAX_S)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 if d.code == "schema-unsupported":
                     log.warning(
