@@ -799,13 +799,18 @@ class MseeProber:
         return frozenset(seen)
 
     def send_due(self, engine: _Engine, now: float) -> float:
-        """Ask the next flow of every target round-robin, as budgets allow; when to look again."""
+        """Ask the next flows as budgets allow, targets furthest along first; when to look again.
+
+        Under rate limits the MSEE's tokens are few: spent one per target they
+        would show every target one link; spent on the targets already begun
+        they show some targets both.
+        """
         wake = float("inf")
         n = engine.opts.probes_per_hop
         progress = True
         while progress:
             progress = False
-            for hop in sorted(self.hops.values(), key=lambda h: len(h.asked)):
+            for hop in sorted(self.hops.values(), key=lambda h: -len(h.asked)):
                 flow = hop.next_flow(n)
                 if flow is None:
                     continue
