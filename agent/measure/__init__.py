@@ -1,1 +1,1 @@
-"""Measuring: DNS, routes, TCP probes and traceroute. Needs the network, root for raw sockets, and scapy, pyroute2, dnspython."""
+"""Measuring: DNS, routes, TCP probes and traceroute. Needs the network, root for raw sockets, and dnspython (packets and rtnetlink are packed here with struct)."""

@@ -1,7 +1,7 @@
 """The kernel's route to each destination, as `ip route get` sees it.
 
-The only agent module that imports pyroute2.  `route_get_many(addresses)`
-asks the kernel over one netlink socket, twice per address:
+`route_get_many(addresses)` asks the kernel over one rtnetlink socket
+(`agent.measure.netlink`), twice per address:
 
 - a plain route lookup (what `ip route get ADDR` prints): output interface,
   gateway, preferred source and the table that held the route;
@@ -18,23 +18,20 @@ the targets inside them at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import ipaddress
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import AsyncIPRoute, IPRoute
-from pyroute2.netlink import rtnl
-from pyroute2.netlink.exceptions import NetlinkError
-
+from agent.measure import netlink
+from agent.measure.netlink import NetlinkError
 from agent.report import RouteResult
 
 log = logging.getLogger(__name__)
@@ -245,7 +242,7 @@ class Rule:
 
 
 def _range(value: Any) -> tuple[int, int] | None:
-    """A uid or port range; pyroute2 decodes these as "start:end"."""
+    """A uid or port range: {"start": .., "end": ..} (or "start:end" text)."""
     if not value:
         return None
     if isinstance(value, dict):
@@ -305,7 +302,7 @@ class RouteLookup:
         # strict_check: requests go out as iproute2 sends them (rtm_table 0,
         # so the kernel reports the table that answered) and the kernel
         # rejects a malformed request instead of ignoring fields.
-        self._ipr = IPRoute(strict_check=True)
+        self._nl = netlink.RtnlSocket(strict_check=True)
         self._links: dict[int, str] = {}
         self._rules: list[Rule] | None = None
         self._local: frozenset[str] | None = None
@@ -317,7 +314,7 @@ class RouteLookup:
         self.close()
 
     def close(self) -> None:
-        self._ipr.close()
+        self._nl.close()
 
     def get(self, address: str, source: str | None = None) -> RouteResult:
         """The route to `address` (from `source`, like `ip route get ADDR from SRC`)."""
@@ -335,15 +332,12 @@ class RouteLookup:
             # The kernel says "Network is unreachable" for a source it does
             # not own; that is a configuration fault, not a missing route.
             return RouteResult(duration_s=time.monotonic() - started, failure="route.error")
-        request: dict[str, Any] = {"dst": str(flow.destination), "family": flow.family}
-        if flow.source is not None:
-            request["src"] = str(flow.source)
         # IPv6 always reports the route's table and rejects RTM_F_LOOKUP_TABLE
         # under strict checking; IPv4 reports "main" without it.
         flags = RTM_F_LOOKUP_TABLE if flow.family == socket.AF_INET else 0
         try:
-            routes = self._ipr.route("get", flags=flags, **request)
-            fibs = self._ipr.route("get", flags=flags | RTM_F_FIB_MATCH, **request)
+            routes = self._nl.request(netlink.RTM_GETROUTE, _route_get(flow, flags))
+            fibs = self._nl.request(netlink.RTM_GETROUTE, _route_get(flow, flags | RTM_F_FIB_MATCH))
         except NetlinkError as e:
             duration_s = time.monotonic() - started
             no_route = e.code in NO_ROUTE_ERRNOS
@@ -376,16 +370,18 @@ class RouteLookup:
 
     def link_name(self, index: int) -> str | None:
         if index not in self._links:
-            self._links = {
-                link["index"]: link.get_attr("IFLA_IFNAME") for link in self._ipr.get_links()
-            }
+            # struct ifinfomsg, all zero: every link
+            links = self._nl.request(netlink.RTM_GETLINK, bytes(16), dump=True)
+            self._links = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
         return self._links.get(index)
 
     def local_addresses(self) -> frozenset[str]:
         if self._local is None:
             self._local = frozenset(
                 str(ipaddress.ip_address(m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")))
-                for m in self._ipr.get_addr()
+                # struct ifaddrmsg, all zero: every address of every family
+                for m in self._nl.request(netlink.RTM_GETADDR, bytes(8), dump=True)
+                if m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
             )
         return self._local
 
@@ -394,9 +390,33 @@ class RouteLookup:
             self._rules = [
                 Rule.from_message(m)
                 for family in (socket.AF_INET, socket.AF_INET6)
-                for m in self._ipr.get_rules(family=family)
+                # struct fib_rule_hdr: the family, the rest zero
+                for m in self._nl.request(
+                    netlink.RTM_GETRULE, struct.pack("=B11x", family), dump=True
+                )
             ]
         return self._rules
+
+
+def _route_get(flow: Flow, flags: int) -> bytes:
+    """An RTM_GETROUTE request as `ip route get` sends it: struct rtmsg, then RTA_DST (RTA_SRC)."""
+    bits = 32 if flow.family == socket.AF_INET else 128
+    header = struct.pack(
+        "=BBBBBBBBI",
+        flow.family,
+        bits,
+        bits if flow.source is not None else 0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        flags,
+    )
+    body = header + netlink.attr(netlink.RTA_DST, flow.destination.packed)
+    if flow.source is not None:
+        body += netlink.attr(netlink.RTA_SRC, flow.source.packed)
+    return body
 
 
 def _gateway(route: Any) -> str | None:
@@ -435,11 +455,11 @@ WATCH_POLL_S = 0.2
 # After the netlink socket fails, wait this long before listening again.
 WATCH_RETRY_S = 1.0
 _WATCH_GROUPS = (
-    rtnl.RTMGRP_LINK
-    | rtnl.RTMGRP_IPV4_ROUTE
-    | rtnl.RTMGRP_IPV6_ROUTE
-    | rtnl.RTMGRP_IPV4_RULE
-    | rtnl.RTMGRP_IPV6_RULE
+    netlink.RTMGRP_LINK
+    | netlink.RTMGRP_IPV4_ROUTE
+    | netlink.RTMGRP_IPV6_ROUTE
+    | netlink.RTMGRP_IPV4_RULE
+    | netlink.RTMGRP_IPV6_RULE
 )
 _EVERYTHING = ("0.0.0.0/0", "::/0")
 
@@ -473,32 +493,29 @@ def watch_routes(on_change: Callable[[str], None], stop: threading.Event) -> Non
     """Call `on_change(prefix)` for each route, rule or link change until `stop` is set.
 
     Blocking; run it in its own thread.  A failing callback is logged and
-    does not end the watch; a failing netlink socket is reopened.
+    does not end the watch; a failing netlink socket is reopened.  When the
+    socket's buffer overflows (a route storm), notifications were lost, so
+    every destination is reported changed.
     """
     while not stop.is_set():
         try:
-            asyncio.run(_watch(on_change, stop))
+            with netlink.RtnlSocket(_WATCH_GROUPS, strict_check=False) as nl:
+                while not stop.is_set():
+                    for msg in nl.notifications(WATCH_POLL_S):
+                        for prefix in changed_prefixes(msg):
+                            _tell(on_change, prefix)
         except OSError as e:
+            if netlink.is_overrun(e):
+                log.warning("event=route_watch_overrun")
+                for prefix in _EVERYTHING:
+                    _tell(on_change, prefix)
+                continue
             log.warning("event=route_watch_failed error=%s", e)
             stop.wait(WATCH_RETRY_S)
 
 
-async def _watch(on_change: Callable[[str], None], stop: threading.Event) -> None:
-    async with AsyncIPRoute() as ipr:
-        await ipr.bind(groups=_WATCH_GROUPS)
-
-        async def consume() -> None:
-            while True:
-                async for msg in ipr.get():
-                    for prefix in changed_prefixes(msg):
-                        try:
-                            on_change(prefix)
-                        except Exception:  # a bug in the callback must not stop the watch
-                            log.exception("event=route_change_callback_failed prefix=%s", prefix)
-
-        consumer = asyncio.create_task(consume())
-        while not stop.is_set() and not consumer.done():
-            await asyncio.sleep(WATCH_POLL_S)
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
+def _tell(on_change: Callable[[str], None], prefix: str) -> None:
+    try:
+        on_change(prefix)
+    except Exception:  # a bug in the callback must not stop the watch
+        log.exception("event=route_change_callback_failed prefix=%s", prefix)
