@@ -9,9 +9,7 @@ No traceback reaches a user for bad input or a network outcome.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import replace
 
 from agent import __version__
 
@@ -94,6 +92,8 @@ def _load_config(path: str | None):
 
 
 def _apply_overrides(config, args):
+    from dataclasses import replace
+
     from agent.config import with_cli_targets
 
     probe = config.probe
@@ -151,6 +151,8 @@ def _probe_once(args) -> int:
     if progress:
         progress.clear()
     if args.json:
+        import json
+
         from agent.report import to_dict
 
         json.dump(to_dict(report), sys.stdout, indent=2)
@@ -175,22 +177,36 @@ def _run(args) -> int:
     return AgentService(args.config).run()
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that are the user's to fix: config and set-up errors.
+
+    Looked up among the modules loaded, so that each command imports only
+    what it uses (`probe once` never loads the service): a module not loaded
+    raised nothing.
+    """
+    errors: list[type[Exception]] = [_UsageError]
+    for module, name in (("agent.config", "ConfigError"), ("agent.service.runner", "ServiceError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            errors.append(getattr(loaded, name))
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from agent.config import ConfigError
-    from agent.service.runner import ServiceError
-
     try:
         if args.command == "probe":
             return _probe_once(args)
         if args.command == "run":
             return _run(args)
         return _check_config(args)
-    except (ConfigError, _UsageError, ServiceError) as e:
-        print(f"erpath-agent: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        if not isinstance(e, _user_errors()):
+            raise
+        print(f"erpath-agent: {e}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
