@@ -31,41 +31,41 @@ def path_for(source: str | os.PathLike[str]) -> str:
 
 
 def read(path: str, key: dict[str, Any]) -> tuple[dict[str, Any], Sections] | None:
-    """(meta, sections) if `path` is an intact index built for `key`; else None."""
+    """(meta, sections) if `path` is an intact index built for `key`; else None.
+
+    Sections are read straight into their arrays (no copy of the whole file
+    in memory), the CRC-32 accumulated on the way.
+    """
     try:
         with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    if not data.startswith(_MAGIC):
-        return None
-    end = data.find(b"\n", len(_MAGIC), len(_MAGIC) + _HEADER_MAX_BYTES)
-    if end < 0:
-        return None
-    try:
-        header = json.loads(data[len(_MAGIC) : end])
-        if header["key"] != key or header["byteorder"] != sys.byteorder:
-            return None
-        body = memoryview(data)[end + 1 :]
-        if zlib.crc32(body) != header["crc32"]:
-            return None
-        sections: Sections = {}
-        at = 0
-        for name, typecode, nbytes in header["sections"]:
-            chunk = body[at : at + nbytes]
-            at += nbytes
-            if len(chunk) != nbytes:
+            head = f.read(len(_MAGIC) + _HEADER_MAX_BYTES)
+            if not head.startswith(_MAGIC):
                 return None
-            if typecode == "bytes":
-                sections[name] = bytes(chunk)
-            else:
-                items = array(typecode)
-                items.frombytes(chunk)  # ValueError unless a whole number of items
-                sections[name] = items
-        if at != len(body):
-            return None
-        return header["meta"], sections
-    except (ValueError, KeyError, TypeError):
+            end = head.find(b"\n", len(_MAGIC))
+            if end < 0:
+                return None
+            header = json.loads(head[len(_MAGIC) : end])
+            if header["key"] != key or header["byteorder"] != sys.byteorder:
+                return None
+            f.seek(end + 1)
+            crc = 0
+            sections: Sections = {}
+            for name, typecode, nbytes in header["sections"]:
+                if typecode == "bytes":
+                    chunk: array | bytes = f.read(nbytes)
+                    if len(chunk) != nbytes:
+                        return None
+                else:
+                    chunk = array(typecode)
+                    if nbytes % chunk.itemsize:
+                        return None
+                    chunk.fromfile(f, nbytes // chunk.itemsize)  # EOFError if short
+                crc = zlib.crc32(chunk, crc)
+                sections[name] = chunk
+            if f.read(1) or crc != header["crc32"]:
+                return None
+            return header["meta"], sections
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
         return None
 
 
