@@ -56,6 +56,7 @@ from agent.settings import (
     string,
     table,
 )
+from agent.verdict.communities import BgpCommunities, CommunitiesError, is_community
 from agent.verdict.servicetags import ServiceTags, ServiceTagsError
 
 SKUS: tuple[str, ...] = ("standard", "premium")
@@ -72,6 +73,8 @@ MAX_TTL_LIMIT = 64
 MAX_PROBES_PER_HOP = 16
 
 SYSTEM_RESOLVER = "system"
+# "Azure IP Ranges and Service Tags - Public Cloud": links this week's file.
+SERVICE_TAGS_PAGE = "https://www.microsoft.com/en-us/download/details.aspx?id=56519"
 
 
 # --------------------------------------------------------------------------- values of the agent's own
@@ -132,6 +135,15 @@ def _target_name(value: Any) -> str:
             "is neither a host name nor an IP address; write e.g. make.powerapps.com or 192.0.2.10"
         )
     return value.rstrip(".")
+
+
+def _community(value: Any) -> str:
+    value = string(value).strip()
+    if not is_community(value):
+        raise Invalid(
+            'is not a BGP community; write ASN:value as Azure lists it, e.g. "12076:51002"'
+        )
+    return value
 
 
 _INTERVAL = number(
@@ -220,6 +232,18 @@ class MetricsConfig:
 @dataclass(frozen=True, slots=True)
 class ServiceTagsConfig:
     file: Path | None = setting(path, None)
+    # Where `erpath-agent service-tags update` fetches the file: Microsoft's
+    # download page (its current link is followed) or an internal mirror.
+    url: str | None = setting(http_url(SERVICE_TAGS_PAGE), None)
+
+
+@dataclass(frozen=True, slots=True)
+class BgpCommunitiesConfig:
+    # The output of `az network route-filter rule list-service-communities`.
+    file: Path | None = setting(path, None)
+    # An internal mirror of that output for `erpath-agent communities update`
+    # (Azure publishes no download: the list needs a signed-in az).
+    url: str | None = setting(http_url("https://mirror.example.net/erpath/communities.json"), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +275,9 @@ _CIRCUIT = table(
     ce_addresses=Key(array(ip_address)),
     advertised_prefixes=Key(array(ip_prefix)),
     links=Key(one_of(*get_args(LinkMode), synonyms=_LINK_SYNONYMS)),
+    peer_asn=Key(integer(1, 4294967295)),
+    route_filter=Key(identifier),
+    route_filter_communities=Key(array(_community)),
 )
 _EDGE = table(
     InternetEdge,
@@ -267,6 +294,7 @@ SECTIONS = {
     "spool": table(SpoolConfig),
     "metrics": table(MetricsConfig),
     "service_tags": table(ServiceTagsConfig),
+    "bgp_communities": table(BgpCommunitiesConfig),
 }
 ARRAYS = {"circuit": _CIRCUIT, "internet_edge": _EDGE, "target": table(TargetSpec)}
 
@@ -283,6 +311,7 @@ class AgentConfig:
     internet_edges: tuple[InternetEdge, ...] = ()
     site: SiteSection = SiteSection()
     service_tags: ServiceTagsConfig = ServiceTagsConfig()
+    bgp_communities: BgpCommunitiesConfig = BgpCommunitiesConfig()
     configured_targets: tuple[TargetSpec, ...] = ()
     path: Path | None = field(default=None, compare=False)
 
@@ -316,6 +345,22 @@ class AgentConfig:
             source = os.fspath(self.path) if self.path else "<config>"
             raise ConfigError(
                 [f"{source}: [service_tags] file = {show(os.fspath(file))}: {_tags_problem(e)}"]
+            ) from None
+
+    def load_bgp_communities(self) -> BgpCommunities | None:
+        """The [bgp_communities] file (cached while unchanged; the last good copy while it
+        cannot be read); None if unset."""
+        file = self.bgp_communities.file
+        if file is None:
+            return None
+        try:
+            return _load_communities(file)
+        except (OSError, CommunitiesError) as e:
+            source = os.fspath(self.path) if self.path else "<config>"
+            raise ConfigError(
+                [
+                    f"{source}: [bgp_communities] file = {show(os.fspath(file))}: {_communities_problem(e)}"
+                ]
             ) from None
 
     def unprobed_catalog(self) -> tuple[CatalogEntry, ...]:
@@ -368,9 +413,16 @@ def _collector(r: Reader) -> CollectorConfig:
 
 def _service_tags(r: Reader) -> ServiceTagsConfig:
     read = r.section("service_tags")
-    file = read.values.get("file")
+    file, url = read.values.get("file"), read.values.get("url")
     if file is None:
+        if url is not None:
+            r.add(
+                read.subject("url"),
+                'needs file = "<where the agent keeps the tags file>" too; the update writes there',
+            )
         return ServiceTagsConfig()
+    if not file.exists() and url is not None:
+        return ServiceTagsConfig(file=file, url=url)  # the first update fetches it
     if not file.is_file():
         r.add(
             read.subject("file"),
@@ -384,7 +436,7 @@ def _service_tags(r: Reader) -> ServiceTagsConfig:
             _load_tags(file)
         except (OSError, ServiceTagsError) as e:
             r.add(read.subject("file"), _tags_problem(e))
-    return ServiceTagsConfig(file=file)
+    return ServiceTagsConfig(file=file, url=url)
 
 
 _tags_lock = threading.Lock()
@@ -408,6 +460,75 @@ def _load_tags(file: Path) -> ServiceTags:
 def _tags_problem(e: Exception) -> str:
     if isinstance(e, ServiceTagsError):
         return f"{e.problem}; point file at an unmodified ServiceTags_Public_*.json download"
+    return f"cannot read it: {getattr(e, 'strerror', None) or e}"
+
+
+def _bgp_communities(r: Reader, circuit_reads: list[Read]) -> BgpCommunitiesConfig:
+    read = r.section("bgp_communities")
+    file = read.values.get("file")
+    for c in circuit_reads:
+        if "route_filter_communities" in c.values and "route_filter" not in c.values:
+            r.add(
+                c.subject("route_filter_communities"),
+                'needs route_filter = "<the route filter\'s name>" too: the communities are '
+                "what that filter allows",
+            )
+    url = read.values.get("url")
+    if file is None:
+        if url is not None:
+            r.add(read.subject("url"), 'needs file = "<where the agent keeps the list>" too')
+        return BgpCommunitiesConfig()
+    if not file.exists() and url is not None:
+        return BgpCommunitiesConfig(file=file, url=url)  # the first update fetches it
+    if not file.is_file():
+        r.add(
+            read.subject("file"),
+            f"no such file ({file}); save `az network route-filter rule "
+            f"list-service-communities -o json` there (or run erpath-agent communities update)",
+        )
+        return BgpCommunitiesConfig(file=file)
+    try:
+        known = _load_communities(file)
+    except (OSError, CommunitiesError) as e:
+        r.add(read.subject("file"), _communities_problem(e))
+        return BgpCommunitiesConfig(file=file, url=url)
+    for c in circuit_reads:
+        for i, value in enumerate(c.values.get("route_filter_communities", ())):
+            if known.get(value) is None:
+                r.add(
+                    f"{c.where} route_filter_communities[{i}] = {show(value)}",
+                    f"is no community of {file.name}; check the value against "
+                    "`az network route-filter rule list-service-communities`",
+                )
+    return BgpCommunitiesConfig(file=file, url=url)
+
+
+_communities_cache: dict[Path, tuple[tuple[int, int], BgpCommunities]] = {}
+
+
+def _load_communities(file: Path) -> BgpCommunities:
+    """Once per (path, mtime, size); a file that stops being readable keeps the last good copy
+    (an update replaces it atomically, so that is a hand edit gone wrong)."""
+    with _tags_lock:
+        hit = _communities_cache.get(file)
+    try:
+        st = file.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        communities = BgpCommunities.load(file)
+    except (OSError, CommunitiesError):
+        if hit is not None:
+            return hit[1]
+        raise
+    with _tags_lock:
+        _communities_cache[file] = (stamp, communities)
+    return communities
+
+
+def _communities_problem(e: Exception) -> str:
+    if isinstance(e, CommunitiesError):
+        return e.problem
     return f"cannot read it: {getattr(e, 'strerror', None) or e}"
 
 
@@ -527,6 +648,26 @@ def load(path: str | os.PathLike[str] | None = None) -> AgentConfig:
     return replace(_from_doc(doc, os.fspath(path), file.absolute().parent), path=file)
 
 
+def update_source(
+    path: str | os.PathLike[str], section: Literal["service_tags", "bgp_communities"]
+) -> tuple[Path | None, str | None]:
+    """(file, url) of one table, reading nothing else: an update must work while the
+    current file is broken, which would fail a full load."""
+    doc = read_toml(path, if_missing="no such file; give the agent's config with --config")
+    r = Reader(
+        os.fspath(path),
+        doc,
+        sections=SECTIONS,
+        arrays=ARRAYS,
+        base_dir=Path(path).absolute().parent,
+    )
+    read = r.section(section)
+    problems = [p for p in r.problems if f"[{section}]" in p]
+    if problems:
+        raise ConfigError(problems)
+    return read.values.get("file"), read.values.get("url")
+
+
 def _from_doc(doc: dict[str, Any], source: str, base_dir: Path) -> AgentConfig:
     r = Reader(source, doc, sections=SECTIONS, arrays=ARRAYS, base_dir=base_dir)
     agent, dns, probe = r.section("agent").record(), r.section("dns").record(), _probe(r)
@@ -549,6 +690,7 @@ def _from_doc(doc: dict[str, Any], source: str, base_dir: Path) -> AgentConfig:
         internet_edges=edges,
         site=site.record(),
         service_tags=_service_tags(r),
+        bgp_communities=_bgp_communities(r, circuit_reads),
         configured_targets=_targets(r, circuit_names),
     )
     r.done()

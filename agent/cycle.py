@@ -195,6 +195,8 @@ def run_cycle(
     # The service passes the last good copy when the file is being replaced.
     tags = service_tags if service_tags is not None else config.load_service_tags()
     site = config.site_facts()
+    # Read each cycle (cached while unchanged): an update is picked up at the next one.
+    communities = config.load_bgp_communities()
     results: list[Result] = []
     for p in probes:
         port = p.target.port or probe.port
@@ -211,13 +213,18 @@ def run_cycle(
             prefer=p.target.prefer,
         )
         verdict = classify.classify(
-            measured, site, tags, agent_role=config.agent.role, expect=p.target.expect
+            measured,
+            site,
+            tags,
+            agent_role=config.agent.role,
+            expect=p.target.expect,
+            communities=communities,
         )
         result = replace(
             measured,
             failure=_first_failure(measured),
             verdict=verdict,
-            findings=findings.find(measured, verdict, site, tags=tags),
+            findings=findings.find(measured, verdict, site, tags=tags, communities=communities),
         )
         results.append(result)
 

@@ -65,6 +65,9 @@ EvidenceKind = Literal[
     "path",  # the measured path a finding is about: name (class), circuit, link, egress
     "return-path",  # where replies to an address come back: circuit or egress, address
     "expectation",  # the class expected and why: name (class), circuit, prefix, address, tag
+    # a BGP community of Microsoft peering and a circuit's route filter:
+    # circuit, community, service, region, prefix (the community's), address
+    "route-filter",
     "note",  # free text: evidence of reports of schema /1, and context
 ]
 FindingKind = Literal[
@@ -74,6 +77,9 @@ FindingKind = Literal[
     "return-hops-mismatch",
     "nat-pool-on-internet",
     "premium-required",
+    "route-filter-excludes",
+    "advertised-but-internet",
+    "community-not-authorized",
 ]
 # Findings whose replies come back another way than the requests left.
 ASYMMETRY_FINDINGS: frozenset[str] = frozenset({"asymmetric-nat", "asymmetric-circuit"})
@@ -138,6 +144,13 @@ class Circuit:
     ce_addresses: tuple[str, ...] = ()
     advertised_prefixes: tuple[str, ...] = ()
     links: LinkMode = "active-active"
+    # The customer's ASN on Microsoft peering.
+    peer_asn: int | None = None
+    # The route filter on Microsoft peering and the BGP communities it allows
+    # (e.g. "12076:51002"): Microsoft advertises only those over the circuit.
+    # None: no route filter known (every Microsoft prefix assumed advertised).
+    route_filter: str | None = None
+    route_filter_communities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +311,11 @@ class Evidence:
     tag: str | None = None
     name: str | None = None
     asn: int | None = None
+    # A BGP community of Microsoft peering ("12076:51002"), the service it
+    # carries ("Azure West Europe") and its Azure region ("westeurope").
+    community: str | None = None
+    service: str | None = None
+    region: str | None = None
     # The fact points the other way than the verdict (shown, never hidden):
     # its circuit or link is not the verdict's.
     conflicting: bool = False

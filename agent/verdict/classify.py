@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from agent.report import Evidence, Link, PathClass, Result, SiteFacts, Verdict
-from agent.verdict import cdnrules, links
+from agent.verdict import cdnrules, links, routefilter
 from agent.verdict import evidence as ev
+from agent.verdict.communities import BgpCommunities
 from agent.verdict.servicetags import ServiceTags, TagMatch
 from agent.verdict.siteindex import SiteIndex
 
@@ -391,8 +392,14 @@ def expected_class(
     facts: PathFacts,
     *,
     expect: str | None,
+    communities: BgpCommunities | None = None,
 ) -> tuple[PathClass, Evidence]:
-    """The class this result should have, and why (docs/verdicts.md, "Expectation")."""
+    """The class this result should have, and why (docs/verdicts.md, "Expectation").
+
+    A target's own `expect` first; then, when route filters are known, the
+    circuits whose filter lets Microsoft advertise the destination (the
+    failover order picks among them), else the internet.
+    """
     if expect is not None:
         if expect not in EXPECTABLE:
             raise ValueError(f"expect must be one of {sorted(EXPECTABLE)}, not {expect!r}")
@@ -431,9 +438,65 @@ def expected_class(
             address=result.address,
         )
     if site.circuits:
+        advert = routefilter.advertisement(result.address, site, communities)
+        if advert is not None:
+            return _expected_by_route_filter(advert, result.prefer or site.prefer)
         names = ", ".join(c.name for c in site.circuits)
-        return "expressroute", ev.expectation("expressroute", f"the site has circuit {names}")
+        return "expressroute", ev.expectation(
+            "expressroute",
+            f"the site has circuit {names} (no route filter known: every Microsoft prefix "
+            "assumed advertised)",
+        )
     return "internet", ev.expectation("internet", "the site has no ExpressRoute circuit")
+
+
+def _expected_by_route_filter(
+    advert: routefilter.Advertisement, prefer: tuple[str, ...]
+) -> tuple[PathClass, Evidence]:
+    address = advert.address
+    advertising = advert.advertising()
+    if advertising:
+        best, why = routefilter.preferred(advertising, prefer)
+        c = best.community
+        if c is None:  # that circuit's filter is unknown: today's rule, said so
+            text = (
+                f"circuit {best.circuit.name} has no route filter known: every Microsoft prefix "
+                f"assumed advertised{why}"
+            )
+        else:
+            text = (
+                f"{address} is in {ev.community_text(c.value, c.name, c.region)}, which route "
+                f"filter {best.circuit.route_filter} of circuit {best.circuit.name} allows{why}"
+            )
+        return "expressroute", ev.expectation(
+            "expressroute",
+            text,
+            circuit=best.circuit.name,
+            prefix=best.prefix,
+            address=address,
+            community=c.value if c else None,
+            service=c.name if c else None,
+            region=c.region if c else None,
+        )
+    if not advert.matches:
+        return "internet", ev.expectation(
+            "internet",
+            f"{address} is in no BGP community of Microsoft peering: Microsoft advertises it "
+            "over no circuit",
+            address=address,
+        )
+    m = advert.matches[0]
+    names = ", ".join(c.circuit.name for c in advert.circuits)
+    return "internet", ev.expectation(
+        "internet",
+        f"{address} is in {ev.community_text(m.community.value, m.community.name, m.community.region)}, "
+        f"which Microsoft advertises over none of circuit {names} (route filters)",
+        prefix=m.prefix,
+        address=address,
+        community=m.community.value,
+        service=m.community.name,
+        region=m.community.region,
+    )
 
 
 # --------------------------------------------------------------------------- verdict
@@ -447,6 +510,7 @@ def classify(
     agent_role: str,
     expect: str | None,
     cdn_suffixes: Iterable[str] = (),
+    communities: BgpCommunities | None = None,
 ) -> Verdict:
     """The verdict for one result: class, circuit and link or egress, confidence, evidence.
 
@@ -454,10 +518,12 @@ def classify(
     for forward probes, the site owning the traced NAT address for a reverse
     trace (target role "reverse", from an azure-side or datacenter agent).
     `expect` is the target's configured expectation, or None for the default.
+    `communities`: Microsoft peering's BGP communities, which with the
+    circuits' route filters say where Microsoft advertises the destination.
     """
     facts = path_facts(result, site, tags, agent_role=agent_role, cdn_suffixes=cdn_suffixes)
     verdict = decide(facts, result, SiteIndex.of(site))
-    expected, why = expected_class(result, site, facts, expect=expect)
+    expected, why = expected_class(result, site, facts, expect=expect, communities=communities)
     verdict = _cdn_outside_expressroute(verdict, facts, result, expected)
     matches = None if verdict.path_class == "unknown" else verdict.path_class == expected
     return replace(

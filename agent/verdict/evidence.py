@@ -244,6 +244,9 @@ def expectation(
     prefix: str | None = None,
     address: str | None = None,
     tag: str | None = None,
+    community: str | None = None,
+    service: str | None = None,
+    region: str | None = None,
 ) -> Evidence:
     return Evidence(
         "expectation",
@@ -253,6 +256,9 @@ def expectation(
         prefix=prefix,
         address=address,
         tag=tag,
+        community=community,
+        service=service,
+        region=region,
     )
 
 
@@ -526,3 +532,61 @@ def nat(egress: str, address: str) -> Evidence:
 
 def note(text: str) -> Evidence:
     return Evidence("note", text)
+
+
+# --------------------------------------------------------------------------- route filters
+
+
+def community_text(value: str, service: str, region: str | None) -> str:
+    where = f", region {region}" if region else ""
+    return f"community {value} ({service}{where})"
+
+
+def route_filter(
+    address: str,
+    circuit: str,
+    route_filter: str | None,
+    state: str,
+    *,
+    community: str | None = None,
+    service: str | None = None,
+    region: str | None = None,
+    prefix: str | None = None,
+    location: str | None = None,
+) -> Evidence:
+    """What circuit's route filter does with the community holding `address` (`state`:
+    routefilter.State)."""
+    if community is None:
+        if state == "filter-unknown":
+            text = f"circuit {circuit} has no route filter known: every Microsoft prefix assumed advertised"
+        else:
+            text = (
+                f"{address} is in no BGP community of Microsoft peering: Microsoft advertises it "
+                f"over no circuit (route filter {route_filter} of circuit {circuit})"
+            )
+    else:
+        held = f"{address} is in {prefix}, {community_text(community, service or '', region)}"
+        rf = f"route filter {route_filter} of circuit {circuit}"
+        text = {
+            "advertised": f"{held}, which {rf} allows",
+            "excluded": f"{held}, which {rf} does not allow",
+            "not-authorized": (
+                f"{held}, which {rf} allows, but the subscription may not use it "
+                "(isAuthorizedToUse is false)"
+            ),
+            "other-geography": (
+                f"{held}, which {rf} allows, but circuit {circuit} is Standard at {location}, "
+                "another geopolitical region: Microsoft does not advertise it there"
+            ),
+        }[state]
+    return Evidence(
+        "route-filter",
+        text,
+        circuit=circuit,
+        address=address,
+        prefix=prefix,
+        name=route_filter,
+        community=community,
+        service=service,
+        region=region,
+    )

@@ -30,7 +30,16 @@ finding about a circuit names it in `Finding.circuit`.  Kinds
   circuit (the results it will break on failover), while results that left
   through the edge get asymmetric-nat instead, never both.
 - premium-required (warning): a Standard circuit is (or would be) used for a
-  target whose service tag region lies in another geopolitical region.
+  target whose service tag region lies in another geopolitical region; or,
+  with route filters known, its filter allows the destination's regional
+  community of another geopolitical region.
+- route-filter-excludes (warning; info when another circuit advertises the
+  destination): the destination is in a community the circuit's route filter
+  does not allow, so Microsoft does not advertise it over that circuit.
+- advertised-but-internet (warning): a route filter allows the destination's
+  community, yet the path is internet: the site's own routing sends it there.
+- community-not-authorized (warning): the filter allows the community but
+  `isAuthorizedToUse` says the subscription may not use it.
 """
 
 from __future__ import annotations
@@ -39,8 +48,9 @@ from collections.abc import Iterable
 
 from agent.report import Circuit, Evidence, Finding, InternetEdge, Result, SiteFacts, Verdict
 from agent.verdict import evidence as ev
-from agent.verdict import geography
+from agent.verdict import geography, routefilter
 from agent.verdict.classify import REVERSE_ROLE, microsoft_destination, microsoft_hop
+from agent.verdict.communities import BgpCommunities
 from agent.verdict.servicetags import ServiceTags, TagMatch
 from agent.verdict.siteindex import SiteIndex, parse_ip
 
@@ -55,6 +65,7 @@ def find(
     tags: ServiceTags | None = None,
     nat_addresses: Iterable[str] = (),
     return_hops_threshold: int = DEFAULT_RETURN_HOPS_THRESHOLD,
+    communities: BgpCommunities | None = None,
 ) -> tuple[Finding, ...]:
     """Every asymmetry finding for one classified result.
 
@@ -62,7 +73,8 @@ def find(
     (the orchestrator knows them where the config says so); the route's
     source address is used as well when a circuit advertises it (edge hosts).
     `tags` enables the Premium check (it needs the target's region) and tells
-    Microsoft's prefixes from third-party CDN nodes.
+    Microsoft's prefixes from third-party CDN nodes.  `communities` with the
+    circuits' route filters enables the route filter findings.
     """
     index = SiteIndex.of(site)
     out: list[Finding] = []
@@ -72,7 +84,11 @@ def find(
         out += _asymmetric_nat(result, verdict, index, tags, nat_addresses)
         out += _nat_pool_for_circuit(verdict, index)
         out += _asymmetric_circuit(result, verdict, index, nat_addresses)
-        out += _premium(result, verdict, site, tags)
+        premium = _premium(result, verdict, site, tags)
+        advert = routefilter.advertisement(result.address, site, communities)
+        if advert is not None and verdict.path_class != "cdn" and verdict.expected != "cdn":
+            out += _route_filter(verdict, advert, premium=bool(premium))
+        out += premium
         out += _handshake_blackhole(result, verdict, site)
     out += _return_hops(result, return_hops_threshold)
     return tuple(out)
@@ -485,3 +501,116 @@ def _regional(matches: tuple[TagMatch, ...]) -> TagMatch | None:
     regional = [m for m in matches if m.region]
     power = [m for m in regional if m.name.startswith("PowerPlatform")]
     return (power or regional or [None])[0]
+
+
+# --------------------------------------------------------------------------- route filters
+
+
+def _filter_evidence(a: routefilter.CircuitAdvert, address: str) -> Evidence:
+    c = a.community
+    return ev.route_filter(
+        address,
+        a.circuit.name,
+        a.circuit.route_filter,
+        a.state,
+        community=c.value if c else None,
+        service=c.name if c else None,
+        region=c.region if c else None,
+        prefix=a.prefix,
+        location=a.circuit.location,
+    )
+
+
+def _route_filter(
+    verdict: Verdict, advert: routefilter.Advertisement, *, premium: bool
+) -> list[Finding]:
+    """What each circuit's route filter does with the destination, where it explains the path."""
+    address = advert.address
+    path = ev.forward_path(
+        verdict.path_class, circuit=verdict.circuit, link=verdict.link, egress=verdict.egress
+    )
+    carried = [a for a in advert.advertising() if a.state == "advertised"]
+    out: list[Finding] = []
+    for a in advert.circuits:
+        c, rf = a.community, a.circuit.route_filter
+        if a.state == "excluded" and c is not None:
+            elsewhere = [x.circuit.name for x in advert.advertising()]
+            also = (
+                f"; circuit {', '.join(elsewhere)} advertises it, so this matters on failover"
+                if elsewhere
+                else ""
+            )
+            out.append(
+                Finding(
+                    "route-filter-excludes",
+                    "info" if elsewhere else "warning",
+                    (
+                        _filter_evidence(a, address),
+                        ev.note(
+                            f"Microsoft does not advertise {a.prefix} over circuit "
+                            f"{a.circuit.name}{also}"
+                        ),
+                        path,
+                    ),
+                    fix=(
+                        f"add community {c.value} ({c.name}) to route filter {rf} of circuit "
+                        f"{a.circuit.name} (az network route-filter rule update --route-filter-name "
+                        f"{rf} --communities ... {c.value}), or expect the internet for this target"
+                    ),
+                    circuit=a.circuit.name,
+                )
+            )
+        elif a.state == "not-authorized" and c is not None:
+            out.append(
+                Finding(
+                    "community-not-authorized",
+                    "warning",
+                    (_filter_evidence(a, address), path),
+                    fix=(
+                        f"the subscription may not use community {c.value} ({c.name}): get it "
+                        "authorized (Microsoft 365 communities need Microsoft's approval of "
+                        f"the circuit), or remove it from route filter {rf}"
+                    ),
+                    circuit=a.circuit.name,
+                )
+            )
+        elif a.state == "other-geography" and c is not None and not premium:
+            loc = geography.location_geography(a.circuit.location)
+            where = loc.geography if loc else a.circuit.location
+            out.append(
+                Finding(
+                    "premium-required",
+                    "warning",
+                    (
+                        _filter_evidence(a, address),
+                        ev.note(
+                            "a Standard circuit reaches only the Azure regions of its own "
+                            "geopolitical region"
+                        ),
+                        path,
+                    ),
+                    fix=(
+                        f"enable the ExpressRoute Premium add-on on circuit {a.circuit.name} "
+                        f"(at {a.circuit.location}, {where}), or connect a circuit in the "
+                        f"geopolitical region of {c.region}"
+                    ),
+                    circuit=a.circuit.name,
+                )
+            )
+    if carried and verdict.path_class == "internet":
+        names = ", ".join(a.circuit.name for a in carried)
+        out.append(
+            Finding(
+                "advertised-but-internet",
+                "warning",
+                (*(_filter_evidence(a, address) for a in carried), path),
+                fix=(
+                    f"Microsoft advertises {address} over circuit {names}, yet the path is "
+                    "internet: look at the site's own routing -- a local internet breakout, "
+                    "the WAN's preference for the internet edge, or the route not reaching "
+                    "this site from the ER edge"
+                ),
+                circuit=carried[0].circuit.name if len(carried) == 1 else None,
+            )
+        )
+    return out
