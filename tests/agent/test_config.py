@@ -120,6 +120,48 @@ def test_service_tags_file_removed_after_load(tmp_path):
         config.load_service_tags()
 
 
+def test_route_filter_keys_and_communities_file():
+    c = load(VALID / "route-filter.toml")
+    (circuit,) = c.circuits
+    assert (circuit.peer_asn, circuit.route_filter, circuit.route_filter_communities) == (
+        64496,
+        "rf-ams",
+        ("12076:51002", "12076:51004"),
+    )
+    # the facts travel in every report
+    assert c.site_facts().circuits[0].route_filter_communities == ("12076:51002", "12076:51004")
+    communities = c.load_bgp_communities()
+    assert communities is c.load_bgp_communities()  # cached while the file is unchanged
+    assert [m.community.value for m in communities.lookup("198.18.10.7")] == ["12076:51002"]
+
+
+def test_a_new_communities_file_is_read_at_the_next_load_and_a_broken_one_keeps_the_last(
+    tmp_path,
+):
+    import json
+
+    doc = json.loads((VALID / "communities-sample.json").read_text())
+    file = tmp_path / "communities.json"
+    file.write_text(json.dumps(doc[:1]))
+    (tmp_path / "agent.toml").write_text('[bgp_communities]\nfile = "communities.json"\n')
+    c = load(tmp_path / "agent.toml")
+    assert len(c.load_bgp_communities().communities) == 1
+    file.write_text(json.dumps(doc))  # an update (a different size: a new stamp)
+    assert len(c.load_bgp_communities().communities) == 4
+    file.write_text("[")  # a hand edit gone wrong: the last good copy stays
+    assert len(c.load_bgp_communities().communities) == 4
+
+
+def test_a_url_without_the_file_yet_is_valid_the_update_fetches_it(tmp_path):
+    (tmp_path / "agent.toml").write_text(
+        '[service_tags]\nfile = "tags.json"\nurl = "https://mirror.example.net/tags.json"\n'
+        '[bgp_communities]\nfile = "c.json"\nurl = "https://mirror.example.net/c.json"\n'
+    )
+    c = load(tmp_path / "agent.toml")
+    assert c.service_tags.url == "https://mirror.example.net/tags.json"
+    assert c.bgp_communities.file == tmp_path / "c.json"
+
+
 def test_targets_catalog_then_replacements_in_place_then_additions():
     c = load(VALID / "datacenter.toml")
     targets = c.targets()

@@ -74,6 +74,25 @@ EXPECTED = {
     'prefer[1] = "frankfurt": is neither a [[circuit]] name nor "internet"; use "ams-1", "internet"',
     "prefer_twice.toml": 'prefer_twice.toml: [site] prefer = ["internet", "internet"]: '
     'lists "internet" twice; keep one',
+    "bad_community.toml": 'bad_community.toml: [[circuit]] #1 (ams-1) route_filter_communities[1] = "12076-51004": '
+    'is not a BGP community; write ASN:value as Azure lists it, e.g. "12076:51002"',
+    "communities_without_filter.toml": "communities_without_filter.toml: [[circuit]] #1 (ams-1) "
+    'route_filter_communities = ["12076:51002"]: needs route_filter = "<the route filter\'s name>" too: '
+    "the communities are what that filter allows",
+    "community_not_in_file.toml": 'community_not_in_file.toml: [[circuit]] #1 (ams-1) route_filter_communities[1] = "12076:51099": '
+    "is no community of communities-sample.json; check the value against "
+    "`az network route-filter rule list-service-communities`",
+    "missing_communities_file.toml": 'missing_communities_file.toml: [bgp_communities] file = "communities.json": '
+    "no such file ({dir}/communities.json); save `az network route-filter rule "
+    "list-service-communities -o json` there (or run erpath-agent communities update)",
+    "bad_communities_file.toml": 'bad_communities_file.toml: [bgp_communities] file = "not-service-tags.json": '
+    "is not a list of BGP service communities; save the output of "
+    "`az network route-filter rule list-service-communities -o json`",
+    "tags_url_without_file.toml": "tags_url_without_file.toml: [service_tags] "
+    'url = "https://www.microsoft.com/en-us/download/details.aspx?id=56519": '
+    'needs file = "<where the agent keeps the tags file>" too; the update writes there',
+    "bad_peer_asn.toml": 'bad_peer_asn.toml: [[circuit]] #1 (ams-1) peer_asn = "64496": '
+    "must be an integer (no quotes), not a string",
     "several_problems.toml": "\n".join(
         [
             'several_problems.toml: [agent] role = "hub": must be one of "branch", "datacenter", "azure-side"',
