@@ -16,8 +16,8 @@ hop and the ECMP pair):
    rate-limit-off truth; routers are given 7 s to refill before each tool.
 3. Multi-flow at the MSEE (`--msee`, scenario er-active-active, rate limits
    off then on): erpath with one flow (no peering subnets: before) and with
-   the circuits' peering subnets (after: up to 6 flows at the MSEE hop),
-   probes sent (counted at the engine's socket seam) and wall time, against
+   the circuits' peering subnets (after: up to 6 flows at the MSEE hop), and
+   with 6 Paris flows at every hop (what `flows=6` did before), probes sent (counted at the engine's socket seam) and wall time, against
    scamper running `trace` once per flow (6 source ports) over the same
    targets; how many targets saw both links of the circuit.
 
@@ -112,9 +112,10 @@ def _inner_msee(addresses: list[str]) -> None:
     )
     nets = [ipaddress.ip_network(p) for p in PEERING]
     out = {}
-    for name, prefixes in (("one flow", ()), ("MSEE flows", PEERING)):
+    runs = (("one flow", 1, ()), ("MSEE flows", 1, PEERING), ("6 flows/hop", MSEE_FLOWS, ()))
+    for name, flows, prefixes in runs:
         sent[0] = 0
-        opts = trace.TraceOptions(source_port=SPORT, msee_prefixes=prefixes)
+        opts = trace.TraceOptions(source_port=SPORT, flows=flows, msee_prefixes=prefixes)
         t0 = time.perf_counter()
         traces = engine.run([trace.TraceRequest(a, 443) for a in addresses], opts, counting)
         wall = time.perf_counter() - t0

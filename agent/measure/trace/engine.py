@@ -565,7 +565,7 @@ class _Engine:
         )
         wait = max(
             self.pps.wait_s(now),
-            self.budget.wait_s(h.predicted, now),
+            self.budget.wait_s(h.predicted, now, credit=True),
             self.unknown.wait_s(unknown, now),
         )
         if wait > 0:
@@ -680,6 +680,11 @@ class _Engine:
         entry = self.out.pop(idx, None)
         out = h.outstanding.pop(idx, None)
         reserved = out.reserved if out else (entry[2].reserved if entry else frozenset())
+        sent = out or (entry[2] if entry else None)
+        if sent is not None and sent.unknown:
+            # Answered: the router is known now and its own budget is charged
+            # below; the TTL's bucket only bounds questions still in the dark.
+            self.unknown.give(sent.unknown, self.now())
         h.replies.append(_reply(m))
         if m.from_destination:
             h.dest = True
