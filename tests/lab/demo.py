@@ -178,7 +178,7 @@ class Observability:
         )
         self._ready(f"{ALERTMANAGER}/-/ready")
 
-    def start_prometheus(self, collector: str) -> None:
+    def start_prometheus(self, collector: str, read_token_file: Path | None = None) -> None:
         etc = self.workdir / "prometheus"
         shutil.rmtree(etc, ignore_errors=True)
         shutil.copytree(DEPLOY / "prometheus", etc)
@@ -188,6 +188,13 @@ class Observability:
             "scrape_interval: 30s", "scrape_interval: 5s"
         )
         text = text.replace("scrape_timeout: 10s", "scrape_timeout: 5s")
+        if read_token_file:  # the collector's /metrics off loopback wants the read token
+            text = text.replace(
+                "    honor_labels: true\n",
+                f"    honor_labels: true\n    authorization:\n"
+                f"      credentials_file: {read_token_file}\n",
+                1,
+            )
         text = text.replace("evaluation_interval: 30s", "evaluation_interval: 5s")
         (etc / "prometheus.yml").write_text(text)
         self._spawn(
@@ -254,7 +261,9 @@ class Demo:
     def start(self) -> None:
         self.obs.start_alertmanager()
         self.fleet.start_collector()
-        self.obs.start_prometheus(f"{self.fleet.collector_address}:9470")
+        self.obs.start_prometheus(
+            f"{self.fleet.collector_address}:9470", self.fleet.read_token_file
+        )
         for node in AGENTS:
             self.fleet.start_agent(node)
 

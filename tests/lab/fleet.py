@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -43,10 +44,16 @@ class Fleet:
         self.url = f"http://{self.collector_address}:{COLLECTOR_PORT}"
         self.collector_config = self.workdir / "collector.toml"
         self.db = self.workdir / "collector.db"
+        # The collector listens on the management network, not loopback: its
+        # read API and /metrics want a read token (Prometheus gets the file too).
+        self.read_token_file = self.workdir / "read.token"
+        if not self.read_token_file.exists():
+            self.read_token_file.write_text(secrets.token_hex(32) + "\n")
+            self.read_token_file.chmod(0o600)
         ams = ", ".join(f'"{u}"' for u in self.alertmanager_urls)
         self.collector_config.write_text(
             f'[server]\nhost = "{self.collector_address}"\nport = {COLLECTOR_PORT}\n'
-            f"shutdown_timeout_s = 5.0\n"
+            f'shutdown_timeout_s = 5.0\nread_token_file = "{self.read_token_file}"\n'
             f'[store]\npath = "{self.db}"\n'
             f"[ingest]\ndefault_interval_s = {self.interval_s}\nburst_per_agent = 600\n"
             f"[detection]\nflip_confirm_reports = {self.flip_confirm_reports}\nevaluate_interval_s = 1.0\n"
@@ -121,9 +128,13 @@ class Fleet:
 
     def get(self, path: str):
         """GET from the collector's API, from inside its namespace."""
+        token = self.read_token_file.read_text().strip()
+        request = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Bearer {token}"}
+        )
         with (
             self.lab.netns("collector"),
-            urllib.request.urlopen(self.url + path, timeout=5) as resp,
+            urllib.request.urlopen(request, timeout=5) as resp,
         ):
             body = resp.read()
         return json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
