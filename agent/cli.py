@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and summarise it")
     check.add_argument("file", metavar="FILE")
+    from agent.facts import commands as facts_commands  # argparse only: cheap
+
+    facts_commands.add_parsers(sub, _Parser)
     return p
 
 
@@ -185,7 +188,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     raised nothing.
     """
     errors: list[type[Exception]] = [_UsageError]
-    for module, name in (("agent.config", "ConfigError"), ("agent.service.runner", "ServiceError")):
+    for module, name in (
+        ("agent.config", "ConfigError"),
+        ("agent.service.runner", "ServiceError"),
+        ("agent.facts.commands", "CommandError"),
+    ):
         loaded = sys.modules.get(module)
         if loaded is not None:
             errors.append(getattr(loaded, name))
@@ -195,6 +202,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from agent.facts import commands as facts_commands
+
+        if (code := facts_commands.run(args)) is not None:
+            return code
         if args.command == "probe":
             return _probe_once(args)
         if args.command == "run":

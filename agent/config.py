@@ -351,8 +351,8 @@ class AgentConfig:
         """The [bgp_communities] file (cached while unchanged; the last good copy while it
         cannot be read); None if unset."""
         file = self.bgp_communities.file
-        if file is None:
-            return None
+        if file is None or (self.bgp_communities.url is not None and not file.exists()):
+            return None  # not fetched yet: classified as without route filters until then
         try:
             return _load_communities(file)
         except (OSError, CommunitiesError) as e:

@@ -160,6 +160,7 @@ def test_a_url_without_the_file_yet_is_valid_the_update_fetches_it(tmp_path):
     c = load(tmp_path / "agent.toml")
     assert c.service_tags.url == "https://mirror.example.net/tags.json"
     assert c.bgp_communities.file == tmp_path / "c.json"
+    assert c.load_bgp_communities() is None  # classified without route filters until fetched
 
 
 def test_targets_catalog_then_replacements_in_place_then_additions():
