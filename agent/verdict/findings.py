@@ -554,8 +554,15 @@ def _route_filter(
                     ),
                     fix=(
                         f"add community {c.value} ({c.name}) to route filter {rf} of circuit "
-                        f"{a.circuit.name} (az network route-filter rule update --route-filter-name "
-                        f"{rf} --communities ... {c.value}), or expect the internet for this target"
+                        f"{a.circuit.name} (az network route-filter rule update -g RG --filter-name {rf} "
+                        f"-n RULE --communities <the rule's communities> {c.value}), or expect the "
+                        "internet for this target"
+                        + (
+                            f"; circuit {a.circuit.name} is Standard at {a.circuit.location}: "
+                            f"{c.region} also needs the Premium add-on"
+                            if routefilter.other_geography(a.circuit, c)
+                            else ""
+                        )
                     ),
                     circuit=a.circuit.name,
                 )

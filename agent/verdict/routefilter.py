@@ -93,12 +93,18 @@ def _state(circuit: Circuit, community: Community, allowed: set[str]) -> State:
         return "excluded"
     if not community.authorized:
         return "not-authorized"
-    if circuit.sku != "premium" and community.region:
-        region = geography.region_geography(community.region)
-        location = geography.location_geography(circuit.location)
-        if region is not None and location is not None and region.geography != location.geography:
-            return "other-geography"
+    if other_geography(circuit, community):
+        return "other-geography"
     return "advertised"
+
+
+def other_geography(circuit: Circuit, community: Community) -> bool:
+    """A regional community a Standard circuit does not get: another geopolitical region."""
+    if circuit.sku == "premium" or not community.region:
+        return False
+    region = geography.region_geography(community.region)
+    location = geography.location_geography(circuit.location)
+    return region is not None and location is not None and region.geography != location.geography
 
 
 def preferred(

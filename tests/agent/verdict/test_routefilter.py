@@ -262,6 +262,13 @@ def test_route_filter_excludes_names_community_service_region_and_fix():
         "which route filter rf-ams of circuit ams-1 does not allow"
     )
     assert f.fix.startswith("add community 12076:51004 (Azure East US) to route filter rf-ams")
+    assert f.fix.endswith(
+        "; circuit ams-1 is Standard at Amsterdam: eastus also needs the Premium add-on"
+    )
+    # in the circuit's own geopolitical region, adding the community is all it takes
+    _, fs = classified(ER_PRIMARY)
+    f = only(fs, "route-filter-excludes")
+    assert f.fix.endswith("or expect the internet for this target")
 
 
 def test_route_filter_excludes_is_info_when_another_circuit_carries_it():
