@@ -92,17 +92,3 @@ def parse_label_stack(data: bytes) -> tuple[MplsLabel, ...]:
             )
         )
     return tuple(entries)
-
-
-def build_extensions(labels: tuple[MplsLabel, ...], *, checksum: bool = True) -> bytes:
-    """An RFC 4884 extension structure with one RFC 4950 object (crafting replies in tests)."""
-    body = b"".join(
-        struct.pack("!I", (m.label << 12) | (m.tc << 9) | (int(m.bottom) << 8) | m.ttl)
-        for m in labels
-    )
-    obj = struct.pack("!HBB", _OBJECT_HEADER_BYTES + len(body), MPLS_CLASS, MPLS_CTYPE) + body
-    header = struct.pack("!BBH", EXTENSION_VERSION << 4, 0, 0)
-    if not checksum:
-        return header + obj
-    value = 0xFFFF - ones_complement_sum(header + obj)
-    return struct.pack("!BBH", EXTENSION_VERSION << 4, 0, value) + obj

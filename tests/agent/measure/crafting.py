@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+
 from scapy.layers.inet import ICMP, IP, TCP
 
 from agent.measure import icmpext
 from agent.measure.packets import ICMP_TIME_EXCEEDED
+from agent.report import MplsLabel
 
 
 def craft_icmp_error(
@@ -59,3 +62,20 @@ def craft_echo_reply(probe: bytes, *, reply_ttl: int = 64, source: str = "") -> 
         / bytes(echo.payload)
     )
     return bytes(pkt)
+
+
+def build_extensions(labels: tuple[MplsLabel, ...], *, checksum: bool = True) -> bytes:
+    """An RFC 4884 extension structure with one RFC 4950 object (an MPLS router's reply)."""
+    body = b"".join(
+        struct.pack("!I", (m.label << 12) | (m.tc << 9) | (int(m.bottom) << 8) | m.ttl)
+        for m in labels
+    )
+    header_bytes = 4  # an object header: length, class, c-type
+    obj = (
+        struct.pack("!HBB", header_bytes + len(body), icmpext.MPLS_CLASS, icmpext.MPLS_CTYPE) + body
+    )
+    header = struct.pack("!BBH", icmpext.EXTENSION_VERSION << 4, 0, 0)
+    if not checksum:
+        return header + obj
+    value = 0xFFFF - icmpext.ones_complement_sum(header + obj)
+    return struct.pack("!BBH", icmpext.EXTENSION_VERSION << 4, 0, value) + obj

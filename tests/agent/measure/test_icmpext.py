@@ -2,12 +2,15 @@
 
 from agent.measure import icmpext
 from agent.report import MplsLabel
+from tests.agent.measure import crafting
 
 STACK = (MplsLabel(label=24001, tc=0, bottom=False, ttl=1), MplsLabel(16, 5, True, 254))
 
 
 def _payload(quote_len: int = 128, **kw) -> tuple[bytes, int]:
-    return b"\x45" + b"\0" * (quote_len - 1) + icmpext.build_extensions(STACK, **kw), quote_len // 4
+    return b"\x45" + b"\0" * (quote_len - 1) + crafting.build_extensions(
+        STACK, **kw
+    ), quote_len // 4
 
 
 def test_label_stack_from_compliant_extension():

@@ -3,7 +3,7 @@
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 
-from agent.measure import icmpext, packets
+from agent.measure import packets
 from agent.report import MplsLabel
 from tests.agent.measure import crafting
 
@@ -80,7 +80,7 @@ def test_icmp_checksum_and_id_constant_sequence_varies():
 def test_decode_time_exceeded_with_mpls():
     probe = packets.stamp(packets.tcp_syn_template(SRC, DST, 47000, 443), 3, 555, 9)
     stack = (MplsLabel(100, 0, True, 1),)
-    raw = crafting.craft_icmp_error("192.0.2.2", probe, extensions=icmpext.build_extensions(stack))
+    raw = crafting.craft_icmp_error("192.0.2.2", probe, extensions=crafting.build_extensions(stack))
     err = packets.decode_icmp(raw)
     assert isinstance(err, packets.IcmpError)
     assert (err.source, err.icmp_type, err.icmp_code, err.mpls) == ("192.0.2.2", 11, 0, stack)
