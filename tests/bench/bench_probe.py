@@ -2,15 +2,23 @@
 
 Run as root from the repository root (builds the lab if it is not up):
 
-    .venv/bin/python tests/bench/bench_probe.py [--rounds N]
+    .venv/bin/python tests/bench/bench_probe.py [--rounds N] [--tags FILE]
 
 From the branch namespace, over every lab target address (30 Power Platform
-service addresses and 3 CDN ones behind the silent hop), with the lab's ICMP
-rate limits off, each tool is run as a whole process under GNU time:
+service addresses and the CDN ones behind the silent hop), with the lab's
+ICMP rate limits off, each tool is run as a whole process under GNU time:
 - `traceroute -T -p 443 -n ADDR`, one address after another;
 - `scamper -p 10000 -c "trace -P tcp -d 443 -q 1 -w 1" -i ADDR...`;
+- the agent's Python starting and exiting (`python -c pass`), and
+  `erpath-agent --help`: the floor under every command;
 - `erpath-agent probe once --json --resolver <lab DNS> NAME...`: start-up,
-  DNS, route lookup, TCP probe, trace, hop naming and verdicts.
+  DNS, route lookup, TCP probe, trace, hop naming and verdicts;
+- the same with the branch's config (`--config`) pointing [service_tags] at
+  the real ServiceTags_Public.json (a temporary copy, its index cache built
+  before the rounds, as it is after the agent's first run);
+- `erpath-agent probe once --json --resolver <silent resolver> ADDR...`: no
+  DNS for the targets, and hop naming asks the lab's misbehaving resolver
+  switched to "never answer" (what hop naming costs when DNS is unreachable).
 Wall seconds, CPU seconds (user + system) and peak RSS are printed, the
 median of N rounds; routers get time to refill their ICMP budget between
 tools.  The hop lists themselves are compared in tests/bench/bench_trace.py
@@ -20,9 +28,12 @@ and in the lab tests.
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,9 +41,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from agent.verdict.servicetags import ServiceTags  # noqa: E402
 from tests.lab import Lab  # noqa: E402
+from tests.lab.agentconfig import write_config  # noqa: E402
 
 AGENT = str(Path(sys.executable).with_name("erpath-agent"))
+REAL_TAGS = ROOT / ".." / "shared" / "data" / "ServiceTags_Public.json"
 REFILL_S = 7.0
 
 
@@ -50,6 +64,7 @@ def timed(ns: str, argv: list[str]) -> tuple[float, float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tags", type=Path, default=REAL_TAGS, help="the real service tags file")
     args = parser.parse_args()
 
     lab = Lab()
@@ -61,6 +76,14 @@ def main() -> int:
     addresses = [t["address"] for t in targets]
     names = [t["name"] for t in targets]
     dns = env["dns_servers"]["public"]["address"]
+    silent_dns = env["dns_servers"]["bad"]["address"]
+    work = Path(tempfile.mkdtemp(prefix="erpath-bench-probe-"))
+    tags = work / "ServiceTags_Public.json"
+    shutil.copyfile(args.tags, tags)
+    ServiceTags.load(tags)  # writes the index cache, as the agent's first run does
+    config = write_config("branch", "er", work)
+    text = re.sub(r'(?m)^file = ".*"$', f'file = "{tags}"', config.read_text(), count=1)
+    config.write_text(text)
     loop = " ; ".join(f"traceroute -T -p 443 -n {a} >/dev/null" for a in addresses)
     tools = {
         "traceroute -T -p 443 -n (one after another)": ["sh", "-c", loop],
@@ -73,6 +96,8 @@ def main() -> int:
             "-i",
             *addresses,
         ],
+        "python -c pass (the agent's interpreter)": [sys.executable, "-c", "pass"],
+        "erpath-agent --help": [AGENT, "--help"],
         "erpath-agent probe once (whole process)": [
             AGENT,
             "probe",
@@ -82,20 +107,43 @@ def main() -> int:
             dns,
             *names,
         ],
+        "erpath-agent probe once --config, real tags file": [
+            AGENT,
+            "probe",
+            "once",
+            "--json",
+            "--config",
+            str(config),
+        ],
+        "erpath-agent probe once, DNS never answers": [
+            AGENT,
+            "probe",
+            "once",
+            "--json",
+            "--resolver",
+            silent_dns,
+            *addresses,
+        ],
     }
     results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in tools}
-    with lab.options(rate_limit=False):
-        for _ in range(args.rounds):
-            for name, argv in tools.items():
-                time.sleep(REFILL_S)
-                results[name].append(timed(ns, argv))
+    try:
+        with lab.options(rate_limit=False):
+            for _ in range(args.rounds):
+                for name, argv in tools.items():
+                    time.sleep(REFILL_S)
+                    lab.set_dns_mode("silent" if "never answers" in name else "normal")
+                    results[name].append(timed(ns, argv))
+    finally:
+        lab.set_dns_mode("normal")
+        shutil.rmtree(work, ignore_errors=True)
     print(
         f"{len(addresses)} targets from {ns}, ICMP rate limits off, median of {args.rounds} rounds\n"
     )
-    print(f"{'tool':<48} {'wall s':>7} {'cpu s':>7} {'peak RSS MB':>12}")
+    print(f"{'tool':<52} {'wall s':>7} {'cpu s':>7} {'peak RSS MB':>12}  runs (wall s)")
     for name, runs in results.items():
         wall, cpu, rss = (statistics.median(x[i] for x in runs) for i in range(3))
-        print(f"{name:<48} {wall:7.3f} {cpu:7.3f} {rss:12.1f}")
+        each = " ".join(f"{x[0]:.2f}" for x in runs)
+        print(f"{name:<52} {wall:7.3f} {cpu:7.3f} {rss:12.1f}  {each}")
     return 0
 
 
