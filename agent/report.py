@@ -141,8 +141,8 @@ class Circuit:
     sku: Literal["standard", "premium"]
     primary_subnet: str = _prefix()
     secondary_subnet: str = _prefix()
-    ce_addresses: tuple[str, ...] = ()
-    advertised_prefixes: tuple[str, ...] = ()
+    ce_addresses: tuple[str, ...] = _ip(default=())
+    advertised_prefixes: tuple[str, ...] = _prefix(default=())
     links: LinkMode = "active-active"
     # The customer's ASN on Microsoft peering.
     peer_asn: int | None = None
@@ -156,8 +156,8 @@ class Circuit:
 @dataclass(frozen=True, slots=True)
 class InternetEdge:
     name: str
-    nat_addresses: tuple[str, ...] = ()
-    hop_addresses: tuple[str, ...] = ()
+    nat_addresses: tuple[str, ...] = _ip(default=())
+    hop_addresses: tuple[str, ...] = _ip(default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +186,7 @@ class DnsAnswer:
 
     resolver: str
     cname_chain: tuple[str, ...] = ()
-    addresses: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = _ip(default=())
     ttl_s: int | None = None
     duration_s: float = 0.0
     failure: str | None = None
@@ -197,7 +197,7 @@ class DnsResult:
     """The first resolver's answer on top, every resolver's in `answers`."""
 
     cname_chain: tuple[str, ...] = ()
-    addresses: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = _ip(default=())
     ttl_s: int | None = None
     duration_s: float = 0.0
     failure: str | None = None
@@ -210,8 +210,8 @@ class RouteResult:
     """The kernel's route for one destination, as `ip route get` sees it."""
 
     interface: str | None = None
-    gateway: str | None = None
-    source: str | None = None
+    gateway: str | None = _ip(default=None)
+    source: str | None = _ip(default=None)
     table: int | None = None
     protocol: str | None = None
     rule: str | None = None
@@ -383,7 +383,7 @@ class Result:
     target: str
     role: str
     port: int
-    address: str | None = None
+    address: str | None = _ip(default=None)
     dns: DnsResult | None = None
     route: RouteResult | None = None
     tcp: TcpResult | None = None

@@ -256,6 +256,18 @@ def _subnet(doc, value):
     doc["site"]["circuits"][0]["primary_subnet"] = value
 
 
+def _gateway(doc, value):
+    doc["results"][0]["route"]["gateway"] = value
+
+
+def _dns_address(doc, value):
+    doc["results"][0]["dns"]["addresses"].append(value)
+
+
+def _advertised(doc, value):
+    doc["site"]["circuits"][0]["advertised_prefixes"].append(value)
+
+
 @pytest.mark.parametrize(
     ("set_", "value", "ok"),
     [
@@ -277,6 +289,13 @@ def _subnet(doc, value):
         (_subnet, "203.0.113.0/255.255.255.252", False),  # ipaddress took netmasks
         (_subnet, "2001:db8::/129", False),
         (_subnet, "fe80::%eth0/64", False),
+        # Every field that carries an address or a prefix, not only hops.
+        (_gateway, "10.0.0.1", True),
+        (_gateway, "eth0", False),
+        (_dns_address, "2001:db8::10", True),
+        (_dns_address, "make.powerapps.com", False),
+        (_advertised, "198.51.100.0/28", True),
+        (_advertised, "198.51.100.0", False),
     ],
 )
 def test_address_and_prefix_formats(set_, value, ok):
