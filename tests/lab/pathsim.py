@@ -6,8 +6,11 @@ filtered and closed service addresses).  For each TTL it walks the probe
 forward, then walks the answer (ICMP time-exceeded, or the destination's
 SYN-ACK/RST) back to the prober; an answer that is lost on the way back (an
 asymmetric return dropped by the firewall) is a missing hop, exactly as
-`traceroute -n` shows it.  ICMP rate limiting is not modelled: tests that
-compare hop lists turn it off.
+`traceroute -n` shows it.  ICMP rate limiting is not modelled here: tests
+that compare hop lists with the lab turn it off.  The trace engine's fake
+network (`tests/agent/measure/trace/fakenet.lab_model`) runs on this model
+and adds what it lacks: the routers' ICMP token buckets and a per-flow hash
+at every ECMP fork.
 
 Routers answer from the address of the interface the probe came in on
 (net.ipv4.icmp_errors_use_inbound_ifaddr=1 in the lab), so a hop address

@@ -252,3 +252,42 @@ class _Ports:
 
     def close(self) -> None:
         pass
+
+
+def lab_model(scenario: str, node: str = "branch") -> Model:
+    """The lab's plan as a model: pathsim's forwarding from `node`, a per-flow hash at each ECMP fork.
+
+    pathsim knows routes, NAT, the firewall and the silent hop; this adds
+    what it lacks for the engine: which member of an ECMP group each flow
+    takes (the kernel hashes per flow; here a stable hash of flow and fork),
+    and routers whose answer is lost still spending a token.
+    """
+    from tests.lab import pathsim
+
+    cache: dict[tuple[str, int], Path] = {}
+
+    def model(destination: str, flow: int) -> Path:
+        key = (destination, flow)
+        if key not in cache:
+
+            def choose(at: str, _prev: str | None, _src: str, via) -> tuple[str, ...]:
+                return (ecmp(flow, f"{destination}@{at}", tuple(via)),)
+
+            t = pathsim.traces(scenario, node, destination, choose=choose)[0]
+            hops: list[str | None] = []
+            lost: set[str] = set()
+            answer = "none"
+            for h in t.hops:
+                if h.address == destination:
+                    answer = "syn-ack" if h.answered else "none"
+                    break
+                if h.why == "silent":
+                    hops.append(None)
+                    continue
+                hops.append(h.address)
+                if not h.answered:
+                    lost.add(h.address)
+            cache[key] = Path(tuple(hops), answer, lost=frozenset(lost))
+        return cache[key]
+
+    return model

@@ -8,7 +8,8 @@ import pytest
 
 from agent.measure import trace
 from agent.measure.trace import TraceOptions, TraceRequest
-from tests.agent.measure.trace.fakenet import FakeNetwork, Path, ecmp
+from tests.agent.measure.trace.fakenet import FakeNetwork, Path, ecmp, lab_model
+from tests.lab import plan
 
 SPORT = 47000
 GW, CORE, EDGE = "10.10.1.1", "10.255.0.2", "10.255.3.2"
@@ -301,3 +302,47 @@ def test_msee_flows_under_rate_limits_stop_within_msee_wait():
 def test_bad_peering_subnet_is_rejected():
     with pytest.raises(ValueError, match="msee_prefixes: '192.0.2.0/33' is not a subnet"):
         TraceOptions(msee_prefixes=("192.0.2.0/33",))
+
+
+# ------------------------------------------------------------------ the lab's plan
+
+
+@pytest.mark.parametrize("scenario", ["er", "er-active-active", "internet-failover"])
+def test_the_labs_paths_under_rate_limits_every_hop_in_3s(scenario):
+    # The lab's targets from the branch, rate-limited routers, on the fake clock.
+    model = lab_model(scenario)
+    targets = [t.address for t in plan.targets()]
+    got, net = run(model, targets)
+    for a in targets:
+        assert got[a].reached, a
+        assert hop_map(got[a]) == truth(model, a), a
+    assert net.now_s - net.start_s < 3.0
+
+
+def test_the_labs_asymmetric_nat_under_rate_limits_no_wrong_hop():
+    # 30 blackholed targets share the edge and Microsoft routers at one answer
+    # per second each: the 10 s budget runs out, but every trace has hops,
+    # none of them wrong, and the reached ones (the CDN) their destination.
+    model = lab_model("asymmetric-nat")
+    targets = [t.address for t in plan.targets()]
+    got, _ = run(model, targets)
+    for a in targets:
+        want, mine = truth(model, a), hop_map(got[a])
+        assert mine, a
+        assert all(mine[ttl] == want.get(ttl) for ttl in mine), (a, mine, want)
+        if got[a].reached:
+            assert max(mine) == max(want) and len(mine) >= len(want) - 1, a
+
+
+def test_the_labs_active_active_circuit_both_links_per_target():
+    model = lab_model("er-active-active")
+    targets = [t.address for t in plan.targets()]
+    peering = ("192.0.2.0/30", "192.0.2.4/30", "192.0.2.8/30")
+    got, _ = run(model, targets, rate_limit=False, msee_prefixes=peering)
+    over_circuit = [
+        a for a in targets if any(a2 in (MSEE_P, MSEE_S) for a2 in model(a, SPORT).hops)
+    ]
+    assert len(over_circuit) >= 20
+    for a in over_circuit:
+        hop = _msee_hop(got[a])
+        assert not hop.shared and set(hop.addresses) == {MSEE_P, MSEE_S}, a
