@@ -107,13 +107,20 @@ class ServiceTags:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, cache: bool | None = None) -> ServiceTags:
+    def load(
+        cls, path: str | os.PathLike[str], *, cache: bool | None = None, helper: bool = True
+    ) -> ServiceTags:
         """Read and index a ServiceTags_Public JSON file; raise ServiceTagsError if unusable.
 
         `cache`: use and keep the index beside the file (`<file>.erpath-index`);
         None does so for files of CACHE_MIN_BYTES or more.  The cache is only
         ever an optimisation: unreadable, stale or corrupt, it is rebuilt; a
         read-only directory just means building in memory each time.
+
+        `helper`: a missing cache of a big file is built by a short-lived
+        child process, so the agent itself never holds the parsed JSON (~37 MB
+        for a moment, which its long-running peak RSS would keep forever);
+        where the helper fails, the index is built here.
         """
         from agent.verdict import indexcache
 
@@ -124,7 +131,10 @@ class ServiceTags:
                 use_cache = cache if cache is not None else st.st_size >= CACHE_MIN_BYTES
                 key = _cache_key(f, st) if use_cache else None
                 if key is not None:
-                    hit = indexcache.read(indexcache.path_for(source), key)
+                    cache_path = indexcache.path_for(source)
+                    hit = indexcache.read(cache_path, key)
+                    if hit is None and helper and st.st_size >= CACHE_MIN_BYTES:
+                        hit = indexcache.read(cache_path, key) if _build_in_helper(source) else None
                     cached = _from_cache(source, *hit) if hit else None
                     if cached is not None:
                         return cached
@@ -389,6 +399,29 @@ def _cache_key(f: Any, st: os.stat_result) -> dict[str, Any] | None:
     }
 
 
+def _build_in_helper(source: str) -> bool:
+    """Build and cache the index of `source` in a child process; True if it did."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "agent.verdict.servicetags", source],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 def _to_cache(tags: ServiceTags) -> tuple[dict[str, Any], dict[str, array | bytes]]:
     meta: dict[str, Any] = {
         "change_number": tags.change_number,
@@ -492,3 +525,13 @@ def _parse_prefix(text: str) -> tuple[int, int, int] | None:
     if length > bits:
         return None
     return family, length, int.from_bytes(packed, "big") >> (bits - length)
+
+
+if __name__ == "__main__":
+    # The helper of ServiceTags.load: build the index of one file into its cache.
+    import sys
+
+    try:
+        ServiceTags.load(sys.argv[1], cache=True, helper=False)
+    except ServiceTagsError as error:
+        sys.exit(str(error))

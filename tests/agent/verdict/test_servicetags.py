@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.verdict import indexcache
+from agent.verdict import indexcache, servicetags
 from agent.verdict.servicetags import CACHE_MIN_BYTES, ServiceTags, ServiceTagsError, TagMatch
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
@@ -446,3 +446,40 @@ def test_bad_file_writes_no_cache(tmp_path):
     with pytest.raises(ServiceTagsError):
         ServiceTags.load(f, cache=True)
     assert os.listdir(tmp_path) == ["tags.json"]
+
+
+def _big_values(bad_prefix: str | None = None) -> list[dict]:
+    """Tags enough for a file past CACHE_MIN_BYTES (where the helper process builds)."""
+    values = [
+        _tag(f"Tag{i}", [f"10.{i // 256}.{i % 256}.0/24", f"2001:db8:{i:x}::/48"])
+        for i in range(4000)
+    ]
+    if bad_prefix is not None:
+        values[-1]["properties"]["addressPrefixes"].append(bad_prefix)
+    return values
+
+
+def test_helper_process_builds_the_cache_of_a_big_file(tmp_path):
+    f = tmp_path / "ServiceTags_Public.json"
+    _write(f, _big_values())
+    assert f.stat().st_size >= CACHE_MIN_BYTES
+    cache = tmp_path / (f.name + indexcache.SUFFIX)
+    assert servicetags._build_in_helper(str(f))  # a child process wrote it
+    assert cache.is_file()
+    mtime = cache.stat().st_mtime_ns
+    tags = ServiceTags.load(f)  # read from the helper's cache, not rebuilt
+    assert cache.stat().st_mtime_ns == mtime
+    assert _names(tags, "10.3.7.9") == ("Tag775",)
+    assert tags.lookup("2001:db8:2a::1") == (TagMatch("Tag42", None, "2001:db8:2a::/48"),)
+
+
+def test_big_bad_file_gets_the_same_error_after_the_helper_fails(tmp_path):
+    f = tmp_path / "ServiceTags_Public.json"
+    _write(f, _big_values(bad_prefix="10.0.0.0/33"))
+    assert not servicetags._build_in_helper(str(f))
+    with pytest.raises(ServiceTagsError) as e:
+        ServiceTags.load(f)
+    assert e.value.problem == (
+        "values[3999] (Tag3999): properties.addressPrefixes[2] '10.0.0.0/33' is not an IP prefix"
+    )
+    assert os.listdir(tmp_path) == [f.name]
