@@ -84,6 +84,11 @@ def updates(facts: Facts) -> tuple[list[CircuitUpdate], list[str]]:
         if p is not None:
             values.update(_peering_values(p, notes))
             filter_name = p.route_filter or p.route_filter_v6
+            if p.route_filter and p.route_filter_v6 and p.route_filter != p.route_filter_v6:
+                notes.append(
+                    f"circuit {name}: IPv6 Microsoft peering uses route filter "
+                    f"{p.route_filter_v6}, IPv4 uses {p.route_filter}: the IPv4 one is imported"
+                )
             if filter_name is None:
                 notes.append(
                     f"circuit {name}: Microsoft peering has no route filter, so Microsoft "
@@ -182,6 +187,13 @@ def merge(path: Path, facts: Facts) -> Merged:
                     for k in ("location", "primary_subnet", "secondary_subnet")
                     if k not in u.values
                 ]
+                if missing == ["location"]:
+                    raise FactsError(
+                        f"circuit {u.name} is not in {path} and the files give no peering "
+                        "location (an ExpressRoute Direct circuit has it on its port); add "
+                        f'[[circuit]] name = "{u.name}" with location = "<the peering location>" '
+                        "to the config, then import again"
+                    )
                 if missing:
                     raise FactsError(
                         f"circuit {u.name} is not in {path} and the files give no "

@@ -140,6 +140,35 @@ def test_a_new_circuit_without_its_peering_is_refused(tmp_path):
     assert not config.exists()
 
 
+def test_a_direct_circuit_without_a_peering_location_says_what_to_write(tmp_path):
+    circuit = json.loads((FIXTURES / "cli" / "circuit.json").read_text())
+    circuit["serviceProviderProperties"] = None  # ExpressRoute Direct: the port has it
+    circuit["expressRoutePort"] = {
+        "id": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.Network/expressRoutePorts/port-ams"
+    }
+    (tmp_path / "direct.json").write_text(json.dumps(circuit))
+    config = tmp_path / "agent.toml"
+    facts = read_files([tmp_path / "direct.json"])
+    with pytest.raises(FactsError) as e:
+        merge(config, facts)
+    assert str(e.value) == (
+        f"circuit ams-1 is not in {config} and the files give no peering location (an "
+        'ExpressRoute Direct circuit has it on its port); add [[circuit]] name = "ams-1" with '
+        'location = "<the peering location>" to the config, then import again'
+    )
+    # once the circuit is in the file, the rest is imported and the location kept
+    config.write_text(
+        '[[circuit]]\nname = "ams-1"\nlocation = "Amsterdam"\n'
+        'primary_subnet = "203.0.113.0/30"\nsecondary_subnet = "203.0.113.4/30"\n'
+    )
+    merged = merge(config, facts)
+    assert "circuit ams-1: no peering location in the file" in merged.notes[0]
+    assert (
+        'location = "Amsterdam"' in merged.new_text
+        and 'route_filter = "rf-ams"' not in merged.new_text
+    )
+
+
 def test_facts_that_would_make_the_config_invalid_are_not_written(tmp_path, capsys):
     config = tmp_path / "agent.toml"
     clash = HAND_WRITTEN.replace('name = "ams-1"', 'name = "ams-old"')  # same /30s, another name
