@@ -58,60 +58,58 @@ def demo(lab, tmp_path):
 
 def test_every_scenario_end_to_end(demo, lab):
     latencies: dict[str, float] = {}
-    branch_targets = {
-        t.name for t in _config_targets(demo, "branch") if t.role not in ("cdn", "reverse")
-    }
 
     # Steady `er` for several cycles: no alert at all.
     demo.wait_until_reported(reports=2)
     time.sleep(2 * INTERVAL_S)
     assert erpath_alerts(demo.obs.alerts()) == []
 
-    # er -> er-secondary: one ErpathRouteFlip per affected branch target, primary -> secondary.
+    # er -> er-secondary: the primary link fails.  A link change is no route
+    # flip; the lab's circuit is active-standby, so traffic on the standby link
+    # is one ErpathCircuitRedundancyLost for the circuit, per site.
     demo.switch("er-secondary")
-    alerts, latencies["er-secondary (branch)"] = wait_alerts(
+    alerts, latencies["er-secondary (redundancy lost)"] = wait_alerts(
         demo,
         lambda a: (
-            {x["labels"]["target"] for x in named(a, "ErpathRouteFlip", agent="branch")}
-            >= branch_targets
+            named(a, "ErpathCircuitRedundancyLost", site="branch", circuit="ams-er-1")
+            and named(a, "ErpathCircuitRedundancyLost", site="dc", circuit="ams-er-1")
         ),
         3 * INTERVAL_S + 10,
-        "branch flips to the secondary link",
+        "redundancy lost on ams-er-1 at both sites",
     )
-    for a in named(alerts, "ErpathRouteFlip", agent="branch"):
-        assert (a["labels"]["from"], a["labels"]["to"]) == (
-            "expressroute/ams-er-1/primary",
-            "expressroute/ams-er-1/secondary",
-        )
-    assert len(named(alerts, "ErpathRouteFlip", agent="branch")) == len(branch_targets)
-    # Alertmanager groups them as the example routing says: one notification per
-    # receiver (the team, and the pager for critical ones), not thirty.
+    assert not named(alerts, "ErpathRouteFlip"), "a link change is not a route flip"
+    lost = named(alerts, "ErpathCircuitRedundancyLost", site="branch")[0]
+    assert "secondary" in lost["annotations"]["evidence"]
+    # Alertmanager groups as the example routing says: per site, one
+    # notification per receiver.
     groups = demo.obs.get(f"{ALERTMANAGER}/api/v2/alerts/groups")
     receivers = [
         g["receiver"]["name"]
         for g in groups
         if any(
-            a["labels"].get("agent") == "branch" and a["labels"]["alertname"] == "ErpathRouteFlip"
+            a["labels"]["alertname"] == "ErpathCircuitRedundancyLost"
+            and a["labels"]["site"] == "branch"
             for a in g["alerts"]
         )
     ]
     assert receivers and len(receivers) == len(set(receivers)), receivers
 
-    # Back to er resolves them.
+    # Back to er resolves it.
     demo.switch("er")
     wait_alerts(
         demo,
-        lambda a: not named(a, "ErpathRouteFlip", agent="branch"),
+        lambda a: not named(a, "ErpathCircuitRedundancyLost"),
         3 * INTERVAL_S + 10,
-        "branch flips resolved",
+        "redundancy restored",
     )
+    assert not named(demo.obs.alerts(), "ErpathRouteFlip")
 
     # internet-failover: flip expressroute -> internet and the unexpected path.
     t_switch = time.monotonic()
     demo.switch("internet-failover")
     wait_alerts(
         demo,
-        lambda a: named(a, "ErpathRouteFlip", agent="dccore", to="internet"),
+        lambda a: named(a, "ErpathRouteFlip", agent="dccore", to="internet/ams-inet"),
         30,
         "the datacenter core router's flip",
     )
@@ -119,7 +117,7 @@ def test_every_scenario_end_to_end(demo, lab):
     alerts, _ = wait_alerts(
         demo,
         lambda a: (
-            named(a, "ErpathRouteFlip", agent="branch", to="internet")
+            named(a, "ErpathRouteFlip", agent="branch", to="internet/ams-inet")
             and named(a, "ErpathUnexpectedPath", agent="branch")
         ),
         3 * INTERVAL_S + 10,
@@ -130,7 +128,7 @@ def test_every_scenario_end_to_end(demo, lab):
         named(alerts, "ErpathRouteFlip", agent="branch", target="make.powerapps.com")[0]["labels"][
             "from"
         ]
-        == "expressroute/ams-er-1/primary"
+        == "expressroute/ams-er-1"
     )
 
     demo.switch("er")
@@ -195,9 +193,3 @@ def test_every_scenario_end_to_end(demo, lab):
     print("\ndetection latency (scenario switch to alert in Alertmanager):")
     for what, seconds in latencies.items():
         print(f"  {what:<52} {seconds:5.1f} s")
-
-
-def _config_targets(demo: Demo, node: str):
-    from agent.config import load
-
-    return load(str(demo.fleet.agent_config(node))).targets()
