@@ -224,7 +224,14 @@ def run_cycle(
             measured,
             failure=_first_failure(measured),
             verdict=verdict,
-            findings=findings.find(measured, verdict, site, tags=tags, communities=communities),
+            findings=findings.find(
+                measured,
+                verdict,
+                site,
+                tags=tags,
+                communities=communities,
+                expect=p.target.expect,
+            ),
         )
         results.append(result)
 

@@ -66,6 +66,7 @@ def find(
     nat_addresses: Iterable[str] = (),
     return_hops_threshold: int = DEFAULT_RETURN_HOPS_THRESHOLD,
     communities: BgpCommunities | None = None,
+    expect: str | None = None,
 ) -> tuple[Finding, ...]:
     """Every asymmetry finding for one classified result.
 
@@ -74,7 +75,9 @@ def find(
     source address is used as well when a circuit advertises it (edge hosts).
     `tags` enables the Premium check (it needs the target's region) and tells
     Microsoft's prefixes from third-party CDN nodes.  `communities` with the
-    circuits' route filters enables the route filter findings.
+    circuits' route filters enables the route filter findings; `expect` is
+    the target's configured expectation (a target sent to the internet on
+    purpose gets no route filter finding about it).
     """
     index = SiteIndex.of(site)
     out: list[Finding] = []
@@ -86,7 +89,12 @@ def find(
         out += _asymmetric_circuit(result, verdict, index, nat_addresses)
         premium = _premium(result, verdict, site, tags)
         advert = routefilter.advertisement(result.address, site, communities)
-        if advert is not None and verdict.path_class != "cdn" and verdict.expected != "cdn":
+        on_purpose = expect in ("internet", "cdn")
+        if (
+            advert is not None
+            and not on_purpose
+            and "cdn" not in (verdict.path_class, verdict.expected)
+        ):
             out += _route_filter(verdict, advert, premium=bool(premium))
         out += premium
         out += _handshake_blackhole(result, verdict, site)

@@ -295,6 +295,20 @@ def test_advertised_but_internet_points_at_the_sites_routing():
     assert "local internet breakout" in f.fix
 
 
+def test_a_target_sent_to_the_internet_on_purpose_gets_no_route_filter_finding():
+    r = result(PP_EUS, hops=trace(BRANCH_GW, "10.1.0.9", ("198.18.100.1", ISP), MS_CORE))
+    for target in (r, INTERNET):
+        v = classify(
+            target, SITE, TAGS, agent_role="branch", expect="internet", communities=COMMUNITIES
+        )
+        fs = find(target, v, SITE, tags=TAGS, communities=COMMUNITIES, expect="internet")
+        assert fs == ()
+    # expected over ExpressRoute by configuration: the filter is the explanation
+    v = classify(r, SITE, TAGS, agent_role="branch", expect="expressroute", communities=COMMUNITIES)
+    fs = find(r, v, SITE, tags=TAGS, communities=COMMUNITIES, expect="expressroute")
+    assert [f.kind for f in fs].count("route-filter-excludes") == 2
+
+
 def test_advertised_and_over_the_circuit_is_no_finding():
     _, fs = classified(ER_PRIMARY, SiteFacts(circuits=(WE_ONLY,), internet_edges=(INET,)))
     assert fs == ()
