@@ -38,6 +38,8 @@ Waiting is traceroute's -w MAX,HERE,NEAR: a probe is given up after MAX, or
 HERE x the RTT of a reply from its own hop, or NEAR x that of a later hop.
 The clock, sockets, source address and port reservations come through
 `agent.measure.trace.io.Io`, so tests drive the engine on a fake network.
+What is known per trace lives in `state`, the MSEE flows in `msee`, the
+records built at the end in `record`; this module plans and runs the loop.
 Flows (Paris traceroute): each flow has its own source port (ICMP: id), all
 else in the 5-tuple fixed, so per-flow load balancers keep every probe of a
 flow on one path; several flows enumerate ECMP paths and are merged per hop.
@@ -48,7 +50,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import socket
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -56,104 +58,19 @@ from agent.measure import packets, rawsock
 from agent.measure.packets import return_hops
 from agent.measure.trace.io import REAL, Io, Ports, Sockets
 from agent.measure.trace.matching import Match, ProbeTable, SentProbe
-from agent.measure.trace.msee import MSEE_FLOWS, MseeHop, in_prefixes
+from agent.measure.trace.msee import MSEE_FLOWS, MseeProber
 from agent.measure.trace.pacing import RouterBudget, TokenBucket
-from agent.report import Hop, Reply, Trace
+from agent.measure.trace.record import trace_record
+from agent.measure.trace.state import HopState, Out, TraceState, routers_of
+from agent.report import Trace
 
 if TYPE_CHECKING:
     from agent.measure.trace import TraceOptions, TraceRequest
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_ROUTER_KINDS = frozenset({"time-exceeded", "unreachable"})
-
 
 @dataclass(slots=True)
-class _Out:
-    probe: SentProbe
-    deadline_s: float
-    reserved: frozenset[str]
-    unknown: frozenset[str] = frozenset()  # the TTL bucket it drew on, if no router was predicted
-
-
-@dataclass(slots=True)
-class _Hop:
-    ttl: int
-    replies: list[Reply] = field(default_factory=list)
-    sent: int = 0
-    outstanding: dict[int, _Out] = field(default_factory=dict)
-    settled: bool = False
-    paced: bool | None = None  # decided when first sent
-    predicted: frozenset[str] = frozenset()
-    dest: bool = False  # the destination answered at this TTL
-    routers: set[str] = field(default_factory=set)  # intermediate routers that answered
-    blocked: bool = False  # an intermediate router answered "unreachable"
-    retried: bool = False  # silent once, asked again against a known router's budget
-
-
-def _routers_of(replies: Iterable[Reply], destination: str) -> set[str]:
-    return {r.address for r in replies if r.kind in _ROUTER_KINDS and r.address != destination}
-
-
-class _TraceState:
-    def __init__(
-        self,
-        number: int,
-        key: Hashable,
-        flow: int,
-        template: packets.Template | None,
-        rr_template: packets.Template | None = None,
-    ):
-        self.number = number
-        self.rr_template = rr_template
-        self.rr: tuple[str, ...] = ()  # Record Route of the estimate probe's reply
-        self.rank = number
-        self.key = key
-        self.flow = flow
-        self.template = template
-        self.address = template.destination if template else ""
-        self.hops: dict[int, _Hop] = {}
-        self.est: int | None = None
-        self.est_done = False
-        self.head = False
-        self.copy_from: tuple[_TraceState, int] | None = None
-        self.backward_done = False
-        self.forward_done = False
-        self.finished = False
-        self.failure: str | None = None
-        self.finished_s: float | None = None
-
-    # -- what is known
-
-    def dest_ttl(self) -> int | None:
-        return min((t for t, h in self.hops.items() if h.dest), default=None)
-
-    def end_ttl(self) -> int | None:
-        """Where the trace ends: the destination, or a router saying unreachable."""
-        ends = [t for t, h in self.hops.items() if h.dest or h.blocked]
-        return min(ends, default=None)
-
-    def resolved(self, ttl: int) -> list[Reply] | None:
-        """Replies at `ttl`, asked or copied; None while unknown."""
-        if self.copy_from is not None and ttl < self.copy_from[1]:
-            return self.copy_from[0].resolved(ttl)
-        h = self.hops.get(ttl)
-        if h is None or not (h.settled or h.replies):
-            return None
-        return h.replies
-
-    def copied(self, ttl: int) -> bool:
-        """Whether the hop at `ttl` is another trace's answer rather than our own."""
-        return self.copy_from is not None and ttl < self.copy_from[1]
-
-    def covers_below(self, ttl: int, first_ttl: int) -> bool:
-        """Whether every hop below `ttl` is known (asked and settled, or copied)."""
-        return all(self.resolved(x) is not None for x in range(first_ttl, ttl))
-
-
-@dataclass(slots=True)
-class _Engine:
-    traces: list[_TraceState]
+class Engine:
+    traces: list[TraceState]
     opts: TraceOptions
     socks: Sockets
     table: ProbeTable
@@ -166,9 +83,9 @@ class _Engine:
     # burst of them from many traces would only drain one router's tokens.
     unknown: RouterBudget = field(default_factory=lambda: RouterBudget(6, 1.0))
     msee: MseeProber | None = None
-    est_queue: list[_TraceState] = field(default_factory=list)  # distance probes not yet sent
-    est_out: dict[int, tuple[_TraceState, _Out]] = field(default_factory=dict)
-    out: dict[int, tuple[_TraceState, _Hop, _Out]] = field(default_factory=dict)
+    est_queue: list[TraceState] = field(default_factory=list)  # distance probes not yet sent
+    est_out: dict[int, tuple[TraceState, Out]] = field(default_factory=dict)
+    out: dict[int, tuple[TraceState, HopState, Out]] = field(default_factory=dict)
     estimating: bool = True
     est_rtt_s: float = 0.0
 
@@ -232,7 +149,7 @@ class _Engine:
             now = self.now()
         return float("inf")
 
-    def _estimate_reply(self, t: _TraceState, m: Match) -> None:
+    def _estimate_reply(self, t: TraceState, m: Match) -> None:
         self.est_out.pop(m.probe.index, None)
         if m.from_destination:
             t.rr = m.record_route
@@ -272,7 +189,7 @@ class _Engine:
             if before == [(len(t.hops), t.finished, t.copy_from is None) for t in ordered]:
                 return
 
-    def _plan(self, t: _TraceState, now: float) -> None:
+    def _plan(self, t: TraceState, now: float) -> None:
         o = self.opts
         tail = o.doubletree and not t.head and t.est is not None
         lo = t.est if tail else o.first_ttl
@@ -283,7 +200,7 @@ class _Engine:
         upper = min(upper, o.max_ttl, end if end is not None else o.max_ttl)
         for ttl in range(lo, upper + 1):
             if ttl not in t.hops:
-                t.hops[ttl] = _Hop(ttl)
+                t.hops[ttl] = HopState(ttl)
         if not tail and not t.head and o.doubletree:
             self._stop_forward(t)
         self._retry_silent(t, end)
@@ -303,7 +220,7 @@ class _Engine:
                     self.out.pop(idx, None)
                 h.outstanding.clear()
 
-    def _stop_forward(self, t: _TraceState) -> None:
+    def _stop_forward(self, t: TraceState) -> None:
         """Doubletree for a trace that walks forward (its destination never answered).
 
         Its deepest own answer that a higher-ranked trace of the flow also got
@@ -332,14 +249,14 @@ class _Engine:
                 shared = (
                     known
                     and known_below
-                    and h.routers & _routers_of(known, other.address)
-                    and below.routers & _routers_of(known_below, other.address)
+                    and h.routers & routers_of(known, other.address)
+                    and below.routers & routers_of(known_below, other.address)
                 )
                 if shared and other.covers_below(ttl, first):
                     t.copy_from = (other, ttl)
                     return
 
-    def _retry_silent(self, t: _TraceState, end: int | None) -> None:
+    def _retry_silent(self, t: TraceState, end: int | None) -> None:
         """Ask a silent TTL again, one probe at a time, when its router has become predictable.
 
         A burst from many traces at once can drain a router's ICMP tokens, so
@@ -361,7 +278,7 @@ class _Engine:
                 h.retried, h.settled, h.paced = True, False, True
                 h.predicted, h.sent = predicted, 0
 
-    def _walk_back(self, t: _TraceState) -> None:
+    def _walk_back(self, t: TraceState) -> None:
         o = self.opts
         if t.backward_done:
             return
@@ -388,7 +305,7 @@ class _Engine:
                 if common is not None and common < b - 1:
                     continue  # Record Route shows the paths differ below b (ECMP)
                 known = other.resolved(b)
-                if known is None or not (hb.routers & _routers_of(known, other.address)):
+                if known is None or not (hb.routers & routers_of(known, other.address)):
                     continue
                 if other.covers_below(b, o.first_ttl):
                     t.copy_from = (other, b)  # stop set hit: the rest is known
@@ -405,9 +322,9 @@ class _Engine:
                     h = other.hops.get(b - 1)
                     if h is not None and not h.settled:
                         return
-        t.hops[b - 1] = _Hop(b - 1)
+        t.hops[b - 1] = HopState(b - 1)
 
-    def _same_routers_below(self, t: _TraceState, b: int) -> tuple[_TraceState | None, bool]:
+    def _same_routers_below(self, t: TraceState, b: int) -> tuple[TraceState | None, bool]:
         """A higher-ranked trace through the very same routers at TTLs 1..b-1, by Record Route.
 
         Entry i of the option is the outgoing address of the router at TTL i,
@@ -432,7 +349,7 @@ class _Engine:
         return found, False
 
     @staticmethod
-    def _rr_common(t: _TraceState, other: _TraceState) -> int | None:
+    def _rr_common(t: TraceState, other: TraceState) -> int | None:
         """How many leading Record Route entries two traces share; None if unknown."""
         if not t.rr or not other.rr or t.template is None or other.template is None:
             return None
@@ -445,11 +362,11 @@ class _Engine:
             common += 1
         return common
 
-    def _predict(self, t: _TraceState, ttl: int) -> frozenset[str]:
+    def _predict(self, t: TraceState, ttl: int) -> frozenset[str]:
         """Routers likely to answer (t, ttl), from what other traces learned."""
         mine_next = t.hops.get(ttl + 1)
         mine_prev = t.resolved(ttl - 1)
-        prev_routers = _routers_of(mine_prev, t.address) if mine_prev else set()
+        prev_routers = routers_of(mine_prev, t.address) if mine_prev else set()
         out: set[str] = set()
         for other in self.traces:
             if other is t:
@@ -466,7 +383,7 @@ class _Engine:
             if (common is not None and common < ttl - 1) or (
                 prev_routers
                 and theirs_prev
-                and not prev_routers & _routers_of(theirs_prev, other.address)
+                and not prev_routers & routers_of(theirs_prev, other.address)
             ):
                 # The paths differ below this TTL: the other trace's router
                 # says nothing about ours.  (A wrong prediction paced a silent
@@ -482,7 +399,7 @@ class _Engine:
                 continue
             if prev_routers:
                 theirs = other.resolved(ttl - 1)
-                if theirs and prev_routers & _routers_of(theirs, other.address):
+                if theirs and prev_routers & routers_of(theirs, other.address):
                     out |= h.routers
         return frozenset(out)
 
@@ -524,7 +441,7 @@ class _Engine:
                 self._maybe_settle(h)
         return wake
 
-    def _due(self, t: _TraceState) -> list[_Hop]:
+    def _due(self, t: TraceState) -> list[HopState]:
         """The trace's hops with a question to ask, deepest first."""
         due = []
         for ttl in sorted(t.hops, reverse=True):
@@ -542,7 +459,7 @@ class _Engine:
                 due.append(h)
         return due
 
-    def _want(self, h: _Hop) -> int:
+    def _want(self, h: HopState) -> int:
         """Probes hop `h` may send now: one first, the rest only if that one went unanswered.
 
         Every probe a router answers costs it a token, and one answer names
@@ -554,7 +471,7 @@ class _Engine:
             return 0
         return 1 if h.paced or h.sent == 0 else n - h.sent
 
-    def _ask(self, t: _TraceState, h: _Hop, now: float) -> float:
+    def _ask(self, t: TraceState, h: HopState, now: float) -> float:
         """Send one probe for hop `h` if the budgets allow; else how long until they do."""
         # A question no router can be predicted for draws on the TTL's own
         # bucket -- unless the destination is expected to answer it.
@@ -584,13 +501,13 @@ class _Engine:
 
     def _send(
         self,
-        t: _TraceState,
+        t: TraceState,
         ttl: int,
         attempt: int,
         reserved: frozenset[str],
         now: float,
         tpl: packets.Template | None = None,
-    ) -> _Out | None:
+    ) -> Out | None:
         tpl = tpl or t.template
         assert tpl is not None
         try:
@@ -602,7 +519,7 @@ class _Engine:
 
     def emit(
         self, tpl: packets.Template, trace: int, ttl: int, attempt: int, reserved: frozenset[str]
-    ) -> _Out:
+    ) -> Out:
         """Send one probe of `tpl` with `ttl`; raises rawsock.SendError if the stack refuses."""
         index, seq = self.table.next_identity()
         if tpl.protocol == packets.PROTO_ICMP:
@@ -623,9 +540,9 @@ class _Engine:
             sent_s,
         )
         self.table.add(probe)
-        return _Out(probe, sent_s + self.opts.wait_max_s, reserved)
+        return Out(probe, sent_s + self.opts.wait_max_s, reserved)
 
-    def _wait_cap(self, t: _TraceState, ttl: int) -> float:
+    def _wait_cap(self, t: TraceState, ttl: int) -> float:
         """traceroute -w HERE/NEAR from replies already in: this hop's, or a later one's."""
         o = self.opts
         cap = o.wait_max_s
@@ -637,12 +554,12 @@ class _Engine:
             cap = min(cap, max(o.wait_min_s, factor * rtt))
         return cap
 
-    def _drop_outstanding(self, h: _Hop) -> None:
+    def _drop_outstanding(self, h: HopState) -> None:
         for idx in list(h.outstanding):
             self.out.pop(idx, None)
         h.outstanding.clear()
 
-    def _maybe_settle(self, h: _Hop) -> None:
+    def _maybe_settle(self, h: HopState) -> None:
         if h.settled or h.outstanding:
             return
         if h.sent >= self.opts.probes_per_hop or h.replies:
@@ -685,7 +602,7 @@ class _Engine:
             # Answered: the router is known now and its own budget is charged
             # below; the TTL's bucket only bounds questions still in the dark.
             self.unknown.give(sent.unknown, self.now())
-        h.replies.append(_reply(m))
+        h.replies.append(m.reply())
         if m.from_destination:
             h.dest = True
         else:
@@ -724,197 +641,6 @@ class _Engine:
                 self._maybe_settle(h)
 
 
-def _reply(m: Match) -> Reply:
-    p = m.probe
-    return Reply(
-        address=m.address,
-        rtt_s=m.rtt_s,
-        kind=m.kind,
-        icmp_type=m.icmp_type,
-        icmp_code=m.icmp_code,
-        mpls=m.mpls,
-        flow=p.icmp_ident if p.protocol == packets.PROTO_ICMP else p.sport,
-    )
-
-
-class MseeProber:
-    """The engine's side of `agent.measure.trace.msee`: finds each target's MSEE hop, sends its flows."""
-
-    def __init__(
-        self,
-        prefixes: Sequence[Network],
-        by_key: dict[Hashable, list[_TraceState]],
-        extra: Callable[[_TraceState, int], packets.Template],
-        extra_flows: int,
-    ):
-        self.prefixes = tuple(prefixes)
-        self.by_key = by_key
-        self.extra = extra  # (a trace of the target, extra flow number) -> template
-        self.extra_flows = extra_flows
-        self.hops: dict[Hashable, MseeHop] = {}
-        self.prefilled: dict[Hashable, set[int]] = {}
-        self.out: dict[int, tuple[MseeHop, int, _Out]] = {}
-
-    def plan(self, engine: _Engine) -> None:
-        """Give every target whose trace met a peering subnet its MSEE hop."""
-        first = engine.opts.first_ttl
-        for key, states in self.by_key.items():
-            if key in self.hops or states[0].template is None:
-                continue
-            ttl = self._msee_ttl(states, first)
-            if ttl is None:
-                continue
-            own = tuple(s.template for s in states if s.template is not None)
-            extra = tuple(self.extra(states[0], i) for i in range(self.extra_flows))
-            hop = MseeHop(key, ttl, own + extra)
-            self.prefilled[key] = set()
-            for i, s in enumerate(states):
-                h = s.hops.get(ttl)
-                if h is not None and not s.copied(ttl) and h.replies:
-                    # This flow was asked at the MSEE hop for this target already.
-                    hop.sent(i)
-                    hop.reply(i, h.replies[0])
-                    self.prefilled[key].add(i)
-            self.hops[key] = hop
-
-    def _msee_ttl(self, states: Sequence[_TraceState], first: int) -> int | None:
-        for s in states:
-            end = s.end_ttl() or max(s.hops, default=first)
-            for ttl in range(first, end + 1):
-                replies = s.resolved(ttl) or ()
-                if any(
-                    r.kind in _ROUTER_KINDS and in_prefixes(r.address, self.prefixes)
-                    for r in replies
-                ):
-                    return ttl
-        return None
-
-    def done(self) -> bool:
-        return not self.out and all(h.done() for h in self.hops.values())
-
-    def _routers(self, ttl: int) -> frozenset[str]:
-        """The MSEE addresses seen at `ttl` so far: the budget a question there draws on."""
-        seen = {
-            r.address
-            for h in self.hops.values()
-            if h.ttl == ttl
-            for r in h.answered.values()
-            if in_prefixes(r.address, self.prefixes)
-        }
-        return frozenset(seen)
-
-    def send_due(self, engine: _Engine, now: float) -> float:
-        """Ask the next flows as budgets allow, targets furthest along first; when to look again.
-
-        Under rate limits the MSEE's tokens are few: spent one per target they
-        would show every target one link; spent on the targets already begun
-        they show some targets both.
-        """
-        wake = float("inf")
-        n = engine.opts.probes_per_hop
-        progress = True
-        while progress:
-            progress = False
-            for hop in sorted(self.hops.values(), key=lambda h: -len(h.asked)):
-                flow = hop.next_flow(n)
-                if flow is None:
-                    continue
-                routers = self._routers(hop.ttl)
-                wait = max(engine.pps.wait_s(now), engine.budget.wait_s(routers, now, credit=True))
-                if wait > 0:
-                    wake = min(wake, now + wait)
-                    continue
-                engine.pps.take(now)
-                engine.budget.reserve(routers, now)
-                hop.sent(flow)
-                try:
-                    out = engine.emit(hop.templates[flow], -1, hop.ttl, hop.asked[flow], routers)
-                except rawsock.SendError:
-                    hop.given_up.add(flow)
-                    hop.outstanding.discard(flow)
-                    continue
-                self.out[out.probe.index] = (hop, flow, out)
-                progress = True
-                now = engine.now()
-        return wake
-
-    def reply(self, engine: _Engine, m: Match) -> None:
-        hop, flow, out = self.out.pop(m.probe.index)
-        hop.reply(flow, _reply(m))
-        if not m.from_destination:
-            engine.budget.answered(m.address, out.reserved, engine.now())
-
-    def expire(self, engine: _Engine, now: float) -> None:
-        for idx, (hop, flow, out) in list(self.out.items()):
-            if out.deadline_s <= now:
-                del self.out[idx]
-                hop.silent(flow, engine.opts.probes_per_hop)
-                engine.budget.silent(out.reserved, now)
-
-    def replies(self, key: Hashable) -> tuple[int, list[Reply]] | None:
-        """(MSEE TTL, the replies asked there for this target beyond its own trace's)."""
-        hop = self.hops.get(key)
-        if hop is None:
-            return None
-        skip = self.prefilled.get(key, set())
-        return hop.ttl, [r for i, r in sorted(hop.answered.items()) if i not in skip]
-
-
-# ---------------------------------------------------------------------- results
-
-
-def _trace_record(
-    states: Sequence[_TraceState],
-    protocol: str,
-    t0: float,
-    now: float,
-    first_ttl: int,
-    msee: tuple[int, list[Reply]] | None,
-) -> Trace:
-    """One Trace for a request: its flows merged hop by hop.
-
-    At a TTL where some flow asked and another copied, only the asked replies
-    stay: a hop that is not `shared` holds nothing but answers to this target.
-    """
-    asked: dict[int, list[Reply]] = {}
-    copied: dict[int, list[Reply]] = {}
-    reached = False
-    failure = None
-    finished = []
-    for s in states:
-        end = s.end_ttl()
-        known = [x for x in range(first_ttl, (end or max(s.hops, default=0)) + 1) if s.resolved(x)]
-        last = end if end is not None else max(known, default=first_ttl - 1)
-        for ttl in range(first_ttl, last + 1):
-            into = copied if s.copied(ttl) else asked
-            into.setdefault(ttl, []).extend(s.resolved(ttl) or ())
-        reached = reached or s.dest_ttl() is not None
-        failure = failure or s.failure
-        finished.append((s.finished_s or now) - t0)
-    if msee is not None and msee[1]:
-        ttl, replies = msee
-        asked.setdefault(ttl, []).extend(replies)
-    hops = tuple(
-        Hop(ttl=ttl, replies=tuple(asked[ttl]))
-        if ttl in asked
-        else Hop(ttl=ttl, replies=tuple(copied[ttl]), shared=True)
-        for ttl in sorted(asked.keys() | copied.keys())
-    )
-    if reached:
-        failure = None
-    elif failure is None:
-        failure = "trace.unreachable"
-    flow = states[0].flow if states else 0
-    return Trace(
-        protocol=protocol,
-        flow=flow,
-        reached=reached,
-        hops=hops,
-        duration_s=max(max(finished, default=0.0), 0.0),
-        failure=failure,
-    )
-
-
 def run(
     requests: Sequence[TraceRequest], opts: TraceOptions, io: Io = REAL
 ) -> dict[Hashable, Trace]:
@@ -946,8 +672,8 @@ def run(
     ports = io.ports()
     try:
         flow_ids = _flow_ids(ports, proto, opts, opts.flows + extra_flows)
-        states: list[_TraceState] = []
-        by_key: dict[Hashable, list[_TraceState]] = {}
+        states: list[TraceState] = []
+        by_key: dict[Hashable, list[TraceState]] = {}
         for r in requests:
             src = io.source_address(r.address) if packets.is_ipv4(r.address) else None
             for fid in flow_ids[: opts.flows]:
@@ -957,19 +683,19 @@ def run(
                     if src and opts.record_route
                     else None
                 )
-                st = _TraceState(len(states), r.result_key, fid, template, rr)
+                st = TraceState(len(states), r.result_key, fid, template, rr)
                 if template is None:
                     st.failure = "trace.unreachable"
                     st.finished = True
                 states.append(st)
                 by_key.setdefault(r.result_key, []).append(st)
 
-        def extra(t: _TraceState, i: int) -> packets.Template:
+        def extra(t: TraceState, i: int) -> packets.Template:
             assert t.template is not None
             fid = flow_ids[opts.flows + i]
             return _template(proto, t.template.source, t.address, t.template.dport, fid)
 
-        engine = _Engine(
+        engine = Engine(
             traces=states,
             opts=opts,
             socks=socks,
@@ -987,7 +713,7 @@ def run(
         ports.close()
     now = io.now()
     return {
-        key: _trace_record(
+        key: trace_record(
             ss,
             opts.protocol,
             t0,

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 
 from agent.measure import packets
-from agent.report import MplsLabel, ReplyKind
+from agent.report import MplsLabel, Reply, ReplyKind
 
 _ID_SPACE = 1 << 16
 
@@ -52,6 +52,19 @@ class Match:
     @property
     def from_destination(self) -> bool:
         return self.address == self.probe.destination
+
+    def reply(self) -> Reply:
+        """As the report keeps it, with the flow (source port, ICMP id) of the probe it answered."""
+        p = self.probe
+        return Reply(
+            address=self.address,
+            rtt_s=self.rtt_s,
+            kind=self.kind,
+            icmp_type=self.icmp_type,
+            icmp_code=self.icmp_code,
+            mpls=self.mpls,
+            flow=p.icmp_ident if p.protocol == packets.PROTO_ICMP else p.sport,
+        )
 
 
 class ProbeTable:

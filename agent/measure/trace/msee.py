@@ -11,21 +11,28 @@ have shown one -- had there been a second, it would have shown with at
 least 95% probability.  Replies keep their flow, so the verdict counts the
 flows per link.
 
-This module decides which flow to ask next and when a target is done; the
-engine sends the probes against the MSEE routers' ICMP budget.
+`MseeHop` decides which flow to ask next and when a target is done;
+`MseeProber` finds each target's MSEE hop in the engine's traces and sends
+the flows through the engine, against the MSEE routers' ICMP budget.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from agent.measure import rawsock
+from agent.measure.trace.state import ROUTER_KINDS, Out, TraceState
 from agent.report import Reply
 
 if TYPE_CHECKING:
     from agent.measure import packets
+    from agent.measure.trace.engine import Engine
+    from agent.measure.trace.matching import Match
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # MDA (Veitch et al., 2009): when one next hop has shown, 6 flows that all
 # take it reject a second one at 95% confidence; an MSEE hop has at most two
@@ -87,3 +94,126 @@ class MseeHop:
         self.outstanding.discard(flow)
         if self.asked.get(flow, 0) >= probes_per_flow and flow not in self.answered:
             self.given_up.add(flow)
+
+
+class MseeProber:
+    """The engine's side of `agent.measure.trace.msee`: finds each target's MSEE hop, sends its flows."""
+
+    def __init__(
+        self,
+        prefixes: Sequence[Network],
+        by_key: dict[Hashable, list[TraceState]],
+        extra: Callable[[TraceState, int], packets.Template],
+        extra_flows: int,
+    ):
+        self.prefixes = tuple(prefixes)
+        self.by_key = by_key
+        self.extra = extra  # (a trace of the target, extra flow number) -> template
+        self.extra_flows = extra_flows
+        self.hops: dict[Hashable, MseeHop] = {}
+        self.prefilled: dict[Hashable, set[int]] = {}
+        self.out: dict[int, tuple[MseeHop, int, Out]] = {}
+
+    def plan(self, engine: Engine) -> None:
+        """Give every target whose trace met a peering subnet its MSEE hop."""
+        first = engine.opts.first_ttl
+        for key, states in self.by_key.items():
+            if key in self.hops or states[0].template is None:
+                continue
+            ttl = self._msee_ttl(states, first)
+            if ttl is None:
+                continue
+            own = tuple(s.template for s in states if s.template is not None)
+            extra = tuple(self.extra(states[0], i) for i in range(self.extra_flows))
+            hop = MseeHop(key, ttl, own + extra)
+            self.prefilled[key] = set()
+            for i, s in enumerate(states):
+                h = s.hops.get(ttl)
+                if h is not None and not s.copied(ttl) and h.replies:
+                    # This flow was asked at the MSEE hop for this target already.
+                    hop.sent(i)
+                    hop.reply(i, h.replies[0])
+                    self.prefilled[key].add(i)
+            self.hops[key] = hop
+
+    def _msee_ttl(self, states: Sequence[TraceState], first: int) -> int | None:
+        for s in states:
+            end = s.end_ttl() or max(s.hops, default=first)
+            for ttl in range(first, end + 1):
+                replies = s.resolved(ttl) or ()
+                if any(
+                    r.kind in ROUTER_KINDS and in_prefixes(r.address, self.prefixes)
+                    for r in replies
+                ):
+                    return ttl
+        return None
+
+    def done(self) -> bool:
+        return not self.out and all(h.done() for h in self.hops.values())
+
+    def _routers(self, ttl: int) -> frozenset[str]:
+        """The MSEE addresses seen at `ttl` so far: the budget a question there draws on."""
+        seen = {
+            r.address
+            for h in self.hops.values()
+            if h.ttl == ttl
+            for r in h.answered.values()
+            if in_prefixes(r.address, self.prefixes)
+        }
+        return frozenset(seen)
+
+    def send_due(self, engine: Engine, now: float) -> float:
+        """Ask the next flows as budgets allow, targets furthest along first; when to look again.
+
+        Under rate limits the MSEE's tokens are few: spent one per target they
+        would show every target one link; spent on the targets already begun
+        they show some targets both.
+        """
+        wake = float("inf")
+        n = engine.opts.probes_per_hop
+        progress = True
+        while progress:
+            progress = False
+            for hop in sorted(self.hops.values(), key=lambda h: -len(h.asked)):
+                flow = hop.next_flow(n)
+                if flow is None:
+                    continue
+                routers = self._routers(hop.ttl)
+                wait = max(engine.pps.wait_s(now), engine.budget.wait_s(routers, now, credit=True))
+                if wait > 0:
+                    wake = min(wake, now + wait)
+                    continue
+                engine.pps.take(now)
+                engine.budget.reserve(routers, now)
+                hop.sent(flow)
+                try:
+                    out = engine.emit(hop.templates[flow], -1, hop.ttl, hop.asked[flow], routers)
+                except rawsock.SendError:
+                    hop.given_up.add(flow)
+                    hop.outstanding.discard(flow)
+                    continue
+                self.out[out.probe.index] = (hop, flow, out)
+                progress = True
+                now = engine.now()
+        return wake
+
+    def reply(self, engine: Engine, m: Match) -> None:
+        hop, flow, out = self.out.pop(m.probe.index)
+        hop.reply(flow, m.reply())
+        if not m.from_destination:
+            engine.budget.answered(m.address, out.reserved, engine.now())
+
+    def expire(self, engine: Engine, now: float) -> None:
+        for idx, (hop, flow, out) in list(self.out.items()):
+            if out.deadline_s <= now:
+                del self.out[idx]
+                hop.silent(flow, engine.opts.probes_per_hop)
+                engine.budget.silent(out.reserved, now)
+
+    def replies(self, key: Hashable) -> tuple[int, list[Reply]] | None:
+        """(MSEE TTL, the replies asked there for this target beyond its own trace's)."""
+        hop = self.hops.get(key)
+        if hop is None:
+            return None
+        skip = self.prefilled.get(key, set())
+        return hop.ttl, [r for i, r in sorted(hop.answered.items()) if i not in skip]
