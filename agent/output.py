@@ -203,6 +203,9 @@ def render_config(config) -> str:
             f"  {c.name} ({c.location}, {c.sku}): primary {c.primary_subnet}, secondary {c.secondary_subnet},"
             f" advertises {', '.join(c.advertised_prefixes) or 'nothing'}"
         )
+        if c.route_filter is not None:
+            allowed = ", ".join(c.route_filter_communities) or "no community"
+            out.append(f"    route filter {c.route_filter} allows {allowed}")
     out += ["", "internet edges:" if site.internet_edges else "internet edges: none"]
     for e in site.internet_edges:
         out.append(

@@ -207,6 +207,7 @@ def test_end_to_end_import_then_check_config_then_probe_once(tmp_path):
     check = subprocess.run([*agent, "check-config", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "ams-1 (Amsterdam, standard): primary 203.0.113.0/30" in check.stdout
+    assert "    route filter rf-ams allows 12076:51002, 12076:51004, 12076:5010\n" in check.stdout
     probe = subprocess.run(
         [*agent, "probe", "once", "--config", str(config), "--no-trace", "--json", "127.0.0.1:9"],
         capture_output=True,
