@@ -91,14 +91,16 @@ def fetch_url(url: str, *, timeout_s: float = FETCH_TIMEOUT_S) -> Fetched:
     data, content_type = _get(url, timeout_s)
     if _looks_like_json(data, content_type):
         return Fetched(data, url)
-    text = data.decode("utf-8", "replace")
-    m = _JSON_LINK.search(text)
-    if m is None:
+    # The page's links may sit in a script's JSON ("https:\/\/download...");
+    # the newest date wins should it list more than one.
+    text = data.decode("utf-8", "replace").replace("\\/", "/")
+    links = sorted(_JSON_LINK.findall(text), key=lambda link: link[-13:-5])
+    if not links:
         raise UpdateError(
             f"{url}: neither JSON nor a page linking ServiceTags_Public_YYYYMMDD.json; "
             "set url to the download page or to a mirror of the JSON file"
         )
-    link = urljoin(url, m.group(1).replace("&amp;", "&"))
+    link = urljoin(url, links[-1].replace("&amp;", "&"))
     data, content_type = _get(link, timeout_s)
     if not _looks_like_json(data, content_type):
         raise UpdateError(f"{link} (linked from {url}): not JSON")

@@ -78,6 +78,17 @@ def server() -> Iterator[str]:
             # the same page with a link relative to it
             "/relative.aspx": ("text/html", f'<a href="download/{DATED}">x</a>'.encode()),
             "/nolink.aspx": ("text/html", b"<html>moved</html>"),
+            # the link in a script's JSON, escaped, next to last week's
+            "/script.aspx": (
+                "text/html",
+                (
+                    '<script>window.__DLCDetails__={"files":[{"url":"'
+                    + f"{base}/download/ServiceTags_Public_20261116.json".replace("/", "\\/")
+                    + '"},{"url":"'
+                    + f"{base}/download/{DATED}".replace("/", "\\/")
+                    + '"}]}</script>'
+                ).encode(),
+            ),
             "/mirror/old.json": ("application/json", _tags(1, ["198.18.10.0/24"])),
             "/mirror/tiny.json": ("application/octet-stream", _tags(9999, ["198.18.10.0/24"])),
             "/mirror/communities.json": ("application/json", COMMUNITIES.read_bytes()),
@@ -146,6 +157,15 @@ def test_relative_link_and_first_download_without_a_file(server, tmp_path, capsy
     assert f"updated from {server}/download/{DATED}" in out
     assert not (tmp_path / "state" / "tags.json.previous").exists()
     assert load(config).load_service_tags().change_number == 376
+
+
+@needs_real_file
+def test_escaped_links_in_a_script_the_newest_wins(server, tmp_path, capsys):
+    tags = tmp_path / "tags.json"
+    config = config_with(tmp_path, "service_tags", file=str(tags), url=f"{server}/script.aspx")
+    code, out, err = run(capsys, "service-tags", "update", "--config", str(config))
+    assert code == 0, err
+    assert f"updated from {server}/download/{DATED} " in out
 
 
 @needs_real_file
