@@ -122,6 +122,7 @@ def test_exec_start_lines_as_written_update_the_tags_unprivileged(server):  # no
                 text=True,
                 timeout=120,
                 env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+                preexec_fn=lambda: os.umask(0o077),  # the unit's UMask
             )
             assert proc.returncode == 0, proc.stderr
             outputs.append(proc.stdout)
