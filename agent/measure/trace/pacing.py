@@ -41,8 +41,9 @@ class TokenBucket:
         self.tokens = min(self.burst, self.tokens + n)
 
     def empty(self, now_s: float) -> None:
+        """The router refused just now: it has no token (even if we asked on credit)."""
         self._refill(now_s)
-        self.tokens = min(self.tokens, 0.0)
+        self.tokens = 0.0
 
 
 # A router proven to answer beyond the modelled bucket is not rate limited

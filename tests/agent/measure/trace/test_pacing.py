@@ -48,3 +48,27 @@ def test_pps_bucket():
 def test_bad_options_rejected(kw, message):
     with pytest.raises(ValueError, match=message):
         TraceOptions(**kw)
+
+
+def test_router_answering_beyond_any_bucket_is_modelled_unlimited():
+    budget = RouterBudget(burst=6, refill_s=1.0)
+    r = "192.0.2.2"
+    for i in range(7):  # 6 + 0.1 s x 1/s + 1 is the most a Linux router allows
+        budget.answered(r, frozenset(), 0.1 * i / 7)
+    assert budget.wait_s(frozenset({r}), 0.1) > 0.5  # so far, a Linux router run dry
+    budget.answered(r, frozenset(), 0.1)  # the eighth: it is not rate limited like Linux
+    for _ in range(100):
+        budget.reserve(frozenset({r}), 0.1)
+    assert budget.wait_s(frozenset({r}), 0.1) == 0.0
+
+
+def test_credit_for_a_router_never_silent_ends_with_its_first_silence():
+    budget = RouterBudget(burst=6, refill_s=1.0)
+    r = frozenset({"198.19.0.6"})
+    for _ in range(6):
+        budget.reserve(r, 0.0)
+    assert budget.wait_s(r, 0.0) > 0  # the model is dry
+    assert budget.wait_s(r, 0.0, credit=True) == 0.0  # but it never went silent: ask on
+    budget.reserve(r, 0.0)
+    budget.silent(r, 0.0)
+    assert budget.wait_s(r, 0.0, credit=True) == pytest.approx(1.0)
