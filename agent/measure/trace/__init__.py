@@ -122,7 +122,7 @@ def trace_many(
 
     `io` is the machine (raw sockets, the wall clock) unless a test passes a fake network.
     """
-    from agent.measure.trace import engine  # imports scapy: only when tracing really happens
+    from agent.measure.trace import engine  # loaded only when tracing really happens
 
     t0 = time.perf_counter()
     if not requests:
