@@ -225,10 +225,10 @@ class Engine:
 
         Its deepest own answer that a higher-ranked trace of the flow also got
         at that TTL, from a trace whose hops below are known, is a stop-set
-        hit: everything below it is copied, not asked again.  Without Record
-        Route (the destination never answered) the hit must be two routers in
-        a row: one shared router can be where per-destination ECMP paths meet
-        again.
+        hit: everything below it is copied, not asked again -- when the
+        Record Route its time-exceeded quotes shows the same routers below,
+        or else two routers in a row match: one shared router alone can be
+        where per-destination ECMP paths meet again.
         """
         first = self.opts.first_ttl
         floor = t.copy_from[1] if t.copy_from is not None else first
@@ -236,9 +236,9 @@ class Engine:
             if ttl <= floor:
                 return
             h = t.hops[ttl]
-            below = t.hops.get(ttl - 1)
-            if not h.routers or below is None or not below.routers:
+            if not h.routers:
                 continue
+            below = t.hops.get(ttl - 1)
             for other in self.traces:
                 if other is t or other.flow != t.flow or other.rank > t.rank or other.failure:
                     continue
@@ -246,12 +246,13 @@ class Engine:
                 if common is not None and common < ttl - 1:
                     continue
                 known, known_below = other.resolved(ttl), other.resolved(ttl - 1)
-                shared = (
-                    known
+                # Same routers below: Record Route says so, or two routers in a row.
+                proven = common is not None or bool(
+                    below is not None
                     and known_below
-                    and h.routers & routers_of(known, other.address)
                     and below.routers & routers_of(known_below, other.address)
                 )
+                shared = proven and known and h.routers & routers_of(known, other.address)
                 if shared and other.covers_below(ttl, first):
                     t.copy_from = (other, ttl)
                     return
@@ -508,7 +509,12 @@ class Engine:
         now: float,
         tpl: packets.Template | None = None,
     ) -> Out | None:
-        tpl = tpl or t.template
+        if tpl is None:
+            # A trace whose destination never answered asks with Record Route:
+            # the time-exceeded quotes the routers before the one answering,
+            # which proves where its path joins another trace's.
+            forward = t.est is None and not self.estimating and t.rr_template is not None
+            tpl = t.rr_template if forward else t.template
         assert tpl is not None
         try:
             return self.emit(tpl, t.number, ttl, attempt, reserved)
@@ -608,6 +614,8 @@ class Engine:
         else:
             h.routers.add(m.address)
             self.budget.answered(m.address, reserved, self.now())
+            if t.est is None and len(m.record_route) > len(t.rr):
+                t.rr = m.record_route  # the routers before this one, from the quote
             if m.kind == "unreachable":
                 h.blocked = True
         # traceroute -w HERE/NEAR: a reply shortens the wait of this hop and

@@ -58,7 +58,9 @@ class TraceState:
     ):
         self.number = number
         self.rr_template = rr_template
-        self.rr: tuple[str, ...] = ()  # Record Route of the estimate probe's reply
+        # Record Route: of the distance probe's answer, or for a trace whose
+        # destination never answers, the longest one a time-exceeded quoted.
+        self.rr: tuple[str, ...] = ()
         self.rank = number
         self.key = key
         self.flow = flow

@@ -167,6 +167,8 @@ class FakeNetwork:
             return
         ihl = (probe[0] & 0x0F) * 4
         quote = probe[: ihl + 8]
+        if ihl > 20:  # Record Route, as the routers before this one filled it in
+            quote = quote[:20] + _record_route(path, ttl - 1) + quote[60:]
         icmp = struct.pack("!BBHI", icmp_type, code, 0, 0) + quote
         reply = _ip(router, self.source, ICMP, 64 - ttl + 1, icmp)
         self._deliver(ICMP, reply, ttl)
@@ -211,9 +213,10 @@ class FakeNetwork:
         return sum(1 for _, _, d, _ in self.sent if d == destination)
 
 
-def _record_route(path: Path) -> bytes:
-    """The RR option as the destination got it: one address per router, up to nine."""
-    entries = [a or f"10.99.0.{ttl}" for ttl, a in enumerate(path.hops, start=1)][:9]
+def _record_route(path: Path, routers: int | None = None) -> bytes:
+    """The RR option after the first `routers` routers (all: as the destination got it)."""
+    hops = path.hops if routers is None else path.hops[:routers]
+    entries = [a or f"10.99.0.{ttl}" for ttl, a in enumerate(hops, start=1)][:9]
     data = b"".join(socket.inet_aton(a) for a in entries).ljust(36, b"\0")
     return struct.pack("!BBB", 7, 39, 4 + 4 * len(entries)) + data + b"\0"
 
