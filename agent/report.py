@@ -41,6 +41,8 @@ Severity = Literal["info", "warning", "critical"]
 TcpState = Literal["open", "closed", "filtered", "error"]
 ReplyKind = Literal["time-exceeded", "unreachable", "syn-ack", "rst", "echo-reply"]
 AgentRole = Literal["branch", "datacenter", "azure-side"]
+# The address family of a probed address (derived from the address).
+Family = Literal["ipv4", "ipv6"]
 # How the circuit's two links carry traffic by design: both load-sharing per
 # flow (Microsoft's recommendation), or the secondary only on failure.
 LinkMode = Literal["active-active", "active-standby"]
@@ -68,6 +70,9 @@ EvidenceKind = Literal[
     # a BGP community of Microsoft peering and a circuit's route filter:
     # circuit, community, service, region, prefix (the community's), address
     "route-filter",
+    # which family the host's users reach the target over and why (RFC 6724 order,
+    # RFC 8305 fallback): name (the family users use), address (the address tried)
+    "family",
     "note",  # free text: evidence of reports of schema /1, and context
 ]
 FindingKind = Literal[
@@ -80,6 +85,7 @@ FindingKind = Literal[
     "route-filter-excludes",
     "advertised-but-internet",
     "community-not-authorized",
+    "ipv6-blackhole",
 ]
 # Findings whose replies come back another way than the requests left.
 ASYMMETRY_FINDINGS: frozenset[str] = frozenset({"asymmetric-nat", "asymmetric-circuit"})
@@ -151,6 +157,21 @@ class Circuit:
     # None: no route filter known (every Microsoft prefix assumed advertised).
     route_filter: str | None = None
     route_filter_communities: tuple[str, ...] = ()
+    # A dual-stack circuit's IPv6 peering /126s (MSEE = second address) beside
+    # the IPv4 /30s above.  An IPv6-only circuit writes its /126s in
+    # primary_subnet / secondary_subnet (one family per key pair).
+    primary_subnet_v6: str | None = _prefix(default=None)
+    secondary_subnet_v6: str | None = _prefix(default=None)
+
+    def link_subnets(self) -> tuple[tuple[Link, str], ...]:
+        """Every peering subnet of the circuit with its link, IPv4 and IPv6."""
+        pairs: tuple[tuple[Link, str | None], ...] = (
+            ("primary", self.primary_subnet),
+            ("secondary", self.secondary_subnet),
+            ("primary", self.primary_subnet_v6),
+            ("secondary", self.secondary_subnet_v6),
+        )
+        return tuple((link, s) for link, s in pairs if s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +179,9 @@ class InternetEdge:
     name: str
     nat_addresses: tuple[str, ...] = _ip(default=())
     hop_addresses: tuple[str, ...] = _ip(default=())
+    # IPv6 leaves un-NATed: the prefixes the site's hosts take their source
+    # addresses from when they leave through this edge.
+    source_prefixes_v6: tuple[str, ...] = _prefix(default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +199,10 @@ class Health:
     cycle_s: float | None = None
     spool_reports: int = 0
     dropped_reports_total: int = 0
+    # The service tags file the verdicts used: its changeNumber, and how long ago it was
+    # installed (the file's mtime: `service-tags update` writes a new file) when the cycle ran.
+    service_tags_change_number: int | None = None
+    service_tags_age_s: float | None = None
 
 
 # --------------------------------------------------------------------------- measurements
@@ -393,6 +421,15 @@ class Result:
     failure: str | None = None
     # The target's own failover order when it differs from the site's `prefer`.
     prefer: tuple[str, ...] = ()
+    # The address's family (None without an address, and in reports of older agents:
+    # `address_family` derives it).
+    family: Family | None = None
+
+    @property
+    def address_family(self) -> Family | None:
+        if self.family is not None or not self.address:
+            return self.family
+        return "ipv6" if ":" in self.address else "ipv4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,9 +538,25 @@ def _real_date(value: str) -> bool:
 
 
 # Hop and target addresses repeat across a fleet's reports (the same routers):
-# a cache makes the check nearly free.  Bounded, so junk cannot grow it.
+# valid ones are remembered, so the object decoder accepts them without a
+# call.  Bounded (emptied when full), so junk cannot grow it.
+_VALID_ADDRESSES: dict[str, None] = {}
+_VALID_ADDRESSES_MAX = 16384
+
+
+def _address(value: str) -> bool:
+    if value in _VALID_ADDRESSES:
+        return True
+    if _MATCH["ip"](value) is None:
+        return False
+    if len(_VALID_ADDRESSES) >= _VALID_ADDRESSES_MAX:
+        _VALID_ADDRESSES.clear()
+    _VALID_ADDRESSES[value] = None
+    return True
+
+
 _CHECKS: dict[str, Callable[[str], bool]] = {
-    "ip": functools.lru_cache(maxsize=16384)(lambda s: _MATCH["ip"](s) is not None),
+    "ip": _address,
     "prefix": functools.lru_cache(maxsize=4096)(lambda s: _MATCH["prefix"](s) is not None),
     "uuid": lambda s: _MATCH["uuid"](s) is not None,
     "date-time": _real_date,
@@ -655,7 +708,7 @@ def _required(f: dataclasses.Field) -> bool:
 # object decoder without a call; anything else goes to the field's decoder,
 # which holds the rule and names the problem.  (Accepting here is a subset of
 # what the decoder accepts: same type, same bounds.)
-_PLAIN_STR, _PLAIN_INT, _PLAIN_FLOAT = 1, 2, 3
+_PLAIN_STR, _PLAIN_INT, _PLAIN_FLOAT, _PLAIN_ADDRESS = 1, 2, 3, 4
 _PLAIN = {str: _PLAIN_STR, int: _PLAIN_INT, float: _PLAIN_FLOAT}
 
 
@@ -664,7 +717,9 @@ def _plain(tp: Any, fmt: str | None) -> tuple[int, bool]:
     nullable = _is_union(tp)
     if nullable:
         (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
-    return (_PLAIN.get(tp, 0) if fmt is None else 0), nullable
+    if fmt is None:
+        return _PLAIN.get(tp, 0), nullable
+    return (_PLAIN_ADDRESS if (tp, fmt) == (str, "ip") else 0), nullable
 
 
 def _compile_object(cls: type, legacy: bool, cache: dict[Any, Decoder]) -> Decoder:
@@ -699,6 +754,10 @@ def _compile_object(cls: type, legacy: bool, cache: dict[Any, Decoder]) -> Decod
                     continue
             elif plain == _PLAIN_STR:
                 if type(value) is str and len(value) <= MAX_STR:
+                    values[at] = value
+                    continue
+            elif plain == _PLAIN_ADDRESS:
+                if type(value) is str and value in _VALID_ADDRESSES:
                     values[at] = value
                     continue
             elif plain == _PLAIN_FLOAT:
