@@ -778,10 +778,25 @@ def _compile_object(cls: type, legacy: bool, cache: dict[Any, Decoder]) -> Decod
     hints = _hints(cls)
     for at, f in enumerate(dataclasses.fields(cls)):
         name, tp, fmt = _json_name(f), hints[f.name], f.metadata.get("format")
+        if legacy:
+            tp = _REPORT_1_TYPES.get((cls, f.name), tp)
         field_decode = _compile(tp, fmt, legacy, cache)
         table[name] = (at, _pointer_key(name), field_decode, *_plain(tp, fmt))
     return decode
 
+
+# Where erpath.report/1 allowed less than the current model: finding kinds
+# added since are not /1 findings.
+_REPORT_1_TYPES: dict[tuple[type, str], Any] = {
+    (Finding, "kind"): Literal[
+        "asymmetric-nat",
+        "asymmetric-circuit",
+        "handshake-blackhole",
+        "return-hops-mismatch",
+        "nat-pool-on-internet",
+        "premium-required",
+    ],
+}
 
 # One decoder per schema version; both build the current model.
 _DECODERS: dict[str, Decoder] = {

@@ -383,8 +383,13 @@ def test_report_1_decodes_into_the_current_model():
             lambda d: d["results"][0]["findings"][0].update(kind="asymmetry.x"),
             "/results/0/findings/0/kind",
             "must be one of asymmetric-nat, asymmetric-circuit, handshake-blackhole, "
-            "return-hops-mismatch, nat-pool-on-internet, premium-required, "
-            "route-filter-excludes, advertised-but-internet, community-not-authorized",
+            "return-hops-mismatch, nat-pool-on-internet, premium-required",
+        ),
+        (  # a kind added in /2 is not a /1 finding
+            lambda d: d["results"][0]["findings"][0].update(kind="ipv6-blackhole"),
+            "/results/0/findings/0/kind",
+            "must be one of asymmetric-nat, asymmetric-circuit, handshake-blackhole, "
+            "return-hops-mismatch, nat-pool-on-internet, premium-required",
         ),
         (
             lambda d: d["results"][0]["findings"][0]["evidence"].append("x" * 2000),
