@@ -174,10 +174,10 @@ def stack(lab: Lab, tmp_path):
 # --------------------------------------------------------------------------- active-active
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def active_active(lab: Lab, tmp_path_factory):
     """The active-active circuit measured for ten cycles back to back; the stack
-    stays up for the link-shut test that follows."""
+    stays up for the class's tests (and is gone before any other starts its own)."""
     assert lab.rate_limit, "the lab's default: routers rate-limit ICMP"
     lab.scenario("er-active-active")
     s = Stack(lab, tmp_path_factory.mktemp("active-active"))
@@ -191,66 +191,73 @@ def active_active(lab: Lab, tmp_path_factory):
         lab.scenario("er")
 
 
-def test_active_active_steady_no_alert_both_links_seen(active_active) -> None:
-    assert active_active.steady_alerts == []
-    assert active_active.flips_seen == []
-    for i, cycle in enumerate(active_active.reports):
-        for node, report in cycle.items():
-            # Every report names the circuit: each Power Platform target of a
-            # forward agent, each reverse target of the circuit's NAT pool.
-            named_ = {
-                r["target"]: r["verdict"]["circuit"]
-                for r in results(report, ("cdn",))
-                if r["role"] != "reverse" or "ams-er-1" in r["target"]
-            }
-            assert set(named_.values()) == {CIRCUIT}, (i, node, named_)
-        # Both links in each report of a host agent.  The core router's agent
-        # shares the datacenter's NAT address, hence the MSEEs' ICMP budget,
-        # with the datacenter host probing at the same moment: its own report
-        # may see one link or none, so the site (as the collector judges it)
-        # must see both.
-        for node in ("branch", "dchost"):
-            assert links_seen(cycle[node]) == LINKS, (i, node, links_seen(cycle[node]))
-        site_dc = links_seen(cycle["dchost"]) | links_seen(cycle["dccore"])
-        assert site_dc == LINKS, (i, "dc", site_dc)
+class TestActiveActive:
+    """Ten steady cycles, then one link shut live and restored, on one stack."""
 
+    def test_active_active_steady_no_alert_both_links_seen(self, active_active) -> None:
+        assert active_active.steady_alerts == []
+        assert active_active.flips_seen == []
+        for i, cycle in enumerate(active_active.reports):
+            for node, report in cycle.items():
+                # Every report names the circuit: each Power Platform target of a
+                # forward agent, each reverse target of the circuit's NAT pool.
+                named_ = {
+                    r["target"]: r["verdict"]["circuit"]
+                    for r in results(report, ("cdn",))
+                    if r["role"] != "reverse" or "ams-er-1" in r["target"]
+                }
+                assert set(named_.values()) == {CIRCUIT}, (i, node, named_)
+            # Both links in each report of a host agent.  The core router's agent
+            # shares the datacenter's NAT address, hence the MSEEs' ICMP budget,
+            # with the datacenter host probing at the same moment: its own report
+            # may see one link or none, so the site (as the collector judges it)
+            # must see both.
+            for node in ("branch", "dchost"):
+                assert links_seen(cycle[node]) == LINKS, (i, node, links_seen(cycle[node]))
+            site_dc = links_seen(cycle["dchost"]) | links_seen(cycle["dccore"])
+            assert site_dc == LINKS, (i, "dc", site_dc)
 
-def test_cdn_off_the_list_is_cdn_and_traffic_manager_behind_msee_is_expressroute(
-    active_active,
-) -> None:
-    for cycle in active_active.reports:
-        for node in FORWARD:
-            cdn = result(cycle[node], OFF_LIST_CDN)
-            assert cdn["verdict"]["class"] == "cdn", (node, cdn["verdict"])
-            assert cdn["verdict"]["matches_expected"] is True
-            assert cdn["tcp"]["state"] == "open"
-            tm = result(cycle[node], TRAFFIC_MANAGER)
-            assert any(n.endswith(".trafficmanager.net") for n in tm["dns"]["cname_chain"])
-            assert (tm["verdict"]["class"], tm["verdict"]["circuit"]) == ("expressroute", CIRCUIT)
-            assert tm["verdict"]["matches_expected"] is True
-    assert not [
-        a
-        for a in active_active.steady_alerts
-        if a["labels"].get("target") in (OFF_LIST_CDN, TRAFFIC_MANAGER)
-    ]
+    def test_cdn_off_the_list_is_cdn_and_traffic_manager_behind_msee_is_expressroute(
+        self,
+        active_active,
+    ) -> None:
+        for cycle in active_active.reports:
+            for node in FORWARD:
+                cdn = result(cycle[node], OFF_LIST_CDN)
+                assert cdn["verdict"]["class"] == "cdn", (node, cdn["verdict"])
+                assert cdn["verdict"]["matches_expected"] is True
+                assert cdn["tcp"]["state"] == "open"
+                tm = result(cycle[node], TRAFFIC_MANAGER)
+                assert any(n.endswith(".trafficmanager.net") for n in tm["dns"]["cname_chain"])
+                assert (tm["verdict"]["class"], tm["verdict"]["circuit"]) == (
+                    "expressroute",
+                    CIRCUIT,
+                )
+                assert tm["verdict"]["matches_expected"] is True
+        assert not [
+            a
+            for a in active_active.steady_alerts
+            if a["labels"].get("target") in (OFF_LIST_CDN, TRAFFIC_MANAGER)
+        ]
 
-
-def test_active_active_link_shut_raises_redundancy_lost_then_resolves(
-    active_active, lab: Lab
-) -> None:
-    s = active_active
-    lost = lambda a: bool(named(a, "ErpathCircuitRedundancyLost", circuit=CIRCUIT))  # noqa: E731
-    lab.scenario("er-active-active-link-down")
-    took = s.cycle_until(AGENTS, lost, WITHIN_S, "ErpathCircuitRedundancyLost after a link shut")
-    print(f"\nlink shut -> ErpathCircuitRedundancyLost in Alertmanager: {took:.1f} s")
-    alert = named(s.alerts(), "ErpathCircuitRedundancyLost", circuit=CIRCUIT)[0]
-    assert "primary" in alert["annotations"]["evidence"]
-    lab.scenario("er-active-active")
-    took = s.cycle_until(
-        AGENTS, lambda a: not lost(a), WITHIN_S, "ErpathCircuitRedundancyLost resolved"
-    )
-    print(f"link restored -> resolved: {took:.1f} s")
-    assert s.flips_seen == [], [a["labels"] for a in s.flips_seen]
+    def test_active_active_link_shut_raises_redundancy_lost_then_resolves(
+        self, active_active, lab: Lab
+    ) -> None:
+        s = active_active
+        lost = lambda a: bool(named(a, "ErpathCircuitRedundancyLost", circuit=CIRCUIT))  # noqa: E731
+        lab.scenario("er-active-active-link-down")
+        took = s.cycle_until(
+            AGENTS, lost, WITHIN_S, "ErpathCircuitRedundancyLost after a link shut"
+        )
+        print(f"\nlink shut -> ErpathCircuitRedundancyLost in Alertmanager: {took:.1f} s")
+        alert = named(s.alerts(), "ErpathCircuitRedundancyLost", circuit=CIRCUIT)[0]
+        assert "primary" in alert["annotations"]["evidence"]
+        lab.scenario("er-active-active")
+        took = s.cycle_until(
+            AGENTS, lambda a: not lost(a), WITHIN_S, "ErpathCircuitRedundancyLost resolved"
+        )
+        print(f"link restored -> resolved: {took:.1f} s")
+        assert s.flips_seen == [], [a["labels"] for a in s.flips_seen]
 
 
 # --------------------------------------------------------------------------- flaky MSEE

@@ -64,6 +64,12 @@ class Fleet:
     # ------------------------------------------------------------------ collector
 
     def start_collector(self, timeout_s: float = 20.0) -> None:
+        try:
+            self.get("/readyz")
+        except (OSError, urllib.error.URLError):
+            pass  # nobody there: good
+        else:
+            raise RuntimeError(f"another collector already answers on {self.url}; stop it first")
         # Every lab agent's token first: the collector reads its token table at
         # start and then only every few seconds.
         for node in AGENT_NODES:
