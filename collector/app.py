@@ -9,6 +9,7 @@ queue first, so nothing acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -28,9 +29,11 @@ from collector.ingest import Settings
 from collector.keys import (
     ADDRESS_LIMITER,
     ADMISSION,
+    AGENT_IN_FLIGHT,
     ALERT_SENDER,
     CLOCK,
     CONFIG,
+    DECODER,
     EVAL_SETTINGS,
     EVALUATE_SOON,
     HEALTH,
@@ -47,7 +50,7 @@ from collector.keys import (
 )
 from collector.metrics import Instruments, StoreCollector
 from collector.middlewares import problems
-from collector.ratelimit import Admission, RateLimiter
+from collector.ratelimit import Admission, PerKey, RateLimiter
 from collector.retention import DAY_S
 from collector.store import Store
 
@@ -55,6 +58,20 @@ log = logging.getLogger(__name__)
 
 # Debounce: after an ingest that may change asymmetry, evaluate this soon.
 EVALUATE_DEBOUNCE_S = 0.1
+
+
+# Threads that decode large report bodies: two, so one agent's big report cannot
+# hold every decode (a third waits in the pool's queue, inside its admission slot).
+DECODER_THREADS = 2
+
+
+async def _decoder_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = concurrent.futures.ThreadPoolExecutor(
+        DECODER_THREADS, thread_name_prefix="erpath-decode"
+    )
+    app[DECODER] = pool
+    yield
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -245,6 +262,7 @@ def create_app(
     app[TOKENS] = TokenBook()
     app[LIMITER] = RateLimiter(config.ingest.rate_per_agent_per_s, config.ingest.burst_per_agent)
     app[ADMISSION] = Admission(config.ingest.max_in_flight)
+    app[AGENT_IN_FLIGHT] = PerKey(config.ingest.max_in_flight_per_agent)
     app[ADDRESS_LIMITER] = RateLimiter(
         config.ingest.failed_auth_per_address_per_s, config.ingest.failed_auth_burst_per_address
     )
@@ -272,7 +290,15 @@ def create_app(
     app[WORKERS] = {}
     app[HEALTH] = Health(on_worker_death or (lambda _why: None))
     app.cleanup_ctx.extend(
-        [_store_ctx, _tokens_ctx, _alerts_ctx, _evaluator_ctx, _retention_ctx, _supervisor_ctx]
+        [
+            _decoder_ctx,
+            _store_ctx,
+            _tokens_ctx,
+            _alerts_ctx,
+            _evaluator_ctx,
+            _retention_ctx,
+            _supervisor_ctx,
+        ]
     )
     routes.setup(app)
     return app

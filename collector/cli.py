@@ -20,6 +20,7 @@ from collector.config import Config, ConfigError, load
 from collector.store import Store, StoreError
 
 DEFAULT_CONFIG = "/etc/erpath/collector.toml"
+GIL_SWITCH_INTERVAL_S = 0.0005
 # EX_SOFTWARE: a background worker died; systemd's Restart=on-failure restarts us.
 EXIT_WORKER_DIED = 70
 
@@ -76,6 +77,10 @@ def _serve(cfg: Config) -> int:
     from collector.app import create_app
 
     ctx = tls_context(cfg)
+    # Large reports decode on worker threads; with the default 5 ms GIL switch interval
+    # the event loop waited up to 5 ms for each hand-back and every other agent's
+    # request slowed tenfold meanwhile (tests/reliability/test_costly_report.py).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     logging.getLogger("aiohttp.server").addFilter(_quiet_protocol_errors)
     died: list[str] = []
 

@@ -105,6 +105,8 @@ class IngestConfig:
     failed_auth_per_address_per_s: float = setting(_RATE, 1.0)
     failed_auth_burst_per_address: int = setting(_COUNT, 30)
     max_in_flight: int = setting(_COUNT, 64)  # more get 503 with Retry-After
+    max_in_flight_per_agent: int = setting(_COUNT, 2)  # more from one agent get 429
+    body_read_timeout_s: float = setting(_SECONDS, 30.0)  # a body still arriving then gets 408
 
 
 @dataclass(frozen=True, slots=True)
