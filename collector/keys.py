@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from collector.config import Config
 from collector.evaluate import EvalSettings
 from collector.ingest import Settings
 from collector.metrics import Instruments, StoreCollector
-from collector.ratelimit import Admission, RateLimiter
+from collector.ratelimit import Admission, PerKey, RateLimiter
 from collector.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -46,3 +47,6 @@ HEALTH = web.AppKey("health", Health)
 WORKERS = web.AppKey("workers", dict[str, asyncio.Task[None]])
 # SHA-256 of the read token ([server] read_token_file), None: reads open (loopback only).
 READ_TOKEN = web.AppKey("read_token", bytes | None)
+AGENT_IN_FLIGHT = web.AppKey("agent_in_flight", PerKey)
+# Decoding large bodies (JSON, the report decoder, observations): off the event loop.
+DECODER = web.AppKey("decoder", concurrent.futures.ThreadPoolExecutor)

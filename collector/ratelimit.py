@@ -38,6 +38,14 @@ class RateLimiter:
         self._store(key, tokens, now)
         return (1.0 - tokens) / self.rate_per_s
 
+    def charge(self, key: str, tokens: float) -> None:
+        """Spend `tokens` more, into debt if need be: a costly request already in
+        progress is never refused half-way; the key's next requests wait for it."""
+        if tokens <= 0:
+            return
+        now = self._clock()
+        self._store(key, self._level(key, now) - tokens, now)
+
     def wait_s(self, key: str) -> float:
         """Like `take` without spending: 0 when the key has a token left."""
         tokens = self._level(key, self._clock())
@@ -81,3 +89,32 @@ class Admission:
 
     def leave(self) -> None:
         self.in_flight -= 1
+
+
+class PerKey:
+    """At most `limit` requests in progress per key (an agent).
+
+    An agent sends its reports one at a time; more than a couple in progress
+    at once is a loop or an attack, and each one holds an admission slot (a
+    body trickling in, a large decode): one agent must not take the slots
+    every other agent needs.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._in_flight: dict[str, int] = {}
+
+    def admit(self, key: str) -> bool:
+        n = self._in_flight.get(key, 0)
+        if n >= self.limit:
+            return False
+        self._in_flight[key] = n + 1
+        return True
+
+    def leave(self, key: str) -> None:
+        n = self._in_flight.pop(key, 1) - 1
+        if n > 0:
+            self._in_flight[key] = n
+
+    def __len__(self) -> int:
+        return len(self._in_flight)

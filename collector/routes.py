@@ -17,14 +17,16 @@ from typing import Any
 from aiohttp import web
 
 from agent.report import SCHEMA, SUPPORTED_SCHEMAS, ReportError, report_from_dict, to_dict
-from collector import auth, ingest, queries
+from collector import auth, caps, ingest, queries
 from collector import metrics as exposition
 from collector.keys import (
     ADDRESS_LIMITER,
     ADMISSION,
+    AGENT_IN_FLIGHT,
     ALERT_SENDER,
     CLOCK,
     CONFIG,
+    DECODER,
     EVALUATE_SOON,
     INGEST_SETTINGS,
     INSTRUMENTS,
@@ -331,6 +333,48 @@ def _parse_report(doc: Any) -> Any:
     # than the model and compares numbers without converting them first.
 
 
+# A report's cost to its agent's bucket: one token more per this many bytes (decoded).
+# A typical report (30 targets, ~60 KB) costs one token; a 4 MiB one costs 65, more
+# than a full bucket: at the default rate one such report per half minute.
+COST_UNIT_BYTES = 64 * 1024
+# Bodies up to this size decode on the event loop (well under a millisecond); larger
+# ones on the decoder threads, so one agent's big report does not stall every request.
+INLINE_DECODE_BYTES = 64 * 1024
+
+
+async def _offload(app: web.Application, size: int, fn: Any, *args: Any) -> Any:
+    if size <= INLINE_DECODE_BYTES:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(app[DECODER], fn, *args)
+
+
+def _decode_body(body: bytes) -> tuple[Any, Any]:
+    doc = _parse_json(body)
+    report = _parse_report(doc)
+    if doc.get("schema", SCHEMA) != SCHEMA:
+        # An older agent's document: what is stored and served is the current shape.
+        doc = to_dict(report)
+    return doc, report
+
+
+async def _decode(app: web.Application, body: bytes) -> tuple[Any, Any]:
+    return await _offload(app, len(body), _decode_body, body)
+
+
+def _within_caps(report: Any) -> None:
+    """422 naming each field beyond what one report may ask of the collector (caps.py)."""
+    over = caps.excesses(report)
+    if over:
+        raise Problem(
+            422,
+            "report-too-costly",
+            "Unprocessable Content",
+            "the report asks more of the collector than one report may: "
+            + "; ".join(f"{e.field} {e.message}" for e in over),
+            errors=[{"field": e.field, "message": e.message} for e in over],
+        )
+
+
 # Seconds an overloaded collector asks agents to wait: about one batch of work.
 OVERLOAD_RETRY_AFTER_S = 2
 
@@ -352,6 +396,70 @@ async def post_report(request: web.Request) -> web.Response:
         return await _ingest(request)
     finally:
         gate.leave()
+
+
+async def _store_report(
+    request: web.Request, bearer: auth.Bearer, failures: Any, address: str
+) -> tuple[Any, ingest.Outcome]:
+    """Read, decode, check and store one authenticated agent's report."""
+    app = request.app
+    agent = bearer.agent_id
+    # The body in time: a client that trickles it holds an admission slot meanwhile.
+    try:
+        async with asyncio.timeout(app[CONFIG].ingest.body_read_timeout_s):
+            body = await _read_body(request, app[CONFIG].server.body_limit_bytes)
+    except TimeoutError:
+        raise Problem(
+            408,
+            "body-timeout",
+            "Request Timeout",
+            f"the body did not arrive within {app[CONFIG].ingest.body_read_timeout_s:g} s; "
+            "the report was not read, retry",
+            headers={"Connection": "close"},
+            errors=[{"field": "body", "message": "arrived too slowly"}],
+        ) from None
+    # What the body costs to decode and store is spent from the agent's bucket: a large
+    # report delays the agent's next ones, so no agent takes more than its share.
+    app[LIMITER].charge(agent, len(body) // COST_UNIT_BYTES)
+    doc, report = await _decode(app, body)
+    if report.agent.id != agent:
+        raise Problem(
+            403,
+            "forbidden",
+            "Forbidden",
+            f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
+            errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}],
+        )
+    _bind_certificate(request, agent)
+    _bind_site(bearer, report)
+    _within_caps(report)
+    prepared = await _offload(app, len(body), ingest.prepare, doc, report, body)
+    store = app[STORE]
+    try:
+        outcome = await store.write(
+            _apply_if_active,
+            bearer,
+            report.agent.site,
+            report.agent.role,
+            store.cache,
+            prepared,
+            app[CLOCK](),
+            app[INGEST_SETTINGS],
+        )
+    except auth.Revoked:
+        failures.take(address)
+        raise _revoked() from None
+    except auth.Mismatch as exc:
+        raise _mismatch(exc, agent) from None
+    except StoreError as exc:
+        raise Problem(
+            503,
+            "unavailable",
+            "Service Unavailable",
+            f"the report could not be stored ({exc}); it was not acknowledged, retry later",
+            headers={"Retry-After": "5"},
+        ) from None
+    return report, outcome
 
 
 async def _ingest(request: web.Request) -> web.Response:
@@ -388,48 +496,21 @@ async def _ingest(request: web.Request) -> web.Response:
                 f"agent {agent} sends faster than the collector accepts; retry in {wait_s:.1f} s",
                 headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
             )
-        body = await _read_body(request, app[CONFIG].server.body_limit_bytes)
-        doc = _parse_json(body)
-        report = _parse_report(doc)
-        if doc.get("schema", SCHEMA) != SCHEMA:
-            # An older agent's document: what is stored and served is the current shape.
-            doc = to_dict(report)
-        if report.agent.id != agent:
+        in_flight = app[AGENT_IN_FLIGHT]
+        if not in_flight.admit(agent):
             raise Problem(
-                403,
-                "forbidden",
-                "Forbidden",
-                f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
-                errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}],
+                429,
+                "rate-limited",
+                "Too Many Requests",
+                f"agent {agent} already has {in_flight.limit} reports in progress; "
+                "send one at a time",
+                headers={"Retry-After": "1"},
+                errors=[{"field": "body", "message": "not read: too many in progress"}],
             )
-        _bind_certificate(request, agent)
-        _bind_site(bearer, report)
-        prepared = ingest.prepare(doc, report, body)
-        store = app[STORE]
         try:
-            outcome = await store.write(
-                _apply_if_active,
-                bearer,
-                report.agent.site,
-                report.agent.role,
-                store.cache,
-                prepared,
-                app[CLOCK](),
-                app[INGEST_SETTINGS],
-            )
-        except auth.Revoked:
-            failures.take(address)
-            raise _revoked() from None
-        except auth.Mismatch as exc:
-            raise _mismatch(exc, agent) from None
-        except StoreError as exc:
-            raise Problem(
-                503,
-                "unavailable",
-                "Service Unavailable",
-                f"the report could not be stored ({exc}); it was not acknowledged, retry later",
-                headers={"Retry-After": "5"},
-            ) from None
+            report, outcome = await _store_report(request, bearer, failures, address)
+        finally:
+            in_flight.leave(agent)
     except Problem:
         instruments.reports.labels("rejected").inc()
         raise
@@ -612,6 +693,11 @@ EVENT_KINDS = (
     "asymmetry_cleared",
     "agent_silent",
     "agent_recovered",
+    "redundancy_lost",
+    "redundancy_restored",
+    "targets_refused",
+    "path_expired",
+    "agent_forgotten",
 )
 
 

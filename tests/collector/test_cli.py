@@ -192,7 +192,10 @@ async def test_tls_with_required_client_certificates(tmp_path):
 async def test_sigterm_loses_nothing_acknowledged(tmp_path):
     port = free_port()
     cfg = write_config(
-        tmp_path, port, "[ingest]\nrate_per_agent_per_s = 1000.0\nburst_per_agent = 1000\n"
+        tmp_path,
+        port,
+        "[ingest]\nrate_per_agent_per_s = 1000.0\nburst_per_agent = 1000\n"
+        "max_in_flight_per_agent = 1000\n",  # one agent id, 200 reports at once
     )
     token = run("token", "add", "br-1", "--config", str(cfg)).stdout.strip()
     proc = _serve(cfg)
