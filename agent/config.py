@@ -60,6 +60,7 @@ from agent.verdict.communities import BgpCommunities, CommunitiesError, is_commu
 from agent.verdict.servicetags import ServiceTags, ServiceTagsError
 
 SKUS: tuple[str, ...] = ("standard", "premium")
+ADDRESS_MODES: tuple[str, ...] = ("preferred", "first", "all", "both")
 _LINK_SYNONYMS = {"active-passive": "active-standby", "primary-secondary": "active-standby"}
 # The failover preference's name for "no circuit: the internet edge".
 INTERNET = "internet"
@@ -86,6 +87,28 @@ def _peering_subnet(value: Any) -> str:
     if net.prefixlen != (30 if net.version == 4 else 126):
         raise Invalid(
             "must be a /30 (IPv4) or /126 (IPv6) peering subnet; the MSEE is the second usable address"
+        )
+    return text
+
+
+def _peering_subnet_v6(value: Any) -> str:
+    text = ip_prefix(value)
+    net = ipaddress.ip_network(text)
+    if net.version != 6 or net.prefixlen != 126:
+        raise Invalid(
+            'must be an IPv6 /126 peering subnet (e.g. "2001:db8:0:1::/126"); '
+            "the link's IPv4 /30 goes in the key without _v6"
+        )
+    return text
+
+
+def _ipv6_prefix(value: Any) -> str:
+    text = ip_prefix(value)
+    if ipaddress.ip_network(text).version != 6:
+        raise Invalid(
+            "is not an IPv6 prefix; IPv4 leaves NATed: list the edge's NAT addresses in "
+            "nat_addresses, and here the IPv6 prefixes the hosts' sources use, "
+            'e.g. "2001:db8:100::/48"'
         )
     return text
 
@@ -194,7 +217,12 @@ class ProbeConfig:
     timeout_s: float = setting(number(0, 60, lo_open=True), 2.0)  # per TCP probe
     # The whole trace phase, all targets together.
     trace_timeout_s: float = setting(number(0, 600, lo_open=True), 10.0)
-    addresses: Literal["first", "all"] = setting(one_of("first", "all"), "first")
+    # Which of a name's addresses are probed: "preferred" the family the host's users
+    # get (RFC 6724 order, RFC 8305 fallback), "first" the first IPv4 address, "all"
+    # every address, "both" the first address of each family.
+    addresses: Literal["preferred", "first", "all", "both"] = setting(
+        one_of(*ADDRESS_MODES), "preferred"
+    )
     builtin_targets: bool = setting(boolean, True)
     interval_s: float = setting(_INTERVAL, 60.0)
     jitter_s: float = setting(number(0, 86400), 5.0)
@@ -278,12 +306,15 @@ _CIRCUIT = table(
     peer_asn=Key(integer(1, 4294967295)),
     route_filter=Key(identifier),
     route_filter_communities=Key(array(_community)),
+    primary_subnet_v6=Key(_peering_subnet_v6),
+    secondary_subnet_v6=Key(_peering_subnet_v6),
 )
 _EDGE = table(
     InternetEdge,
     name=Key(identifier, required='"ams-inet"'),
     nat_addresses=Key(array(ip_address)),
     hop_addresses=Key(array(ip_address)),
+    source_prefixes_v6=Key(array(_ipv6_prefix)),
 )
 SECTIONS = {
     "agent": table(AgentSection),
@@ -558,6 +589,7 @@ def _circuits(r: Reader, reads: list[Read]) -> tuple[Circuit, ...]:
                 f"is not the same IP family as primary_subnet ({primary}); "
                 f"give both links' /30s (IPv4) or both /126s (IPv6)",
             )
+        _check_v6_subnets(r, read)
         links += [(f"{read.where} {k}", read.values[k]) for k in read.values if "subnet" in k]
     _unique_names(r, "circuit", reads)
     # A hop address must point at exactly one link, or the verdict cannot say
@@ -572,6 +604,31 @@ def _circuits(r: Reader, reads: list[Read]) -> tuple[Circuit, ...]:
                 )
                 break
     return tuple(read.record() for read in reads if read.ok)
+
+
+def _check_v6_subnets(r: Reader, read: Read) -> None:
+    """A dual-stack circuit gives both links' /126s in the _v6 keys beside IPv4 /30s.
+
+    An IPv6-only circuit (its /126s in primary_subnet / secondary_subnet, the
+    form before the _v6 keys) keeps loading; _v6 keys beside it would give a
+    link two IPv6 subnets.
+    """
+    v6 = [k for k in ("primary_subnet_v6", "secondary_subnet_v6") if k in read.data]
+    if not v6:
+        return
+    primary = read.values.get("primary_subnet")
+    if primary and ipaddress.ip_network(primary).version == 6:
+        r.add(
+            read.subject(v6[0]),
+            f"primary_subnet ({primary}) is already IPv6; a dual-stack circuit writes its "
+            "IPv4 /30s in primary_subnet / secondary_subnet and its /126s in the _v6 keys",
+        )
+    elif len(v6) == 1:
+        missing = ({"primary_subnet_v6", "secondary_subnet_v6"} - set(v6)).pop()
+        r.add(
+            read.subject(v6[0]),
+            f"needs {missing} too; give both links' IPv6 /126s (the MSEE is the second address)",
+        )
 
 
 def _edges(r: Reader) -> tuple[InternetEdge, ...]:

@@ -26,10 +26,12 @@ from agent.report import (
     MseeProbe,
     Report,
     Result,
+    RouteResult,
     SiteFacts,
     TcpResult,
     Trace,
 )
+from agent.verdict.family import FamilyChoice
 from agent.verdict.servicetags import ServiceTags
 
 Progress = Callable[[str], None]
@@ -42,6 +44,8 @@ class ProbePlan:
     targets: tuple[TargetSpec, ...]
     trace: bool = True
     name_hops: bool = True
+    # Only this address family's addresses of each name (4 or 6; `probe once --family`).
+    family: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +71,7 @@ def msee_endpoints(site: SiteFacts) -> dict[tuple[str, int], tuple[str, Link]]:
         return {}
     out: dict[tuple[str, int], tuple[str, Link]] = {}
     for c in site.circuits:
-        links: tuple[tuple[Link, str], ...] = (
-            ("primary", c.primary_subnet),
-            ("secondary", c.secondary_subnet),
-        )
-        for link, subnet in links:
-            if not subnet:
-                continue
+        for link, subnet in c.link_subnets():  # each family's MSEE of each link
             hosts = list(itertools.islice(ipaddress.ip_network(subnet, strict=False).hosts(), 2))
             if len(hosts) == 2:
                 out[(str(hosts[1]), BGP_PORT)] = (c.name, link)
@@ -94,16 +92,32 @@ def msee_probes(
     return tuple(out)
 
 
-def _pick_addresses(dns: DnsResult, mode: str) -> list[str]:
-    """Which of a name's addresses to probe: the first IPv4 one, or all."""
+def _pick_addresses(dns: DnsResult, mode: str, family: int | None = None) -> list[str]:
+    """Which of a name's addresses to probe (see [probe] addresses in docs/agent-config.md).
+
+    "first": the first IPv4 one; "all": every one; "both" and "preferred": the
+    first of each family (which of them users get needs the routes and the
+    handshakes: `_users_choice`).  `family` keeps one family's addresses.
+    """
+    addresses = [
+        a for a in dns.addresses if family is None or ipaddress.ip_address(a).version == family
+    ]
     if mode == "all":
-        return list(dns.addresses)
-    v4 = [a for a in dns.addresses if ipaddress.ip_address(a).version == 4]
-    return (v4 or list(dns.addresses))[:1]
+        return addresses
+    if mode in ("both", "preferred"):
+        seen: dict[int, str] = {}
+        for a in addresses:
+            seen.setdefault(ipaddress.ip_address(a).version, a)
+        return list(seen.values())
+    v4 = [a for a in addresses if ipaddress.ip_address(a).version == 4]
+    return (v4 or addresses)[:1]
 
 
 def _expand(
-    targets: Sequence[TargetSpec], answers: dict[str, DnsResult], mode: str
+    targets: Sequence[TargetSpec],
+    answers: dict[str, DnsResult],
+    mode: str,
+    family: int | None = None,
 ) -> list[_Probe]:
     probes: list[_Probe] = []
     for t in targets:
@@ -111,11 +125,39 @@ def _expand(
             probes.append(_Probe(t, t.address, None))
             continue
         dns = answers[t.name]
-        picked = _pick_addresses(dns, mode) if dns.failure is None else []
+        picked = _pick_addresses(dns, mode, family) if dns.failure is None else []
         if not picked:
             probes.append(_Probe(t, None, dns))
         probes.extend(_Probe(t, a, dns) for a in picked)
     return probes
+
+
+def _users_choices(
+    probes: Sequence[_Probe],
+    routes: dict[str, RouteResult],
+    tcp_results: dict[tuple[str, int], TcpResult],
+    default_port: int,
+) -> dict[str, FamilyChoice]:
+    """Per name probed on more than one address: the family users get and why."""
+    from agent.verdict.family import Destination, choose
+
+    by_name: dict[str, list[_Probe]] = {}
+    for p in probes:
+        if p.address and p.dns is not None:
+            by_name.setdefault(p.target.name, []).append(p)
+    out: dict[str, FamilyChoice] = {}
+    for name, group in by_name.items():
+        port = group[0].target.port or default_port
+        destinations = [Destination(p.address, routes.get(p.address)) for p in group if p.address]
+        answers = {p.address: tcp_results.get((p.address, port)) for p in group if p.address}
+        out[name] = choose(destinations, answers)
+    return out
+
+
+def _users_address(p: _Probe, choices: dict[str, FamilyChoice]) -> bool:
+    """Is this the address users get (always, for an address target or a failed name)?"""
+    choice = choices.get(p.target.name)
+    return choice is None or p.address is None or p.address == choice.chosen.address
 
 
 def run_cycle(
@@ -134,7 +176,7 @@ def run_cycle(
     # Imported here so that `agent.cycle` stays importable without scapy for
     # tools that only build reports (and so start-up of other commands is fast).
     from agent.measure import dns, route, tcp, trace
-    from agent.verdict import classify, findings
+    from agent.verdict import classify, family, findings
 
     started_wall = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -144,7 +186,7 @@ def run_cycle(
     progress(f"resolving {len(names)} names")
     resolve_many = dns_cache.resolve_many if dns_cache else dns.resolve_many
     answers = resolve_many(names, config.dns.resolvers, config.dns.timeout_s) if names else {}
-    probes = _expand(plan.targets, answers, probe.addresses)
+    probes = _expand(plan.targets, answers, probe.addresses, plan.family)
 
     addresses = sorted({p.address for p in probes if p.address})
     progress(f"looking up routes for {len(addresses)} addresses")
@@ -160,10 +202,7 @@ def run_cycle(
         timeout_s=probe.trace_timeout_s,
         # More flows at the MSEE hop: the circuits' peering subnets.
         msee_prefixes=tuple(
-            s
-            for c in config.site_facts().circuits
-            for s in (c.primary_subnet, c.secondary_subnet)
-            if s
+            s for c in config.site_facts().circuits for _link, s in c.link_subnets()
         ),
     )
     # The SYN probe, then the trace: side by side their raw-socket receive
@@ -180,7 +219,18 @@ def run_cycle(
         batch = endpoints[i : i + probe.concurrency]
         extra = list(msee) if i == 0 else []
         tcp_results |= tcp.probe_tcp(batch + extra, probe.timeout_s)
-        if plan.trace:
+    # Which family users get needs every family's handshake: only then are the
+    # addresses users do not get dropped ("preferred") and the rest traced.
+    # "first" (or one family asked for) probes one family: users' choice is not measured.
+    choices: dict[str, FamilyChoice] = {}
+    if probe.addresses != "first" and plan.family is None:
+        choices = _users_choices(probes, routes, tcp_results, probe.port)
+    if probe.addresses == "preferred":
+        probes = [p for p in probes if _users_address(p, choices)]
+    traced = sorted({(p.address, p.target.port or probe.port) for p in probes if p.address})
+    if plan.trace:
+        for i in range(0, len(traced), probe.concurrency):
+            batch = traced[i : i + probe.concurrency]
             requests = [trace.TraceRequest(address=a, port=p) for a, p in batch]
             traces |= trace.trace_many(requests, trace_options)
 
@@ -211,7 +261,9 @@ def run_cycle(
             tcp=tcp_results.get(key) if p.address else None,
             trace=traces.get(key) if p.address else None,
             prefer=p.target.prefer,
+            family=family.family_of(p.address) if p.address else None,
         )
+        choice = choices.get(p.target.name) if p.address else None
         verdict = classify.classify(
             measured,
             site,
@@ -220,18 +272,25 @@ def run_cycle(
             expect=p.target.expect,
             communities=communities,
         )
-        result = replace(
+        found = findings.find(
             measured,
-            failure=_first_failure(measured),
-            verdict=verdict,
-            findings=findings.find(
-                measured,
-                verdict,
-                site,
-                tags=tags,
-                communities=communities,
-                expect=p.target.expect,
-            ),
+            verdict,
+            site,
+            tags=tags,
+            communities=communities,
+            expect=p.target.expect,
+        )
+        if choice is not None:
+            # The verdict says which family users get; the fallback's cause is
+            # found on the address users fall back to.
+            verdict = replace(
+                verdict, evidence=(*verdict.evidence, family.family_evidence(p.address, choice))
+            )
+            blackhole = family.ipv6_blackhole(choice, port)
+            if blackhole is not None and p.address == choice.chosen.address:
+                found = (*found, blackhole)
+        result = replace(
+            measured, failure=_first_failure(measured), verdict=verdict, findings=found
         )
         results.append(result)
 

@@ -116,18 +116,21 @@ def _peering_values(p: PeeringFacts, notes: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     v4 = (p.primary_subnet, p.secondary_subnet)
     v6 = (p.primary_subnet_v6, p.secondary_subnet_v6)
-    # A [[circuit]] has one pair of peering subnets, of one family.
+    # A dual-stack circuit: the /30s and, beside them, the /126s in the _v6 keys.
+    # None removes a key: IPv6 peering that Azure no longer has leaves no stale /126s.
     if all(v4):
         values["primary_subnet"], values["secondary_subnet"] = v4
-        if any(v6):
+        values["primary_subnet_v6"], values["secondary_subnet_v6"] = v6 if all(v6) else (None, None)
+        if any(v6) and not all(v6):
             notes.append(
-                f"circuit {p.circuit}: IPv6 peering subnets {', '.join(s for s in v6 if s)} "
-                "not imported: a [[circuit]] holds the peering /30s of one family (the config "
-                "has no primary_subnet_v6 / secondary_subnet_v6 keys); the IPv6 advertised "
-                "prefixes are imported"
+                f"circuit {p.circuit}: IPv6 Microsoft peering has one link's subnet only "
+                f"({', '.join(s for s in v6 if s)}); not imported: write both links' /126s "
+                "as primary_subnet_v6 / secondary_subnet_v6"
             )
     elif all(v6):
+        # IPv6-only Microsoft peering: the /126s in the keys of the circuit's one family.
         values["primary_subnet"], values["secondary_subnet"] = v6
+        values["primary_subnet_v6"] = values["secondary_subnet_v6"] = None
     advertised = [*p.advertised_prefixes, *p.advertised_prefixes_v6]
     if advertised:
         values["advertised_prefixes"] = list(dict.fromkeys(advertised))
@@ -202,13 +205,16 @@ def merge(path: Path, facts: Facts) -> Merged:
                     )
                 table = tomlkit.table()
                 for k, v in u.values.items():
-                    table[k] = _value(v)
+                    if v is not None:
+                        table[k] = _value(v)
                 circuits.append(table)
                 added.append(u.name)
                 continue
             before = tomlkit.dumps(table)
             for k, v in u.values.items():
-                if table.get(k) != v:
+                if v is None:
+                    table.pop(k, None)
+                elif table.get(k) != v:
                     table[k] = _value(v)
             if tomlkit.dumps(table) != before:
                 changed.append(u.name)

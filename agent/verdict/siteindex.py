@@ -3,8 +3,8 @@
 Both the path classifier and the asymmetry findings ask the same three
 questions of SiteFacts, per hop and per address:
 
-- is this address on a circuit's peering /30 (MSEE = second address, CE =
-  first) or one of its CE addresses, and which link?
+- is this address on a circuit's peering /30 or /126 (MSEE = second
+  address, CE = first) or one of its CE addresses, and which link?
 - is it an internet edge's hop or NAT address?
 - which circuits advertise a prefix containing it (longest first)?
 
@@ -77,7 +77,7 @@ class SiteIndex:
         # Unparsable entries are skipped, not raised: config.py rejects them at
         # load, and facts parsed back from a report must not crash a classifier.
         for c in site.circuits:
-            for link, subnet in (("primary", c.primary_subnet), ("secondary", c.secondary_subnet)):
+            for link, subnet in c.link_subnets():  # IPv4 /30s and IPv6 /126s
                 if (net := parse_net(subnet)) is not None:
                     self._subnets.append((net, c, link))
             for a in c.ce_addresses:

@@ -208,6 +208,33 @@ def test_ipv6_circuit():
     )
 
 
+def test_ipv6_only_circuit_keeps_its_form_and_names_both_links():
+    # The form before the _v6 keys: an IPv6-only circuit's /126s in primary_subnet.
+    (circuit,) = load(VALID / "ipv6-circuit.toml").circuits
+    assert circuit.primary_subnet_v6 is None and circuit.secondary_subnet_v6 is None
+    assert circuit.link_subnets() == (
+        ("primary", "2001:db8:0:1::/126"),
+        ("secondary", "2001:db8:0:1::4/126"),
+    )
+
+
+def test_dual_stack_circuit_and_edge():
+    c = load(VALID / "dual-stack.toml")
+    (circuit,) = c.circuits
+    assert circuit.link_subnets() == (
+        ("primary", "203.0.113.0/30"),
+        ("secondary", "203.0.113.4/30"),
+        ("primary", "2001:db8:0:1::/126"),
+        ("secondary", "2001:db8:0:1::4/126"),
+    )
+    assert c.internet_edges[0].source_prefixes_v6 == ("2001:db8:200::/48",)
+    assert c.probe.addresses == "both"
+
+
+def test_addresses_default_is_what_users_get():
+    assert loads("").probe.addresses == "preferred"
+
+
 def test_probe_port_applies_to_targets_without_their_own():
     c = loads(
         '[probe]\nport = 8443\n[[target]]\nname = "a.example"\n[[target]]\nname = "b.example"\nport = 80\n'

@@ -28,6 +28,25 @@ EXPECTED = {
     "subnet_mixed_family.toml": 'subnet_mixed_family.toml: [[circuit]] #1 (ams-1) secondary_subnet = "2001:db8::/126": '
     "is not the same IP family as primary_subnet (203.0.113.0/30); "
     "give both links' /30s (IPv4) or both /126s (IPv6)",
+    "subnet_v6_not_126.toml": 'subnet_v6_not_126.toml: [[circuit]] #1 (ams-1) primary_subnet_v6 = "203.0.113.8/30": '
+    'must be an IPv6 /126 peering subnet (e.g. "2001:db8:0:1::/126"); '
+    "the link's IPv4 /30 goes in the key without _v6",
+    "subnet_v6_without_secondary.toml": "subnet_v6_without_secondary.toml: [[circuit]] #1 (ams-1) "
+    'primary_subnet_v6 = "2001:db8:0:1::/126": needs secondary_subnet_v6 too; '
+    "give both links' IPv6 /126s (the MSEE is the second address)",
+    "subnet_v6_beside_ipv6.toml": "subnet_v6_beside_ipv6.toml: [[circuit]] #1 (ams-v6) "
+    'primary_subnet_v6 = "2001:db8:0:2::/126": primary_subnet (2001:db8:0:1::/126) is already IPv6; '
+    "a dual-stack circuit writes its IPv4 /30s in primary_subnet / secondary_subnet "
+    "and its /126s in the _v6 keys",
+    "subnet_v6_overlap.toml": "subnet_v6_overlap.toml: [[circuit]] #1 (ams-1) "
+    'secondary_subnet_v6 = "2001:db8:0:1::/126": overlaps [[circuit]] #1 (ams-1) '
+    "primary_subnet_v6 2001:db8:0:1::/126; each peering link needs its own /30 (or /126)",
+    "edge_source_prefix_v4.toml": "edge_source_prefix_v4.toml: [[internet_edge]] #1 (ams-inet) "
+    'source_prefixes_v6[0] = "198.51.100.0/24": is not an IPv6 prefix; IPv4 leaves NATed: '
+    "list the edge's NAT addresses in nat_addresses, and here the IPv6 prefixes the hosts' "
+    'sources use, e.g. "2001:db8:100::/48"',
+    "bad_addresses_mode.toml": 'bad_addresses_mode.toml: [probe] addresses = "ipv6": '
+    'must be one of "preferred", "first", "all", "both"',
     "overlapping_subnets.toml": 'overlapping_subnets.toml: [[circuit]] #2 (fra-1) primary_subnet = "203.0.113.4/30": '
     "overlaps [[circuit]] #1 (ams-1) secondary_subnet 203.0.113.4/30; "
     "each peering link needs its own /30 (or /126)",

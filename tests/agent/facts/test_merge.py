@@ -11,7 +11,7 @@ import pytest
 
 from agent.cli import main
 from agent.config import load
-from agent.facts.azure import FactsError, read_files
+from agent.facts.azure import Facts, FactsError, PeeringFacts, read_files
 from agent.facts.merge import merge
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -73,10 +73,10 @@ def test_import_into_a_hand_written_config_keeps_comments_and_prints_a_diff(tmp_
     assert '-advertised_prefixes = ["192.0.2.0/25"]' in out
     assert '+route_filter = "rf-ams"' in out
     assert "circuit ams-1: changed (diff above)" in out
-    assert (
-        "note: circuit ams-1: IPv6 peering subnets 2001:db8::/126, 2001:db8::4/126 not imported"
-        in out
-    )
+    # the dual-stack peering's IPv6 /126s beside the /30s
+    assert '+primary_subnet_v6 = "2001:db8::/126"' in out
+    assert '+secondary_subnet_v6 = "2001:db8::4/126"' in out
+    assert "not imported" not in out
     assert (
         "route filter rf-ams allows 12076:5010 (Exchange), but the subscription may not use it"
         in out
@@ -116,6 +116,66 @@ def test_import_into_a_new_file_adds_circuits_from_cli_and_rest_shapes(tmp_path,
         ("ams-1", "Amsterdam", "standard", "rf-ams"),
         ("fra-1", "Frankfurt", "premium", "rf-fra"),
     ]
+
+
+IPV6_ONLY = """\
+[[circuit]]
+name = "ams-v6"
+location = "Amsterdam"
+primary_subnet = "2001:db8:0:1::/126"
+secondary_subnet = "2001:db8:0:1::4/126"
+"""
+
+
+def test_an_ipv6_only_circuit_that_gains_ipv4_becomes_dual_stack(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text(IPV6_ONLY)
+    both = PeeringFacts(
+        "ams-v6",
+        primary_subnet="203.0.113.0/30",
+        secondary_subnet="203.0.113.4/30",
+        primary_subnet_v6="2001:db8:0:1::/126",
+        secondary_subnet_v6="2001:db8:0:1::4/126",
+        advertised_prefixes=("192.0.2.0/28",),
+        advertised_prefixes_v6=("2001:db8:100::/48",),
+        route_filter="rf-ams",
+    )
+    merged = merge(config, Facts(peerings=(both,)))
+    config.write_text(merged.new_text)
+    (c,) = load(config).circuits
+    assert (c.primary_subnet, c.secondary_subnet) == ("203.0.113.0/30", "203.0.113.4/30")
+    assert (c.primary_subnet_v6, c.secondary_subnet_v6) == (
+        "2001:db8:0:1::/126",
+        "2001:db8:0:1::4/126",
+    )
+    assert c.advertised_prefixes == ("192.0.2.0/28", "2001:db8:100::/48")
+    # IPv6 peering removed in Azure: the /126s go, no stale link is left behind
+    v4_only = PeeringFacts(
+        "ams-v6", primary_subnet="203.0.113.0/30", secondary_subnet="203.0.113.4/30"
+    )
+    config.write_text(merge(config, Facts(peerings=(v4_only,))).new_text)
+    (c,) = load(config).circuits
+    assert (c.primary_subnet_v6, c.secondary_subnet_v6) == (None, None)
+    assert "_v6" not in config.read_text()
+
+
+def test_an_ipv6_only_peering_keeps_the_one_family_form(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text(IPV6_ONLY.replace("2001:db8:0:1::", "2001:db8:0:9::"))
+    only_v6 = PeeringFacts(
+        "ams-v6", primary_subnet_v6="2001:db8:0:1::/126", secondary_subnet_v6="2001:db8:0:1::4/126"
+    )
+    (c,) = load_text(tmp_path, merge(config, Facts(peerings=(only_v6,))).new_text).circuits
+    assert c.link_subnets() == (
+        ("primary", "2001:db8:0:1::/126"),
+        ("secondary", "2001:db8:0:1::4/126"),
+    )
+
+
+def load_text(tmp_path: Path, text: str):
+    out = tmp_path / "merged.toml"
+    out.write_text(text)
+    return load(out)
 
 
 def test_dry_run_writes_nothing(tmp_path, capsys):

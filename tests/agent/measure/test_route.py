@@ -304,3 +304,89 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for route notifications"
         time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- IPv6
+
+# A dual-stack host: a global IPv6 address and a ULA on one link, IPv6 routes
+# with a chosen source, an IPv6 policy rule, an IPv6 unreachable route.
+SETUP_V6 = """
+ip link set lo up
+ip link set v0 up
+ip addr add 10.2.0.1/24 dev v0
+ip -6 addr add 2001:db8:2::1/64 dev v0 nodad
+ip -6 addr add fd00:2::1/64 dev v0 nodad
+ip route add default via 10.2.0.254 proto dhcp
+ip -6 route add default via 2001:db8:2::fe proto ra
+ip -6 route add 2001:db8:aa::/48 via fe80::2 dev v0 src fd00:2::1 proto static
+ip -6 route add 2001:db8:ee::/48 via 2001:db8:2::5 proto bgp table 100
+ip -6 route add unreachable 2001:db8:dd::/48
+ip -6 rule add priority 100 to 2001:db8:ee::/48 lookup 100
+"""
+
+
+@pytest.fixture(scope="module")
+def dual() -> Iterator[str]:
+    name = f"rtdev6-{uuid.uuid4().hex[:8]}"
+    try:
+        _sh(f"ip netns add {name}")
+        _sh(f"ip -n {name} link add v0 type veth peer name v1")
+        for line in SETUP_V6.strip().splitlines():
+            _sh(f"ip -n {name} {line.removeprefix('ip ')}")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+# (address, interface, gateway, source, table, protocol, rule)
+EXPECTED_V6 = [
+    ("2001:db8:ff::1", "v0", "2001:db8:2::fe", "2001:db8:2::1", 254, "ra", None),
+    # The route's own source: a ULA, so RFC 6724 puts IPv4 first (rule 5).
+    ("2001:db8:aa::1", "v0", "fe80::2", "fd00:2::1", 254, "static", None),
+    (
+        "2001:db8:ee::1",
+        "v0",
+        "2001:db8:2::5",
+        "2001:db8:2::1",
+        100,
+        "bgp",
+        "priority 100 from all to 2001:db8:ee::/48 lookup 100",
+    ),
+    ("2001:db8:2::7", "v0", None, "2001:db8:2::1", 254, "kernel", None),
+]
+
+
+@pytest.mark.root
+def test_ipv6_routes_give_gateway_interface_and_preferred_source(dual: str) -> None:
+    addresses = [e[0] for e in EXPECTED_V6]
+    results = in_ns(dual, lambda: agent_route.route_get_many(addresses))
+    for address, interface, gateway, source, table, protocol, rule in EXPECTED_V6:
+        r = results[address]
+        assert (r.interface, r.gateway, r.source, r.table, r.protocol, r.rule, r.failure) == (
+            interface,
+            gateway,
+            source,
+            table,
+            protocol,
+            rule,
+            None,
+        ), address
+        assert_same_as_ip(dual, address, r)
+    unreachable = in_ns(dual, lambda: agent_route.route_get("2001:db8:dd::1"))
+    assert (unreachable.failure, unreachable.source) == ("route.none", None)
+
+
+@pytest.mark.root
+def test_users_order_from_real_ipv6_routes(dual: str) -> None:
+    """RFC 6724 on the kernel's answers: global IPv6 first, a ULA source or no route after IPv4."""
+    from agent.verdict.family import Destination, rfc6724_order
+
+    v4, v6, ula, dead = "198.18.1.1", "2001:db8:ff::1", "2001:db8:aa::1", "2001:db8:dd::1"
+    routes = in_ns(dual, lambda: agent_route.route_get_many([v4, v6, ula, dead]))
+
+    def order(*addresses: str) -> list[str]:
+        return [d.address for d in rfc6724_order([Destination(a, routes[a]) for a in addresses])]
+
+    assert order(v4, v6) == [v6, v4]
+    assert order(v4, ula) == [v4, ula]
+    assert order(dead, v4) == [v4, dead]
