@@ -373,6 +373,26 @@ def source_advertised(address: str, circuit: str, prefix: str, *, nated: bool) -
     )
 
 
+def source_prefix(egress: str, prefix: str) -> Evidence:
+    """An internet edge's IPv6 source prefix: IPv6 leaves un-NATed, from the hosts' own addresses."""
+    return Evidence(
+        "nat",
+        f"internet edge {egress} sends IPv6 un-NATed from {prefix}",
+        egress=egress,
+        prefix=prefix,
+    )
+
+
+def source_prefix_advertised(own: str, circuit: str, prefix: str) -> Evidence:
+    return Evidence(
+        "advertised",
+        f"IPv6 source prefix {own} overlaps {prefix}, advertised over circuit {circuit}",
+        circuit=circuit,
+        prefix=prefix,
+        name=own,
+    )
+
+
 def nat_pool_advertised(nat: str, circuit: str, prefix: str) -> Evidence:
     return _advertised(
         f"{nat} lies in {prefix}, the NAT pool advertised over circuit {circuit}",

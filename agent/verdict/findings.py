@@ -25,7 +25,8 @@ finding about a circuit names it in `Finding.circuit`.  Kinds
 - return-hops-mismatch (info): forward hop count and the return hop count
   inferred from the reply TTL differ by more than a threshold.
 - nat-pool-on-internet (warning): the NAT pool advertised over a circuit is
-  also used at an internet edge.  Static: `site_findings(site)` lists every
+  also used at an internet edge; for IPv6 (not NATed), an edge's
+  `source_prefixes_v6` overlaps a prefix advertised over a circuit.  Static: `site_findings(site)` lists every
   occurrence; `find()` attaches it to results that went over the affected
   circuit (the results it will break on failover), while results that left
   through the edge get asymmetric-nat instead, never both.
@@ -110,7 +111,7 @@ def site_findings(site: SiteFacts) -> tuple[Finding, ...]:
         for edge in site.internet_edges
         for nat in edge.nat_addresses
         for advert in index.advertising(nat)
-    )
+    ) + tuple(_source_prefix_findings(index))
 
 
 # --------------------------------------------------------------------------- NAT
@@ -145,15 +146,18 @@ def _asymmetric_nat(
         edge = index.site.internet_edges[0]
         how = ev.leaves_through_edge(verdict.path_class, edge.name, only_edge=True)
     sources: list[Evidence] = []
+    # NAT translates within a family: an IPv6 flow never leaves with an IPv4 NAT address.
+    destination = parse_ip(result.address)
+    family = destination.version if destination is not None else None
     if edge is not None:
-        for nat in edge.nat_addresses:
+        for nat in _of_family(edge.nat_addresses, family):
             for advert in index.advertising(nat)[:1]:  # the longest match is what Microsoft uses
                 sources.append(
                     ev.nat_advertised(nat, edge.name, advert.circuit.name, advert.prefix)
                 )
     # Addresses the flow is known to leave with, and the host's own source
     # address: a public one inside an advertised prefix leaves un-NATed.
-    known = [(n, True) for n in nat_addresses if parse_ip(n) is not None]
+    known = [(n, True) for n in _of_family(nat_addresses, family)]
     if result.route and result.route.source:
         known.append((result.route.source, False))
     for src, nated in known:
@@ -201,6 +205,48 @@ def _asymmetric_nat(
     return out
 
 
+def _source_prefix_findings(index: SiteIndex, circuit: str | None = None) -> list[Finding]:
+    """An edge's IPv6 source prefix that a circuit advertises too: IPv6's nat-pool-on-internet."""
+    out = []
+    for edge in index.site.internet_edges:
+        for own in edge.source_prefixes_v6:
+            for advert in index.advertising_overlap(own):
+                if circuit is not None and advert.circuit.name != circuit:
+                    continue
+                out.append(
+                    Finding(
+                        kind="nat-pool-on-internet",
+                        severity="warning",
+                        evidence=(
+                            ev.source_prefix(edge.name, own),
+                            ev.source_prefix_advertised(own, advert.circuit.name, advert.prefix),
+                            ev.note(
+                                "IPv6 is not NATed: hosts leaving through the internet edge "
+                                "with a source in a prefix advertised over ExpressRoute get "
+                                "their replies over the circuit"
+                            ),
+                        ),
+                        fix=(
+                            f"give internet edge {edge.name} IPv6 sources outside {advert.prefix} "
+                            f"(another prefix, announced to the internet only), or stop "
+                            f"advertising {advert.prefix} over circuit {advert.circuit.name}"
+                        ),
+                        circuit=advert.circuit.name,
+                    )
+                )
+    return out
+
+
+def _of_family(addresses: Iterable[str], family: int | None) -> list[str]:
+    """The valid addresses of one IP version (all valid ones when the version is unknown)."""
+    out = []
+    for a in addresses:
+        ip = parse_ip(a)
+        if ip is not None and (family is None or ip.version == family):
+            out.append(a)
+    return out
+
+
 def _nat_pool_finding(edge: InternetEdge, nat: str, circuit: Circuit, prefix: str) -> Finding:
     return Finding(
         kind="nat-pool-on-internet",
@@ -231,7 +277,7 @@ def _nat_pool_for_circuit(verdict: Verdict, index: SiteIndex) -> list[Finding]:
         for nat in edge.nat_addresses
         for advert in index.advertising(nat)
         if advert.circuit.name == verdict.circuit
-    ]
+    ] + _source_prefix_findings(index, verdict.circuit)
 
 
 # --------------------------------------------------------------------------- circuits

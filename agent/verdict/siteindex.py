@@ -130,6 +130,17 @@ class SiteIndex:
             if net.version == ip.version and ip in net
         )
 
+    def advertising_overlap(self, prefix: str) -> tuple[Advertisement, ...]:
+        """Circuits advertising a prefix that overlaps `prefix` (inside it or containing it)."""
+        net = parse_net(prefix)
+        if net is None:
+            return ()
+        return tuple(
+            Advertisement(c, str(n))
+            for n, c in self._adverts
+            if n.version == net.version and n.overlaps(net)
+        )
+
     def overlaps(self, circuit: Circuit) -> tuple[tuple[str, Advertisement], ...]:
         """(own prefix, other circuit's overlapping advertisement) for each overlap."""
         own = [net for net, c in self._adverts if c.name == circuit.name]
