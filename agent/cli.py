@@ -59,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument(
         "--all-addresses",
         action="store_true",
-        help="probe every resolved address, not only the first IPv4 one",
+        help="probe every resolved address, not only the one users get",
+    )
+    once.add_argument(
+        "--family",
+        choices=("4", "6", "both"),
+        help="probe the first IPv4 (4) or IPv6 (6) address of each name, or one of each "
+        "(both); default: the family users get (RFC 6724 order, RFC 8305 fallback)",
     )
     once.add_argument("--hops", action="store_true", help="print the hops of each trace")
     once.add_argument(
@@ -108,6 +114,8 @@ def _apply_overrides(config, args):
         probe = replace(probe, trace_protocol=args.trace_protocol)
     if args.all_addresses:
         probe = replace(probe, addresses="all")
+    if args.family == "both":
+        probe = replace(probe, addresses="both")
     dns = config.dns
     if args.resolver:
         from agent.config import normalize_resolver
@@ -142,7 +150,8 @@ def _probe_once(args) -> int:
         raise _UsageError(
             "no targets: name some on the command line or add [[target]] entries to the config"
         )
-    plan = ProbePlan(targets=targets, trace=not args.no_trace)
+    family = int(args.family) if args.family in ("4", "6") else None
+    plan = ProbePlan(targets=targets, trace=not args.no_trace, family=family)
     progress = output.Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     try:
         seq = next_seq(state_dir())

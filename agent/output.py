@@ -168,6 +168,7 @@ def explain_result(r: Result) -> list[str]:
         out.append(
             f"  verdict {v.path_class} (confidence {v.confidence:.2f}), expected {v.expected or '-'}"
         )
+        out.append(_family_line(r))
         if v.links_seen:
             seen = ", ".join(f"{x.link} ({x.flows} of {v.msee_flows} flows)" for x in v.links_seen)
             out.append(f"  links seen at the MSEE of {v.circuit}: {seen}")
@@ -181,6 +182,20 @@ def explain_result(r: Result) -> list[str]:
         if f.fix:
             out.append(f"    fix: {f.fix}")
     return out
+
+
+_FAMILY = {"ipv4": "IPv4", "ipv6": "IPv6"}
+
+
+def _family_line(r: Result) -> str:
+    """The result's family and the one users get (the evidence line below says why)."""
+    own = _FAMILY.get(r.address_family or "", "-")
+    users = next((e for e in r.verdict.evidence if e.kind == "family"), None) if r.verdict else None
+    if users is None:
+        return f"  family {own}; which family users get was not measured (one family probed)"
+    theirs = _FAMILY.get(users.name or "", "-")
+    same = "the family users get" if users.address == r.address else f"users get {theirs}"
+    return f"  family {own}: {same} ({users.address})"
 
 
 def render_config(config) -> str:
@@ -203,6 +218,10 @@ def render_config(config) -> str:
             f"  {c.name} ({c.location}, {c.sku}): primary {c.primary_subnet}, secondary {c.secondary_subnet},"
             f" advertises {', '.join(c.advertised_prefixes) or 'nothing'}"
         )
+        if c.primary_subnet_v6:
+            out.append(
+                f"    IPv6: primary {c.primary_subnet_v6}, secondary {c.secondary_subnet_v6}"
+            )
         if c.route_filter is not None:
             allowed = ", ".join(c.route_filter_communities) or "no community"
             out.append(f"    route filter {c.route_filter} allows {allowed}")
@@ -211,6 +230,8 @@ def render_config(config) -> str:
         out.append(
             f"  {e.name}: NAT {', '.join(e.nat_addresses) or '-'}, hops {', '.join(e.hop_addresses) or '-'}"
         )
+        if e.source_prefixes_v6:
+            out.append(f"    IPv6 un-NATed from {', '.join(e.source_prefixes_v6)}")
     return "\n".join(out) + "\n"
 
 
