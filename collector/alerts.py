@@ -65,12 +65,16 @@ def due(
     resend_interval_s: float,
     horizon_s: float,
 ) -> list[tuple[Any, ...]]:
-    """Alerts the receiver must get now: unacknowledged changes, and firing ones due a re-send."""
+    """Alerts the receiver must get now: unacknowledged changes, and firing ones due a re-send.
+
+    A resolution goes only to a receiver that heard the alert fire: a new (or
+    renamed) receiver gets what is firing, not 90 days of resolved alerts.
+    """
     out = []
     for row in conn.execute(
         "SELECT a.fingerprint, a.labels, a.annotations, a.starts_s, a.ends_s, a.version, r.version, r.sent_s"
         " FROM alerts a LEFT JOIN alert_receipts r ON r.receiver = ? AND r.fingerprint = a.fingerprint"
-        " WHERE a.ends_s IS NULL OR a.ends_s >= ?",
+        " WHERE a.ends_s IS NULL OR (a.ends_s >= ? AND r.version IS NOT NULL)",
         (receiver, now_s - horizon_s),
     ):
         fp, _labels, _notes, starts_s, ends_s, version, acked, sent_s = row
