@@ -147,8 +147,7 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def evaluate_now(app: web.Application) -> evaluate.EvalOutcome:
-    store = app[STORE]
-    out = await store.write(evaluate.evaluate, app[CLOCK](), app[EVAL_SETTINGS])
+    out = await evaluate.run(app[STORE], app[CLOCK](), app[EVAL_SETTINGS])
     if out.alerts_changed:
         app[ALERT_SENDER].poke()
     return out
@@ -172,6 +171,8 @@ async def prune_now(app: web.Application) -> retention.Pruned:
         total.events += p.events
         total.traces += p.traces
         total.alerts += p.alerts
+        total.layouts += p.layouts
+        total.sites += p.sites
         if max(p.observations, p.events, p.traces) < retention.CHUNK_ROWS:
             return total
 
@@ -275,12 +276,14 @@ def create_app(
         links,
         config.ingest.default_interval_s,
         config.detection.redundancy_lost_reports,
+        config.ingest.max_targets_per_agent,
     )
     app[EVAL_SETTINGS] = EvalSettings(
         config.detection.silent_after_intervals,
         config.ingest.default_interval_s,
         config.alerts.flip_hold_s,
         links,
+        config.store.path_expiry_intervals,
     )
     app[READ_TOKEN] = (
         auth.digest(Path(config.server.read_token_file).read_text().strip())

@@ -176,6 +176,33 @@ def _token(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _agent(args: argparse.Namespace, cfg: Config) -> int:
+    from collector.forget import forget
+
+    store = _with_store(cfg)
+    try:
+        gone = store.write_sync(forget, args.agent_id, time.time())
+    finally:
+        store.close()
+    if gone is None:
+        print(
+            f"erpath-collector: no agent {args.agent_id!r}; GET /api/v1/agents lists them",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"forgot agent {gone.agent} (site {gone.site}): {gone.paths} path(s) and their series"
+        f" removed, {gone.alerts_resolved} alert(s) resolved"
+        + (f"; site {gone.site} had no other agent and is gone too" if gone.site_forgotten else "")
+    )
+    print(
+        f"its tokens still work: 'erpath-collector token revoke {gone.agent}' keeps it from"
+        " coming back",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="erpath-collector", description=__doc__.splitlines()[0])
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -208,6 +235,14 @@ def parser() -> argparse.ArgumentParser:
     lst = tsub.add_parser("list", help="list tokens (never the secrets)")
     for sp in (add, rev, lst):
         with_config(sp)
+    agent = sub.add_parser("agent", help="manage agents the collector knows")
+    asub = agent.add_subparsers(dest="action", required=True)
+    fgt = asub.add_parser(
+        "forget",
+        help="remove a decommissioned agent: its paths, state and series; resolve its alerts",
+    )
+    fgt.add_argument("agent_id")
+    with_config(fgt)
     return p
 
 
@@ -224,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             return _serve(cfg)
+        if args.command == "agent":
+            return _agent(args, cfg)
         return _token(args, cfg)
     except ConfigError as exc:
         for problem in exc.problems:

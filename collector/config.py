@@ -94,6 +94,9 @@ class StoreConfig:
     traces_retention_days: float = setting(_DAYS, 90.0)  # traces of path changes
     alerts_retention_days: float = setting(_DAYS, 90.0)  # resolved alerts
     prune_interval_s: float = setting(_SECONDS, 3600.0)
+    # A path its agent stopped reporting expires after this many of the agent's intervals
+    # (its series go, its alerts resolve); a silent agent's paths stay.
+    path_expiry_intervals: float = setting(_RATE, 20.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,9 @@ class IngestConfig:
     max_in_flight: int = setting(_COUNT, 64)  # more get 503 with Retry-After
     max_in_flight_per_agent: int = setting(_COUNT, 2)  # more from one agent get 429
     body_read_timeout_s: float = setting(_SECONDS, 30.0)  # a body still arriving then gets 408
+    # Paths (targets) kept per agent: a report's new targets beyond them are refused (not
+    # stored, counted in targets_refused); the report itself is accepted.
+    max_targets_per_agent: int = setting(_COUNT, 2048)
 
 
 @dataclass(frozen=True, slots=True)

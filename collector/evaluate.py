@@ -1,15 +1,20 @@
-"""Periodic evaluation: silent agents, flip-alert hold times, asymmetry.
+"""Periodic evaluation: silent agents, flip-alert hold times, expired paths, asymmetry.
 
-`evaluate` runs as one writer job: it reads current state, calls the pure
-functions in `collector.state`, and writes the events and alert changes in the
-same transaction.  Staleness is judged by the collector's receive time.
+`run` pairs forward and reverse paths on the collector's internal reader
+thread, from one snapshot, and hands only the outcome to the writer, which
+writes the events and alert changes in one transaction: a costly pairing (a
+site with ~200k advertised prefixes, 1,024 reverse paths) never holds the
+single writer that every report waits on.  A site's prefixes are parsed once
+per version of its facts (`FactsCache`).  Staleness is judged by the
+collector's receive time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.report import Circuit, InternetEdge, SiteFacts
@@ -19,10 +24,12 @@ from collector.state import (
     REVERSE_ROLE,
     Asymmetry,
     PathKey,
+    PrefixIndex,
     SitePath,
     group_asymmetries,
     measured_asymmetries,
 )
+from collector.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +38,15 @@ class EvalSettings:
     default_interval_s: float
     flip_hold_s: float
     links: Links
+    # A path its agent stopped reporting expires after this many of the agent's intervals.
+    path_expiry_intervals: float = 20.0
 
 
 @dataclass(slots=True)
 class EvalOutcome:
     silent: int = 0
-    expired: int = 0
+    expired: int = 0  # flip alerts past their hold time
+    paths_expired: int = 0
     asymmetries: int = 0
     alerts_changed: bool = False
     events: int = 0
@@ -79,13 +89,43 @@ def _site_path(row: tuple[Any, ...]) -> SitePath:
     )
 
 
+@dataclass(slots=True)
+class FactsCache:
+    """Each site's parsed facts and prefix index, by a digest of the facts' text.
+
+    Used by one thread at a time (the store's internal reader); `built` counts
+    the prefix indexes built, the work a version change costs."""
+
+    sites: dict[str, tuple[bytes, SiteFacts, PrefixIndex]] = field(default_factory=dict)
+    built: int = 0
+    prefixes_parsed: int = 0
+
+    def get(self, site: str, doc: str) -> tuple[SiteFacts, PrefixIndex]:
+        version = hashlib.blake2b(doc.encode(), digest_size=16).digest()
+        hit = self.sites.get(site)
+        if hit is not None and hit[0] == version:
+            return hit[1], hit[2]
+        facts = site_facts(json.loads(doc))
+        index = PrefixIndex(facts)
+        self.built += 1
+        self.prefixes_parsed += index.parsed
+        self.sites[site] = (version, facts, index)
+        return facts, index
+
+    def keep_only(self, sites: set[str]) -> None:
+        for gone in self.sites.keys() - sites:
+            del self.sites[gone]
+
+
 _PATH_SELECT = (
     "SELECT a.id, a.site, p.target, p.class, p.circuit, p.egress, p.address, p.evidence"
     " FROM paths p JOIN agents a ON a.ref = p.agent_ref"
 )
 
 
-def current_asymmetries(conn: sqlite3.Connection) -> list[Asymmetry]:
+def current_asymmetries(
+    conn: sqlite3.Connection, cache: FactsCache | None = None
+) -> list[Asymmetry]:
     """Reported (agent findings) plus measured (reverse paths paired with forward ones)."""
     found = [
         Asymmetry(site, circuit, "reported", agent, target, tuple(json.loads(evidence)), severity)
@@ -98,10 +138,11 @@ def current_asymmetries(conn: sqlite3.Connection) -> list[Asymmetry]:
         _site_path(r) for r in conn.execute(_PATH_SELECT + " WHERE p.role = ?", (REVERSE_ROLE,))
     ]
     if reverse:
-        facts = {
-            name: site_facts(json.loads(doc))
-            for name, doc in conn.execute("SELECT name, facts FROM sites")
-        }
+        cache = cache if cache is not None else FactsCache()
+        facts, prefixes = {}, {}
+        for name, doc in conn.execute("SELECT name, facts FROM sites"):
+            facts[name], prefixes[name] = cache.get(name, doc)
+        cache.keep_only(set(facts))
         forward: dict[str, list[SitePath]] = {}
         for site in facts:
             forward[site] = [
@@ -110,7 +151,7 @@ def current_asymmetries(conn: sqlite3.Connection) -> list[Asymmetry]:
                     _PATH_SELECT + " WHERE a.site = ? AND p.role != ?", (site, REVERSE_ROLE)
                 )
             ]
-        found.extend(measured_asymmetries(facts, reverse, forward))
+        found.extend(measured_asymmetries(facts, reverse, forward, prefixes))
     return found
 
 
@@ -154,8 +195,51 @@ def _expire_flips(
             out.alerts_changed = True
 
 
-def _asymmetry(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalOutcome) -> None:
-    groups = group_asymmetries(current_asymmetries(conn))
+def _expire_paths(
+    conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalOutcome
+) -> None:
+    """Paths the agent stopped reporting (a removed target) go, with their alerts.
+
+    Judged against the agent's own last report, not the clock: a silent agent's
+    paths stay (ErpathAgentSilent says why they are old)."""
+    for ref, agent, site, target in conn.execute(
+        "SELECT a.ref, a.id, a.site, p.target FROM paths p JOIN agents a ON a.ref = p.agent_ref"
+        " WHERE a.last_seen_s - p.last_received_s > ? * coalesce(a.interval_s, ?)",
+        (s.path_expiry_intervals, s.default_interval_s),
+    ).fetchall():
+        conn.execute("DELETE FROM paths WHERE agent_ref = ? AND target = ?", (ref, target))
+        conn.execute(
+            "DELETE FROM reported_asymmetries WHERE agent_ref = ? AND target = ?", (ref, target)
+        )
+        for fp, _labels in journal.firing(conn, alertrules.ROUTE_FLIP, agent=agent, target=target):
+            out.alerts_changed |= journal.resolve(conn, fp, now_s)
+        for fp, _labels in journal.firing(
+            conn, alertrules.UNEXPECTED_PATH, agent=agent, target=target
+        ):
+            out.alerts_changed |= journal.resolve(conn, fp, now_s)
+        journal.add_event(
+            conn,
+            now_s,
+            "path_expired",
+            "info",
+            f"{agent}: {target} not reported for {s.path_expiry_intervals:g} intervals;"
+            " its path, series and alerts are gone",
+            site=site,
+            agent=agent,
+            target=target,
+        )
+        out.paths_expired += 1
+        out.events += 1
+
+
+def _asymmetry(
+    conn: sqlite3.Connection,
+    now_s: float,
+    s: EvalSettings,
+    out: EvalOutcome,
+    found: list[Asymmetry],
+) -> None:
+    groups = group_asymmetries(found)
     by_kind: dict[tuple[str, str, str], list[Asymmetry]] = {}
     for (site, circuit), members in groups.items():
         for m in members:
@@ -223,9 +307,32 @@ def _asymmetry(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: Eva
     out.asymmetries = len(groups)
 
 
-def evaluate(conn: sqlite3.Connection, now_s: float, s: EvalSettings) -> EvalOutcome:
+def apply(
+    conn: sqlite3.Connection, now_s: float, s: EvalSettings, found: list[Asymmetry]
+) -> EvalOutcome:
+    """The writer's part: state changes from the asymmetries found on a reader."""
     out = EvalOutcome()
     _silence(conn, now_s, s, out)
     _expire_flips(conn, now_s, s, out)
-    _asymmetry(conn, now_s, s, out)
+    _expire_paths(conn, now_s, s, out)
+    _asymmetry(conn, now_s, s, out, found)
     return out
+
+
+def evaluate(conn: sqlite3.Connection, now_s: float, s: EvalSettings) -> EvalOutcome:
+    """Both parts on one connection (tools and tests without a running store)."""
+    return apply(conn, now_s, s, current_asymmetries(conn))
+
+
+def _found(conn: sqlite3.Connection, cache: FactsCache) -> list[Asymmetry]:
+    return current_asymmetries(conn, cache)
+
+
+async def run(store: Store, now_s: float, s: EvalSettings) -> EvalOutcome:
+    """Pair on the internal reader (its snapshot), then write the outcome.
+
+    What changed between the two (a report, a path expired) is seen by the next
+    evaluation, seconds later, as any report arriving just after one is."""
+    cache = store.read_cache.setdefault("facts", FactsCache())
+    found = await store.read_internal(_found, cache)
+    return await store.write(apply, now_s, s, found)

@@ -54,6 +54,8 @@ class Settings:
     default_interval_s: float
     # Reports in a row that confirm a circuit running on one link.
     redundancy_lost_reports: int = 3
+    # Paths (targets) kept per agent; a report's targets beyond them are refused.
+    max_targets_per_agent: int = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class Outcome:
     flips: int = 0
     alerts_changed: bool = False
     asymmetry_inputs_changed: bool = False
+    targets_refused: int = 0
     detail: str = ""
     event_ids: list[int] = field(default_factory=list)
 
@@ -423,13 +426,18 @@ def apply(
             f"{report_id_of(dup[0])!r}",
         )
 
-    layout, digest, times = encode(p.observations)
+    prev = {
+        row[0]: state_from_row(row)
+        for row in conn.execute(f"SELECT {PATH_COLUMNS} FROM paths WHERE agent_ref=?", (agent_ref,))
+    }
+    kept, refused = _within_cap(p.observations, prev, settings.max_targets_per_agent)
+    layout, digest, times = encode(kept)
     conn.execute(
         "INSERT INTO observations(agent_ref, seq, report_id, received_s, layout_ref, times)"
         " VALUES (?,?,?,?,?,?)",
         (agent_ref, r.seq, rid, int(received_s), _layout_ref(conn, cache, layout, digest), times),
     )
-    out = Outcome("accepted")
+    out = Outcome("accepted", targets_refused=len(refused))
     if silent:
         out.event_ids.append(
             journal.add_event(
@@ -455,10 +463,12 @@ def apply(
 
     out.applied = True
     h = r.health
+    _refusals(conn, agent_ref, a.site, a.id, refused, received_s, settings, out)
     conn.execute(
         "UPDATE agents SET site=?, role=?, version=?, hostname=?, interval_s=?, last_seq=?,"
         " last_report_id=?, last_seen_s=max(last_seen_s, ?), silent=0, cycle_s=?, spool_reports=?,"
-        " dropped_reports_total=? WHERE ref=?",
+        " dropped_reports_total=?, service_tags_change_number=?, service_tags_installed_s=?"
+        " WHERE ref=?",
         (
             a.site,
             a.role,
@@ -471,16 +481,14 @@ def apply(
             h.cycle_s if h else None,
             h.spool_reports if h else None,
             h.dropped_reports_total if h else None,
+            h.service_tags_change_number if h else None,
+            received_s - h.service_tags_age_s if h and h.service_tags_age_s is not None else None,
             agent_ref,
         ),
     )
     if r.site.circuits or r.site.internet_edges:
         _site_facts(conn, agent_ref, a.id, a.site, json.dumps(to_dict(r.site)), received_s)
 
-    prev = {
-        row[0]: state_from_row(row)
-        for row in conn.execute(f"SELECT {PATH_COLUMNS} FROM paths WHERE agent_ref=?", (agent_ref,))
-    }
     firing_alerts = conn.execute(
         "SELECT fingerprint, alertname, target, labels FROM alerts WHERE agent=? AND ends_s IS NULL",
         (a.id,),
@@ -488,10 +496,10 @@ def apply(
     available = preference.available_circuits(
         r.msee_probes,
         preference.others_on_circuits(conn, a.site, agent_ref),
-        {o.key.circuit for o in p.observations if o.key.circuit},
+        {o.key.circuit for o in kept if o.key.circuit},
     )
     rows = []
-    for obs in p.observations:
+    for obs in kept:
         before = prev.get(obs.target)
         t: Transition = apply_path(before, obs, r.seq, received_s, settings.confirm_reports)
         expectation = preference.expect(t.state.key, obs.expected, obs.prefer, available)
@@ -586,6 +594,57 @@ def apply(
     )
     out.events = len(out.event_ids)
     return out
+
+
+def _within_cap(
+    obs: tuple[Observation, ...], known: dict[str, PathState], cap: int
+) -> tuple[tuple[Observation, ...], list[str]]:
+    """(observations kept, targets refused): targets the agent has a path for, then new
+    ones in report order while the agent stays within `cap` paths.  Target names are the
+    agent's free strings: without a cap, each new one is a path row and ~7 series forever."""
+    room = cap - len(known)
+    kept, refused = [], []
+    for o in obs:  # one observation per target
+        if o.target in known:
+            kept.append(o)
+        elif room > 0:
+            room -= 1
+            kept.append(o)
+        else:
+            refused.append(o.target)
+    return tuple(kept), refused
+
+
+def _refusals(
+    conn: sqlite3.Connection,
+    agent_ref: int,
+    site: str,
+    agent: str,
+    refused: list[str],
+    now_s: float,
+    settings: Settings,
+    out: Outcome,
+) -> None:
+    """Count the targets refused by the cap; an event when refusing starts."""
+    (before,) = conn.execute(
+        "SELECT targets_refused FROM agents WHERE ref=?", (agent_ref,)
+    ).fetchone()
+    conn.execute("UPDATE agents SET targets_refused=? WHERE ref=?", (len(refused), agent_ref))
+    if refused and not before:
+        out.event_ids.append(
+            journal.add_event(
+                conn,
+                now_s,
+                "targets_refused",
+                "warning",
+                f"{agent}: {len(refused)} target(s) beyond the cap of"
+                f" {settings.max_targets_per_agent} paths per agent are not stored"
+                f" (first: {refused[0]!r}); trim the agent's targets or raise"
+                " [ingest] max_targets_per_agent",
+                site=site,
+                agent=agent,
+            )
+        )
 
 
 def _path_alerts(

@@ -18,6 +18,7 @@ counts maxima, counters sums.
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,8 +79,9 @@ def _c(name: str, help_: str, *labels: str) -> Family:
     return Family(name, "counter", help_, labels)
 
 
-def families(snap: queries.Snapshot, per_site: bool) -> list[Family]:
-    out = _per_site(snap) if per_site else _per_agent(snap)
+def families(snap: queries.Snapshot, per_site: bool, now_s: float | None = None) -> list[Family]:
+    now_s = time.time() if now_s is None else now_s
+    out = _per_site(snap, now_s) if per_site else _per_agent(snap, now_s)
     asym = _g(
         "erpath_path_asymmetric",
         "1 while asymmetric routing is seen at a site towards a circuit.",
@@ -111,7 +113,28 @@ def families(snap: queries.Snapshot, per_site: bool) -> list[Family]:
     return out
 
 
-def _per_agent(snap: queries.Snapshot) -> list[Family]:
+def _runs_with(now_s: float, *labels: str) -> tuple[Family, Family, Family]:
+    """What the agents run with: refused targets, service tags changeNumber and age."""
+    return (
+        _g(
+            "erpath_agent_targets_refused",
+            "Targets of the last report beyond [ingest] max_targets_per_agent, not stored.",
+            *labels,
+        ),
+        _g(
+            "erpath_agent_service_tags_change_number",
+            "changeNumber of the service tags file the agent classifies with.",
+            *labels,
+        ),
+        _g(
+            "erpath_agent_service_tags_age_seconds",
+            "Time since the agent's service tags file was installed.",
+            *labels,
+        ),
+    )
+
+
+def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
     info = _g(
         "erpath_path_info",
         "Current path of a target as an agent sees it (1).",
@@ -186,8 +209,26 @@ def _per_agent(snap: queries.Snapshot) -> list[Family]:
         "erpath_agent_spool_reports", "Reports waiting in the agent's spool.", "agent", "site"
     )
     dropped = _c("erpath_agent_dropped_reports", "Reports the agent dropped.", "agent", "site")
-    for agent, site, role, last_seen_s, is_silent, cycle_s, spool_n, dropped_n in snap.agents:
+    refused, change, age = _runs_with(now_s, "agent", "site")
+    for (
+        agent,
+        site,
+        role,
+        last_seen_s,
+        is_silent,
+        cycle_s,
+        spool_n,
+        dropped_n,
+        refused_n,
+        change_number,
+        installed_s,
+    ) in snap.agents:
         last.add((agent, site, role), last_seen_s)
+        refused.add((agent, site), refused_n)
+        if change_number is not None:
+            change.add((agent, site), change_number)
+        if installed_s is not None:
+            age.add((agent, site), max(0.0, now_s - installed_s))
         silent.add((agent, site, role), is_silent)
         if cycle_s is not None:
             cycle.add((agent, site), cycle_s)
@@ -195,10 +236,26 @@ def _per_agent(snap: queries.Snapshot) -> list[Family]:
             spool.add((agent, site), spool_n)
         if dropped_n is not None:
             dropped.add((agent, site), dropped_n)
-    return [info, expected, connect, tcp, dns, hops, flips, last, silent, cycle, spool, dropped]
+    return [
+        info,
+        expected,
+        connect,
+        tcp,
+        dns,
+        hops,
+        flips,
+        last,
+        silent,
+        cycle,
+        spool,
+        dropped,
+        refused,
+        change,
+        age,
+    ]
 
 
-def _per_site(snap: queries.Snapshot) -> list[Family]:
+def _per_site(snap: queries.Snapshot, now_s: float) -> list[Family]:
     info: dict[tuple, int] = defaultdict(int)
     expected: dict[tuple, float] = {}
     connect: dict[tuple, list[float]] = defaultdict(list)
@@ -296,8 +353,30 @@ def _per_site(snap: queries.Snapshot) -> list[Family]:
     cycle: dict[tuple, float] = {}
     spool: dict[tuple, float] = defaultdict(float)
     dropped: dict[tuple, float] = defaultdict(float)
-    for _agent, site, role, last_seen_s, is_silent, cycle_s, spool_n, dropped_n in snap.agents:
+    refused, change, age = _runs_with(now_s, "site")
+    refused_n: dict[tuple, float] = defaultdict(float)
+    oldest_change: dict[tuple, float] = {}  # the site's oldest changeNumber and tags
+    oldest_age: dict[tuple, float] = {}
+    for (
+        _agent,
+        site,
+        role,
+        last_seen_s,
+        is_silent,
+        cycle_s,
+        spool_n,
+        dropped_n,
+        refused_targets,
+        change_number,
+        installed_s,
+    ) in snap.agents:
         last[(site, role)] = max(last.get((site, role), 0.0), last_seen_s)
+        refused_n[(site,)] += refused_targets
+        if change_number is not None:
+            oldest_change[(site,)] = min(oldest_change.get((site,), change_number), change_number)
+        if installed_s is not None:
+            a = max(0.0, now_s - installed_s)
+            oldest_age[(site,)] = max(oldest_age.get((site,), a), a)
         silent[(site, role)] += is_silent
         if cycle_s is not None:
             cycle[(site,)] = max(cycle.get((site,), 0.0), cycle_s)
@@ -334,6 +413,10 @@ def _per_site(snap: queries.Snapshot) -> list[Family]:
             dropped,
         ),
     ]
+    for fam_, values in ((refused, refused_n), (change, oldest_change), (age, oldest_age)):
+        for k, v in values.items():
+            fam_.add(k, v)
+        out.append(fam_)
     return out
 
 

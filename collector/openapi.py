@@ -134,6 +134,35 @@ def document() -> dict[str, Any]:
                         "items": {"type": "string"},
                         "description": "agents of the site whose site facts differ from this one's",
                     },
+                    "targets_refused": {
+                        "type": "integer",
+                        "description": "targets of the last report beyond [ingest] "
+                        "max_targets_per_agent, not stored",
+                    },
+                    "circuits": {
+                        "type": "array",
+                        "description": "the agent's own site facts: each circuit's route filter",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "route_filter": nullable_str,
+                                "route_filter_communities": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                    "service_tags": {
+                        "type": "object",
+                        "description": "the service tags file the agent classifies with",
+                        "properties": {
+                            "change_number": {"type": ["integer", "null"]},
+                            "installed": {"type": ["string", "null"], "format": "date-time"},
+                            "age_s": {"type": ["number", "null"]},
+                        },
+                    },
                     "health": obj,
                 },
             },
@@ -187,6 +216,9 @@ def document() -> dict[str, Any]:
                             "agent_recovered",
                             "redundancy_lost",
                             "redundancy_restored",
+                            "targets_refused",
+                            "path_expired",
+                            "agent_forgotten",
                         ]
                     },
                     "severity": {"enum": ["info", "warning", "critical"]},

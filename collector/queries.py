@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,22 @@ def _after(where: str, args: list[Any], clause: str, after: tuple[Any, ...] | No
     return (where + " AND " if where else " WHERE ") + clause
 
 
+def _route_filters(conn: sqlite3.Connection, agent_ref: int) -> list[dict[str, Any]]:
+    row = conn.execute(
+        "SELECT facts FROM agent_site_facts WHERE agent_ref=?", (agent_ref,)
+    ).fetchone()
+    if row is None:
+        return []
+    return [
+        {
+            "name": c.get("name"),
+            "route_filter": c.get("route_filter"),
+            "route_filter_communities": list(c.get("route_filter_communities", ())),
+        }
+        for c in json.loads(row[0]).get("circuits", ())
+    ]
+
+
 def agents(
     conn: sqlite3.Connection,
     filters: dict[str, Any],
@@ -52,6 +69,7 @@ def agents(
     after: tuple[Any, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Agents by id; `limit` rows (-1: all) after the agent id in `after`."""
+    now_s = time.time()
     where, args = _where(filters, {"site": "site", "agent": "id", "role": "role"})
     where = _after(where, args, "id > ?", after)
     out = []
@@ -70,9 +88,13 @@ def agents(
         spool,
         dropped,
         ref,
+        refused,
+        tags_change,
+        tags_installed_s,
     ) in conn.execute(
         "SELECT id, site, role, version, hostname, interval_s, last_seq, first_seen_s, last_seen_s,"
-        " silent, cycle_s, spool_reports, dropped_reports_total, ref FROM agents"
+        " silent, cycle_s, spool_reports, dropped_reports_total, ref, targets_refused,"
+        " service_tags_change_number, service_tags_installed_s FROM agents"
         + where
         + " ORDER BY id LIMIT ?",
         [*args, limit],
@@ -92,6 +114,16 @@ def agents(
                 "silent": bool(silent),
                 # Agents of the site whose site facts differ from this one's (issue 14).
                 "site_facts_conflict": site_facts_conflict(conn, ref, site),
+                "targets_refused": refused,
+                # What the agent runs with (issue 16): its circuits' route filters, its tags.
+                "circuits": _route_filters(conn, ref),
+                "service_tags": {
+                    "change_number": tags_change,
+                    "installed": iso(tags_installed_s),
+                    "age_s": None
+                    if tags_installed_s is None
+                    else round(max(0.0, now_s - tags_installed_s), 3),
+                },
                 "health": {
                     "cycle_s": cycle_s,
                     "spool_reports": spool,
@@ -299,7 +331,9 @@ def traces(conn: sqlite3.Connection, agent: str, target: str) -> list[dict[str, 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    agents: list[tuple[Any, ...]]  # id, site, role, last_seen_s, silent, cycle_s, spool, dropped
+    # id, site, role, last_seen_s, silent, cycle_s, spool, dropped, targets refused,
+    # service tags changeNumber, service tags installed (unix s)
+    agents: list[tuple[Any, ...]]
     paths: list[
         tuple[Any, ...]
     ]  # agent, site, target, class, circuit, link, egress, matches, connect, dns, hops, tcp, flips
@@ -323,7 +357,9 @@ GROUP BY f.site, f.circuit
 def snapshot(conn: sqlite3.Connection) -> Snapshot:
     return Snapshot(
         agents=conn.execute(
-            "SELECT id, site, role, last_seen_s, silent, cycle_s, spool_reports, dropped_reports_total FROM agents"
+            "SELECT id, site, role, last_seen_s, silent, cycle_s, spool_reports,"
+            " dropped_reports_total, targets_refused, service_tags_change_number,"
+            " service_tags_installed_s FROM agents"
         ).fetchall(),
         paths=conn.execute(
             "SELECT a.id, a.site, p.target, p.class, p.circuit, p.link, p.egress, p.matches_expected,"

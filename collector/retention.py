@@ -1,8 +1,14 @@
-"""Pruning: observations after 14 days, events and traces of changes after 90.
+"""Pruning: observations after 14 days, events and traces of changes after 90,
+layouts no observation uses, sites no agent reports for.
 
 Observation rows are append-only in receive order, so the cut-off is found by
 bisecting on rowid instead of paying for a time index on the largest table.
 Each call deletes in bounded chunks so one prune never holds the writer long.
+
+A layout's last use is learnt from the observations appended since the last
+prune (a rowid watermark), not from an index on the largest table: a layout
+last used a day before the oldest observation kept is used by none (rows are
+appended in receive order, give or take a group commit).
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ class Pruned:
     events: int = 0
     traces: int = 0
     alerts: int = 0
+    layouts: int = 0
+    sites: int = 0
 
     @property
     def total(self) -> int:
-        return self.observations + self.events + self.traces + self.alerts
+        return (
+            self.observations + self.events + self.traces + self.alerts + self.layouts + self.sites
+        )
 
 
 def _first_rowid_at_or_after(conn: sqlite3.Connection, cutoff_s: float) -> int | None:
@@ -74,4 +84,39 @@ def prune(
     conn.execute(
         "DELETE FROM alert_receipts WHERE fingerprint NOT IN (SELECT fingerprint FROM alerts)"
     )
+    out.layouts = _prune_layouts(conn, cache)
+    out.sites = conn.execute(
+        "DELETE FROM sites WHERE name NOT IN (SELECT site FROM agents)"
+    ).rowcount
     return out
+
+
+def _note_layout_use(conn: sqlite3.Connection) -> None:
+    """Each layout's last use, from the observations appended since the watermark."""
+    (mark,) = conn.execute("SELECT value FROM marks WHERE name='layouts_scanned_rowid'").fetchone()
+    (top,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM observations").fetchone()
+    if top <= mark:
+        return
+    conn.execute(
+        "UPDATE layouts SET last_used_s = u.last_s FROM (SELECT layout_ref, max(received_s)"
+        " AS last_s FROM observations WHERE rowid > ? AND rowid <= ? GROUP BY layout_ref) AS u"
+        " WHERE u.layout_ref = layouts.ref AND (last_used_s IS NULL OR last_used_s < u.last_s)",
+        (mark, top),
+    )
+    conn.execute("UPDATE marks SET value=? WHERE name='layouts_scanned_rowid'", (top,))
+
+
+def _prune_layouts(conn: sqlite3.Connection, cache: dict[str, Any]) -> int:
+    _note_layout_use(conn)
+    oldest = conn.execute("SELECT received_s FROM observations ORDER BY rowid LIMIT 1").fetchone()
+    # No observation at all: every layout is unused.  NULL: never used by a committed row.
+    horizon = float("inf") if oldest is None else oldest[0] - DAY_S
+    gone = conn.execute(
+        "DELETE FROM layouts WHERE ref IN (SELECT ref FROM layouts"
+        " WHERE last_used_s IS NULL OR last_used_s < ? LIMIT ?)",
+        (horizon, CHUNK_ROWS),
+    ).rowcount
+    if gone:
+        # The ingest caches digest -> ref; a deleted ref may be handed out again.
+        cache.pop("layouts", None)
+    return gone

@@ -471,8 +471,49 @@ def _in_prefixes(address: str, prefixes: Iterable[str]) -> bool:
     return False
 
 
+class PrefixIndex:
+    """A site's advertised prefixes, parsed once, by circuit: which circuits advertise an
+    address, in one set lookup per prefix length.  Built once per version of the site's
+    facts (a report can declare ~200k prefixes; parsing them per reverse path took minutes).
+    """
+
+    __slots__ = ("_by_len", "parsed")
+
+    def __init__(self, facts: SiteFacts):
+        by_len: dict[tuple[int, int], dict[int, set[str]]] = {}
+        parsed = 0
+        for c in facts.circuits:
+            for p in c.advertised_prefixes:
+                try:
+                    net = ipaddress.ip_network(p, strict=False)
+                except ValueError:
+                    continue
+                parsed += 1
+                by_len.setdefault((net.version, net.prefixlen), {}).setdefault(
+                    int(net.network_address), set()
+                ).add(c.name)
+        self._by_len = by_len
+        self.parsed = parsed  # prefixes parsed: the work a cache hit saves
+
+    def circuits(self, address: str) -> set[str]:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return set()
+        value, bits = int(ip), ip.max_prefixlen
+        out: set[str] = set()
+        for (version, length), nets in self._by_len.items():
+            if version == ip.version:
+                names = nets.get(value >> (bits - length) << (bits - length))
+                if names:
+                    out |= names
+        return out
+
+
 def owner_of(
-    address: str, facts_by_site: Mapping[str, SiteFacts]
+    address: str,
+    facts_by_site: Mapping[str, SiteFacts],
+    prefixes: Mapping[str, PrefixIndex] | None = None,
 ) -> list[tuple[str, set[str], set[str]]]:
     """Sites that own a NAT address: (site, internet edges, circuits) carrying it."""
     owners = []
@@ -481,11 +522,14 @@ def owner_of(
         # Traffic over a circuit is never translated to an internet edge's
         # NAT address, even when a circuit (wrongly) advertises its prefix:
         # that leak is what makes the return asymmetric, not a forward path.
-        circuits = (
-            set()
-            if edges
-            else {c.name for c in facts.circuits if _in_prefixes(address, c.advertised_prefixes)}
-        )
+        if edges:
+            circuits: set[str] = set()
+        elif prefixes is not None and site in prefixes:
+            circuits = prefixes[site].circuits(address)
+        else:
+            circuits = {
+                c.name for c in facts.circuits if _in_prefixes(address, c.advertised_prefixes)
+            }
         if edges or circuits:
             owners.append((site, edges, circuits))
     return owners
@@ -495,6 +539,7 @@ def measured_asymmetries(
     facts_by_site: Mapping[str, SiteFacts],
     reverse_paths: Sequence[SitePath],
     forward_by_site: Mapping[str, Sequence[SitePath]],
+    prefixes: Mapping[str, PrefixIndex] | None = None,
 ) -> list[Asymmetry]:
     """Pair reverse traces towards a site's NAT address with that site's forward paths.
 
@@ -507,7 +552,7 @@ def measured_asymmetries(
         nat = rev.address or rev.target
         if rev.key.path_class == "unknown":
             continue
-        for site, edges, circuits in owner_of(nat, facts_by_site):
+        for site, edges, circuits in owner_of(nat, facts_by_site, prefixes):
             for fwd in forward_by_site.get(site, ()):
                 k = fwd.key
                 via_edge = _transport(k) == "internet" and (

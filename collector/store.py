@@ -268,6 +268,23 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     );
     CREATE INDEX agent_site_facts_site ON agent_site_facts(site);
     """,
+    # 5: growth with bounds and what each agent runs with (issue 14 item 2, issue 16 item 4).
+    # A layout's last use, kept by the pruning from the observations it scanned (rowid
+    # watermark in `marks`): unused layouts go without an index on the largest table.
+    # Targets refused by the per-agent cap; the service tags' changeNumber, and when
+    # they were installed on the collector's clock (received time minus the reported age).
+    """
+    ALTER TABLE layouts ADD COLUMN last_used_s REAL;
+    UPDATE layouts SET last_used_s = u.last_s FROM
+        (SELECT layout_ref, max(received_s) AS last_s FROM observations GROUP BY layout_ref) AS u
+        WHERE u.layout_ref = layouts.ref;
+    CREATE TABLE marks(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO marks(name, value)
+        SELECT 'layouts_scanned_rowid', coalesce(max(rowid), 0) FROM observations;
+    ALTER TABLE agents ADD COLUMN targets_refused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agents ADD COLUMN service_tags_change_number INTEGER;
+    ALTER TABLE agents ADD COLUMN service_tags_installed_s REAL;
+    """,
 )
 
 
@@ -358,6 +375,7 @@ class Store:
             1, thread_name_prefix="erpath-read-internal"
         )
         self.cache: dict[str, Any] = {}  # writer-thread-only caches (agent refs, layouts)
+        self.read_cache: dict[str, Any] = {}  # caches of the internal reader thread only
         self.writer_error: str | None = None  # why the writer thread ended, if it did
         self.closed = True
 
