@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
 import socket
 import time
 import uuid
@@ -308,9 +309,24 @@ def run_cycle(
         duration_s=round(time.perf_counter() - t0, 6),
         interval_s=interval_s,
         site=site,
-        health=health,
+        health=_with_tags_age(health, tags),
         results=tuple(results),
         msee_probes=msee_probes(msee, tcp_results),
+    )
+
+
+def _with_tags_age(health: Health | None, tags: ServiceTags | None) -> Health | None:
+    """Health with the service tags' changeNumber and age, so the collector sees stale tags."""
+    if tags is None:
+        return health
+    try:
+        age_s = max(0.0, time.time() - os.stat(tags.source).st_mtime)
+    except OSError:  # replaced or removed since it was read: the age is unknown
+        age_s = None
+    return replace(
+        health or Health(),
+        service_tags_change_number=tags.change_number,
+        service_tags_age_s=None if age_s is None else round(age_s, 3),
     )
 
 
