@@ -195,19 +195,46 @@ def _expire_flips(
             out.alerts_changed = True
 
 
-def _expire_paths(
-    conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalOutcome
-) -> None:
-    """Paths the agent stopped reporting (a removed target) go, with their alerts.
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the reader found: asymmetries now, and paths past their expiry."""
+
+    asymmetries: list[Asymmetry]
+    # (agent ref, agent, site, target, the path's last report as read)
+    expired: list[tuple[int, str, str, str, float]]
+
+
+def expired_paths(
+    conn: sqlite3.Connection, s: EvalSettings
+) -> list[tuple[int, str, str, str, float]]:
+    """Paths the agent stopped reporting (a removed target).
 
     Judged against the agent's own last report, not the clock: a silent agent's
-    paths stay (ErpathAgentSilent says why they are old)."""
-    for ref, agent, site, target in conn.execute(
-        "SELECT a.ref, a.id, a.site, p.target FROM paths p JOIN agents a ON a.ref = p.agent_ref"
+    paths stay (ErpathAgentSilent says why they are old).  A scan of every path,
+    so it runs on the reader."""
+    return conn.execute(
+        "SELECT a.ref, a.id, a.site, p.target, p.last_received_s FROM paths p"
+        " JOIN agents a ON a.ref = p.agent_ref"
         " WHERE a.last_seen_s - p.last_received_s > ? * coalesce(a.interval_s, ?)",
         (s.path_expiry_intervals, s.default_interval_s),
-    ).fetchall():
-        conn.execute("DELETE FROM paths WHERE agent_ref = ? AND target = ?", (ref, target))
+    ).fetchall()
+
+
+def _expire_paths(
+    conn: sqlite3.Connection,
+    now_s: float,
+    s: EvalSettings,
+    out: EvalOutcome,
+    expired: list[tuple[int, str, str, str, float]],
+) -> None:
+    """Expired paths go, with their alerts; one reported again since it was read stays."""
+    for ref, agent, site, target, last_received_s in expired:
+        gone = conn.execute(
+            "DELETE FROM paths WHERE agent_ref = ? AND target = ? AND last_received_s = ?",
+            (ref, target, last_received_s),
+        ).rowcount
+        if not gone:
+            continue
         conn.execute(
             "DELETE FROM reported_asymmetries WHERE agent_ref = ? AND target = ?", (ref, target)
         )
@@ -307,25 +334,24 @@ def _asymmetry(
     out.asymmetries = len(groups)
 
 
-def apply(
-    conn: sqlite3.Connection, now_s: float, s: EvalSettings, found: list[Asymmetry]
-) -> EvalOutcome:
-    """The writer's part: state changes from the asymmetries found on a reader."""
+def apply(conn: sqlite3.Connection, now_s: float, s: EvalSettings, found: Found) -> EvalOutcome:
+    """The writer's part: state changes from what the reader found."""
     out = EvalOutcome()
     _silence(conn, now_s, s, out)
     _expire_flips(conn, now_s, s, out)
-    _expire_paths(conn, now_s, s, out)
-    _asymmetry(conn, now_s, s, out, found)
+    _expire_paths(conn, now_s, s, out, found.expired)
+    _asymmetry(conn, now_s, s, out, found.asymmetries)
     return out
+
+
+def find(conn: sqlite3.Connection, s: EvalSettings, cache: FactsCache | None = None) -> Found:
+    """The reader's part: everything that scans (paths, facts, pairing)."""
+    return Found(current_asymmetries(conn, cache), expired_paths(conn, s))
 
 
 def evaluate(conn: sqlite3.Connection, now_s: float, s: EvalSettings) -> EvalOutcome:
     """Both parts on one connection (tools and tests without a running store)."""
-    return apply(conn, now_s, s, current_asymmetries(conn))
-
-
-def _found(conn: sqlite3.Connection, cache: FactsCache) -> list[Asymmetry]:
-    return current_asymmetries(conn, cache)
+    return apply(conn, now_s, s, find(conn, s))
 
 
 async def run(store: Store, now_s: float, s: EvalSettings) -> EvalOutcome:
@@ -334,5 +360,5 @@ async def run(store: Store, now_s: float, s: EvalSettings) -> EvalOutcome:
     What changed between the two (a report, a path expired) is seen by the next
     evaluation, seconds later, as any report arriving just after one is."""
     cache = store.read_cache.setdefault("facts", FactsCache())
-    found = await store.read_internal(_found, cache)
+    found = await store.read_internal(find, s, cache)
     return await store.write(apply, now_s, s, found)
