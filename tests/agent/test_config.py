@@ -476,3 +476,36 @@ def test_doc_lists_every_catalog_entry():
             f"| {entry.name.replace('*', chr(92) + '*')} | {entry.role} | {entry.expect or 'none'} |"
             in text
         )
+
+
+def test_dual_stack_facts_and_families_survive_the_report():
+    import json
+
+    from agent.report import (
+        AgentInfo,
+        Report,
+        ReportError,
+        Result,
+        report_from_dict,
+        to_dict,
+    )
+
+    report = Report(
+        id="12345678-1234-1234-1234-123456789abc",
+        seq=1,
+        agent=AgentInfo("a", "s", "branch", "0", "h"),
+        started_at="2026-12-01T08:00:00Z",
+        duration_s=1.0,
+        site=load(VALID / "dual-stack.toml").site_facts(),
+        results=(
+            Result("x", "service", 443, address="2001:db8::1", family="ipv6"),
+            Result("y", "service", 443, address="192.0.2.1"),  # an older agent: no family
+        ),
+    )
+    doc = json.loads(json.dumps(to_dict(report)))
+    back = report_from_dict(doc)
+    assert back == report
+    assert [r.address_family for r in back.results] == ["ipv6", "ipv4"]
+    doc["site"]["circuits"][0]["primary_subnet_v6"] = "nonsense"
+    with pytest.raises(ReportError, match="primary_subnet_v6"):
+        report_from_dict(doc)
