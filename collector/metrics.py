@@ -109,7 +109,15 @@ def families(snap: queries.Snapshot, per_site: bool, now_s: float | None = None)
         links.add([site, circuit, "primary"], primary)
         links.add([site, circuit, "secondary"], secondary)
         lost.add([site, circuit], is_lost)
-    out += [links, lost]
+    conflict = _g(
+        "erpath_site_facts_conflict",
+        "Reporting agents of the site whose site facts differ from another agent's"
+        " (the site keeps the facts it had until they agree).",
+        "site",
+    )
+    for site, agents in snap.facts_conflicts:
+        conflict.add([site], agents)
+    out += [links, lost, conflict]
     return out
 
 

@@ -341,6 +341,8 @@ class Snapshot:
     # site, circuit, flows on the primary, flows on the secondary, 1 while redundancy is lost:
     # every circuit of the sites' facts, with the site's latest reports' flows.
     circuits: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+    # site, reporting agents of the site whose own site facts differ from another's.
+    facts_conflicts: list[tuple[str, int]] = field(default_factory=list)
 
 
 _CIRCUITS = """
@@ -351,6 +353,17 @@ FROM (SELECT s.name AS site, json_extract(c.value, '$.name') AS circuit
 LEFT JOIN circuit_links l ON l.site = f.site AND l.circuit = f.circuit
 LEFT JOIN circuit_redundancy r ON r.site = f.site AND r.circuit = f.circuit
 GROUP BY f.site, f.circuit
+"""
+
+
+_FACTS_CONFLICTS = """
+SELECT s.name, (
+    SELECT count(*) FROM agent_site_facts f JOIN agents a ON a.ref = f.agent_ref
+    WHERE f.site = s.name AND a.site = s.name AND a.silent = 0 AND EXISTS (
+        SELECT 1 FROM agent_site_facts o JOIN agents b ON b.ref = o.agent_ref
+        WHERE o.site = s.name AND b.site = s.name AND b.silent = 0
+          AND o.agent_ref <> f.agent_ref AND o.facts <> f.facts))
+FROM sites s
 """
 
 
@@ -368,4 +381,5 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
         ).fetchall(),
         asymmetries=conn.execute("SELECT site, circuit, kind, active FROM asymmetries").fetchall(),
         circuits=conn.execute(_CIRCUITS).fetchall(),
+        facts_conflicts=conn.execute(_FACTS_CONFLICTS).fetchall(),
     )

@@ -126,6 +126,7 @@ async def test_two_agents_of_one_site_with_different_facts_do_not_overwrite_each
     agents = {a["agent"]: a for a in (await c.get(f"{API}/agents"))["agents"]}
     assert agents["br-1"]["site_facts_conflict"] == ["br-2"]
     assert agents["br-2"]["site_facts_conflict"] == ["br-1"]
+    assert await _conflict_metric(c) == 2
     # br-1 reports again: still the same, nothing flaps.
     assert (await c.post(simple("br-1", 2, er()))).status == 201
     assert await site_nat() == ["192.0.2.10"]
@@ -133,3 +134,12 @@ async def test_two_agents_of_one_site_with_different_facts_do_not_overwrite_each
     assert (await c.post(simple("br-2", 2, er()))).status == 201
     agents = {a["agent"]: a for a in (await c.get(f"{API}/agents"))["agents"]}
     assert agents["br-1"]["site_facts_conflict"] == agents["br-2"]["site_facts_conflict"] == []
+    assert await _conflict_metric(c) == 0
+
+
+async def _conflict_metric(c) -> float:
+    text = await (await c.client.get("/metrics")).text()
+    (line,) = [
+        ln for ln in text.splitlines() if ln.startswith('erpath_site_facts_conflict{site="ams"}')
+    ]
+    return float(line.split()[-1])
