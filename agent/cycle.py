@@ -281,9 +281,10 @@ def run_cycle(
             communities=communities,
             expect=p.target.expect,
         )
-        if choice is not None:
-            # The verdict says which family users get; the fallback's cause is
-            # found on the address users fall back to.
+        if choice is not None and choice.reason != "only-family":
+            # The verdict says which family users get (a name of one family needs
+            # no word: Result.family says it); the fallback's cause is found on
+            # the address users fall back to.
             verdict = replace(
                 verdict, evidence=(*verdict.evidence, family.family_evidence(p.address, choice))
             )

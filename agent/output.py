@@ -192,6 +192,9 @@ def _family_line(r: Result) -> str:
     own = _FAMILY.get(r.address_family or "", "-")
     users = next((e for e in r.verdict.evidence if e.kind == "family"), None) if r.verdict else None
     if users is None:
+        families = {":" in a for a in (r.dns.addresses if r.dns else ())}
+        if r.dns is not None and len(families) == 1:
+            return f"  family {own}: the name has addresses of no other family"
         return f"  family {own}; which family users get was not measured (one family probed)"
     theirs = _FAMILY.get(users.name or "", "-")
     same = "the family users get" if users.address == r.address else f"users get {theirs}"

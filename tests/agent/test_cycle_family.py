@@ -24,6 +24,7 @@ from agent.report import Report
 from tests.agent.measure.test_dns import AuthServer
 
 V4, V6, NAME = "198.18.10.5", "2001:db8:ff::10", "crm.erpath.test"
+V4_ONLY = "v4only.erpath.test"
 PORT = 8443
 
 pytestmark = pytest.mark.root
@@ -42,7 +43,13 @@ class Host:
         self.name = name
         netns.pushns(name)
         try:
-            self.dns = AuthServer({(f"{NAME}.", "A"): (60, [V4]), (f"{NAME}.", "AAAA"): (60, [V6])})
+            self.dns = AuthServer(
+                {
+                    (f"{NAME}.", "A"): (60, [V4]),
+                    (f"{NAME}.", "AAAA"): (60, [V6]),
+                    (f"{V4_ONLY}.", "A"): (60, [V4]),
+                }
+            )
             self.listeners = []
             for family, address in ((socket.AF_INET, V4), (socket.AF_INET6, V6)):
                 s = socket.socket(family, socket.SOCK_STREAM)
@@ -69,12 +76,12 @@ class Host:
                 capture_output=True,
             )
 
-    def cycle(self, addresses: str, family: int | None = None) -> Report:
+    def cycle(self, addresses: str, family: int | None = None, name: str = NAME) -> Report:
         config = loads(
             f'[dns]\nresolvers = ["127.0.0.1:{self.dns.port}"]\ntimeout_s = 1.0\n'
             f'[probe]\naddresses = "{addresses}"\ntimeout_s = 0.5\nport = {PORT}\n'
             f"builtin_targets = false\n"
-            f'[[target]]\nname = "{NAME}"\n'
+            f'[[target]]\nname = "{name}"\n'
         )
         plan = ProbePlan(targets=config.targets(), trace=False, name_hops=False, family=family)
         netns.pushns(self.name)
@@ -157,6 +164,10 @@ def test_one_family_asked_for_is_not_a_choice(host: Host) -> None:
     (r,) = host.cycle("first").results
     assert (r.address, r.family) == (V4, "ipv4")
     assert _family_evidence(r) == []
+    # a name of one family: nothing to choose, the result's family says it
+    (r,) = host.cycle("preferred", name=V4_ONLY).results
+    assert (r.address, r.family, r.tcp.state) == (V4, "ipv4", "open")
+    assert _family_evidence(r) == []
 
 
 def test_probe_once_family_and_explain(host: Host, tmp_path) -> None:
@@ -170,10 +181,10 @@ def test_probe_once_family_and_explain(host: Host, tmp_path) -> None:
     )
     agent = str(Path(sys.executable).with_name("erpath-agent"))
 
-    def probe_once(*args: str) -> str:
+    def probe_once(*args: str, name: str = NAME) -> str:
         done = subprocess.run(
             ["ip", "netns", "exec", host.name, agent, "probe", "once", "--config", str(config),
-             "--no-trace", "--explain", *args, NAME],
+             "--no-trace", "--explain", *args, name],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode in (0, 1), done.stderr
@@ -186,3 +197,5 @@ def test_probe_once_family_and_explain(host: Host, tmp_path) -> None:
     out = probe_once("--family", "4")
     assert "  family IPv4; which family users get was not measured" in out
     assert V6 not in out
+    out = probe_once(name=V4_ONLY)
+    assert "  family IPv4: the name has addresses of no other family" in out
