@@ -307,19 +307,29 @@ def document() -> dict[str, Any]:
                         "400": _problem("body is not JSON, not gzip, or nested too deeply"),
                         "401": _problem("missing, unknown or revoked token"),
                         "403": _problem(
-                            "the token, or a verified client certificate (CN/SAN), belongs to another agent"
+                            "the token belongs to another agent, site or role (errors name /agent/id, "
+                            "/agent/site or /agent/role), or a verified client certificate (CN/SAN) "
+                            "names another agent"
                         ),
-                        "409": _problem("the agent already used this seq for another report"),
+                        "408": _problem(
+                            "the body did not arrive within ingest.body_read_timeout_s"
+                        ),
+                        "409": _problem(
+                            "the agent already used this seq for another report (within its epoch)"
+                        ),
                         "413": _problem(
                             "body larger than server.body_limit_bytes (after gzip decoding)"
                         ),
                         "415": _problem("Content-Type is not JSON or Content-Encoding is not gzip"),
                         "422": _problem(
                             "schema violations, one entry per field; unknown schema versions list "
-                            "the supported ones"
+                            "the supported ones; report-too-costly: beyond a cap (results, "
+                            "circuits, internet edges, advertised prefixes, NAT addresses)"
                         ),
                         "429": _problem(
-                            "per-agent rate limit, or too many failed authentications from the address; see Retry-After"
+                            "per-agent rate limit (a report's size is charged to it), more than "
+                            "ingest.max_in_flight_per_agent reports of the agent in progress, or too "
+                            "many failed authentications from the address; see Retry-After"
                         ),
                         "503": _problem(
                             "the report could not be made durable (e.g. disk full), or the collector is at capacity; retry after Retry-After"
