@@ -313,6 +313,8 @@ class Trace:
     hops: tuple[Hop, ...] = ()
     duration_s: float = 0.0
     failure: str | None = None
+    # The family the probes were sent in (None in reports of older agents).
+    family: Family | None = None
 
     @property
     def hop_count(self) -> int:

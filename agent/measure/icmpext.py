@@ -15,8 +15,12 @@ import struct
 from agent.report import MplsLabel
 
 # RFC 4884 §5: a non-compliant sender pads the original datagram to 128 bytes
-# and leaves the length field 0; compliant ones set the length in 32-bit words.
+# and leaves the length field 0; compliant ones set the length in 32-bit words
+# (ICMP) or 64-bit words (ICMPv6, RFC 4884 §4.2 -- its length is the first
+# byte of the unused word, ICMP's the second).
 LEGACY_ORIGINAL_BYTES = 128
+ICMP_LENGTH_UNIT_BYTES = 4
+ICMP6_LENGTH_UNIT_BYTES = 8
 EXTENSION_VERSION = 2
 MPLS_CLASS = 1  # RFC 4950: class-num 1 (MPLS label stack), c-type 1 (incoming stack)
 MPLS_CTYPE = 1
@@ -34,14 +38,16 @@ def ones_complement_sum(data: bytes) -> int:
     return total
 
 
-def extension_offset(icmp_payload: bytes, length_words: int) -> int | None:
+def extension_offset(
+    icmp_payload: bytes, length_words: int, unit_bytes: int = ICMP_LENGTH_UNIT_BYTES
+) -> int | None:
     """Where the extension structure starts inside the ICMP payload, or None.
 
     `icmp_payload` is everything after the 8-byte ICMP header; `length_words`
-    is the RFC 4884 length field (second byte of the unused word).
+    is the RFC 4884 length field in `unit_bytes` (4 for ICMP, 8 for ICMPv6).
     """
     if length_words:
-        offset = length_words * 4
+        offset = length_words * unit_bytes
         # RFC 4884 §4.1: the original datagram is then at least 128 bytes.
         if offset < LEGACY_ORIGINAL_BYTES:
             return None
@@ -52,9 +58,11 @@ def extension_offset(icmp_payload: bytes, length_words: int) -> int | None:
     return offset
 
 
-def parse_extensions(icmp_payload: bytes, length_words: int) -> tuple[MplsLabel, ...]:
-    """The MPLS label stack carried in the ICMP extension structure, if any."""
-    offset = extension_offset(icmp_payload, length_words)
+def parse_extensions(
+    icmp_payload: bytes, length_words: int, unit_bytes: int = ICMP_LENGTH_UNIT_BYTES
+) -> tuple[MplsLabel, ...]:
+    """The MPLS label stack carried in the ICMP (or ICMPv6) extension structure, if any."""
+    offset = extension_offset(icmp_payload, length_words, unit_bytes)
     if offset is None:
         return ()
     ext = icmp_payload[offset:]

@@ -15,6 +15,20 @@ code, identifier and checksum -- and the probe's identity travels in fields
 no balancer hashes: the IP ID (all protocols), the TCP sequence number, the
 ICMP echo sequence (with two payload bytes compensating it so the ICMP
 checksum does not change).
+
+IPv6 (TCP and ICMPv6 echo): the whole IPv6 header is built here too and sent
+through an IPPROTO_RAW socket, which Linux treats as IPV6_HDRINCL -- so the
+hop limit is written per probe like IPv4's TTL, and the flow label, which
+IPv6 ECMP hashes with the addresses (Linux fib_multipath_hash_policy 0,
+most routers alike), is set once per flow in the template and never
+changes: Paris for IPv6.  (The socket-option way -- IPV6_FLOWINFO_SEND with
+a label leased through IPV6_FLOWLABEL_MGR per destination -- needs a lease
+per label and destination and a second path through the kernel for every
+packet; one header built here keeps both families on one template.)
+IPv6 has no IP ID: the probe's index travels only in the TCP sequence
+number (low 16 bits) or the echo sequence, and the decoders report it where
+IPv4's IP ID would be (`Quote.ip_id`), so matching is the same for both.
+IPv6 has no Record Route option.
 """
 
 from __future__ import annotations
@@ -22,12 +36,14 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import zlib
 from dataclasses import dataclass
 
 from agent.measure import icmpext
 from agent.report import MplsLabel
 
 PROTO_ICMP = socket.IPPROTO_ICMP
+PROTO_ICMPV6 = socket.IPPROTO_ICMPV6
 PROTO_TCP = socket.IPPROTO_TCP
 PROTO_UDP = socket.IPPROTO_UDP
 PROTOCOLS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP}
@@ -37,12 +53,20 @@ ICMP_UNREACHABLE = 3
 ICMP_ECHO_REQUEST = 8
 ICMP_TIME_EXCEEDED = 11
 ICMP_ERRORS = frozenset({ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED})
+# RFC 4443: the same messages, other numbers.
+ICMP6_UNREACHABLE = 1
+ICMP6_TIME_EXCEEDED = 3
+ICMP6_ECHO_REQUEST = 128
+ICMP6_ECHO_REPLY = 129
+ICMP6_ERRORS = frozenset({ICMP6_UNREACHABLE, ICMP6_TIME_EXCEEDED})
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 # Offsets inside a template; transport offsets count from the IP header's end.
 _IP_HEADER_BYTES = 20
+_IP6_HEADER_BYTES = 40
 _TTL = 8
+_HOP_LIMIT = 7  # IPv6
 _IP_ID = 4
 _TCP_SEQ = 4
 _TCP_CHECKSUM = 16
@@ -71,7 +95,13 @@ class Template:
     icmp_ident: int = 0
 
     @property
+    def version(self) -> int:
+        return self.data[0] >> 4
+
+    @property
     def l4_offset(self) -> int:
+        if self.version == 6:
+            return _IP6_HEADER_BYTES
         return (self.data[0] & 0x0F) * 4
 
 
@@ -109,13 +139,51 @@ def _ip(source: str, destination: str, protocol: int, payload: bytes, record_rou
     return header[:10] + struct.pack("!H", checksum) + header[12:] + payload
 
 
-def _transport_checksum(source: str, destination: str, protocol: int, segment: bytes) -> int:
-    pseudo = (
+def _ip6(source: str, destination: str, next_header: int, payload: bytes, label: int) -> bytes:
+    """The IPv6 header (RFC 8200) and `payload`: traffic class 0, flow `label`, hop limit 64.
+
+    The hop limit is a placeholder `stamp` overwrites; there is no header checksum.
+    """
+    header = struct.pack(
+        "!IHBB16s16s",
+        (6 << 28) | (label & 0xFFFFF),
+        len(payload),
+        next_header,
+        64,
+        socket.inet_pton(socket.AF_INET6, source),
+        socket.inet_pton(socket.AF_INET6, destination),
+    )
+    return header + payload
+
+
+def _pseudo_header(source: str, destination: str, protocol: int, length: int) -> bytes:
+    """The transport checksum's pseudo-header: RFC 793 for IPv4, RFC 8200 §8.1 for IPv6."""
+    if ":" in destination:
+        return (
+            socket.inet_pton(socket.AF_INET6, source)
+            + socket.inet_pton(socket.AF_INET6, destination)
+            + struct.pack("!IxxxB", length, protocol)
+        )
+    return (
         socket.inet_aton(source)
         + socket.inet_aton(destination)
-        + struct.pack("!BBH", 0, protocol, len(segment))
+        + struct.pack("!BBH", 0, protocol, length)
     )
+
+
+def _transport_checksum(source: str, destination: str, protocol: int, segment: bytes) -> int:
+    pseudo = _pseudo_header(source, destination, protocol, len(segment))
     return 0xFFFF - icmpext.ones_complement_sum(pseudo + segment)
+
+
+def flow_label(source: str, destination: str, sport: int, dport: int) -> int:
+    """The IPv6 flow label of a flow: a 20-bit hash of its addresses and ports, never 0.
+
+    Like the label Linux gives a connection (auto_flowlabels), it differs
+    between flows and is constant within one, so flows spread over ECMP paths
+    the way real connections do and each flow stays on one.
+    """
+    return zlib.crc32(f"{source}|{destination}|{sport}|{dport}".encode()) & 0xFFFFF or 1
 
 
 def _with_checksum(segment: bytes, at: int, checksum: int) -> bytes:
@@ -138,8 +206,15 @@ def _syn_options() -> bytes:
 
 
 def tcp_syn_template(
-    source: str, destination: str, sport: int, dport: int, *, record_route: bool = False
+    source: str,
+    destination: str,
+    sport: int,
+    dport: int,
+    *,
+    record_route: bool = False,
+    label: int | None = None,
 ) -> Template:
+    """A SYN of the flow; IPv6 when the addresses are (flow label: `label`, or `flow_label`)."""
     options = _syn_options()
     segment = (
         struct.pack(
@@ -159,7 +234,13 @@ def tcp_syn_template(
     segment = _with_checksum(
         segment, _TCP_CHECKSUM, _transport_checksum(source, destination, PROTO_TCP, segment)
     )
-    data = _ip(source, destination, PROTO_TCP, segment, record_route)
+    if ":" in destination:
+        if record_route:
+            raise ValueError("IPv6 has no Record Route option")
+        fl = flow_label(source, destination, sport, dport) if label is None else label
+        data = _ip6(source, destination, PROTO_TCP, segment, fl)
+    else:
+        data = _ip(source, destination, PROTO_TCP, segment, record_route)
     return Template(PROTO_TCP, source, destination, sport, dport, data)
 
 
@@ -185,10 +266,21 @@ def icmp_echo_template(
     ident: int,
     *,
     record_route: bool = False,
+    label: int | None = None,
 ) -> Template:
     payload = b"\xff\xff" + _PAYLOAD[2:]
     # seq 0 with pad 0xffff (one's complement zero): stamp keeps seq + pad
     # constant, hence the checksum computed here.
+    if ":" in destination:  # ICMPv6 echo: its checksum covers the pseudo-header too
+        if record_route:
+            raise ValueError("IPv6 has no Record Route option")
+        message = struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, ident, 0) + payload
+        message = _with_checksum(
+            message, 2, _transport_checksum(source, destination, PROTO_ICMPV6, message)
+        )
+        fl = flow_label(source, destination, ident, 0) if label is None else label
+        data = _ip6(source, destination, PROTO_ICMPV6, message, fl)
+        return Template(PROTO_ICMP, source, destination, 0, 0, data, icmp_ident=ident)
     message = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, 0) + payload
     message = _with_checksum(message, 2, 0xFFFF - icmpext.ones_complement_sum(message))
     data = _ip(source, destination, PROTO_ICMP, message, record_route)
@@ -196,24 +288,23 @@ def icmp_echo_template(
 
 
 def stamp(template: Template, ttl: int, ip_id: int, seq: int) -> bytes:
-    """The template with this probe's TTL, IP ID and sequence number written in.
+    """The template with this probe's TTL (IPv6: hop limit), IP ID and sequence number written in.
 
     The kernel fills in the IP checksum of IP_HDRINCL packets; the transport
-    checksum is ours.
+    checksum is ours.  IPv6 has no IP ID: `ip_id` is ignored there.
     """
     buf = bytearray(template.data)
-    buf[_TTL] = ttl
-    struct.pack_into("!H", buf, _IP_ID, ip_id)
+    if template.version == 6:
+        buf[_HOP_LIMIT] = ttl
+    else:
+        buf[_TTL] = ttl
+        struct.pack_into("!H", buf, _IP_ID, ip_id)
     l4 = template.l4_offset
     if template.protocol == PROTO_TCP:
         struct.pack_into("!I", buf, l4 + _TCP_SEQ, seq)
         struct.pack_into("!H", buf, l4 + _TCP_CHECKSUM, 0)
         segment = bytes(buf[l4:])
-        pseudo = (
-            socket.inet_aton(template.source)
-            + socket.inet_aton(template.destination)
-            + struct.pack("!BBH", 0, PROTO_TCP, len(segment))
-        )
+        pseudo = _pseudo_header(template.source, template.destination, PROTO_TCP, len(segment))
         checksum = 0xFFFF - icmpext.ones_complement_sum(pseudo + segment)
         struct.pack_into("!H", buf, l4 + _TCP_CHECKSUM, checksum or 0xFFFF)
     elif template.protocol == PROTO_ICMP:
@@ -227,28 +318,40 @@ def stamp(template: Template, ttl: int, ip_id: int, seq: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """The probe headers an ICMP error quotes (RFC 792: IP header + 8 bytes)."""
+    """The probe headers an ICMP error quotes (RFC 792: IP header + 8 bytes; RFC 4443: more)."""
 
     source: str
     destination: str
-    protocol: int
-    ip_id: int
+    protocol: int  # PROTO_ICMP for an ICMPv6 echo too, as in Template
+    ip_id: int  # IPv6 has none: the probe's index, from the TCP or echo sequence
     ttl: int
     sport: int | None = None  # TCP/UDP
     dport: int | None = None
     seq: int | None = None  # TCP sequence number, or ICMP echo sequence
     icmp_ident: int | None = None
     record_route: tuple[str, ...] = ()  # as the destination received it
+    flow_label: int | None = None  # IPv6
 
 
 @dataclass(frozen=True, slots=True)
 class IcmpError:
     source: str
     reply_ttl: int
-    icmp_type: int
+    icmp_type: int  # as sent: ICMPv6 numbers for IPv6 (3 is time exceeded there)
     icmp_code: int
     quote: Quote
     mpls: tuple[MplsLabel, ...] = ()
+    version: int = 4
+
+    @property
+    def time_exceeded(self) -> bool:
+        expired = ICMP6_TIME_EXCEEDED if self.version == 6 else ICMP_TIME_EXCEEDED
+        return self.icmp_type == expired
+
+    @property
+    def unreachable(self) -> bool:
+        unreachable = ICMP6_UNREACHABLE if self.version == 6 else ICMP_UNREACHABLE
+        return self.icmp_type == unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,89 +401,146 @@ def record_route(data: bytes, offset: int, ihl: int) -> tuple[str, ...]:
     return ()
 
 
-def _ip_header(data: bytes, offset: int = 0) -> tuple[int, int, int, str, str, int] | None:
-    """(header length, ip id, ttl, source, destination, protocol) or None."""
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """An IPv4 or IPv6 header as the decoders need it."""
+
+    version: int
+    length: int  # header bytes: where the transport starts
+    ip_id: int  # IPv4 only (0 for IPv6)
+    ttl: int  # IPv6: hop limit
+    source: str
+    destination: str
+    protocol: int  # IPv6: next header
+    flow_label: int = 0
+
+
+def _ip_header(data: bytes, offset: int = 0) -> _Header | None:
+    """The IP header at `offset`, either family, or None if there is none.
+
+    IPv6 extension headers are not walked: our probes carry none, and the
+    replies we match (ICMPv6, TCP) come without them on every path we know.
+    """
     if len(data) < offset + _IP_HEADER_BYTES:
         return None
     vihl = data[offset]
+    if vihl >> 4 == 6:
+        if len(data) < offset + _IP6_HEADER_BYTES:
+            return None
+        (first,) = struct.unpack_from("!I", data, offset)
+        return _Header(
+            6,
+            _IP6_HEADER_BYTES,
+            0,
+            data[offset + 7],
+            socket.inet_ntop(socket.AF_INET6, data[offset + 8 : offset + 24]),
+            socket.inet_ntop(socket.AF_INET6, data[offset + 24 : offset + 40]),
+            data[offset + 6],
+            first & 0xFFFFF,
+        )
     ihl = (vihl & 0x0F) * 4
     if vihl >> 4 != 4 or ihl < _IP_HEADER_BYTES or len(data) < offset + ihl:
         return None
     (ip_id,) = struct.unpack_from("!H", data, offset + 4)
-    ttl, proto = data[offset + 8], data[offset + 9]
-    src = socket.inet_ntoa(data[offset + 12 : offset + 16])
-    dst = socket.inet_ntoa(data[offset + 16 : offset + 20])
-    return ihl, ip_id, ttl, src, dst, proto
+    return _Header(
+        4,
+        ihl,
+        ip_id,
+        data[offset + 8],
+        socket.inet_ntoa(data[offset + 12 : offset + 16]),
+        socket.inet_ntoa(data[offset + 16 : offset + 20]),
+        data[offset + 9],
+    )
 
 
 def decode_icmp(data: bytes) -> IcmpError | EchoReply | None:
-    """An ICMP packet as a raw IPPROTO_ICMP socket delivers it (IP header first)."""
+    """An ICMP or ICMPv6 packet, IP header first (rawsock puts one before an ICMPv6 message)."""
     outer = _ip_header(data)
-    if outer is None or outer[5] != PROTO_ICMP:
+    if outer is None:
         return None
-    ihl, _, reply_ttl, source, _, _ = outer
-    icmp = data[ihl:]
+    v6 = outer.version == 6
+    if outer.protocol != (PROTO_ICMPV6 if v6 else PROTO_ICMP):
+        return None
+    icmp = data[outer.length :]
     if len(icmp) < 8:
         return None
     icmp_type, icmp_code = icmp[0], icmp[1]
-    if icmp_type == ICMP_ECHO_REPLY:
+    if icmp_type == (ICMP6_ECHO_REPLY if v6 else ICMP_ECHO_REPLY):
         ident, seq = struct.unpack_from("!HH", icmp, 4)
-        return EchoReply(source, reply_ttl, ident, seq, record_route(data, 0, ihl))
-    if icmp_type not in ICMP_ERRORS:
+        rr = () if v6 else record_route(data, 0, outer.length)
+        return EchoReply(outer.source, outer.ttl, ident, seq, rr)
+    if icmp_type not in (ICMP6_ERRORS if v6 else ICMP_ERRORS):
         return None
     payload = icmp[8:]
     inner = _ip_header(payload)
-    if inner is None:
+    if inner is None or inner.version != outer.version:
         return None
-    q_ihl, q_id, q_ttl, q_src, q_dst, q_proto = inner
-    l4 = payload[q_ihl:]
+    l4 = payload[inner.length :]
     sport = dport = seq = ident = None
-    if q_proto in (PROTO_TCP, PROTO_UDP):
+    ip_id = inner.ip_id
+    proto = inner.protocol
+    if proto in (PROTO_TCP, PROTO_UDP):
         if len(l4) < 4:
             return None
         sport, dport = struct.unpack_from("!HH", l4)
-        if q_proto == PROTO_TCP and len(l4) >= 8:
+        if proto == PROTO_TCP and len(l4) >= 8:
             (seq,) = struct.unpack_from("!I", l4, 4)
-    elif q_proto == PROTO_ICMP:
+        if v6:
+            if seq is None:
+                return None  # no sequence, no identity: nothing to match
+            ip_id = seq & 0xFFFF
+    elif proto == PROTO_ICMP and not v6:
         if len(l4) < 8 or l4[0] != ICMP_ECHO_REQUEST:
             return None
         ident, seq = struct.unpack_from("!HH", l4, 4)
+    elif proto == PROTO_ICMPV6 and v6:
+        if len(l4) < 8 or l4[0] != ICMP6_ECHO_REQUEST:
+            return None
+        ident, seq = struct.unpack_from("!HH", l4, 4)
+        proto, ip_id = PROTO_ICMP, seq
     else:
         return None
     quote = Quote(
-        q_src,
-        q_dst,
-        q_proto,
-        q_id,
-        q_ttl,
+        inner.source,
+        inner.destination,
+        proto,
+        ip_id,
+        inner.ttl,
         sport,
         dport,
         seq,
         ident,
-        record_route(payload, 0, q_ihl),
+        () if v6 else record_route(payload, 0, inner.length),
+        inner.flow_label if v6 else None,
     )
-    labels = icmpext.parse_extensions(payload, icmp[5])
-    return IcmpError(source, reply_ttl, icmp_type, icmp_code, quote, labels)
+    # RFC 4884: the original datagram's length is in the first byte of the
+    # unused word in 8-byte units for ICMPv6, the second in 4-byte units for ICMP.
+    if v6:
+        labels = icmpext.parse_extensions(payload, icmp[4], icmpext.ICMP6_LENGTH_UNIT_BYTES)
+    else:
+        labels = icmpext.parse_extensions(payload, icmp[5])
+    return IcmpError(outer.source, outer.ttl, icmp_type, icmp_code, quote, labels, outer.version)
 
 
 def decode_tcp(data: bytes) -> TcpSegment | None:
-    """A TCP segment as a raw IPPROTO_TCP socket delivers it (IP header first)."""
+    """A TCP segment, IP header first (rawsock puts one before a segment of a TCPv6 socket)."""
     outer = _ip_header(data)
-    if outer is None or outer[5] != PROTO_TCP:
+    if outer is None or outer.protocol != PROTO_TCP:
         return None
-    ihl, _, reply_ttl, source, destination, _ = outer
+    ihl = outer.length
     if len(data) < ihl + 14:
         return None
     sport, dport, seq, ack = struct.unpack_from("!HHII", data, ihl)
     flags = data[ihl + 13]
-    rr = record_route(data, 0, ihl)
-    return TcpSegment(source, destination, sport, dport, seq, ack, flags, reply_ttl, rr)
+    rr = () if outer.version == 6 else record_route(data, 0, ihl)
+    return TcpSegment(outer.source, outer.destination, sport, dport, seq, ack, flags, outer.ttl, rr)
 
 
 def source_address_for(destination: str) -> str | None:
     """The address the kernel would send from towards `destination` (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in destination else socket.AF_INET
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.connect((destination, 9))
             return s.getsockname()[0]
     except OSError:
@@ -388,10 +548,23 @@ def source_address_for(destination: str) -> str | None:
 
 
 def is_ipv4(address: str) -> bool:
+    return ip_version(address) == 4
+
+
+def canonical(address: str) -> str:
+    """An IP address as the decoders write it (IPv6 compressed, lower case), so replies compare equal."""
     try:
-        return ipaddress.ip_address(address).version == 4
+        return str(ipaddress.ip_address(address))
     except ValueError:
-        return False
+        return address
+
+
+def ip_version(address: str) -> int | None:
+    """4 or 6 for an IP address, None for anything else (a name, a scoped address)."""
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None
 
 
 # Hosts start their TTL at one of these; the reply's distance below the next one up is its hop count.

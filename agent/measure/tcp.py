@@ -5,7 +5,9 @@ times the SYN-ACK.  With CAP_NET_RAW ("raw") the SYN is hand-built, so the
 reply's IP TTL is visible and gives the return hop count (a weak asymmetry
 signal, DESIGN §4.4); the handshake is never completed (the kernel resets it).
 Without the capability ("connect") it times non-blocking connect() calls in
-parallel; the reply TTL is then unknown.
+parallel; the reply TTL is then unknown.  Both methods take IPv4 and IPv6
+addresses (raw: the IPv6 SYN carries its flow's label, the reply's hop limit
+gives the return hops as the TTL does).
 
 Network outcomes never raise: each target gets a TcpResult with a failure
 code from report.FAILURE_CODES.
@@ -59,14 +61,15 @@ class _Pending:
 
 def _probe_raw(targets: list[Target], timeout_s: float) -> dict[Target, TcpResult]:
     t0 = time.time()
+    families = tuple(sorted({packets.ip_version(a) or 4 for a, _ in targets})) or (4,)
     with (
         rawsock.PortReservation() as ports,
-        rawsock.ProbeSockets((packets.PROTO_TCP, packets.PROTO_ICMP)) as socks,
+        rawsock.ProbeSockets((packets.PROTO_TCP, packets.PROTO_ICMP), families) as socks,
     ):
         sport = ports.reserve(socket.SOCK_STREAM)
         pending: dict[Target, _Pending] = {}
         for address, port in targets:
-            src = packets.source_address_for(address) if packets.is_ipv4(address) else None
+            src = packets.source_address_for(address) if packets.ip_version(address) else None
             if src is None:
                 pending[(address, port)] = _Pending(
                     (address, port), None, result=_failed(port, "error", "tcp.unreachable", 0.0)
@@ -76,7 +79,9 @@ def _probe_raw(targets: list[Target], timeout_s: float) -> dict[Target, TcpResul
                 (address, port), packets.tcp_syn_template(src, address, sport, port), sent={}
             )
         by_tuple = {
-            (p.target[0], p.target[1], sport): p for p in pending.values() if p.result is None
+            (packets.canonical(p.target[0]), p.target[1], sport): p
+            for p in pending.values()
+            if p.result is None
         }
         retries = [t0 + f * timeout_s for f in _RETRY_FRACTIONS]
         deadline = t0 + timeout_s
@@ -145,7 +150,7 @@ def _match_reply(rx: rawsock.Received, by_tuple: dict, sport: int) -> None:
         )
         return
     err = packets.decode_icmp(rx.data)
-    if not isinstance(err, packets.IcmpError) or err.icmp_type != packets.ICMP_UNREACHABLE:
+    if not isinstance(err, packets.IcmpError) or not err.unreachable:
         return
     q = err.quote
     if q.protocol != packets.PROTO_TCP or q.sport != sport:

@@ -91,8 +91,8 @@ def _inner_msee(addresses: list[str]) -> None:
     sent = [0]
 
     class Counting:
-        def __init__(self, protocols):
-            self._s = io.REAL.open_sockets(protocols)
+        def __init__(self, protocols, families):
+            self._s = io.REAL.open_sockets(protocols, families)
 
         def send(self, packet, destination):
             sent[0] += 1

@@ -74,6 +74,10 @@ class TraceOptions:
     record_route: bool = True
     router_burst: int = 6  # modelled ICMP burst per router (Linux XRLIM_BURST_FACTOR)
     router_refill_s: float = 1.0  # modelled ICMP refill per router (net.ipv4.icmp_ratelimit)
+    # ICMPv6 refill: Linux's net.ipv6.icmp.ratelimit (1000 ms) divided by 4
+    # for a router whose route back to us is a /64 or /48 (8 for a /32, 16
+    # for a default route; see `pacing`); the burst is the same.
+    router_refill_v6_s: float = 0.25
     # The circuits' peering subnets (the link /30s).  At the TTL where a reply
     # comes from inside one, each target is asked with up to msee.MSEE_FLOWS flow
     # identifiers, so the links its flows take (per-flow load sharing on an
@@ -102,8 +106,16 @@ class TraceOptions:
         flows = max(self.flows, 6) if self.msee_prefixes else self.flows
         if self.source_port is not None and not 1 <= self.source_port <= 65535 - flows:
             problems.append("source_port must leave room for every flow below 65536")
-        if self.gap_limit < 1 or self.router_burst < 1 or self.router_refill_s <= 0:
-            problems.append("gap_limit and router_burst must be >= 1, router_refill_s > 0")
+        if (
+            self.gap_limit < 1
+            or self.router_burst < 1
+            or self.router_refill_s <= 0
+            or self.router_refill_v6_s <= 0
+        ):
+            problems.append(
+                "gap_limit and router_burst must be >= 1, router_refill_s and"
+                " router_refill_v6_s > 0"
+            )
         for prefix in self.msee_prefixes:
             try:
                 ipaddress.ip_network(prefix)

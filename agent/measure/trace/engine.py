@@ -165,9 +165,9 @@ class Engine:
         self.estimating = False
         for t in self.traces:
             t.est_done = True
-        flows = sorted({t.flow for t in self.traces})
-        for flow in flows:
-            members = [t for t in self.traces if t.flow == flow and not t.finished]
+        groups = sorted({t.group for t in self.traces})
+        for group in groups:
+            members = [t for t in self.traces if t.group == group and not t.finished]
             if not members:
                 continue
             head = max(members, key=lambda t: (t.est or 0, -t.number))
@@ -180,7 +180,7 @@ class Engine:
 
     def _plan_all(self, now: float) -> None:
         """Plan every trace, again while one trace's progress unblocks another."""
-        ordered = sorted(self.traces, key=lambda t: (t.flow, t.rank))
+        ordered = sorted(self.traces, key=lambda t: (t.group, t.rank))
         while True:
             before = [(len(t.hops), t.finished, t.copy_from is None) for t in ordered]
             for t in ordered:
@@ -240,7 +240,7 @@ class Engine:
                 continue
             below = t.hops.get(ttl - 1)
             for other in self.traces:
-                if other is t or other.flow != t.flow or other.rank > t.rank or other.failure:
+                if other is t or other.group != t.group or other.rank > t.rank or other.failure:
                     continue
                 common = self._rr_common(t, other)
                 if common is not None and common < ttl - 1:
@@ -298,7 +298,7 @@ class Engine:
             return  # otherwise wait until that trace knows its hops below b
         if hb.routers:
             for other in self.traces:
-                if other is t or other.flow != t.flow or other.rank > t.rank:
+                if other is t or other.group != t.group or other.rank > t.rank:
                     continue
                 if other.failure is not None:
                     continue
@@ -317,7 +317,7 @@ class Engine:
             # Penultimate hop: if a trace ahead of us at the same distance is
             # asking it right now, wait and learn which router to pace against.
             for other in self.traces:
-                if other is t or other.flow != t.flow or other.rank > t.rank:
+                if other is t or other.group != t.group or other.rank > t.rank:
                     continue
                 if other.dest_ttl() == b:
                     h = other.hops.get(b - 1)
@@ -335,7 +335,7 @@ class Engine:
         """
         found = None
         for other in self.traces:
-            if other is t or other.flow != t.flow or other.rank > t.rank or other.failure:
+            if other is t or other.group != t.group or other.rank > t.rank or other.failure:
                 continue
             common = self._rr_common(t, other)
             if common is None:
@@ -370,7 +370,7 @@ class Engine:
         prev_routers = routers_of(mine_prev, t.address) if mine_prev else set()
         out: set[str] = set()
         for other in self.traces:
-            if other is t:
+            if other is t or other.family != t.family:
                 continue
             h = other.hops.get(ttl)
             if h is None or not h.routers:
@@ -479,7 +479,8 @@ class Engine:
         unknown = (
             frozenset()
             if h.predicted or (t.est is not None and h.ttl >= t.est)
-            else frozenset({str(h.ttl)})
+            # ICMPv6 has its own budget: an IPv6 question's key has a ":" (see pacing)
+            else frozenset({f"v6:{h.ttl}" if t.family == 6 else str(h.ttl)})
         )
         wait = max(
             self.pps.wait_s(now),
@@ -660,6 +661,7 @@ def run(
         if proto == packets.PROTO_TCP
         else (packets.PROTO_ICMP,)
     )
+    families = tuple(sorted({packets.ip_version(r.address) or 4 for r in requests})) or (4,)
 
     def failed(code: str) -> dict[Hashable, Trace]:
         return {
@@ -670,10 +672,10 @@ def run(
         }
 
     try:
-        socks = io.open_sockets(listen)
+        socks = io.open_sockets(listen, families)
     except PermissionError:
         return failed("trace.no-capability")
-    except OSError:
+    except OSError:  # e.g. IPv6 switched off in this kernel
         return failed("trace.error")
     prefixes = [ipaddress.ip_network(p) for p in opts.msee_prefixes]
     extra_flows = max(MSEE_FLOWS - opts.flows, 0) if prefixes else 0
@@ -683,17 +685,24 @@ def run(
         states: list[TraceState] = []
         by_key: dict[Hashable, list[TraceState]] = {}
         for r in requests:
-            src = io.source_address(r.address) if packets.is_ipv4(r.address) else None
+            version = packets.ip_version(r.address)
+            address = packets.canonical(r.address)
+            src = io.source_address(address) if version else None
+            # UDP over IPv6 has no field to carry the probe's identity (no IP ID).
+            supported = version == 4 or proto != packets.PROTO_UDP
             for fid in flow_ids[: opts.flows]:
-                template = _template(proto, src, r.address, r.port, fid) if src else None
+                template = (
+                    _template(proto, src, address, r.port, fid) if src and supported else None
+                )
                 rr = (
-                    _template(proto, src, r.address, r.port, fid, True)
-                    if src and opts.record_route
-                    else None
+                    _template(proto, src, address, r.port, fid, True)
+                    if template is not None and opts.record_route and version == 4
+                    else None  # IPv6 has no Record Route: the two-routers rule stands alone
                 )
                 st = TraceState(len(states), r.result_key, fid, template, rr)
+                st.family = version or 4
                 if template is None:
-                    st.failure = "trace.unreachable"
+                    st.failure = "trace.unreachable" if supported else "trace.error"
                     st.finished = True
                 states.append(st)
                 by_key.setdefault(r.result_key, []).append(st)
@@ -708,11 +717,11 @@ def run(
             opts=opts,
             socks=socks,
             table=ProbeTable(),
-            budget=RouterBudget(opts.router_burst, opts.router_refill_s),
+            budget=RouterBudget(opts.router_burst, opts.router_refill_s, opts.router_refill_v6_s),
             pps=TokenBucket(opts.pps, max(1.0, opts.pps / 50.0), max(1.0, opts.pps / 50.0), t0),
             t0=t0,
             now=io.now,
-            unknown=RouterBudget(opts.router_burst, opts.router_refill_s),
+            unknown=RouterBudget(opts.router_burst, opts.router_refill_s, opts.router_refill_v6_s),
             msee=MseeProber(prefixes, by_key, extra, extra_flows) if prefixes else None,
         )
         engine.loop()

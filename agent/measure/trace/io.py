@@ -38,7 +38,8 @@ class Ports(Protocol):
 @dataclass(frozen=True, slots=True)
 class Io:
     now: Callable[[], float]  # wall clock, time.time() scale
-    open_sockets: Callable[[tuple[int, ...]], Sockets]  # listen on these IP protocols
+    # listen on these IP protocols (named as in IPv4), in these families (4, 6)
+    open_sockets: Callable[[tuple[int, ...], tuple[int, ...]], Sockets]
     source_address: Callable[[str], str | None]  # the kernel's source towards a destination
     ports: Callable[[], Ports]
 

@@ -2,7 +2,8 @@
 
 Every probe carries its table index in the IP ID (and, for TCP, in the low
 16 bits of the sequence number next to a per-run random tag; for ICMP echo,
-in the sequence number).  A reply is accepted only if everything it quotes
+in the sequence number).  IPv6 has no IP ID: the decoder hands over the
+index from the quoted sequence instead, so both families match alike.  A reply is accepted only if everything it quotes
 or echoes is exactly what that probe carried: for an ICMP error the quoted
 source, destination, protocol, IP ID, ports and TCP sequence (or ICMP
 identifier and sequence); for a SYN-ACK or RST the 4-tuple and ack = seq + 1;
@@ -113,9 +114,7 @@ class ProbeTable:
                 return None
         elif (q.icmp_ident, q.seq) != (p.icmp_ident, p.seq):
             return None
-        kind: ReplyKind = (
-            "time-exceeded" if err.icmp_type == packets.ICMP_TIME_EXCEEDED else "unreachable"
-        )
+        kind: ReplyKind = "time-exceeded" if err.time_exceeded else "unreachable"
         return Match(
             p,
             err.source,

@@ -7,6 +7,14 @@ a router answers six questions at once, then one per second.  A question
 asked while the bucket is empty is simply lost.  `RouterBudget` mirrors
 those buckets from what we sent and what came back, so a question that a
 known router must answer waits for its token instead of being wasted.
+
+ICMPv6 has a budget of its own (net/ipv6/icmp.c, icmpv6_xrlim_allow): the
+same burst, but `net.ipv6.icmp.ratelimit` (1000 ms) is shortened for the
+width of the router's route back to us -- halved per 32 bits of prefix
+shorter than /128: 250 ms for a /64 or a /48, 125 ms for a /32, 62.5 ms
+for a default route.  A router's IPv4 and IPv6 addresses are different
+keys, so the two budgets never mix; an IPv6 key (an address, or the TTL
+bucket of an IPv6 question) contains ":" and refills at `refill_v6_s`.
 """
 
 from __future__ import annotations
@@ -61,9 +69,10 @@ class RouterBudget:
     silent; one silence ends the credit.
     """
 
-    def __init__(self, burst: int, refill_s: float):
+    def __init__(self, burst: int, refill_s: float, refill_v6_s: float | None = None):
         self.burst = float(burst)
         self.rate_per_s = 1.0 / refill_s
+        self.rate_v6_per_s = 1.0 / (refill_v6_s if refill_v6_s is not None else refill_s)
         self._buckets: dict[str, TokenBucket] = {}
         self._answers: dict[str, tuple[float, int]] = {}  # router -> (first answer, answers)
         self._limited: set[str] = set()  # routers that went silent once
@@ -72,7 +81,8 @@ class RouterBudget:
         b = self._buckets.get(router)
         if b is None:
             # A router we have not asked yet is assumed rested (full bucket).
-            b = self._buckets[router] = TokenBucket(self.rate_per_s, self.burst, self.burst, now_s)
+            rate = self.rate_v6_per_s if ":" in router else self.rate_per_s
+            b = self._buckets[router] = TokenBucket(rate, self.burst, self.burst, now_s)
         return b
 
     def wait_s(self, routers: frozenset[str], now_s: float, credit: bool = False) -> float:
@@ -89,7 +99,8 @@ class RouterBudget:
         """A reply came from `router` to a question reserved against `reserved`."""
         first_s, n = self._answers.get(router, (now_s, 0))
         self._answers[router] = (first_s, n + 1)
-        if n + 1 > self.burst + (now_s - first_s) * self.rate_per_s + 1:
+        rate = self.rate_v6_per_s if ":" in router else self.rate_per_s
+        if n + 1 > self.burst + (now_s - first_s) * rate + 1:
             b = self._bucket(router, now_s)
             b.rate_per_s = b.burst = b.tokens = GENEROUS_TOKENS
         for r in reserved - {router}:

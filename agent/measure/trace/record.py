@@ -50,9 +50,11 @@ def trace_record(
     elif failure is None:
         failure = "trace.unreachable"
     flow = states[0].flow if states else 0
+    family = states[0].family if states else None
     return Trace(
         protocol=protocol,
         flow=flow,
+        family=None if family is None else "ipv6" if family == 6 else "ipv4",
         reached=reached,
         hops=hops,
         duration_s=max(max(finished, default=0.0), 0.0),

@@ -66,6 +66,9 @@ class TraceState:
         self.flow = flow
         self.template = template
         self.address = template.destination if template else ""
+        # IPv4 and IPv6 paths share no router address and no ICMP budget:
+        # Doubletree and predictions only ever compare traces of one family.
+        self.family = template.version if template else 4
         self.hops: dict[int, HopState] = {}
         self.est: int | None = None
         self.est_done = False
@@ -76,6 +79,11 @@ class TraceState:
         self.finished = False
         self.failure: str | None = None
         self.finished_s: float | None = None
+
+    @property
+    def group(self) -> tuple[int, int]:
+        """(family, flow): the traces that may share hops with each other."""
+        return self.family, self.flow
 
     # -- what is known
 

@@ -12,7 +12,12 @@ the next answer or to the end of the wait, so a trace that would take
 seconds runs in milliseconds and never needs root.
 
 Answers are built with struct, like the ones the kernel would deliver to a
-raw socket (IP header first); the engine's decoders read them unchanged.
+raw socket (IP header first; for IPv6 as rawsock rebuilds it in front of
+the ICMPv6 message or TCP segment); the engine's decoders read them
+unchanged.  IPv6 probes get ICMPv6 answers (time exceeded is type 3,
+unreachable type 1, the whole probe quoted as RFC 4443 asks) from the
+routers' IPv6 addresses, which keep their own token buckets: a dual-stack
+router's ICMPv6 budget is separate from its ICMP one (net.ipv6.icmp.ratelimit).
 """
 
 from __future__ import annotations
@@ -30,10 +35,15 @@ from agent.measure import rawsock
 from agent.measure.trace.io import Io
 
 SOURCE = "10.10.1.10"
+SOURCE6 = "2001:db8:10::10"
 BURST = 6  # Linux XRLIM_BURST_FACTOR
 REFILL_S = 1.0  # net.ipv4.icmp_ratelimit = 1000 ms
+# net.ipv6.icmp.ratelimit = 1000 ms, shifted right by (128 - 64) >> 5 for a
+# router whose route back to us is a /64 (icmpv6_xrlim_allow).
+REFILL6_S = 0.25
 
 TCP, UDP, ICMP = socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP
+ICMPV6 = socket.IPPROTO_ICMPV6
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,7 @@ class FakeNetwork:
     hop_rtt_s: float = 0.0005  # each router adds this much round trip
     start_s: float = 1000.0
     source: str = SOURCE
+    source6: str = SOURCE6
     now_s: float = field(init=False)
     sent: list[tuple[float, int, str, int]] = field(default_factory=list)  # (at, ttl, dst, flow)
     asked: Counter[str] = field(default_factory=Counter)  # questions reaching each router
@@ -91,32 +102,35 @@ class FakeNetwork:
     def io(self) -> Io:
         return Io(
             now=lambda: self.now_s,
-            open_sockets=lambda _protocols: self,
-            source_address=lambda _destination: self.source,
+            open_sockets=lambda _protocols, _families: self,
+            source_address=lambda d: self.source6 if ":" in d else self.source,
             ports=_Ports,
         )
 
     def send(self, packet: bytes, destination: str) -> float:
-        ihl = (packet[0] & 0x0F) * 4
-        ttl, proto = packet[8], packet[9]
+        if packet[0] >> 4 == 6:
+            ihl, ttl, proto = 40, packet[7], packet[6]
+        else:
+            ihl = (packet[0] & 0x0F) * 4
+            ttl, proto = packet[8], packet[9]
         l4 = packet[ihl:]
-        flow = struct.unpack_from("!H", l4, 4 if proto == ICMP else 0)[0]
+        flow = struct.unpack_from("!H", l4, 4 if proto in (ICMP, ICMPV6) else 0)[0]
         self.sent.append((self.now_s, ttl, destination, flow))
         path = self.model(destination, flow)
         depth = len(path.hops)
         if path.unreachable_at is not None and ttl >= path.unreachable_at:
             router = path.hops[path.unreachable_at - 1]
             assert router is not None
-            self._router_answers(router, packet, path.unreachable_at, 3, 0, path)
+            self._router_answers(router, packet, path.unreachable_at, "unreachable", path)
         elif ttl <= depth:
             router = path.hops[ttl - 1]
             if router is not None:
-                self._router_answers(router, packet, ttl, 11, 0, path)
+                self._router_answers(router, packet, ttl, "time-exceeded", path)
         elif path.answer != "none":
             back = path.return_hops if path.return_hops is not None else depth
             # Record Route (when the probe asks for it): every router forwarding
             # the probe writes an address, silent ones too; the answer echoes it.
-            rr = _record_route(path) if ihl > 20 else b""
+            rr = _record_route(path) if packet[0] >> 4 == 4 and ihl > 20 else b""
             self._destination_answers(packet, destination, proto, depth + 1, 64 - back, path, rr)
         return self.now_s
 
@@ -139,16 +153,21 @@ class FakeNetwork:
     # -- routers and destinations
 
     def _allow(self, router: str) -> bool:
-        """Linux's icmpv4_xrlim_allow: a bucket of 6 x 1 s, one second per message."""
+        """Linux's icmpv4_xrlim_allow: a bucket of 6 x 1 s, one second per message.
+
+        An IPv6 address is the router's ICMPv6 side: icmpv6_xrlim_allow, the
+        same bucket with REFILL6_S per message.
+        """
         if not self.rate_limit:
             return True
+        refill = REFILL6_S if ":" in router else REFILL_S
         b = self._buckets.get(router)
         if b is None:
-            b = self._buckets[router] = _Bucket(BURST * REFILL_S, self.now_s)
-        b.tokens_s = min(BURST * REFILL_S, b.tokens_s + self.now_s - b.last_s)
+            b = self._buckets[router] = _Bucket(BURST * refill, self.now_s)
+        b.tokens_s = min(BURST * refill, b.tokens_s + self.now_s - b.last_s)
         b.last_s = self.now_s
-        if b.tokens_s >= REFILL_S:
-            b.tokens_s -= REFILL_S
+        if b.tokens_s >= refill:
+            b.tokens_s -= refill
             return True
         return False
 
@@ -156,15 +175,22 @@ class FakeNetwork:
         """Empty a router's bucket, as if another tool had just asked it six times."""
         self._buckets[router] = _Bucket(0.0, self.now_s)
 
-    def _router_answers(
-        self, router: str, probe: bytes, ttl: int, icmp_type: int, code: int, path: Path
-    ) -> None:
+    def _router_answers(self, router: str, probe: bytes, ttl: int, kind: str, path: Path) -> None:
         self.asked[router] += 1
         if not self._allow(router):
             return
         self.answered[router] += 1
         if router in path.lost:
             return
+        if probe[0] >> 4 == 6:
+            # RFC 4443: as much of the probe as fits; time exceeded 3/0,
+            # unreachable 1/0 (no route to destination).
+            icmp_type = 3 if kind == "time-exceeded" else 1
+            icmp = struct.pack("!BBHI", icmp_type, 0, 0, 0) + probe
+            src = _source6(probe)
+            self._deliver(ICMPV6, _ip6(router, src, ICMPV6, 64 - ttl + 1, icmp), ttl)
+            return
+        icmp_type, code = (11, 0) if kind == "time-exceeded" else (3, 0)
         ihl = (probe[0] & 0x0F) * 4
         quote = probe[: ihl + 8]
         if ihl > 20:  # Record Route, as the routers before this one filled it in
@@ -183,6 +209,9 @@ class FakeNetwork:
         path: Path,
         rr: bytes,
     ) -> None:
+        if probe[0] >> 4 == 6:
+            self._destination6_answers(probe, destination, ttl, reply_ttl, path)
+            return
         ihl = (probe[0] & 0x0F) * 4
         l4 = probe[ihl:]
         if proto == TCP:
@@ -199,6 +228,21 @@ class FakeNetwork:
         else:  # UDP: the port is closed, the destination says so
             icmp = struct.pack("!BBHI", 3, 3, 0, 0) + probe[: ihl + 8]
             self._deliver(ICMP, _ip(destination, self.source, ICMP, reply_ttl, icmp), ttl)
+
+    def _destination6_answers(
+        self, probe: bytes, destination: str, ttl: int, reply_ttl: int, path: Path
+    ) -> None:
+        l4, src, proto = probe[40:], _source6(probe), probe[6]
+        if proto == TCP:
+            sport, dport, seq = struct.unpack_from("!HHI", l4)
+            flags = 0x12 if path.answer == "syn-ack" else 0x14
+            tcp = struct.pack(
+                "!HHIIBBHHH", dport, sport, 777, (seq + 1) & 0xFFFFFFFF, 5 << 4, flags, 0, 0, 0
+            )
+            self._deliver(TCP, _ip6(destination, src, TCP, reply_ttl, tcp), ttl)
+        elif proto == ICMPV6:
+            echo = struct.pack("!BBH", 129, 0, 0) + l4[4:]
+            self._deliver(ICMPV6, _ip6(destination, src, ICMPV6, reply_ttl, echo), ttl)
 
     def _deliver(self, proto: int, data: bytes, ttl: int) -> None:
         at = self.now_s + self.hop_rtt_s * ttl
@@ -238,6 +282,20 @@ def _ip(
         socket.inet_aton(destination),
     )
     return header + options + payload
+
+
+def _source6(probe: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6, probe[8:24])
+
+
+def _ip6(source: str, destination: str, proto: int, hop_limit: int, payload: bytes) -> bytes:
+    """What rawsock hands over for IPv6: the header it rebuilds (flow label 0), then the payload."""
+    return (
+        struct.pack("!IHBB", 6 << 28, len(payload), proto, hop_limit)
+        + socket.inet_pton(socket.AF_INET6, source)
+        + socket.inet_pton(socket.AF_INET6, destination)
+        + payload
+    )
 
 
 class _Ports:

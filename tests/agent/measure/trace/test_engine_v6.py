@@ -1,0 +1,156 @@
+"""The trace engine over IPv6 on the fake network: hops, Doubletree without Record Route, budgets per family."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.measure import trace
+from agent.measure.trace import TraceOptions, TraceRequest
+from tests.agent.measure.trace.fakenet import FakeNetwork, Path, ecmp
+
+SPORT = 47000
+GW, CORE, EDGE = "2001:db8:10::1", "2001:db8:ff::2", "2001:db8:ff:3::2"
+ISPS = ("2001:db8:1600::1", "2001:db8:3200::1")
+MSEDGE, MSCORE = "2001:db8:4800::2", "2001:db8:1900::2"
+SERVICES = [f"2001:db8:1916::{i:x}" for i in range(10, 40)]
+# The same routers' IPv4 addresses: a dual-stack path.
+GW4, CORE4, EDGE4 = "10.10.1.1", "10.255.0.2", "10.255.3.2"
+ISPS4 = ("198.18.16.1", "198.18.32.1")
+MSEDGE4, MSCORE4 = "198.18.48.2", "198.19.0.2"
+SERVICES4 = [f"198.19.16.{i}" for i in range(10, 40)]
+
+
+def internet(destination: str, flow: int, *, answer: str = "syn-ack") -> Path:
+    """Either family: out through the edge, an ECMP pair of ISPs, a silent hop, Microsoft."""
+    if ":" in destination:
+        hops = (GW, CORE, EDGE, ecmp(flow, destination, ISPS), None, MSEDGE, MSCORE)
+    else:
+        hops = (GW4, CORE4, EDGE4, ecmp(flow, destination, ISPS4), None, MSEDGE4, MSCORE4)
+    return Path(hops, answer)
+
+
+def one_isp(destination: str, flow: int) -> Path:
+    """The internet path through the first ISP only: no per-destination ECMP below Microsoft.
+
+    (Where per-destination ECMP paths part and meet again below a shared
+    router, only Record Route proves the routers below it; IPv6 has none, so
+    Doubletree there may copy the other branch's hop, as it does for IPv4
+    without Record Route.)
+    """
+    hops = internet(destination, flow).hops
+    isp = ISPS[0] if ":" in destination else ISPS4[0]
+    return Path((*hops[:3], isp, *hops[4:]))
+
+
+def blackholed(destination: str, flow: int) -> Path:
+    path = one_isp(destination, flow)
+    return Path(path.hops, "none", lost=frozenset({MSCORE, MSCORE4}))
+
+
+def run(model, targets, *, rate_limit=True, **kw) -> tuple[dict, FakeNetwork]:
+    net = FakeNetwork(model, rate_limit=rate_limit)
+    opts = TraceOptions(source_port=SPORT, **kw)
+    got = trace.trace_many([TraceRequest(a, 443) for a in targets], opts, io=net.io())
+    return {k[0]: t for k, t in got.items()}, net
+
+
+def hop_map(t) -> dict[int, set[str]]:
+    return {h.ttl: set(h.addresses) for h in t.hops if h.replies}
+
+
+def truth(model, destination: str, flow: int = SPORT) -> dict[int, set[str]]:
+    path = model(destination, flow)
+    hops = {i: {a} for i, a in enumerate(path.hops, start=1) if a and a not in path.lost}
+    if path.answer != "none":
+        hops[len(path.hops) + 1] = {destination}
+    return hops
+
+
+def test_one_ipv6_target_every_hop_time_exceeded_and_the_syn_ack():
+    got, _ = run(internet, [SERVICES[0]], rate_limit=False)
+    t = got[SERVICES[0]]
+    assert t.reached and t.failure is None and t.family == "ipv6"
+    assert hop_map(t) == truth(internet, SERVICES[0])
+    assert t.hop_count == 8
+    first = t.hops[0].replies[0]
+    assert (first.kind, first.icmp_type, first.icmp_code) == ("time-exceeded", 3, 0)
+    assert t.hops[-1].replies[0].kind == "syn-ack"
+
+
+def test_ipv6_address_written_long_is_matched():
+    long = "2001:0db8:1916:0000:0000:0000:0000:000a"
+    got, _ = run(internet, [long], rate_limit=False)
+    assert got[long].reached
+    assert hop_map(got[long]) == truth(internet, SERVICES[0])
+
+
+def test_icmpv6_unreachable_ends_the_trace():
+    def unreachable(d, f):
+        return Path((GW, CORE, EDGE), unreachable_at=3)
+
+    t = run(unreachable, [SERVICES[0]])[0][SERVICES[0]]
+    assert not t.reached and t.failure == "trace.unreachable"
+    last = t.hops[-1].replies[0]
+    assert (t.hops[-1].ttl, last.kind, last.icmp_type) == (3, "unreachable", 1)
+
+
+def test_icmpv6_echo_probes():
+    t = run(internet, [SERVICES[0]], protocol="icmp")[0][SERVICES[0]]
+    assert t.reached and t.hops[-1].replies[0].kind == "echo-reply"
+    assert hop_map(t) == truth(internet, SERVICES[0])
+
+
+def test_udp_over_ipv6_is_refused_with_a_failure_not_a_guess():
+    t = run(internet, [SERVICES[0]], protocol="udp")[0][SERVICES[0]]
+    assert (t.reached, t.failure, t.hops) == (False, "trace.error", ())
+
+
+def test_doubletree_over_ipv6_asks_shared_hops_once():
+    got, net = run(one_isp, SERVICES)
+    for a in SERVICES:
+        assert hop_map(got[a]) == truth(one_isp, a), a
+    assert sum(h.shared for a in SERVICES for h in got[a].hops) > len(SERVICES) * 3
+    assert net.asked[GW] < 10
+    # Without Record Route every target asks its penultimate hop (MSCORE for
+    # all 30): a burst of 6, then one per 250 ms, and next to none lost.
+    assert net.asked[MSCORE] - net.answered[MSCORE] <= 2
+    assert net.now_s - net.start_s < (30 - 6) * 0.25 + 1.0
+
+
+def test_blackholed_ipv6_targets_share_by_two_routers_in_a_row_without_record_route():
+    """IPv6 has no Record Route: the forward walk's stop set needs two matching routers."""
+    got, net = run(blackholed, SERVICES[:10])
+    for a in SERVICES[:10]:
+        t = got[a]
+        assert not t.reached and t.family == "ipv6"
+        assert hop_map(t) == truth(blackholed, a), a
+    assert any(h.shared for a in SERVICES[1:10] for h in got[a].hops)
+    assert net.now_s - net.start_s < 8.0  # done before the 10 s timeout
+
+
+def test_dual_stack_run_keeps_families_apart():
+    """One run, both families: one head per family, each family's own routers and budgets."""
+    targets = SERVICES[:15] + SERVICES4[:15]
+    got, net = run(one_isp, targets)
+    for a in targets:
+        t = got[a]
+        assert t.reached and t.family == ("ipv6" if ":" in a else "ipv4"), a
+        assert hop_map(t) == truth(one_isp, a), a
+        # a hop never holds the other family's router
+        v6 = ":" in a
+        assert all((":" in r.address) == v6 for h in t.hops for r in h.replies), a
+    # Each family's gateway answered by its own budget: both asked few times.
+    assert net.asked[GW] < 10 and net.asked[GW4] < 10
+    # IPv4 copies by Record Route; IPv6 asks each penultimate hop (15 at 4/s)
+    v4_done = max(got[a].duration_s for a in SERVICES4[:15])
+    assert v4_done < 0.5
+    assert net.now_s - net.start_s < (15 - 6) * 0.25 + 1.0
+
+
+@pytest.mark.parametrize("flows", [6])
+def test_paris_flows_over_ipv6_enumerate_ecmp(flows):
+    got, net = run(internet, [SERVICES[0]], flows=flows, rate_limit=False)
+    t = got[SERVICES[0]]
+    assert set(hop_map(t)[4]) == set(ISPS)
+    for r in t.hops[3].replies:
+        assert r.address == ecmp(r.flow, SERVICES[0], ISPS)
