@@ -47,6 +47,11 @@ from agent.service.spool import Spool
 log = logging.getLogger("erpath.agent")
 
 RETRIGGER_AFTER_S = 1.0
+# A triggered probe checks route and TCP only, each SYN given this long, and
+# is reported at once: a route change reaches the collector within a second,
+# a filtered target costs half a second, not the interval's TCP timeout.  The
+# confirmation probe is as quick; the affected targets' traces follow it.
+TRIGGERED_TCP_TIMEOUT_S = 0.5
 # A routing change arrives as a burst of netlink messages (one per prefix,
 # then link events); waiting this long probes every affected target in one
 # cycle instead of a first cycle for the first prefix's targets only.
@@ -185,6 +190,7 @@ class AgentService:
         self._reload = False
         self._lock = threading.Lock()
         self._triggered: dict[str, float] = {}  # target name -> when to probe it
+        self._trace_after: set[str] = set()  # confirmed by a quick probe: trace them next
         self.last_cycle_s: float | None = None
         self.metrics = None
         # Where each target resolved last: a route change covering that
@@ -247,11 +253,13 @@ class AgentService:
         with self._lock:
             for name in names:
                 self._triggered.setdefault(name, time.monotonic())
+            self._trace_after.update(names)
         self._wake.set()
 
     # ------------------------------------------------------------------ main loop
 
-    def _cycle(self, targets) -> None:
+    def _cycle(self, targets, *, quick: bool = False) -> None:
+        """One probe cycle, spooled; `quick`: route and TCP only (a triggered probe)."""
         cfg = self.setup.config
         seq = self.sequence.next()
         health = Health(
@@ -261,10 +269,14 @@ class AgentService:
         )
         t0 = time.monotonic()
         tags = self._service_tags(cfg)
+        # The tags travel as an object: the cycle must not read the file again.
+        run_cfg = replace(cfg, service_tags=ServiceTagsConfig())
+        if quick:
+            timeout_s = min(cfg.probe.timeout_s, TRIGGERED_TCP_TIMEOUT_S)
+            run_cfg = replace(run_cfg, probe=replace(cfg.probe, timeout_s=timeout_s))
         report = run_cycle(
-            # The tags travel as an object: the cycle must not read the file again.
-            replace(cfg, service_tags=ServiceTagsConfig()),
-            ProbePlan(targets=tuple(targets)),
+            run_cfg,
+            ProbePlan(targets=tuple(targets), trace=not quick, name_hops=not quick),
             seq=seq,
             interval_s=cfg.probe.interval_s,
             health=health,
@@ -353,12 +365,16 @@ class AgentService:
                 due = [n for n, when in self._triggered.items() if when <= now]
                 for n in due:
                     del self._triggered[n]
+                confirmed = self._trace_after.intersection(due)
+                self._trace_after -= confirmed
             if now >= next_full:
                 self._cycle(cfg.targets())
                 jitter = random.uniform(0, cfg.probe.jitter_s) if cfg.probe.jitter_s else 0.0
                 next_full = time.monotonic() + cfg.probe.interval_s + jitter
             elif due:
-                self._cycle([t for t in cfg.targets() if t.name in due])
+                self._cycle([t for t in cfg.targets() if t.name in due], quick=True)
+                if confirmed:  # both quick reports are out: now the traces
+                    self._cycle([t for t in cfg.targets() if t.name in confirmed])
             if watchdog_s and self._workers_looping():
                 self.notifier.watchdog()
             wait = min(next_full - time.monotonic(), LIVENESS_CHECK_S)
