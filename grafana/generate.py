@@ -319,6 +319,32 @@ def agents() -> dict[str, Any]:
             custom={"drawStyle": "bars", "fillOpacity": 80},
             description="Reports the agent's spool dropped (full or too old): lost measurements.",
         ),
+        timeseries(
+            "Service tags age",
+            [
+                target(
+                    f"max by (site, agent) (erpath_agent_service_tags_age_seconds{{{AGENT_SEL}}})",
+                    "{{site}} {{agent}}",
+                )
+            ],
+            w=12,
+            unit="s",
+            description="Since the agent's service tags file was installed (erpath-agent"
+            " service-tags update); Azure publishes one weekly. ErpathStaleServiceTags"
+            " above 14 days. The changeNumber is erpath_agent_service_tags_change_number.",
+        ),
+        timeseries(
+            "Targets refused",
+            [
+                target(
+                    f"max by (site, agent) (erpath_agent_targets_refused{{{AGENT_SEL}}})",
+                    "{{site}} {{agent}}",
+                )
+            ],
+            w=12,
+            description="Targets of the agent's last report beyond the collector's [ingest]"
+            " max_targets_per_agent: not stored, no series.",
+        ),
         row("Collector"),
         timeseries(
             "Reports received",

@@ -6,17 +6,21 @@ byte.  Two ways, as an operator would run them:
 
 - `probe once --json` per scenario (path, TCP, DNS and trace figures);
 - `erpath-agent run` (the service) for two cycles, whose reports also carry
-  the agent's interval and health block (cycle time, spool, dropped), read
-  from its spool since the lab has no route to the collector.
+  the agent's interval and health block (cycle time, spool, dropped, the
+  service tags' changeNumber and age: the lab's file, copied with an mtime 15
+  days ago, so ErpathStaleServiceTags has data), read from its spool since the lab has no
+  route to the collector.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.deploy.stack import Collector, wait_for
@@ -26,6 +30,19 @@ AGENT_BIN = str(Path(sys.executable).with_name("erpath-agent"))
 # A portal, sign-in and a CDN name: ExpressRoute, ExpressRoute and CDN when
 # healthy.  Few targets keep the routers' ICMP rate limits out of the verdicts.
 TARGETS = ["make.powerapps.com", "login.microsoftonline.com", "content.powerapps.com"]
+# The service agent's service tags: installed this long ago (past ErpathStaleServiceTags' 14 days).
+TAGS_AGE_S = 15 * 86400.0
+# The [service_tags] file line (comments may come between).
+_TAGS_FILE = re.compile(r'^(\[service_tags\]\n(?:#.*\n)*file\s*=\s*)"([^"]+)"', re.M)
+
+
+def stale_service_tags(source: Path, directory: Path) -> Path:
+    """A copy of the lab's service tags file (the same verdicts), installed TAGS_AGE_S ago."""
+    path = directory / source.name
+    shutil.copyfile(source, path)
+    installed = time.time() - TAGS_AGE_S
+    os.utime(path, (installed, installed))
+    return path
 
 
 def probe_once(lab, scenario_dir: Path, state_dir: Path) -> bytes:
@@ -57,6 +74,9 @@ def service_config(lab, directory: Path, agent: str) -> Path:
     text = text.replace("[probe]\n", "[probe]\ninterval_s = 10.0\njitter_s = 0.0\n", 1)
     text += "".join(f'\n[[target]]\nname = "{t}"\n' for t in TARGETS)
     text += f'\n[spool]\ndir = "{directory / "spool"}"\n'
+    text = _TAGS_FILE.sub(
+        lambda m: f'{m.group(1)}"{stale_service_tags(Path(m.group(2)), directory)}"', text, count=1
+    )
     path = directory / f"{agent}.toml"
     path.write_text(text)
     return path

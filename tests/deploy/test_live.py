@@ -93,10 +93,17 @@ def test_every_query_returns_data(lab, lab_scenario, stack, tmp_path):
     svc_token = collector.token("branch-svc")
     for path in labfeed.run_service(lab, svc_dir, "branch-svc"):
         labfeed.relay(collector, svc_token, path.read_bytes(), gzipped=True)
+    # What the service agent runs with: its circuits' route filters, its (stale) service tags.
+    (svc,) = get_json(f"{collector.url}/api/v1/agents", agent="branch-svc")["agents"]
+    assert svc["service_tags"]["change_number"] is not None, svc
+    assert svc["service_tags"]["age_s"] > 14 * 86400, svc
+    assert svc["circuits"] and all("route_filter" in c for c in svc["circuits"]), svc
 
     # A few scrapes of the service's health, as rate and increase panels need.
     wait_for(
-        lambda: prom.query("count_over_time(erpath_agent_dropped_reports_total[1m]) >= 5"),
+        lambda: prom.query(
+            'count_over_time(erpath_agent_dropped_reports_total{agent="branch-svc"}[1m]) >= 5'
+        ),
         15,
         "service health scraped",
     )
