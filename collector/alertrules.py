@@ -68,6 +68,23 @@ def evidence_text(lines: Iterable[str]) -> str:
     return "\n".join(out)
 
 
+def family_labels(family: int) -> dict[str, str]:
+    """`family="6"` on an IPv6 path's alerts; none on an IPv4 path's.
+
+    Alertmanager fingerprints an alert by its labels: IPv4 paths' alerts keep the labels
+    (and fingerprints) they had before paths had a family, so an upgrade neither
+    resolves nor re-fires them."""
+    return {} if family == 4 else {"family": str(family)}
+
+
+def family_of_labels(labels: Mapping[str, str]) -> int:
+    return int(labels.get("family", "4"))
+
+
+def _over(family: int) -> str:
+    return "" if family == 4 else f" (IPv{family})"
+
+
 def _path_line(side: dict | None) -> list[str]:
     side = side or {"class": "unknown"}
     key = PathKey.from_dict(side)
@@ -88,6 +105,7 @@ def route_flip(site: str, agent: str, flip: PathEvent, links: Links, origin: str
         "site": site,
         "agent": agent,
         "target": flip.target,
+        **family_labels(flip.family),
         "from": origin,
         "to": after.label,
         "severity": flip.severity,
@@ -96,11 +114,18 @@ def route_flip(site: str, agent: str, flip: PathEvent, links: Links, origin: str
         "DNS-driven (the target's address changed)" if flip.driver == "dns" else "routing-driven"
     )
     before, now = _path_line(flip.before), _path_line(flip.after)
-    lines = [f"before: {before[0]}", *before[1:], f"after: {now[0]}", *now[1:]]
+    lines = [
+        f"family: IPv{flip.family}",
+        f"before: {before[0]}",
+        *before[1:],
+        f"after: {now[0]}",
+        *now[1:],
+    ]
     return AlertSpec(
         labels,
         {
-            "summary": f"{agent} ({site}) reaches {flip.target} over {after.label} instead of {origin}",
+            "summary": f"{agent} ({site}) reaches {flip.target}{_over(flip.family)} over"
+            f" {after.label} instead of {origin}",
             "description": f"Route flip (class, circuit or egress) confirmed by consecutive "
             f"reports, {driver}. It resolves when the path returns or after the hold time.",
             "evidence": evidence_text(lines),
@@ -119,17 +144,20 @@ def unexpected_path(
         "site": site,
         "agent": agent,
         "target": state.target,
+        **family_labels(state.family),
         "expected": state.expected or "unknown",
         "severity": "warning",
     }
     return AlertSpec(
         labels,
         {
-            "summary": f"{agent} ({site}) reaches {state.target} over {state.key.label}, "
-            f"expected {state.expected}",
+            "summary": f"{agent} ({site}) reaches {state.target}{_over(state.family)} over "
+            f"{state.key.label}, expected {state.expected}",
             "description": "The current path differs from the target's expected path "
             + ("(the site's failover order)." if why else "class."),
-            "evidence": evidence_text([*why, f"path: {state.key.label}", *state.evidence]),
+            "evidence": evidence_text(
+                [*why, f"family: IPv{state.family}", f"path: {state.key.label}", *state.evidence]
+            ),
             "runbook_url": links.runbook(UNEXPECTED_PATH),
             "dashboard_url": links.dashboard(site=site, agent=agent, target=state.target),
         },
@@ -150,7 +178,7 @@ def path_asymmetric(site: str, circuit: str, members: list[Asymmetry], links: Li
     lines: list[str] = []
     for m in shown:
         lines.extend(m.evidence)
-    pairs = sorted({(m.agent, m.target) for m in members})
+    pairs = sorted({(m.agent, m.target + _over(m.family)) for m in members})
     return AlertSpec(
         labels,
         {

@@ -53,6 +53,8 @@ class EvalOutcome:
 
 
 def site_facts(doc: dict[str, Any]) -> SiteFacts:
+    """The site's facts as stored (the report's own JSON), both families: IPv6 peering
+    /126s beside the /30s (`Circuit.link_subnets`), internet edges' IPv6 source prefixes."""
     return SiteFacts(
         circuits=tuple(
             Circuit(
@@ -64,12 +66,17 @@ def site_facts(doc: dict[str, Any]) -> SiteFacts:
                 tuple(c.get("ce_addresses", ())),
                 tuple(c.get("advertised_prefixes", ())),
                 c.get("links", "active-active"),
+                primary_subnet_v6=c.get("primary_subnet_v6"),
+                secondary_subnet_v6=c.get("secondary_subnet_v6"),
             )
             for c in doc.get("circuits", ())
         ),
         internet_edges=tuple(
             InternetEdge(
-                e["name"], tuple(e.get("nat_addresses", ())), tuple(e.get("hop_addresses", ()))
+                e["name"],
+                tuple(e.get("nat_addresses", ())),
+                tuple(e.get("hop_addresses", ())),
+                tuple(e.get("source_prefixes_v6", ())),
             )
             for e in doc.get("internet_edges", ())
         ),
@@ -78,7 +85,7 @@ def site_facts(doc: dict[str, Any]) -> SiteFacts:
 
 
 def _site_path(row: tuple[Any, ...]) -> SitePath:
-    agent, site, target, cls, circuit, egress, address, evidence = row
+    agent, site, target, cls, circuit, egress, address, evidence, family = row
     return SitePath(
         agent,
         site,
@@ -86,6 +93,7 @@ def _site_path(row: tuple[Any, ...]) -> SitePath:
         PathKey(cls, circuit, egress),
         address,
         tuple(json.loads(evidence)),
+        family,
     )
 
 
@@ -118,8 +126,8 @@ class FactsCache:
 
 
 _PATH_SELECT = (
-    "SELECT a.id, a.site, p.target, p.class, p.circuit, p.egress, p.address, p.evidence"
-    " FROM paths p JOIN agents a ON a.ref = p.agent_ref"
+    "SELECT a.id, a.site, p.target, p.class, p.circuit, p.egress, p.address, p.evidence,"
+    " p.family FROM paths p JOIN agents a ON a.ref = p.agent_ref"
 )
 
 
@@ -128,9 +136,11 @@ def current_asymmetries(
 ) -> list[Asymmetry]:
     """Reported (agent findings) plus measured (reverse paths paired with forward ones)."""
     found = [
-        Asymmetry(site, circuit, "reported", agent, target, tuple(json.loads(evidence)), severity)
-        for agent, site, circuit, target, evidence, severity in conn.execute(
-            "SELECT a.id, r.site, r.circuit, r.target, r.evidence, r.severity"
+        Asymmetry(
+            site, circuit, "reported", agent, target, tuple(json.loads(evidence)), severity, family
+        )
+        for agent, site, circuit, target, evidence, severity, family in conn.execute(
+            "SELECT a.id, r.site, r.circuit, r.target, r.evidence, r.severity, r.family"
             " FROM reported_asymmetries r JOIN agents a ON a.ref = r.agent_ref"
         )
     ]
@@ -179,17 +189,17 @@ def _silence(conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalO
 def _expire_flips(
     conn: sqlite3.Connection, now_s: float, s: EvalSettings, out: EvalOutcome
 ) -> None:
-    for fp, agent, target in conn.execute(
-        "SELECT fingerprint, agent, target FROM alerts"
+    for fp, agent, target, labels in conn.execute(
+        "SELECT fingerprint, agent, target, labels FROM alerts"
         " WHERE alertname = ? AND ends_s IS NULL AND starts_s <= ?",
         (alertrules.ROUTE_FLIP, now_s - s.flip_hold_s),
     ).fetchall():
         if journal.resolve(conn, fp, now_s):
             # The chain ends with its alert: the next flip starts a new story.
             conn.execute(
-                "UPDATE paths SET flip_origin = NULL WHERE target = ?"
+                "UPDATE paths SET flip_origin = NULL WHERE target = ? AND family = ?"
                 " AND agent_ref = (SELECT ref FROM agents WHERE id = ?)",
-                (target, agent),
+                (target, alertrules.family_of_labels(json.loads(labels)), agent),
             )
             out.expired += 1
             out.alerts_changed = True
@@ -200,20 +210,20 @@ class Found:
     """What the reader found: asymmetries now, and paths past their expiry."""
 
     asymmetries: list[Asymmetry]
-    # (agent ref, agent, site, target, the path's last report as read)
-    expired: list[tuple[int, str, str, str, float]]
+    # (agent ref, agent, site, target, family, the path's last report as read)
+    expired: list[tuple[int, str, str, str, int, float]]
 
 
 def expired_paths(
     conn: sqlite3.Connection, s: EvalSettings
-) -> list[tuple[int, str, str, str, float]]:
+) -> list[tuple[int, str, str, str, int, float]]:
     """Paths the agent stopped reporting (a removed target).
 
     Judged against the agent's own last report, not the clock: a silent agent's
     paths stay (ErpathAgentSilent says why they are old).  A scan of every path,
     so it runs on the reader."""
     return conn.execute(
-        "SELECT a.ref, a.id, a.site, p.target, p.last_received_s FROM paths p"
+        "SELECT a.ref, a.id, a.site, p.target, p.family, p.last_received_s FROM paths p"
         " JOIN agents a ON a.ref = p.agent_ref"
         " WHERE a.last_seen_s - p.last_received_s > ? * coalesce(a.interval_s, ?)",
         (s.path_expiry_intervals, s.default_interval_s),
@@ -225,31 +235,35 @@ def _expire_paths(
     now_s: float,
     s: EvalSettings,
     out: EvalOutcome,
-    expired: list[tuple[int, str, str, str, float]],
+    expired: list[tuple[int, str, str, str, int, float]],
 ) -> None:
-    """Expired paths go, with their alerts; one reported again since it was read stays."""
-    for ref, agent, site, target, last_received_s in expired:
+    """Expired paths go, with their alerts; one reported again since it was read stays.
+
+    A family's path expires on its own: a dual-stack target whose users moved to IPv4
+    (ipv6-blackhole) keeps its IPv4 path while the IPv6 one goes."""
+    for ref, agent, site, target, family, last_received_s in expired:
         gone = conn.execute(
-            "DELETE FROM paths WHERE agent_ref = ? AND target = ? AND last_received_s = ?",
-            (ref, target, last_received_s),
+            "DELETE FROM paths WHERE agent_ref = ? AND target = ? AND family = ?"
+            " AND last_received_s = ?",
+            (ref, target, family, last_received_s),
         ).rowcount
         if not gone:
             continue
         conn.execute(
-            "DELETE FROM reported_asymmetries WHERE agent_ref = ? AND target = ?", (ref, target)
+            "DELETE FROM reported_asymmetries WHERE agent_ref = ? AND target = ? AND family = ?",
+            (ref, target, family),
         )
-        for fp, _labels in journal.firing(conn, alertrules.ROUTE_FLIP, agent=agent, target=target):
-            out.alerts_changed |= journal.resolve(conn, fp, now_s)
-        for fp, _labels in journal.firing(
-            conn, alertrules.UNEXPECTED_PATH, agent=agent, target=target
-        ):
-            out.alerts_changed |= journal.resolve(conn, fp, now_s)
+        for name in (alertrules.ROUTE_FLIP, alertrules.UNEXPECTED_PATH):
+            for fp, labels in journal.firing(conn, name, agent=agent, target=target):
+                if alertrules.family_of_labels(labels) == family:
+                    out.alerts_changed |= journal.resolve(conn, fp, now_s)
+        named = target if family == 4 else f"{target} (IPv{family})"
         journal.add_event(
             conn,
             now_s,
             "path_expired",
             "info",
-            f"{agent}: {target} not reported for {s.path_expiry_intervals:g} intervals;"
+            f"{agent}: {named} not reported for {s.path_expiry_intervals:g} intervals;"
             " its path, series and alerts are gone",
             site=site,
             agent=agent,

@@ -34,6 +34,7 @@ from collector.state import (
     PathState,
     Transition,
     compatible,
+    family_of,
     observations,
     reported_asymmetries,
 )
@@ -63,7 +64,7 @@ class Prepared:
     report: Report
     observations: tuple[Observation, ...]
     asymmetries: tuple[Asymmetry, ...]
-    results_by_target: dict[str, list[Any]]
+    results_by_path: dict[tuple[str, int], list[Any]]  # raw results by (target, family)
     body: bytes  # the report as received (decoded JSON text)
 
 
@@ -81,11 +82,12 @@ class Outcome:
 
 
 def prepare(doc: dict[str, Any], report: Report, body: bytes) -> Prepared:
-    by_target: dict[str, list[Any]] = {}
-    for raw in doc.get("results", ()):
-        by_target.setdefault(raw["target"], []).append(raw)
+    by_path: dict[tuple[str, int], list[Any]] = {}
+    # The decoded results are the document's, in its order.
+    for result, raw in zip(report.results, doc.get("results", ()), strict=True):
+        by_path.setdefault((result.target, family_of(result)), []).append(raw)
     return Prepared(
-        report, tuple(observations(report)), tuple(reported_asymmetries(report)), by_target, body
+        report, tuple(observations(report)), tuple(reported_asymmetries(report)), by_path, body
     )
 
 
@@ -112,7 +114,10 @@ def _ticks(seconds: float | None) -> int:
 
 
 def encode(obs: tuple[Observation, ...]) -> tuple[str, bytes, bytes]:
-    """(layout body, layout digest, times blob) of one report's observations."""
+    """(layout body, layout digest, times blob) of one report's observations.
+
+    An IPv6 path's row ends with its family; an IPv4 path's row has none, so IPv4-only
+    reports keep the layouts (and digests) they had before paths had a family."""
     layout = json.dumps(
         [
             [
@@ -125,6 +130,7 @@ def encode(obs: tuple[Observation, ...]) -> tuple[str, bytes, bytes]:
                 o.hops,
                 o.signature,
                 o.tcp_state,
+                *((o.family,) if o.family != 4 else ()),
             ]
             for o in obs
         ],
@@ -142,13 +148,13 @@ def decode(layout: str, times_blob: bytes) -> list[dict[str, Any]]:
     times = array.array("H")
     times.frombytes(times_blob)
     out = []
-    for i, (target, role, cls, circuit, link, egress, hops, sig, tcp) in enumerate(
-        json.loads(layout)
-    ):
+    for i, row in enumerate(json.loads(layout)):
+        target, role, cls, circuit, link, egress, hops, sig, tcp = row[:9]
         c, d = times[2 * i], times[2 * i + 1]
         out.append(
             {
                 "target": target,
+                "family": row[9] if len(row) > 9 else 4,
                 "role": role,
                 "class": cls,
                 "circuit": circuit,
@@ -186,7 +192,7 @@ def _layout_ref(conn: sqlite3.Connection, cache: dict[str, Any], body: str, dige
 PATH_COLUMNS = (
     "target, role, class, circuit, link, egress, address, addresses, signature, evidence, expected,"
     " matches_expected, connect_s, dns_s, hops, tcp_state, since_s, last_seq, last_received_s,"
-    " candidate, flips_total, flip_origin"
+    " candidate, flips_total, flip_origin, family"
 )
 
 
@@ -214,6 +220,7 @@ def state_from_row(row: tuple[Any, ...]) -> PathState:
         cand,
         flips,
         origin,
+        family,
     ) = row
     candidate = None
     if cand:
@@ -242,6 +249,7 @@ def state_from_row(row: tuple[Any, ...]) -> PathState:
         candidate=candidate,
         flips_total=flips,
         flip_origin=PathKey.from_dict(json.loads(origin)) if origin else None,
+        family=family,
     )
 
 
@@ -281,6 +289,7 @@ def _row_from_state(agent_ref: int, s: PathState) -> tuple[Any, ...]:
         cand,
         s.flips_total,
         json.dumps(s.flip_origin.as_dict()) if s.flip_origin else None,
+        s.family,
     )
 
 
@@ -427,8 +436,11 @@ def apply(
         )
 
     prev = {
-        row[0]: state_from_row(row)
-        for row in conn.execute(f"SELECT {PATH_COLUMNS} FROM paths WHERE agent_ref=?", (agent_ref,))
+        (s.target, s.family): s
+        for s in map(
+            state_from_row,
+            conn.execute(f"SELECT {PATH_COLUMNS} FROM paths WHERE agent_ref=?", (agent_ref,)),
+        )
     }
     kept, refused = _within_cap(p.observations, prev, settings.max_targets_per_agent)
     layout, digest, times = encode(kept)
@@ -489,10 +501,14 @@ def apply(
     if r.site.circuits or r.site.internet_edges:
         _site_facts(conn, agent_ref, a.id, a.site, json.dumps(to_dict(r.site)), received_s)
 
-    firing_alerts = conn.execute(
-        "SELECT fingerprint, alertname, target, labels FROM alerts WHERE agent=? AND ends_s IS NULL",
-        (a.id,),
-    ).fetchall()
+    firing_alerts = [
+        (fp, name, target, json.loads(labels))
+        for fp, name, target, labels in conn.execute(
+            "SELECT fingerprint, alertname, target, labels FROM alerts"
+            " WHERE agent=? AND ends_s IS NULL",
+            (a.id,),
+        )
+    ]
     available = preference.available_circuits(
         r.msee_probes,
         preference.others_on_circuits(conn, a.site, agent_ref),
@@ -500,7 +516,7 @@ def apply(
     )
     rows = []
     for obs in kept:
-        before = prev.get(obs.target)
+        before = prev.get((obs.target, obs.family))
         t: Transition = apply_path(before, obs, r.seq, received_s, settings.confirm_reports)
         expectation = preference.expect(t.state.key, obs.expected, obs.prefer, available)
         if expectation is not None:
@@ -533,14 +549,19 @@ def apply(
             )
         if t.signature_changed and obs.signature:
             conn.execute(
-                "INSERT INTO traces(agent_ref, target, seq, received_s, signature, body) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO traces(agent_ref, target, family, seq, received_s, signature, body)"
+                " VALUES (?,?,?,?,?,?,?)",
                 (
                     agent_ref,
                     obs.target,
+                    obs.family,
                     r.seq,
                     received_s,
                     obs.signature,
-                    zlib.compress(json.dumps(p.results_by_target.get(obs.target, [])).encode(), 6),
+                    zlib.compress(
+                        json.dumps(p.results_by_path.get((obs.target, obs.family), [])).encode(),
+                        6,
+                    ),
                 ),
             )
         out.alerts_changed |= _path_alerts(
@@ -553,7 +574,7 @@ def apply(
         "INSERT OR REPLACE INTO paths(agent_ref, "
         + PATH_COLUMNS
         + ") VALUES ("
-        + ",".join("?" * 23)
+        + ",".join("?" * 24)
         + ")",
         rows,
     )
@@ -568,7 +589,7 @@ def apply(
         conn.execute("DELETE FROM reported_asymmetries WHERE agent_ref=?", (agent_ref,))
         conn.executemany(
             "INSERT INTO reported_asymmetries(agent_ref, target, site, circuit, evidence, seen_s,"
-            " severity) VALUES (?,?,?,?,?,?,?)",
+            " severity, family) VALUES (?,?,?,?,?,?,?,?)",
             [
                 (
                     agent_ref,
@@ -578,6 +599,7 @@ def apply(
                     json.dumps(list(x.evidence)),
                     received_s,
                     x.severity,
+                    x.family,
                 )
                 for x in p.asymmetries
             ],
@@ -597,15 +619,16 @@ def apply(
 
 
 def _within_cap(
-    obs: tuple[Observation, ...], known: dict[str, PathState], cap: int
+    obs: tuple[Observation, ...], known: dict[tuple[str, int], PathState], cap: int
 ) -> tuple[tuple[Observation, ...], list[str]]:
-    """(observations kept, targets refused): targets the agent has a path for, then new
-    ones in report order while the agent stays within `cap` paths.  Target names are the
-    agent's free strings: without a cap, each new one is a path row and ~7 series forever."""
+    """(observations kept, targets refused): paths the agent has, then new ones in report
+    order while the agent stays within `cap` paths (a dual-stack target is two).  Target
+    names are the agent's free strings: without a cap, each new one is a path row and ~7
+    series forever."""
     room = cap - len(known)
     kept, refused = [], []
-    for o in obs:  # one observation per target
-        if o.target in known:
+    for o in obs:  # one observation per (target, family)
+        if (o.target, o.family) in known:
             kept.append(o)
         elif room > 0:
             room -= 1
@@ -652,16 +675,18 @@ def _path_alerts(
     site: str,
     agent: str,
     t: Transition,
-    firing_alerts: list[tuple[str, str, str, str]],
+    firing_alerts: list[tuple[str, str, str, dict[str, str]]],
     now_s: float,
     settings: Settings,
     expectation: preference.Expectation | None = None,
 ) -> bool:
-    """Route-flip and unexpected-path alerts of one (agent, target) after a transition."""
+    """Route-flip and unexpected-path alerts of one (agent, target, family) after a transition."""
     changed = False
     target = t.state.target
     mine = [
-        (fp, name, json.loads(labels)) for fp, name, tgt, labels in firing_alerts if tgt == target
+        (fp, name, labels)
+        for fp, name, tgt, labels in firing_alerts
+        if tgt == target and alertrules.family_of_labels(labels) == t.state.family
     ]
     if t.flip is not None:
         # A chain of flips is one story told from where it started: the new

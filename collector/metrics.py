@@ -143,12 +143,15 @@ def _runs_with(now_s: float, *labels: str) -> tuple[Family, Family, Family]:
 
 
 def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
+    # Every path series carries its address family ("4" or "6"): a dual-stack target
+    # has a path per family.
     info = _g(
         "erpath_path_info",
         "Current path of a target as an agent sees it (1).",
         "agent",
         "site",
         "target",
+        "family",
         "class",
         "circuit",
         "link",
@@ -160,14 +163,14 @@ def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
         "agent",
         "site",
         "target",
+        "family",
     )
-    connect = _g(
-        "erpath_tcp_connect_seconds", "Last TCP connect time.", "agent", "site", "target", "class"
-    )
-    tcp = _g("erpath_tcp_state", "Last TCP probe state (1).", "agent", "site", "target", "state")
-    dns = _g("erpath_dns_resolve_seconds", "Last DNS resolution time.", "agent", "site", "target")
-    hops = _g("erpath_trace_hops", "Hop count of the last trace.", "agent", "site", "target")
-    flips = _c("erpath_route_flips", "Confirmed route flips.", "agent", "site", "target")
+    path = ("agent", "site", "target", "family")
+    connect = _g("erpath_tcp_connect_seconds", "Last TCP connect time.", *path, "class")
+    tcp = _g("erpath_tcp_state", "Last TCP probe state (1).", *path, "state")
+    dns = _g("erpath_dns_resolve_seconds", "Last DNS resolution time.", *path)
+    hops = _g("erpath_trace_hops", "Hop count of the last trace.", *path)
+    flips = _c("erpath_route_flips", "Confirmed route flips.", *path)
     for (
         agent,
         site,
@@ -182,8 +185,9 @@ def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
         hop_count,
         tcp_state,
         flips_total,
+        family,
     ) in snap.paths:
-        key = (agent, site, target)
+        key = (agent, site, target, str(family))
         info.add((*key, cls, _s(circuit), _s(link), _s(egress)), 1.0)
         if matches is not None:
             expected.add(key, matches)
@@ -285,19 +289,21 @@ def _per_site(snap: queries.Snapshot, now_s: float) -> list[Family]:
         hop_count,
         tcp_state,
         flips_total,
+        family,
     ) in snap.paths:
-        info[(site, target, cls, _s(circuit), _s(link), _s(egress))] += 1
+        key = (site, target, str(family))
+        info[(*key, cls, _s(circuit), _s(link), _s(egress))] += 1
         if matches is not None:
-            expected[(site, target)] = min(expected.get((site, target), 1.0), float(matches))
+            expected[key] = min(expected.get(key, 1.0), float(matches))
         if connect_s is not None:
-            connect[(site, target, cls)].append(connect_s)
+            connect[(*key, cls)].append(connect_s)
         if tcp_state is not None:
-            tcp[(site, target, tcp_state)] += 1
+            tcp[(*key, tcp_state)] += 1
         if dns_s is not None:
-            dns[(site, target)].append(dns_s)
+            dns[key].append(dns_s)
         if hop_count is not None:
-            hops[(site, target)] = max(hops.get((site, target), 0), hop_count)
-        flips[(site, target)] += flips_total
+            hops[key] = max(hops.get(key, 0), hop_count)
+        flips[key] += flips_total
 
     def fam(kind: str, name: str, help_: str, labels: list[str], values: dict) -> Family:
         f = Family(name, kind, help_, tuple(labels))
@@ -310,49 +316,49 @@ def _per_site(snap: queries.Snapshot, now_s: float) -> list[Family]:
             "gauge",
             "erpath_path_info",
             "Agents of a site on each path of a target.",
-            ["site", "target", "class", "circuit", "link", "egress"],
+            ["site", "target", "family", "class", "circuit", "link", "egress"],
             info,
         ),
         fam(
             "gauge",
             "erpath_path_expected",
             "1 when every agent of the site is on the expected path.",
-            ["site", "target"],
+            ["site", "target", "family"],
             expected,
         ),
         fam(
             "gauge",
             "erpath_tcp_connect_seconds",
             "Mean last TCP connect time of a site's agents.",
-            ["site", "target", "class"],
+            ["site", "target", "family", "class"],
             connect,
         ),
         fam(
             "gauge",
             "erpath_tcp_state",
             "Agents of a site per last TCP state.",
-            ["site", "target", "state"],
+            ["site", "target", "family", "state"],
             tcp,
         ),
         fam(
             "gauge",
             "erpath_dns_resolve_seconds",
             "Mean last DNS time of a site's agents.",
-            ["site", "target"],
+            ["site", "target", "family"],
             dns,
         ),
         fam(
             "gauge",
             "erpath_trace_hops",
             "Largest hop count of a site's agents.",
-            ["site", "target"],
+            ["site", "target", "family"],
             hops,
         ),
         fam(
             "counter",
             "erpath_route_flips",
             "Confirmed route flips of a site's agents.",
-            ["site", "target"],
+            ["site", "target", "family"],
             flips,
         ),
     ]

@@ -140,15 +140,21 @@ def paths(
     limit: int = -1,
     after: tuple[Any, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """Paths by agent and target; `limit` rows (-1: all) after (agent, target) in `after`."""
-    where, args = _where(filters, {"site": "a.site", "agent": "a.id", "target": "p.target"})
-    where = _after(where, args, "(a.id, p.target) > (?, ?)", after)
+    """Paths by agent, target and family; `limit` rows (-1: all) after (agent, target, family)
+    in `after` (the family as a string, "4" or "6", as the cursor carries it)."""
+    where, args = _where(
+        filters,
+        {"site": "a.site", "agent": "a.id", "target": "p.target", "family": "p.family"},
+    )
+    if after is not None:
+        after = (after[0], after[1], int(after[2]))
+    where = _after(where, args, "(a.id, p.target, p.family) > (?, ?, ?)", after)
     cols = ", ".join(f"p.{c.strip()}" for c in PATH_COLUMNS.split(","))
     out = []
     for row in conn.execute(
         f"SELECT a.id, a.site, {cols} FROM paths p JOIN agents a ON a.ref = p.agent_ref"
         + where
-        + " ORDER BY a.id, p.target LIMIT ?",
+        + " ORDER BY a.id, p.target, p.family LIMIT ?",
         [*args, limit],
     ):
         s = state_from_row(row[2:])
@@ -157,6 +163,7 @@ def paths(
                 "agent": row[0],
                 "site": row[1],
                 "target": s.target,
+                "family": s.family,
                 "role": s.role,
                 "path": s.key.label,
                 "verdict": {
@@ -311,16 +318,19 @@ def observations(conn: sqlite3.Connection, agent: str, limit: int = 100) -> list
 
 
 def traces(conn: sqlite3.Connection, agent: str, target: str) -> list[dict[str, Any]]:
+    """Both families' traces of a target, in report order; each says its family."""
     return [
         {
             "seq": seq,
+            "family": family,
             "received_s": received_s,
             "signature": sig,
             "results": json.loads(zlib.decompress(body)),
         }
-        for seq, received_s, sig, body in conn.execute(
-            "SELECT t.seq, t.received_s, t.signature, t.body FROM traces t JOIN agents a ON a.ref = t.agent_ref"
-            " WHERE a.id = ? AND t.target = ? ORDER BY t.seq",
+        for seq, family, received_s, sig, body in conn.execute(
+            "SELECT t.seq, t.family, t.received_s, t.signature, t.body FROM traces t"
+            " JOIN agents a ON a.ref = t.agent_ref"
+            " WHERE a.id = ? AND t.target = ? ORDER BY t.seq, t.family",
             (agent, target),
         )
     ]
@@ -336,7 +346,8 @@ class Snapshot:
     agents: list[tuple[Any, ...]]
     paths: list[
         tuple[Any, ...]
-    ]  # agent, site, target, class, circuit, link, egress, matches, connect, dns, hops, tcp, flips
+    ]  # agent, site, target, class, circuit, link, egress, matches, connect, dns, hops, tcp, flips,
+    # family
     asymmetries: list[tuple[str, str, str, int]]
     # site, circuit, flows on the primary, flows on the secondary, 1 while redundancy is lost:
     # every circuit of the sites' facts, with the site's latest reports' flows.
@@ -376,7 +387,7 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
         ).fetchall(),
         paths=conn.execute(
             "SELECT a.id, a.site, p.target, p.class, p.circuit, p.link, p.egress, p.matches_expected,"
-            " p.connect_s, p.dns_s, p.hops, p.tcp_state, p.flips_total"
+            " p.connect_s, p.dns_s, p.hops, p.tcp_state, p.flips_total, p.family"
             " FROM paths p JOIN agents a ON a.ref = p.agent_ref"
         ).fetchall(),
         asymmetries=conn.execute("SELECT site, circuit, kind, active FROM asymmetries").fetchall(),

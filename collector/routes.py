@@ -649,7 +649,11 @@ def _cursor(request: web.Request, size: int) -> tuple[Any, ...] | None:
             return tuple(key)
     except (ValueError, UnicodeError):
         pass
-    raise Problem(
+    raise _bad_cursor()
+
+
+def _bad_cursor() -> Problem:
+    return Problem(
         400,
         "bad-query",
         "Bad Request",
@@ -680,9 +684,11 @@ async def get_agents(request: web.Request) -> web.Response:
 async def get_paths(request: web.Request) -> web.Response:
     _require_reader(request)
     f = _filters(request, ("site", "agent", "target", "limit", "cursor"))
-    limit, after = _limit(request, default=1000), _cursor(request, 2)
+    limit, after = _limit(request, default=1000), _cursor(request, 3)
+    if after is not None and after[2] not in ("4", "6"):  # (agent, target, family)
+        raise _bad_cursor()
     rows = await request.app[STORE].read(queries.paths, f, limit + 1, after)
-    return _json(_page("paths", rows, limit, lambda r: [r["agent"], r["target"]]))
+    return _json(_page("paths", rows, limit, lambda r: [r["agent"], r["target"], str(r["family"])]))
 
 
 EVENT_KINDS = (

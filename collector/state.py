@@ -1,10 +1,12 @@
-"""Path state per (agent, target), flip hysteresis and asymmetry pairing.
+"""Path state per (agent, target, family), flip hysteresis and asymmetry pairing.
 
 Pure functions over records: the store loads state, calls these, and writes
 what they return.  Nothing here does I/O or reads a clock.
 
 - `observations(report)` turns one report into one compact `Observation` per
-  target.
+  target and address family: a dual-stack target's IPv4 and IPv6 paths are two
+  paths (each flips, alerts and pairs on its own; IPv6 leaves un-NATed, so its
+  reverse path is traced to the site's IPv6 source prefix).
 - `apply(prev, obs, ...)` moves a `PathState` on by one in-order report: a
   change of class, circuit or egress becomes a confirmed route flip only
   after `confirm_reports` consecutive reports agree; a single odd report is a
@@ -29,6 +31,19 @@ from agent.report import Finding, Report, Result, SiteFacts
 
 REVERSE_ROLE = "reverse"
 NO_CIRCUIT = "none"
+# A path's address family as the collector keys, labels and stores it: 4 or 6.
+FAMILIES = (4, 6)
+
+
+def family_of(result: Result) -> int:
+    """6 for an IPv6 address; 4 otherwise, also for a result without an address (a DNS
+    failure): reports of older agents and failed lookups stay on the IPv4 path they had."""
+    return 6 if result.address_family == "ipv6" else 4
+
+
+def family_words(family: int) -> str:
+    """`IPv6` — how evidence and summaries name a path's family."""
+    return f"IPv{family}"
 
 
 # --------------------------------------------------------------------------- records
@@ -111,6 +126,7 @@ class Observation:
     tcp_state: str | None = None
     # The failover order for this target: its own, else the site's.
     prefer: tuple[str, ...] = ()
+    family: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +163,7 @@ class PathState:
     # Where a chain of flips still alerting started: a later flip keeps telling
     # the story from there, and a return to it resolves the chain.
     flip_origin: PathKey | None = None
+    family: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +177,7 @@ class PathEvent:
     evidence: tuple[str, ...] = ()
     driver: str | None = None  # routing | dns, for flips
     origin: PathKey | None = None  # for flips: where the chain of flips started
+    family: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +213,9 @@ def signature(result: Result) -> str:
     return "hops:" + hashlib.sha1(hops.encode()).hexdigest()[:16]
 
 
-def _observe(target: str, results: Sequence[Result], site_prefer: tuple[str, ...]) -> Observation:
+def _observe(
+    target: str, family: int, results: Sequence[Result], site_prefer: tuple[str, ...]
+) -> Observation:
     # The first result with a verdict speaks for the target: agents list the
     # address they connect to first.
     main = next((r for r in results if r.verdict is not None), results[0])
@@ -226,18 +246,22 @@ def _observe(target: str, results: Sequence[Result], site_prefer: tuple[str, ...
         hops=main.trace.hop_count if main.trace else None,
         tcp_state=main.tcp.state if main.tcp else None,
         prefer=main.prefer or site_prefer,
+        family=family,
     )
 
 
-def group_by_target(report: Report) -> dict[str, list[Result]]:
-    grouped: dict[str, list[Result]] = {}
+def group_by_path(report: Report) -> dict[tuple[str, int], list[Result]]:
+    """Results by (target, family), in report order."""
+    grouped: dict[tuple[str, int], list[Result]] = {}
     for r in report.results:
-        grouped.setdefault(r.target, []).append(r)
+        grouped.setdefault((r.target, family_of(r)), []).append(r)
     return grouped
 
 
 def observations(report: Report) -> list[Observation]:
-    return [_observe(t, rs, report.site.prefer) for t, rs in group_by_target(report).items()]
+    return [
+        _observe(t, fam, rs, report.site.prefer) for (t, fam), rs in group_by_path(report).items()
+    ]
 
 
 # --------------------------------------------------------------------------- hysteresis
@@ -275,7 +299,13 @@ def new_state(obs: Observation, seq: int, received_s: float) -> PathState:
         dns_s=obs.dns_s,
         hops=obs.hops,
         tcp_state=obs.tcp_state,
+        family=obs.family,
     )
+
+
+def _named(target: str, family: int) -> str:
+    """The target as summaries name its path: an IPv6 path says so, IPv4 reads as before."""
+    return target if family == 4 else f"{target} ({family_words(family)})"
 
 
 def apply(
@@ -316,11 +346,12 @@ def apply(
             kind="path_change",
             severity="info",
             target=obs.target,
-            summary=f"{obs.target}: hops changed on the same path {key.label} "
+            summary=f"{_named(obs.target, obs.family)}: hops changed on the same path {key.label} "
             f"({prev.signature} -> {obs.signature})",
             before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
             after=_side(key, obs.link, obs.address, obs.signature, obs.evidence),
             evidence=obs.evidence,
+            family=obs.family,
         )
         return Transition(state, (change,), signature_changed=True)
 
@@ -337,11 +368,12 @@ def apply(
                     kind="path_deviation",
                     severity="info",
                     target=obs.target,
-                    summary=f"{obs.target}: one report saw {obs.key.label} instead of "
+                    summary=f"{_named(obs.target, obs.family)}: one report saw {obs.key.label} instead of "
                     f"{prev.key.label} (needs {confirm_reports} in a row to be a flip)",
                     before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
                     after=_side(obs.key, obs.link, obs.address, obs.signature, obs.evidence),
                     evidence=obs.evidence,
+                    family=obs.family,
                 ),
             )
         return Transition(replace(prev, **measured, candidate=cand), events)
@@ -355,7 +387,7 @@ def apply(
         kind="route_flip",
         severity="critical" if prev.key.path_class == "expressroute" else "warning",
         target=obs.target,
-        summary=f"{obs.target}: path flipped {prev.key.label} -> {cand.key.label} "
+        summary=f"{_named(obs.target, obs.family)}: path flipped {prev.key.label} -> {cand.key.label} "
         f"({'DNS-driven: the address changed' if moved else 'routing-driven'}, "
         f"{cand.count} reports in a row)",
         before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
@@ -363,6 +395,7 @@ def apply(
         evidence=obs.evidence,
         driver=driver,
         origin=origin,
+        family=obs.family,
     )
     state = replace(
         new_state(replace(obs, key=cand.key), seq, received_s),
@@ -388,6 +421,7 @@ class Asymmetry:
     evidence: tuple[str, ...]
     # The alert's severity follows the finding's: a "may" finding is a warning.
     severity: str = "critical"
+    family: int = 4
 
 
 def alert_severity(finding: Finding) -> str:
@@ -419,9 +453,11 @@ def reported_asymmetries(report: Report) -> list[Asymmetry]:
             if not f.asymmetry:
                 continue
             circuit = _finding_circuit(f, r, report.site)
+            family = family_of(r)
             predicted = " (predicted from site facts, not observed)" if f.predicted_only else ""
             lines = [
-                f"{report.agent.id} -> {r.target}: {f.kind} ({f.severity}){predicted}",
+                f"{report.agent.id} -> {_named(r.target, family)}: {f.kind} ({f.severity})"
+                f"{predicted}",
                 *(e.text for e in f.evidence),
             ]
             if f.fix:
@@ -435,6 +471,7 @@ def reported_asymmetries(report: Report) -> list[Asymmetry]:
                     r.target,
                     tuple(lines),
                     alert_severity(f),
+                    family,
                 )
             )
     return out
@@ -450,6 +487,7 @@ class SitePath:
     key: PathKey
     address: str | None = None
     evidence: tuple[str, ...] = ()
+    family: int = 4
 
 
 def _transport(key: PathKey) -> str:
@@ -515,10 +553,16 @@ def owner_of(
     facts_by_site: Mapping[str, SiteFacts],
     prefixes: Mapping[str, PrefixIndex] | None = None,
 ) -> list[tuple[str, set[str], set[str]]]:
-    """Sites that own a NAT address: (site, internet edges, circuits) carrying it."""
+    """Sites that own a NAT address, or an IPv6 source address (IPv6 leaves un-NATed, from
+    an edge's source prefix): (site, internet edges, circuits) carrying it."""
     owners = []
     for site, facts in facts_by_site.items():
-        edges = {e.name for e in facts.internet_edges if address in e.nat_addresses}
+        edges = {
+            e.name
+            for e in facts.internet_edges
+            if address in e.nat_addresses
+            or (":" in address and _in_prefixes(address, e.source_prefixes_v6))
+        }
         # Traffic over a circuit is never translated to an internet edge's
         # NAT address, even when a circuit (wrongly) advertises its prefix:
         # that leak is what makes the return asymmetric, not a forward path.
@@ -545,7 +589,9 @@ def measured_asymmetries(
 
     A forward path uses the NAT address when it leaves via an internet edge
     that translates to it, or via a circuit that advertises it.  Classes (CDN
-    counts as internet) or circuits that differ are asymmetric.
+    counts as internet) or circuits that differ are asymmetric.  Pairs are of one
+    family: a reverse trace to an IPv6 source address says nothing of IPv4 paths,
+    which leave from a NAT pool.
     """
     out: list[Asymmetry] = []
     for rev in reverse_paths:
@@ -554,6 +600,8 @@ def measured_asymmetries(
             continue
         for site, edges, circuits in owner_of(nat, facts_by_site, prefixes):
             for fwd in forward_by_site.get(site, ()):
+                if fwd.family != rev.family:
+                    continue
                 k = fwd.key
                 via_edge = _transport(k) == "internet" and (
                     k.egress in edges or (k.egress is None and edges)
@@ -567,6 +615,7 @@ def measured_asymmetries(
                 if not differs:
                     continue
                 circuit = rev.key.circuit or k.circuit or NO_CIRCUIT
+                fwd_name, rev_name = _named(fwd.target, fwd.family), _named(nat, rev.family)
                 out.append(
                     Asymmetry(
                         site,
@@ -575,14 +624,15 @@ def measured_asymmetries(
                         fwd.agent,
                         fwd.target,
                         (
-                            f"forward {fwd.agent} -> {fwd.target}: {k.path_class}"
+                            f"forward {fwd.agent} -> {fwd_name}: {k.path_class}"
                             + (f"/{k.circuit}" if k.circuit else "")
                             + (f" via {k.egress}" if k.egress else "")
                             + (f" ({fwd.evidence[0]})" if fwd.evidence else ""),
-                            f"reverse {rev.agent} -> {nat}: {rev.key.path_class}"
+                            f"reverse {rev.agent} -> {rev_name}: {rev.key.path_class}"
                             + (f"/{rev.key.circuit}" if rev.key.circuit else "")
                             + (f" ({rev.evidence[0]})" if rev.evidence else ""),
                         ),
+                        family=fwd.family,
                     )
                 )
     return out

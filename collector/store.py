@@ -285,6 +285,48 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     ALTER TABLE agents ADD COLUMN service_tags_change_number INTEGER;
     ALTER TABLE agents ADD COLUMN service_tags_installed_s REAL;
     """,
+    # 6: a path per (agent, target, family) (issue 15).  Every stored path was measured
+    # over IPv4 (agents before issue 15 probed IPv4 only) and becomes family 4; alerts are
+    # not touched: an IPv4 path's alerts carry no family label, so their fingerprints stay.
+    """
+    CREATE TABLE paths_by_family(
+        agent_ref INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        family INTEGER NOT NULL DEFAULT 4,
+        role TEXT NOT NULL,
+        class TEXT NOT NULL,
+        circuit TEXT,
+        link TEXT,
+        egress TEXT,
+        address TEXT,
+        addresses TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        expected TEXT,
+        matches_expected INTEGER,
+        connect_s REAL,
+        dns_s REAL,
+        hops INTEGER,
+        tcp_state TEXT,
+        since_s REAL NOT NULL,
+        last_seq INTEGER NOT NULL,
+        last_received_s REAL NOT NULL,
+        candidate TEXT,
+        flips_total INTEGER NOT NULL DEFAULT 0,
+        flip_origin TEXT,
+        PRIMARY KEY(agent_ref, target, family)
+    ) WITHOUT ROWID;
+    INSERT INTO paths_by_family(agent_ref, target, family, role, class, circuit, link, egress,
+        address, addresses, signature, evidence, expected, matches_expected, connect_s, dns_s,
+        hops, tcp_state, since_s, last_seq, last_received_s, candidate, flips_total, flip_origin)
+    SELECT agent_ref, target, 4, role, class, circuit, link, egress, address, addresses,
+        signature, evidence, expected, matches_expected, connect_s, dns_s, hops, tcp_state,
+        since_s, last_seq, last_received_s, candidate, flips_total, flip_origin FROM paths;
+    DROP TABLE paths;
+    ALTER TABLE paths_by_family RENAME TO paths;
+    ALTER TABLE traces ADD COLUMN family INTEGER NOT NULL DEFAULT 4;
+    ALTER TABLE reported_asymmetries ADD COLUMN family INTEGER NOT NULL DEFAULT 4;
+    """,
 )
 
 

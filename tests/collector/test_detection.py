@@ -51,7 +51,7 @@ async def test_one_odd_report_records_an_event_but_raises_no_alert_two_do(start_
     assert "MSEE of circuit ams-1" in alert["annotations"]["evidence"]
     assert (
         c.registry.get_sample_value(
-            "erpath_route_flips_total", {"agent": "br-1", "site": "ams", "target": T}
+            "erpath_route_flips_total", {"agent": "br-1", "site": "ams", "target": T, "family": "4"}
         )
         == 1
     )
@@ -131,7 +131,7 @@ async def test_unexpected_path_fires_while_it_differs(start_collector):
     assert await alerts(c, "ErpathUnexpectedPath", "firing") == []
     assert (
         c.registry.get_sample_value(
-            "erpath_path_expected", {"agent": "br-1", "site": "ams", "target": T}
+            "erpath_path_expected", {"agent": "br-1", "site": "ams", "target": T, "family": "4"}
         )
         == 1
     )
@@ -255,7 +255,7 @@ async def test_restart_keeps_paths_events_and_active_alerts(start_collector, tmp
     assert (await resp.json())["applied"] is False
     assert (
         c2.registry.get_sample_value(
-            "erpath_route_flips_total", {"agent": "br-1", "site": "ams", "target": T}
+            "erpath_route_flips_total", {"agent": "br-1", "site": "ams", "target": T, "family": "4"}
         )
         == 1
     )

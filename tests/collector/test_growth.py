@@ -110,7 +110,7 @@ async def test_a_removed_target_expires_and_its_alerts_resolve(clocked):
     assert (await c.get(f"{API}/alerts", state="firing"))["alerts"] == []
     assert (
         c.registry.get_sample_value(
-            "erpath_path_expected", {"agent": "br-1", "site": "ams", "target": gone}
+            "erpath_path_expected", {"agent": "br-1", "site": "ams", "target": gone, "family": "4"}
         )
         is None
     )

@@ -63,24 +63,29 @@ async def test_exposition_passes_promtool_and_has_every_metric(start_collector):
     ):
         assert f"# TYPE {name.removesuffix('_bucket')}" in text or f"\n{name}" in text, name
     assert (
-        'erpath_path_info{agent="br-1",circuit="",class="internet",egress="ams-inet",link="",'
-        'site="ams",target="api.powerapps.com"} 1.0'
+        'erpath_path_info{agent="br-1",circuit="",class="internet",egress="ams-inet",family="4",'
+        'link="",site="ams",target="api.powerapps.com"} 1.0'
     ) in text
     assert (
-        'erpath_tcp_state{agent="br-1",site="ams",state="open",target="api.powerapps.com"} 1.0'
-        in text
+        'erpath_tcp_state{agent="br-1",family="4",site="ams",state="open",'
+        'target="api.powerapps.com"} 1.0' in text
     )
     assert "10.0.1.1" not in text  # hop addresses never become labels
     get = c.registry.get_sample_value
-    assert get("erpath_path_expected", {"agent": "br-1", "site": "ams", "target": T}) == 0
+    assert (
+        get("erpath_path_expected", {"agent": "br-1", "site": "ams", "target": T, "family": "4"})
+        == 0
+    )
     assert (
         get(
             "erpath_tcp_connect_seconds",
-            {"agent": "br-1", "site": "ams", "target": T, "class": "internet"},
+            {"agent": "br-1", "site": "ams", "target": T, "family": "4", "class": "internet"},
         )
         == 0.012
     )
-    assert get("erpath_trace_hops", {"agent": "br-1", "site": "ams", "target": T}) == 3
+    assert (
+        get("erpath_trace_hops", {"agent": "br-1", "site": "ams", "target": T, "family": "4"}) == 3
+    )
     assert get("erpath_agent_cycle_seconds", {"agent": "br-1", "site": "ams"}) == 2.5
     assert get("erpath_reports_received_total", {"result": "accepted"}) == 7
     promtool = binary("promtool")
@@ -121,6 +126,7 @@ async def test_per_site_aggregates_drop_the_agent_label(start_collector):
             {
                 "site": "ams",
                 "target": T,
+                "family": "4",
                 "class": "internet",
                 "circuit": "",
                 "link": "",
@@ -129,7 +135,7 @@ async def test_per_site_aggregates_drop_the_agent_label(start_collector):
         )
         == 2
     )
-    assert get("erpath_route_flips_total", {"site": "ams", "target": T}) == 2
+    assert get("erpath_route_flips_total", {"site": "ams", "target": T, "family": "4"}) == 2
     assert get("erpath_agent_last_report_timestamp_seconds", {"site": "ams", "role": "branch"}) > 0
     check = subprocess.run(
         [binary("promtool"), "check", "metrics"], input=text.encode(), capture_output=True
