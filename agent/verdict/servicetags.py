@@ -133,7 +133,12 @@ class ServiceTags:
                 if key is not None:
                     cache_path = indexcache.path_for(source)
                     hit = indexcache.read(cache_path, key)
-                    if hit is None and helper and st.st_size >= CACHE_MIN_BYTES:
+                    if (
+                        hit is None
+                        and helper
+                        and st.st_size >= CACHE_MIN_BYTES
+                        and os.access(os.path.dirname(os.path.abspath(source)), os.W_OK)
+                    ):
                         hit = indexcache.read(cache_path, key) if _build_in_helper(source) else None
                     cached = _from_cache(source, *hit) if hit else None
                     if cached is not None:
@@ -530,8 +535,17 @@ def _parse_prefix(text: str) -> tuple[int, int, int] | None:
 if __name__ == "__main__":
     # The helper of ServiceTags.load: build the index of one file into its cache.
     import sys
+    import time
 
+    from agent.verdict import indexcache
+
+    started_ns = time.time_ns()
     try:
         ServiceTags.load(sys.argv[1], cache=True, helper=False)
     except ServiceTagsError as error:
         sys.exit(str(error))
+    try:  # written now, or the agent must build the index itself
+        written = os.stat(indexcache.path_for(sys.argv[1])).st_mtime_ns >= started_ns - 10**9
+    except OSError:
+        written = False
+    sys.exit(0 if written else "the index cache could not be written")

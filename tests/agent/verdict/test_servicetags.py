@@ -483,3 +483,11 @@ def test_big_bad_file_gets_the_same_error_after_the_helper_fails(tmp_path):
         "values[3999] (Tag3999): properties.addressPrefixes[2] '10.0.0.0/33' is not an IP prefix"
     )
     assert os.listdir(tmp_path) == [f.name]
+
+
+def test_helper_that_cannot_write_the_cache_says_so(tmp_path):
+    f = tmp_path / "ServiceTags_Public.json"
+    _write(f, _big_values())
+    (tmp_path / (f.name + indexcache.SUFFIX) / "occupied").mkdir(parents=True)
+    assert not servicetags._build_in_helper(str(f))  # the agent then builds in process
+    assert _names(ServiceTags.load(f), "10.3.7.9") == ("Tag775",)
