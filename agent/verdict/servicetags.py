@@ -544,8 +544,10 @@ if __name__ == "__main__":
         ServiceTags.load(sys.argv[1], cache=True, helper=False)
     except ServiceTagsError as error:
         sys.exit(str(error))
-    try:  # written now, or the agent must build the index itself
-        written = os.stat(indexcache.path_for(sys.argv[1])).st_mtime_ns >= started_ns - 10**9
-    except OSError:
-        written = False
+    # Written now (file times run on the kernel's coarse clock: 50 ms of slack),
+    # or the agent must build the index itself.
+    cache_file = indexcache.path_for(sys.argv[1])
+    written = (
+        os.path.isfile(cache_file) and os.stat(cache_file).st_mtime_ns >= started_ns - 50_000_000
+    )
     sys.exit(0 if written else "the index cache could not be written")
