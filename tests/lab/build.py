@@ -8,11 +8,12 @@ labs (different prefixes) can use the same interface names side by side.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as p2netns
 
 from . import plan, scenarios
@@ -23,9 +24,19 @@ RTPROT_STATIC = 4
 RULE_PRIORITIES = range(100, 200)  # the lab's policy rules live here
 BRIDGE = "br0"
 
-# Kernel defaults, restored when rate limiting is switched back on.
-RATE_LIMIT_ON = {"net.ipv4.icmp_ratelimit": 1000, "net.ipv4.icmp_ratemask": 6168}
-RATE_LIMIT_OFF = {"net.ipv4.icmp_ratelimit": 0, "net.ipv4.icmp_ratemask": 0}
+# Kernel defaults, restored when rate limiting is switched back on; both
+# families (IPv6: one ICMPv6 error per 1000 ms per destination, scaled by the
+# route's prefix length, which is the kernel's own rule).
+RATE_LIMIT_ON = {
+    "net.ipv4.icmp_ratelimit": 1000,
+    "net.ipv4.icmp_ratemask": 6168,
+    "net.ipv6.icmp.ratelimit": 1000,
+}
+RATE_LIMIT_OFF = {
+    "net.ipv4.icmp_ratelimit": 0,
+    "net.ipv4.icmp_ratemask": 0,
+    "net.ipv6.icmp.ratelimit": 0,
+}
 
 
 def base_sysctls(node: plan.Node, rate_limit: bool) -> dict[str, int]:
@@ -40,12 +51,25 @@ def base_sysctls(node: plan.Node, rate_limit: bool) -> dict[str, int]:
         "net.ipv4.icmp_errors_use_inbound_ifaddr": 1,
         # L4 hash: one flow (constant 5-tuple) stays on one ECMP member.
         "net.ipv4.fib_multipath_hash_policy": 1,
-        # The lab is IPv4; no router solicitations or DAD noise on the links.
-        "net.ipv6.conf.all.disable_ipv6": 1,
-        "net.ipv6.conf.default.disable_ipv6": 1,
+        "net.ipv6.fib_multipath_hash_policy": 1,
+        # Dual-stack: static addresses only (no RAs, no SLAAC), usable at once
+        # (no DAD wait: the plan's addresses are unique), and kept when a
+        # scenario takes a link down, as IPv4 addresses are.
+        "net.ipv6.conf.all.forwarding": 1 if node.forwarding else 0,
+        "net.ipv6.conf.default.forwarding": 1 if node.forwarding else 0,
+        "net.ipv6.conf.default.accept_ra": 0,
+        "net.ipv6.conf.default.autoconf": 0,
+        "net.ipv6.conf.default.accept_dad": 0,
+        "net.ipv6.conf.all.accept_dad": 0,
+        "net.ipv6.conf.default.keep_addr_on_down": 1,
+        "net.ipv6.conf.all.keep_addr_on_down": 1,
     }
     values.update(RATE_LIMIT_ON if rate_limit else RATE_LIMIT_OFF)
     return values
+
+
+def _family(prefix: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_network(prefix).version == 6 else socket.AF_INET
 
 
 class Wiring:
@@ -104,12 +128,24 @@ class Wiring:
                 self.ipr[end].addr(
                     "add", index=idx, address=link.address(end), prefixlen=link.prefixlen
                 )
+                if link.subnet6:
+                    self.ipr[end].addr(
+                        "add",
+                        index=idx,
+                        address=link.address6(end),
+                        prefixlen=ipaddress.ip_network(link.subnet6).prefixlen,
+                        family=socket.AF_INET6,
+                    )
                 self.ipr[end].link("set", index=idx, state="up")
         for n in plan.NODES:
             lo = self.index(n.key, "lo")
             self.ipr[n.key].link("set", index=lo, state="up")
             for address in n.loopbacks:
                 self.ipr[n.key].addr("add", index=lo, address=address, prefixlen=32)
+            for address in n.loopbacks6:
+                self.ipr[n.key].addr(
+                    "add", index=lo, address=address, prefixlen=128, family=socket.AF_INET6
+                )
 
     def build_management(self) -> None:
         mgmt = self.ipr["mgmt"]
@@ -142,43 +178,54 @@ class Wiring:
                 state = "down" if is_down else "up"
                 self.ipr[end].link("set", index=self.index(end, link.ifname(end)), state=state)
 
-    def _nexthop(self, node: str, via: str) -> dict:
+    def _nexthop(self, node: str, via: str, family: int) -> dict:
         link = plan.link_between(node, via)
-        return {"gateway": link.address(via), "oif": self.index(node, link.ifname(node))}
+        return {"gateway": link.address(via, family), "oif": self.index(node, link.ifname(node))}
 
     def reconcile_routes(self, s: Scenario, ecmp: bool) -> None:
         desired: dict[str, dict[tuple[int, str], tuple[str, ...]]] = {}
         for r in scenarios.routes(s, ecmp=ecmp):
-            desired.setdefault(r.node, {})[(r.table, r.prefix)] = r.via
+            prefix = str(ipaddress.ip_network(r.prefix))
+            desired.setdefault(r.node, {})[(r.table, prefix)] = r.via
 
         def one(node: str) -> None:
             ipr = self.ipr[node]
             want = desired.get(node, {})
             have: dict[tuple[int, str], tuple[str, ...]] = {}
-            for route in ipr.route("dump", family=socket.AF_INET):
-                if route["proto"] != RTPROT_STATIC:
-                    continue
-                key = (route.get("table"), f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}")
-                gws = (
-                    [route.get("gateway")]
-                    if route.get("gateway")
-                    else [dict(h["attrs"]).get("RTA_GATEWAY") for h in route.get("multipath") or []]
-                )
-                have[key] = tuple(sorted(g for g in gws if g))
+            for af, any_address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+                for route in ipr.route("dump", family=af):
+                    if route["proto"] != RTPROT_STATIC:
+                        continue
+                    dst = f"{route.get('dst') or any_address}/{route['dst_len']}"
+                    key = (route.get("table"), str(ipaddress.ip_network(dst)))
+                    gws = (
+                        [route.get("gateway")]
+                        if route.get("gateway")
+                        else [
+                            dict(h["attrs"]).get("RTA_GATEWAY")
+                            for h in route.get("multipath") or []
+                        ]
+                    )
+                    have[key] = tuple(sorted(str(ipaddress.ip_address(g)) for g in gws if g))
             for key in have.keys() - want.keys():
                 table, prefix = key
-                ipr.route("del", dst=prefix, table=table)
+                ipr.route("del", dst=prefix, table=table, family=_family(prefix))
             for (table, prefix), via in want.items():
-                gws = tuple(sorted(plan.link_between(node, v).address(v) for v in via))
+                family = ipaddress.ip_network(prefix).version
+                gws = tuple(sorted(plan.link_between(node, v).address(v, family) for v in via))
                 if have.get((table, prefix)) == gws:
                     continue
-                hops = [self._nexthop(node, v) for v in via]
+                hops = [self._nexthop(node, v, family) for v in via]
+                kw = {"dst": prefix, "table": table, "proto": RTPROT_STATIC}
+                kw["family"] = _family(prefix)
                 if len(hops) == 1:
-                    ipr.route("replace", dst=prefix, table=table, proto=RTPROT_STATIC, **hops[0])
+                    ipr.route("replace", **kw, **hops[0])
                 else:
-                    ipr.route(
-                        "replace", dst=prefix, table=table, proto=RTPROT_STATIC, multipath=hops
-                    )
+                    if family == 6:
+                        # An IPv6 multipath route cannot be replaced in place.
+                        with contextlib.suppress(NetlinkError):
+                            ipr.route("del", dst=prefix, table=table, family=socket.AF_INET6)
+                    ipr.route("replace", **kw, multipath=hops)
 
         for n in plan.NODE_KEYS:
             one(n)

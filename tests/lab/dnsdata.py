@@ -82,6 +82,8 @@ def build(view: str = "public") -> Zone:
         for here, there in zip(names, names[1:], strict=False):
             add(here, "CNAME", there + ".")
         add(names[-1], "A", address)
+        if t.address6:
+            add(names[-1], "AAAA", t.address6)
     for address, name in plan.PTR_NAMES.items():
         add(_reverse_name(address), "PTR", name + ".")
     for prefix, asn, cc, reg, date in plan.ASN_TABLE:
@@ -113,17 +115,22 @@ def build(view: str = "public") -> Zone:
 
 
 def lookup_txt_origin(qname: str) -> str | None:
-    """TXT for <reversed-ip>.origin.asn.cymru.com, computed for any address."""
-    suffix = ".origin.asn.cymru.com"
+    """TXT for <reversed-ip>.origin.asn.cymru.com (IPv4) or <reversed nibbles>
+    .origin6.asn.cymru.com (IPv6), computed for any address."""
     name = qname.lower().rstrip(".")
-    if not name.endswith(suffix):
-        return None
-    labels = name[: -len(suffix)].split(".")
-    if len(labels) != 4:
-        return None
-    try:
-        address = ".".join(reversed(labels))
-        ipaddress.IPv4Address(address)
-    except ValueError:
-        return None
-    return cymru_txt(address)
+    for suffix, count in ((".origin.asn.cymru.com", 4), (".origin6.asn.cymru.com", 32)):
+        if not name.endswith(suffix):
+            continue
+        labels = name[: -len(suffix)].split(".")
+        if len(labels) != count:
+            return None
+        try:
+            if count == 4:
+                address = str(ipaddress.IPv4Address(".".join(reversed(labels))))
+            else:
+                nibbles = "".join(reversed(labels))
+                address = str(ipaddress.IPv6Address(int(nibbles, 16)))
+        except ValueError:
+            return None
+        return cymru_txt(address)
+    return None

@@ -38,25 +38,52 @@ def _nat(node: str) -> str:
     return "\n".join(lines)
 
 
+def _zone_marks(fw: plan.StatefulFirewall) -> dict[str, int]:
+    """Zone -> conntrack mark (1, 2, ... in the plan's order)."""
+    marks: dict[str, int] = {}
+    for zone in fw.zones.values():
+        marks.setdefault(zone, len(marks) + 1)
+    return marks
+
+
 def _stateful(node: str) -> str:
     fw = plan.FIREWALL
     inside = [plan.link_between(node, p).ifname(node) for p in fw.inside_peers]
+    marks = _zone_marks(fw)
+    ifzone = {plan.link_between(node, p).ifname(node): marks[z] for p, z in fw.zones.items()}
+    zone_map = ", ".join(f'"{i}" : {m}' for i, m in ifzone.items())
+    # A reply (or an ICMP error about the flow) must arrive from the zone the
+    # flow left into.  IPv6 only: with NAT (IPv4) the other path's reply is
+    # unknown anyway, and IPv4 flows keep the lab's behaviour from before
+    # IPv6 (a flow pinned by sport survives a scenario switch).  Without NAT
+    # it is an established flow's reply arriving on the wrong side.
+    zone_checks = "\n".join(
+        f"    meta nfproto ipv6 ct direction reply ct mark {m} iifname != {{ "
+        f"{_quoted(i for i, z in ifzone.items() if z == m)} }} counter name dropped_forward drop"
+        for m in marks.values()
+    )
     return f"""table inet {TABLE} {{
   counter dropped_forward {{ }}
   counter dropped_input {{ }}
   chain forward {{
     type filter hook forward priority filter; policy drop;
+{zone_checks}
     ct state established,related accept
     # A flow must start here, from inside, with a SYN: replies of flows this
     # firewall never saw (asymmetric returns) are invalid or new-from-outside.
     ct state invalid counter name dropped_forward drop
-    iifname {{ {_quoted(inside)} }} ct state new tcp flags & (syn | ack | fin | rst) == syn accept
-    iifname {{ {_quoted(inside)} }} ct state new meta l4proto != tcp accept
+    iifname {{ {_quoted(inside)} }} ct state new tcp flags & (syn | ack | fin | rst) == syn \
+      ct mark set oifname map {{ {zone_map} }} accept
+    iifname {{ {_quoted(inside)} }} ct state new meta l4proto != tcp \
+      ct mark set oifname map {{ {zone_map} }} accept
     counter name dropped_forward drop
   }}
   chain input {{
     type filter hook input priority filter; policy drop;
     ct state established,related accept
+    # Neighbour discovery is IPv6's ARP: without it no link works.
+    icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, \
+      nd-router-advert, echo-request }} accept
     ct state invalid counter name dropped_input drop
     iifname {{ "lo", "{plan.MGMT_IFNAME}", {_quoted(inside)} }} accept
     icmp type echo-request accept
@@ -65,12 +92,30 @@ def _stateful(node: str) -> str:
 }}"""
 
 
+def _edge_filter6(fw: plan.StatefulFirewall) -> str:
+    """The internet edge's IPv6 stateful filter (no NAT); IPv4 passes to the NAT."""
+    inside = [plan.link_between(fw.node, p).ifname(fw.node) for p in fw.inside_peers]
+    return f"""table inet {TABLE} {{
+  counter dropped_forward {{ }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    meta nfproto ipv4 accept
+    ct state established,related accept
+    ct state invalid counter name dropped_forward drop
+    iifname {{ {_quoted(inside)} }} ct state new tcp flags & (syn | ack | fin | rst) == syn accept
+    iifname {{ {_quoted(inside)} }} ct state new meta l4proto != tcp accept
+    counter name dropped_forward drop
+  }}
+}}"""
+
+
 def _silent() -> str:
-    return f"""table ip {TABLE} {{
+    return f"""table inet {TABLE} {{
   chain output {{
     type filter hook output priority filter; policy accept;
-    # This hop forwards but never reports an expired TTL.
+    # This hop forwards but never reports an expired TTL (hop limit).
     icmp type time-exceeded drop
+    icmpv6 type time-exceeded drop
   }}
 }}"""
 
@@ -104,11 +149,13 @@ def set_flaky(namespace: str, flaky: bool) -> None:
 
 
 def _service_host() -> str:
-    return f"""table ip {TABLE} {{
+    return f"""table inet {TABLE} {{
   chain input {{
     type filter hook input priority filter; policy accept;
     ip daddr {plan.CLOSED_ADDRESS} tcp dport 443 reject with tcp reset
     ip daddr {plan.FILTERED_ADDRESS} drop
+    ip6 daddr {plan.CLOSED_ADDRESS6} tcp dport 443 reject with tcp reset
+    ip6 daddr {plan.FILTERED_ADDRESS6} drop
   }}
 }}"""
 
@@ -117,6 +164,8 @@ def rulesets() -> dict[str, str]:
     """node -> nft script."""
     out = {node: _nat(node) for node in sorted({r.node for r in plan.SOURCE_NATS})}
     out[plan.FIREWALL.node] = _stateful(plan.FIREWALL.node)
+    fw6 = plan.INTERNET_FIREWALL6
+    out[fw6.node] = "\n".join(filter(None, (out.get(fw6.node), _edge_filter6(fw6))))
     for node in plan.SILENT_NODES:
         out[node] = _silent()
     out["svc"] = _service_host()
@@ -125,8 +174,9 @@ def rulesets() -> dict[str, str]:
 
 def load(namespace: str, script: str) -> subprocess.Popen:
     """Start loading a ruleset; the caller waits (loads run in parallel)."""
-    family = "inet" if "table inet" in script else "ip"
-    full = f"table {family} {TABLE}\ndelete table {family} {TABLE}\n{script}\n"
+    families = [f for f in ("ip", "inet") if f"table {f} {TABLE} " in script]
+    reset = "".join(f"table {f} {TABLE}\ndelete table {f} {TABLE}\n" for f in families)
+    full = f"{reset}{script}\n"
     proc = subprocess.Popen(
         ["ip", "netns", "exec", namespace, "nft", "-f", "-"],
         stdin=subprocess.PIPE,

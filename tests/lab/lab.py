@@ -90,7 +90,8 @@ class Lab:
             procs = self._start_processes()
             firewall.wait(loads)
             # Only a firewall that saw the SYN may pass a flow (needs nf_conntrack loaded).
-            write_sysctls(self.ns(plan.FIREWALL.node), {"net.netfilter.nf_conntrack_tcp_loose": 0})
+            for fw in plan.STATEFUL_FIREWALLS:
+                write_sysctls(self.ns(fw.node), {"net.netfilter.nf_conntrack_tcp_loose": 0})
             wiring.apply_scenario(s, self.ecmp)
             self._set_flaky(s, None)
             state.wait_ready(self.prefix, procs)
@@ -158,6 +159,10 @@ class Lab:
                     f"public={plan.DNS_PUBLIC}",
                     "--serve",
                     f"bad={plan.DNS_BAD}",
+                    "--serve",
+                    f"public={plan.DNS_PUBLIC6}",
+                    "--serve",
+                    f"bad={plan.DNS_BAD6}",
                     "--mode-file",
                     str(d / "dns-bad.mode"),
                 ],
@@ -167,7 +172,7 @@ class Lab:
                 "dcdns",
                 self.ns("dcdns"),
                 "tests.lab.dnsserver",
-                ["--serve", f"split={plan.DNS_SPLIT}"],
+                ["--serve", f"split={plan.DNS_SPLIT}", "--serve", f"split={plan.DNS_SPLIT6}"],
             ),
         }
 

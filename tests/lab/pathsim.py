@@ -15,6 +15,13 @@ at every ECMP fork.
 Routers answer from the address of the interface the probe came in on
 (net.ipv4.icmp_errors_use_inbound_ifaddr=1 in the lab), so a hop address
 names the link the forward path used even when the answer returns elsewhere.
+
+IPv6 (the destination's family decides) runs on the same model: the links'
+IPv6 subnets, the scenario's IPv6 routes, no NAT, the internet edge's IPv6
+stateful filter, and the datacenter firewall's zone check (a reply must come
+back from the zone its flow left into).  In the lab an IPv6 hop answers from
+its source-address choice towards the prober, which is the inbound
+interface on every path the scenarios build where the answer gets home.
 """
 
 from __future__ import annotations
@@ -64,19 +71,22 @@ class _Net:
         for link in self.up_links:
             for end in (link.a, link.b):
                 self.local[link.address(end)] = end
+                if link.subnet6:
+                    self.local[link.address6(end)] = end
         for n in plan.NODES:
-            for a in n.loopbacks:
+            for a in (*n.loopbacks, *n.loopbacks6):
                 self.local[a] = n.key
 
-    def ingress_address(self, node: str, from_node: str) -> str:
-        return plan.link_between(node, from_node).address(node)
+    def ingress_address(self, node: str, from_node: str, family: int = 4) -> str:
+        return plan.link_between(node, from_node).address(node, family)
 
     def _table(self, node: str, table: int) -> list[tuple[str, tuple[str, ...]]]:
         out = [(r.prefix, r.via) for r in self.routes.get(node, []) if r.table == table]
         if table == MAIN:
             for link in self.up_links:
                 if node in (link.a, link.b):
-                    out.append((str(ipaddress.ip_network(link.subnet)), (link.peer(node),)))
+                    for subnet in filter(None, (link.subnet, link.subnet6)):
+                        out.append((str(ipaddress.ip_network(subnet)), (link.peer(node),)))
         return out
 
     def _lookup_table(self, node: str, table: int, dst: str) -> tuple[str, ...] | None:
@@ -84,6 +94,8 @@ class _Net:
         best: tuple[int, tuple[str, ...]] | None = None
         for prefix, via in self._table(node, table):
             net = ipaddress.ip_network(prefix)
+            if net.version != d.version:
+                continue
             if d in net and (best is None or net.prefixlen > best[0]):
                 # A connected subnet delivers to the owner of dst, not the "peer".
                 if len(via) == 1 and prefix in self._connected(node):
@@ -94,15 +106,19 @@ class _Net:
 
     def _connected(self, node: str) -> set[str]:
         return {
-            str(ipaddress.ip_network(link.subnet))
+            str(ipaddress.ip_network(subnet))
             for link in self.up_links
             if node in (link.a, link.b)
+            for subnet in (link.subnet, link.subnet6)
+            if subnet
         }
 
     def next_hops(self, node: str, src: str, dst: str) -> tuple[str, ...] | None:
         s = ipaddress.ip_address(src)
         d = ipaddress.ip_address(dst)
         for rule in sorted(self.rules.get(node, []), key=lambda x: x.priority):
+            if ipaddress.ip_network(rule.src).version != s.version:
+                continue
             if s not in ipaddress.ip_network(rule.src):
                 continue
             if rule.dst and d not in ipaddress.ip_network(rule.dst):
@@ -114,6 +130,8 @@ class _Net:
 
 
 def _snat(node: str, out_peer: str, src: str) -> str | None:
+    if ipaddress.ip_address(src).version == 6:
+        return None  # no NAT in IPv6
     for rule in plan.SOURCE_NATS:
         if (
             rule.node == node
@@ -126,10 +144,20 @@ def _snat(node: str, out_peer: str, src: str) -> str | None:
 
 def source_address(net: _Net, node: str, dst: str) -> str:
     """The address the kernel picks as source: that of the egress interface."""
-    via = net.next_hops(node, "0.0.0.0", dst)
+    family = ipaddress.ip_address(dst).version
+    via = net.next_hops(node, "0.0.0.0" if family == 4 else "::", dst)
     if not via:
         raise ValueError(f"{node} has no route to {dst}")
-    return plan.link_between(node, via[0]).address(node)
+    return plan.link_between(node, via[0]).address(node, family)
+
+
+def _firewall(node: str, address: str) -> plan.StatefulFirewall | None:
+    """The stateful firewall at `node` that filters this address's family."""
+    family = ipaddress.ip_address(address).version
+    for fw in plan.STATEFUL_FIREWALLS:
+        if fw.node == node and fw.family in (None, family):
+            return fw
+    return None
 
 
 def _paths(net: _Net, src_node: str, dst: str, choose) -> list[list[str]]:
@@ -163,7 +191,7 @@ def _walk_answer(
     answer_src: str,
     dst: str,
     bindings: dict[str, tuple[str, str]],
-    fw_seen: dict[str, str],
+    fw_seen: dict[str, tuple[str, str | None]],
     prober: str,
 ) -> str:
     """Follow an answer back to the prober; returns "ok" or "lost:<node>"."""
@@ -175,8 +203,13 @@ def _walk_answer(
                 dst = bindings[node][0]
             if net.local.get(dst) == node:
                 return "ok" if node == prober else f"lost:{node}"
-            if node == plan.FIREWALL.node and fw_seen.get(node) != dst:
-                return f"lost:{node}"
+            fw = _firewall(node, dst)
+            if fw is not None:
+                seen = fw_seen.get(node)
+                if seen is None or seen[0] != dst:
+                    return f"lost:{node}"
+                if fw.zones and ":" in dst and fw.zones.get(prev) != seen[1]:
+                    return f"lost:{node}"  # the flow's reply from another zone
         elif net.local.get(dst) == node:
             return "ok" if node == prober else f"lost:{node}"
         via = net.next_hops(node, answer_src, dst)
@@ -189,15 +222,17 @@ def _walk_answer(
 def _trace_path(net: _Net, path: list[str], dst: str, proto: str) -> Trace:
     prober = path[0]
     src = source_address(net, prober, dst)
+    family = ipaddress.ip_address(dst).version
     hops: list[Hop] = []
     bindings: dict[str, tuple[str, str]] = {}  # node -> (original, translated)
-    fw_seen: dict[str, str] = {}
+    # firewall node -> (source of the flow it passed, zone the flow left into)
+    fw_seen: dict[str, tuple[str, str | None]] = {}
     cur_src = src
     for ttl, node in enumerate(path[1:], start=1):
         prev = path[ttl - 1]
-        addr_in = net.ingress_address(node, prev)
+        addr_in = net.ingress_address(node, prev, family)
         if net.local.get(dst) == node:
-            if dst == plan.FILTERED_ADDRESS:
+            if dst in (plan.FILTERED_ADDRESS, plan.FILTERED_ADDRESS6):
                 hops.append(Hop(ttl, node, dst, False, "filtered"))
                 return Trace(tuple(hops), False, "filtered")
             fate = _walk_answer(net, node, dst, cur_src, bindings, fw_seen, prober)
@@ -209,10 +244,12 @@ def _trace_path(net: _Net, path: list[str], dst: str, proto: str) -> Trace:
             fate = _walk_answer(net, node, addr_in, cur_src, bindings, fw_seen, prober)
             hops.append(Hop(ttl, node, addr_in, fate == "ok", fate))
         # Probes with a larger TTL continue through this node.
-        if node == plan.FIREWALL.node:
-            if prev not in plan.FIREWALL.inside_peers:
+        fw = _firewall(node, dst)
+        if fw is not None:
+            if prev not in fw.inside_peers:
                 return Trace(tuple(hops), False, f"dropped:{node}")
-            fw_seen[node] = cur_src
+            out = path[ttl + 1] if ttl < len(path) - 1 else None
+            fw_seen[node] = (cur_src, fw.zones.get(out) if out else None)
         if ttl < len(path) - 1:
             nxt = path[ttl + 1]
             translated = _snat(node, nxt, cur_src)

@@ -6,13 +6,15 @@ path simulator read the same plan the builder wires into the kernel, so the
 
 Address plan (see docs/lab.md): RFC 1918 inside the customer, TEST-NETs for
 the customer's public addresses (NAT pools, ExpressRoute peering /30s),
-198.18.0.0/15 for "the internet" (198.18/16) and "Microsoft" (198.19/16).
+198.18.0.0/15 for "the internet" (198.18/16) and "Microsoft" (198.19/16).  IPv6 (dual-stack, no NAT) comes from the
+documentation range 2001:db8::/32 (RFC 3849), split by the same roles: see
+the IPv6 plan below.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 DEFAULT_PREFIX = "erp"
 
@@ -26,6 +28,8 @@ class Node:
     agent: bool = False
     # /32 addresses on lo: NAT addresses on edges, service addresses on hosts.
     loopbacks: tuple[str, ...] = ()
+    # /128 addresses on lo: the IPv6 service addresses (there is no IPv6 NAT).
+    loopbacks6: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,9 @@ class Link:
     b_host: int
     a_ifname: str = ""
     b_ifname: str = ""
+    # The link's IPv6 subnet; each end takes the same host number as in IPv4
+    # (so an ExpressRoute /126 gives the CE ::1 and the MSEE ::2).
+    subnet6: str = ""
 
     @property
     def key(self) -> str:
@@ -49,9 +56,15 @@ class Link:
             return self.a_ifname or self.b[:15]
         return self.b_ifname or self.a[:15]
 
-    def address(self, node: str) -> str:
-        net = ipaddress.ip_network(self.subnet)
+    def address(self, node: str, family: int = 4) -> str:
+        net = ipaddress.ip_network(self.subnet if family == 4 else self.subnet6)
         return str(net[self.a_host if node == self.a else self.b_host])
+
+    def address6(self, node: str) -> str:
+        return self.address(node, 6)
+
+    def subnet_of(self, family: int) -> str:
+        return self.subnet if family == 4 else self.subnet6
 
     def peer(self, node: str) -> str:
         return self.b if node == self.a else self.a
@@ -70,6 +83,8 @@ class Target:
     region: str = "westeurope"
     # Names between the queried name and the address, for CNAME chains.
     cname_chain: tuple[str, ...] = ()
+    # The AAAA record ("" = the name has no IPv6 address).
+    address6: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +113,12 @@ class SourceNat:
 class StatefulFirewall:
     node: str
     inside_peers: tuple[str, ...]  # new flows may start only from these
+    # Peer -> zone.  An IPv6 flow's replies must come back from the zone the
+    # flow left into, as a zone-based firewall checks; without NAT this is what
+    # catches a reply that returns over another path (IPv4's NAT does it
+    # already).  Empty: not checked.
+    zones: dict[str, str] = field(default_factory=dict)
+    family: int | None = None  # None: both families; 6: IPv6 only
 
 
 # --- nodes -------------------------------------------------------------------
@@ -144,6 +165,50 @@ DNS_PUBLIC = "198.18.53.53"
 DNS_BAD = "198.18.53.66"
 DNS_SPLIT = "10.20.53.53"
 SPLIT_PRIVATE_DATAVERSE = "10.20.0.100"
+
+# --- IPv6 plan: 2001:db8::/32 (RFC 3849), no NAT ----------------------------
+# The 4th group mirrors the IPv4 plan's third octet, written as is
+# (198.19.16.10 -> 2001:db8:19:16::10), so the two planes read alike.
+CUSTOMER_PREFIX6 = "2001:db8:a::/48"  # the customer's own public (PI) prefix
+BRANCH_PREFIX6 = "2001:db8:a:1000::/52"  # the branch's part of it
+DC_PREFIX6 = "2001:db8:a:2000::/52"  # the datacenter's part of it
+CUSTOMER_INTERNAL6 = "2001:db8:f::/48"  # router links inside the customer, never advertised
+PEERING_BLOCK6 = "2001:db8:e::/48"  # ExpressRoute Microsoft peering /126s (customer-owned)
+INTERNET6 = "2001:db8:18::/48"  # "the internet": ISPs, transit, public DNS, a third-party CDN
+ISP1_BLOCK6 = "2001:db8:18:100::/56"
+ISP2_BLOCK6 = "2001:db8:18:200::/56"
+MICROSOFT_AGGREGATE6 = "2001:db8:19::/48"  # "Microsoft"
+CDN_PREFIX6 = "2001:db8:19:128::/64"
+EXT_CDN_PREFIX6 = "2001:db8:18:64::/62"
+EXT_CDN_ADDRESS6 = "2001:db8:18:65::10"
+DNS_PUBLIC6 = "2001:db8:18:53::35"  # the public resolver's link address (host 53)
+DNS_BAD_PREFIX6 = "2001:db8:18:66::/64"  # routed to the DNS host (a lo address is no neighbour)
+DNS_BAD6 = "2001:db8:18:66::66"
+DNS_SPLIT6 = "2001:db8:a:2053::35"
+CLOSED_ADDRESS6 = "2001:db8:19:16::250"
+FILTERED_ADDRESS6 = "2001:db8:19:16::251"
+
+
+def mirror6(v4: str) -> str:
+    """The IPv6 twin of a 198.18/15 address or /24: 198.19.16.10 -> 2001:db8:19:16::10."""
+    if "/" in v4:
+        a, b, c, _ = v4.split("/")[0].split(".")
+        return f"2001:db8:{b}:{c}::/64"
+    a, b, c, d = v4.split(".")
+    return f"2001:db8:{b}:{c}::{d}"
+
+
+# What Microsoft advertises over the circuit's IPv6 Microsoft peering: the same
+# services as IPv4 (the Front Door / CDN block never).
+ER_RECEIVED_PREFIXES6: tuple[str, ...] = tuple(mirror6(p) for p in ER_RECEIVED_PREFIXES)
+# Routed by the Microsoft core to the service host: the service blocks (an
+# aggregate would also cover the VNet, :32).
+SERVICE_PREFIXES6: tuple[str, ...] = tuple(
+    mirror6(p) for p in ER_RECEIVED_PREFIXES if p != "198.19.32.0/24"
+)
+SERVICE_BLOCKS6: dict[str, tuple[str, str]] = {
+    mirror6(p): tag for p, tag in _SERVICE_BLOCKS.items()
+}
 
 # fmt: off
 _TARGETS: tuple[Target, ...] = (
@@ -197,6 +262,8 @@ _TARGETS: tuple[Target, ...] = (
                         "e7035.dscb.akamaiedge.net")),
 )
 # fmt: on
+# Every name is dual-stack: its AAAA record mirrors its A record.
+_TARGETS = tuple(replace(t, address6=mirror6(t.address)) for t in _TARGETS)
 
 NODES: tuple[Node, ...] = (
     Node("branch", "agent", "branch office host (agent)", agent=True),
@@ -245,6 +312,8 @@ NODES: tuple[Node, ...] = (
         "Power Platform service host (TLS 443 on every service address)",
         loopbacks=tuple(t.address for t in _TARGETS if t.role != "cdn")
         + (CLOSED_ADDRESS, FILTERED_ADDRESS),
+        loopbacks6=tuple(t.address6 for t in _TARGETS if t.role != "cdn")
+        + (CLOSED_ADDRESS6, FILTERED_ADDRESS6),
     ),
     Node(
         "cdn",
@@ -253,14 +322,24 @@ NODES: tuple[Node, ...] = (
         loopbacks=tuple(
             t.address for t in _TARGETS if t.role == "cdn" and t.address != EXT_CDN_ADDRESS
         ),
+        loopbacks6=tuple(
+            t.address6 for t in _TARGETS if t.role == "cdn" and t.address != EXT_CDN_ADDRESS
+        ),
     ),
     Node(
         "extcdn",
         "server",
         "third-party CDN edge (Akamai-like; internet only, outside Microsoft)",
         loopbacks=(EXT_CDN_ADDRESS,),
+        loopbacks6=(EXT_CDN_ADDRESS6,),
     ),
-    Node("dns", "server", "public DNS (public + misbehaving resolver)", loopbacks=(DNS_BAD,)),
+    Node(
+        "dns",
+        "server",
+        "public DNS (public + misbehaving resolver)",
+        loopbacks=(DNS_BAD,),
+        loopbacks6=(DNS_BAD6,),
+    ),
     Node("azure", "agent", "azure-side host for reverse probes (agent)", agent=True),
     Node("mgmt", "bridge", "management bridge (off every measured path)"),
     Node("collector", "host", "collector host on the management network"),
@@ -269,32 +348,34 @@ NODE_KEYS = tuple(n.key for n in NODES)
 AGENT_NODES = tuple(n.key for n in NODES if n.agent)
 
 LINKS: tuple[Link, ...] = (
-    Link("wan", "branch", "10.10.1.0/24", 1, 10),
-    Link("wan", "dccore", "10.255.0.0/30", 1, 2),
-    Link("dccore", "dchost", "10.20.0.0/24", 1, 10),
-    Link("dccore", "dcdns", "10.20.53.0/24", 1, 53),
-    Link("dccore", "ce1", "10.255.1.0/30", 1, 2),
-    Link("dccore", "ce2", "10.255.2.0/30", 1, 2),
-    Link("dccore", "inet", "10.255.3.0/30", 1, 2),
-    # ExpressRoute peering /30s: CE is the first usable address, MSEE the second.
-    Link("ce1", "msee1p", "192.0.2.0/30", 1, 2),
-    Link("ce1", "msee1s", "192.0.2.4/30", 1, 2),
-    Link("ce2", "msee2", "192.0.2.8/30", 1, 2),
-    Link("msedge", "mscore", "198.19.0.0/30", 1, 2),
-    Link("msee1p", "mscore", "198.19.0.4/30", 1, 2),
-    Link("msee1s", "mscore", "198.19.0.8/30", 1, 2),
-    Link("msee2", "mscore", "198.19.0.12/30", 1, 2),
-    Link("mscore", "svc", "198.19.0.16/30", 1, 2),
-    Link("msedge", "cdn", "198.19.0.20/30", 1, 2),
-    Link("mscore", "azure", "198.19.32.0/24", 1, 10),
+    # IPv6: customer LANs from its public prefix, router links from its internal /48.
+    Link("wan", "branch", "10.10.1.0/24", 1, 10, subnet6="2001:db8:a:1010::/64"),
+    Link("wan", "dccore", "10.255.0.0/30", 1, 2, subnet6="2001:db8:f:0::/64"),
+    Link("dccore", "dchost", "10.20.0.0/24", 1, 10, subnet6="2001:db8:a:2020::/64"),
+    Link("dccore", "dcdns", "10.20.53.0/24", 1, 53, subnet6="2001:db8:a:2053::/64"),
+    Link("dccore", "ce1", "10.255.1.0/30", 1, 2, subnet6="2001:db8:f:1::/64"),
+    Link("dccore", "ce2", "10.255.2.0/30", 1, 2, subnet6="2001:db8:f:2::/64"),
+    Link("dccore", "inet", "10.255.3.0/30", 1, 2, subnet6="2001:db8:f:3::/64"),
+    # ExpressRoute peering /30s: CE is the first usable address, MSEE the second;
+    # the /126s the same way (CE ::1, MSEE ::2), as Azure assigns them.
+    Link("ce1", "msee1p", "192.0.2.0/30", 1, 2, subnet6="2001:db8:e::/126"),
+    Link("ce1", "msee1s", "192.0.2.4/30", 1, 2, subnet6="2001:db8:e::4/126"),
+    Link("ce2", "msee2", "192.0.2.8/30", 1, 2, subnet6="2001:db8:e::8/126"),
+    Link("msedge", "mscore", "198.19.0.0/30", 1, 2, subnet6="2001:db8:19::/126"),
+    Link("msee1p", "mscore", "198.19.0.4/30", 1, 2, subnet6="2001:db8:19::4/126"),
+    Link("msee1s", "mscore", "198.19.0.8/30", 1, 2, subnet6="2001:db8:19::8/126"),
+    Link("msee2", "mscore", "198.19.0.12/30", 1, 2, subnet6="2001:db8:19::c/126"),
+    Link("mscore", "svc", "198.19.0.16/30", 1, 2, subnet6="2001:db8:19::10/126"),
+    Link("msedge", "cdn", "198.19.0.20/30", 1, 2, subnet6="2001:db8:19::14/126"),
+    Link("mscore", "azure", "198.19.32.0/24", 1, 10, subnet6="2001:db8:19:32::/64"),
     # The ISP owns the access /30s: ISP first, customer edge second.
-    Link("isp1", "inet", "198.18.16.0/30", 1, 2),
-    Link("isp2", "inet", "198.18.32.0/30", 1, 2),
-    Link("isp1", "silent", "198.18.16.4/30", 1, 2),
-    Link("isp2", "silent", "198.18.32.4/30", 1, 2),
-    Link("silent", "msedge", "198.18.48.0/30", 1, 2),
-    Link("silent", "dns", "198.18.53.0/24", 1, 53),
-    Link("silent", "extcdn", "198.18.64.0/30", 1, 2),
+    Link("isp1", "inet", "198.18.16.0/30", 1, 2, subnet6="2001:db8:18:100::/64"),
+    Link("isp2", "inet", "198.18.32.0/30", 1, 2, subnet6="2001:db8:18:200::/64"),
+    Link("isp1", "silent", "198.18.16.4/30", 1, 2, subnet6="2001:db8:18:101::/64"),
+    Link("isp2", "silent", "198.18.32.4/30", 1, 2, subnet6="2001:db8:18:201::/64"),
+    Link("silent", "msedge", "198.18.48.0/30", 1, 2, subnet6="2001:db8:18:300::/64"),
+    Link("silent", "dns", "198.18.53.0/24", 1, 53, subnet6="2001:db8:18:53::/64"),
+    Link("silent", "extcdn", "198.18.64.0/30", 1, 2, subnet6="2001:db8:18:64::/64"),
 )
 LINKS_BY_KEY = {link.key: link for link in LINKS}
 
@@ -344,7 +425,22 @@ SOURCE_NATS: tuple[SourceNat, ...] = (
     SourceNat("inet", ("isp1", "isp2"), BRANCH_PREFIX, "198.51.100.10"),
     SourceNat("inet", ("isp1", "isp2"), CUSTOMER_INTERNAL, "198.51.100.11"),
 )
-FIREWALL = StatefulFirewall("dccore", inside_peers=("wan", "dchost", "dcdns"))
+FIREWALL = StatefulFirewall(
+    "dccore",
+    inside_peers=("wan", "dchost", "dcdns"),
+    zones={
+        "wan": "inside",
+        "dchost": "inside",
+        "dcdns": "inside",
+        "ce1": "er-1",
+        "ce2": "er-2",
+        "inet": "internet",
+    },
+)
+# The internet edge filters IPv6 statefully (IPv4 is covered by its NAT): only
+# flows from inside may start, replies come back as the flow's state allows.
+INTERNET_FIREWALL6 = StatefulFirewall("inet", inside_peers=("dccore",), family=6)
+STATEFUL_FIREWALLS = (FIREWALL, INTERNET_FIREWALL6)
 SILENT_NODES = ("silent",)
 
 # Reverse DNS: names in the style real networks use.
@@ -392,6 +488,18 @@ PTR_NAMES: dict[str, str] = {
     "198.18.65.10": "a198-18-65-10.deploy.static.edgecdn.example.net",
 }
 
+# IPv6 router interfaces carry the same names as their IPv4 twins.
+PTR_NAMES.update(
+    {
+        link.address6(end): PTR_NAMES[link.address(end)]
+        for link in LINKS
+        for end in (link.a, link.b)
+        if link.subnet6 and link.address(end) in PTR_NAMES
+    }
+)
+PTR_NAMES[DNS_BAD6] = PTR_NAMES[DNS_BAD]
+PTR_NAMES[EXT_CDN_ADDRESS6] = "a2001-db8-18-65--10.deploy.static.edgecdn.example.net"
+
 # Origin ASNs for the Team-Cymru-style zone: longest prefix wins.
 # (prefix, asn, country, registry, allocated)
 ASN_TABLE: tuple[tuple[str, int, str, str, str], ...] = (
@@ -411,6 +519,22 @@ ASN_TABLE: tuple[tuple[str, int, str, str, str], ...] = (
     ("198.18.48.0/22", 64503, "NL", "ripencc", "1999-11-05"),
     ("198.18.53.0/24", 64511, "US", "arin", "2014-06-30"),
     ("198.18.64.0/22", 64520, "US", "arin", "2005-01-12"),
+    # IPv6 (origin6.asn.cymru.com): the same owners.
+    ("2001:db8:19::/48", 8075, "US", "arin", "2006-05-11"),
+    ("2001:db8:e::/126", 12076, "US", "arin", "2012-07-18"),
+    ("2001:db8:e::4/126", 12076, "US", "arin", "2012-07-18"),
+    ("2001:db8:e::8/126", 12076, "US", "arin", "2012-07-18"),
+    ("2001:db8:19::4/126", 12076, "US", "arin", "2012-07-18"),
+    ("2001:db8:19::8/126", 12076, "US", "arin", "2012-07-18"),
+    ("2001:db8:19::c/126", 12076, "US", "arin", "2012-07-18"),
+    ("2001:db8:a::/48", 64496, "NL", "ripencc", "2010-06-01"),
+    ("2001:db8:e::/48", 64496, "NL", "ripencc", "2010-06-01"),
+    ("2001:db8:18:100::/56", 64501, "NL", "ripencc", "2004-02-10"),
+    ("2001:db8:18:200::/56", 64502, "NL", "ripencc", "2005-08-22"),
+    ("2001:db8:18:300::/56", 64503, "NL", "ripencc", "2003-12-01"),
+    ("2001:db8:18:53::/64", 64511, "US", "arin", "2014-06-30"),
+    ("2001:db8:18:66::/64", 64511, "US", "arin", "2014-06-30"),
+    ("2001:db8:18:64::/62", 64520, "US", "arin", "2008-03-03"),
 )
 ASN_NAMES: dict[int, str] = {
     8075: "MICROSOFT-CORP-MSN-AS-BLOCK, US",
@@ -426,6 +550,10 @@ ASN_NAMES: dict[int, str] = {
 
 def targets() -> tuple[Target, ...]:
     return _TARGETS
+
+
+def addresses_of_target(t: Target) -> tuple[str, ...]:
+    return (t.address, t.address6) if t.address6 else (t.address,)
 
 
 def service_blocks() -> dict[str, tuple[str, str]]:
@@ -454,6 +582,8 @@ def addresses_of(key: str) -> list[str]:
     """Every address a node owns (interfaces, loopbacks, management)."""
     out = [link.address(key) for link in links_of(key)]
     out += list(node(key).loopbacks)
+    out += [link.address6(key) for link in links_of(key) if link.subnet6]
+    out += list(node(key).loopbacks6)
     if key in MGMT_ADDRESSES:
         out.append(MGMT_ADDRESSES[key])
     return out
@@ -461,12 +591,16 @@ def addresses_of(key: str) -> list[str]:
 
 def owner_of(address: str) -> str | None:
     """The node that owns an address on the measured network (not mgmt)."""
+    family = ipaddress.ip_address(address).version
+    canonical = str(ipaddress.ip_address(address))
     for n in NODES:
-        if address in n.loopbacks:
+        if canonical in (n.loopbacks if family == 4 else n.loopbacks6):
             return n.key
     for link in LINKS:
+        if family == 6 and not link.subnet6:
+            continue
         for end in (link.a, link.b):
-            if link.address(end) == address:
+            if link.address(end, family) == canonical:
                 return end
     return None
 

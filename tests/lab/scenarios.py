@@ -14,20 +14,33 @@ from dataclasses import dataclass, field
 from . import plan
 from .plan import (
     BRANCH_PREFIX,
+    BRANCH_PREFIX6,
     CDN_PREFIX,
+    CDN_PREFIX6,
     CUSTOMER_INTERNAL,
+    CUSTOMER_INTERNAL6,
+    CUSTOMER_PREFIX6,
+    DC_PREFIX6,
+    DNS_BAD_PREFIX6,
     ER_NAT_POOL_1,
     ER_NAT_POOL_2,
     ER_RECEIVED_PREFIXES,
+    ER_RECEIVED_PREFIXES6,
     EXT_CDN_PREFIX,
+    EXT_CDN_PREFIX6,
     INTERNET_NAT_PREFIX,
+    ISP1_BLOCK6,
+    ISP2_BLOCK6,
     MICROSOFT_AGGREGATE,
+    MICROSOFT_AGGREGATE6,
     SERVICE_AGGREGATE,
+    SERVICE_PREFIXES6,
 )
 
 MAIN = 254
 BRANCH_BREAKOUT_TABLE = 100
 DEFAULT = "0.0.0.0/0"
+DEFAULT6 = "::/0"
 # How the lab's circuits are built unless a scenario says otherwise: circuit 1
 # sends everything over its primary link (the secondary waits), circuit 2 has
 # one link cabled.  The agents' site facts say the same (`links` per circuit).
@@ -59,6 +72,15 @@ class Scenario:
     shut_at: dict[str, str] = field(default_factory=dict)
     # MSEE nodes that drop about half of their ICMP time-exceeded messages.
     flaky: tuple[str, ...] = ()
+    # IPv6 routed at all.  Without it every link keeps its IPv6 addresses but no
+    # router has an IPv6 route (IPv6 not rolled out yet): a host's users get
+    # IPv4 for every dual-stack name, exactly as before IPv6 existed in the lab.
+    ipv6: bool = False
+    # Where the datacenter core sends Microsoft's IPv6 prefixes ("ce1", or None:
+    # the internet edge), and the customer's IPv6 prefixes each circuit
+    # advertises to Microsoft (no NAT: the hosts' own prefixes).
+    er_egress6: str | None = None
+    advertised6: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -136,6 +158,31 @@ SCENARIOS: dict[str, Scenario] = {
             {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
             {},
             flaky=("msee1p",),
+        ),
+        Scenario(
+            "ipv6-er",
+            "IPv6 over ER circuit 1 primary (the customer's IPv6 prefix advertised, no "
+            "NAT), IPv4 over the internet edge; CDN via the internet in both families",
+            frozenset(),
+            None,
+            {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
+            {},
+            ipv6=True,
+            er_egress6="ce1",
+            advertised6={"ams-er-1": (BRANCH_PREFIX6, DC_PREFIX6)},
+        ),
+        Scenario(
+            "ipv6-asymmetric",
+            "the branch's IPv6 prefix is advertised over ER circuit 1, but IPv6 leaves "
+            "via the internet edge: Microsoft returns over the circuit and the firewall "
+            "drops the replies (IPv4 over ER as in er)",
+            frozenset(),
+            "ce1",
+            {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
+            {},
+            ipv6=True,
+            er_egress6=None,
+            advertised6={"ams-er-1": (BRANCH_PREFIX6,)},
         ),
         Scenario(
             "failover-order",
@@ -275,6 +322,75 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
         if best not in names:
             best = names[0]
         add("mscore", p, *live(best))
+    if s.ipv6:
+        r += _routes6(s, isps, msees, live)
+    return r
+
+
+def _routes6(s: Scenario, isps, msees, live) -> list[Route]:
+    """The IPv6 plane: the same topology, no NAT, the customer's own prefix."""
+    r: list[Route] = []
+
+    def add(node: str, prefix: str, *via: str) -> None:
+        r.append(Route(node, prefix, tuple(via)))
+
+    for host, router in (("branch", "wan"), ("wan", "dccore"), ("dchost", "dccore")):
+        add(host, DEFAULT6, router)
+    add("dcdns", DEFAULT6, "dccore")
+    add("dccore", BRANCH_PREFIX6, "wan")
+    add("dccore", DEFAULT6, "inet")
+    for c in plan.CIRCUITS:
+        for key in (c.primary_link, c.secondary_link):
+            if key:
+                add("dccore", plan.LINKS_BY_KEY[key].subnet6, c.ce)
+    egress = next((c.name for c in plan.CIRCUITS if c.ce == s.er_egress6), None)
+    if egress and msees[egress]:
+        for p in ER_RECEIVED_PREFIXES6:
+            add("dccore", p, s.er_egress6)
+    for c in plan.CIRCUITS:
+        add(c.ce, CUSTOMER_PREFIX6, "dccore")
+        add(c.ce, CUSTOMER_INTERNAL6, "dccore")
+        if msees[c.name]:
+            for p in ER_RECEIVED_PREFIXES6:
+                add(c.ce, p, *live(c.name))
+
+    # Internet edge (stateful filter, no NAT) and the internet: the customer's
+    # /48 is announced to both ISPs.
+    add("inet", CUSTOMER_PREFIX6, "dccore")
+    add("inet", CUSTOMER_INTERNAL6, "dccore")
+    add("inet", DEFAULT6, *isps)
+    for isp in ("isp1", "isp2"):
+        add(isp, CUSTOMER_PREFIX6, "inet")
+        add(isp, DEFAULT6, "silent")
+    add("silent", CUSTOMER_PREFIX6, *isps)
+    add("silent", ISP1_BLOCK6, "isp1")
+    add("silent", ISP2_BLOCK6, "isp2")
+    add("silent", MICROSOFT_AGGREGATE6, "msedge")
+    add("silent", EXT_CDN_PREFIX6, "extcdn")
+    add("silent", DNS_BAD_PREFIX6, "dns")
+    add("extcdn", DEFAULT6, "silent")
+    add("dns", DEFAULT6, "silent")
+
+    # Microsoft: the internet edge and the CDN never use what the circuits
+    # advertise (Front Door is not on ExpressRoute); the region's core does.
+    add("msedge", DEFAULT6, "silent")
+    add("msedge", MICROSOFT_AGGREGATE6, "mscore")
+    add("msedge", CDN_PREFIX6, "cdn")
+    add("mscore", DEFAULT6, "msedge")
+    for p in SERVICE_PREFIXES6:
+        add("mscore", p, "svc")
+    add("svc", DEFAULT6, "mscore")
+    add("cdn", DEFAULT6, "msedge")
+    add("azure", DEFAULT6, "mscore")
+    for msee in ("msee1p", "msee1s", "msee2"):
+        add(msee, DEFAULT6, "mscore")
+    for c in plan.CIRCUITS:
+        if not msees[c.name]:
+            continue
+        for p in s.advertised6.get(c.name, ()):
+            for msee in msees[c.name]:
+                add(msee, p, c.ce)
+            add("mscore", p, *live(c.name))
     return r
 
 

@@ -1,5 +1,5 @@
-"""Service hosts: one TLS listener on 0.0.0.0:443 answers every address of its
-namespace (the Power Platform service host, the CDN host), with a certificate
+"""Service hosts: TLS listeners on 0.0.0.0:443 and [::]:443 answer every address of
+their namespace, IPv4 and IPv6 (the Power Platform service host, the CDN host), with a certificate
 made at lab start for every catalog name.
 
 Run inside a namespace:  python -m tests.lab.services --cert C --key K --ready F
@@ -97,7 +97,7 @@ async def serve(cert: str, key: str, host: str, ready: str | None, port: int = 4
     ctx.sni_callback = lambda obj, name, _ctx: _SNI.__setitem__(id(obj), name or "-")
     server = await asyncio.start_server(
         lambda r, w: _handle(r, w, host),
-        "0.0.0.0",
+        ["0.0.0.0", "::"],  # one socket per family (asyncio sets IPV6_V6ONLY)
         port,
         ssl=ctx,
         ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,

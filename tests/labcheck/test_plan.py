@@ -21,12 +21,53 @@ def _in(address: str, nets) -> bool:
 
 
 def test_address_plan_uses_only_lab_ranges() -> None:
-    allowed = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "198.18.0.0/15")]
+    allowed = [
+        ipaddress.ip_network(n)
+        for n in ("10.0.0.0/8", "172.16.0.0/12", "198.18.0.0/15", "2001:db8::/32")
+    ]
     for node in plan.NODE_KEYS:
         for address in plan.addresses_of(node):
             assert _in(address, allowed + TEST_NETS), (node, address)
     for t in plan.targets():
         assert _in(t.address, [ipaddress.ip_network("198.18.0.0/15")])
+        assert _in(t.address6, [ipaddress.ip_network(n) for n in ("2001:db8:18::/47",)])
+
+
+def test_ipv6_plan_splits_the_documentation_range_by_role() -> None:
+    """Customer LANs in its public /48, router links in its internal /48, peering
+    /126s in their own block, "internet" and "Microsoft" in theirs."""
+    roles = {
+        "customer": ipaddress.ip_network(plan.CUSTOMER_PREFIX6),
+        "internal": ipaddress.ip_network(plan.CUSTOMER_INTERNAL6),
+        "peering": ipaddress.ip_network(plan.PEERING_BLOCK6),
+        "internet": ipaddress.ip_network(plan.INTERNET6),
+        "microsoft": ipaddress.ip_network(plan.MICROSOFT_AGGREGATE6),
+    }
+    nets = list(roles.values())
+    assert all(not a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+    for key, role in (("wan-branch", "customer"), ("dccore-dchost", "customer")):
+        assert ipaddress.ip_network(plan.LINKS_BY_KEY[key].subnet6).subnet_of(roles[role])
+    for key in ("wan-dccore", "dccore-ce1", "dccore-inet"):
+        assert ipaddress.ip_network(plan.LINKS_BY_KEY[key].subnet6).subnet_of(roles["internal"])
+    for key in ("isp1-inet", "silent-msedge", "silent-dns"):
+        assert ipaddress.ip_network(plan.LINKS_BY_KEY[key].subnet6).subnet_of(roles["internet"])
+    for link in plan.LINKS:
+        assert link.subnet6, f"{link.key} has no IPv6 subnet: the lab is dual-stack"
+
+
+def test_peering_126s_msee_is_the_second_address() -> None:
+    """Azure's IPv6 Microsoft peering: a /126 per link, the customer's router the
+    first usable address (::1), the MSEE the second (::2)."""
+    for c in plan.CIRCUITS:
+        for key in (c.primary_link, c.secondary_link):
+            if key is None:
+                continue
+            link = plan.LINKS_BY_KEY[key]
+            net = ipaddress.ip_network(link.subnet6)
+            assert net.prefixlen == 126
+            assert net.subnet_of(ipaddress.ip_network(plan.PEERING_BLOCK6))
+            assert link.address6(c.ce) == str(net[1])
+            assert link.address6(link.peer(c.ce)) == str(net[2])
 
 
 def test_peering_subnets_msee_is_the_second_usable_address() -> None:
