@@ -22,6 +22,16 @@ hop and the ECMP pair):
    targets; how many targets saw both links of the circuit.
 
     ERPATH_LAB_PREFIX=trc .venv/bin/python tests/bench/bench_trace.py --msee
+
+4. IPv6 (`--ipv6`, a throwaway set of namespaces from
+   tests/agent/measure/trace/v6net.py, not the shared lab: client, a router
+   splitting flows over two more by flow label, one before the server, 30
+   service addresses on it): `traceroute -6 -T -p 443 -n` one after another
+   (with our source port and flow label: the truth), scamper's tcp trace
+   over IPv6, and erpath, rate limits off then on (the kernel's ICMPv6
+   default: a burst of 6, then one per 250 ms over a /64 route back).
+
+    ERPATH_LAB_PREFIX=v6trace .venv/bin/python tests/bench/bench_trace.py --ipv6
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ if str(ROOT) not in sys.path:
 
 SPORT = 47000
 REFILL_S = 7.0
-_ADDR = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+_ADDR = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){2,7}(?![\w:])")
 
 Hops = dict[int, frozenset[str]]  # ttl -> addresses that answered
 
@@ -228,14 +238,20 @@ def _parse_text(out: str) -> dict[str, Hops]:
 
 
 def _traceroute(
-    ns: str, addresses: list[str], *, sport: bool = False
+    ns: str, addresses: list[str], *, sport: bool = False, source6: str = ""
 ) -> tuple[float, dict[str, Hops]]:
     """One traceroute after another.  With sport (our flow: the same ECMP member)
-    it probes serially, so -w 0.2 keeps its silent hop from costing 3 x 5 s."""
-    flow = [f"--sport={SPORT}", "-w", "0.2"] if sport else []
+    it probes serially, so -w 0.2 keeps its silent hop from costing 3 x 5 s.
+    IPv6 (`source6`, the client's address): -6, and with sport our flow label too."""
+    from agent.measure import packets
+
     total, hops = 0.0, {}
     for a in addresses:
-        dt, out = _ns_run(ns, ["traceroute", "-T", "-p", "443", "-n", *flow, a])
+        flow = [f"--sport={SPORT}", "-w", "0.2"] if sport else []
+        if source6 and sport:
+            flow += ["-l", str(packets.flow_label(source6, a, SPORT, 443))]
+        family = ["-6"] if source6 else []
+        dt, out = _ns_run(ns, ["traceroute", *family, "-T", "-p", "443", "-n", *flow, a])
         total += dt
         hops.update(_parse_text(out))
     return total, hops
@@ -332,6 +348,36 @@ def main() -> int:
     return 0
 
 
+def ipv6_main() -> int:
+    from tests.agent.measure.trace import v6net
+
+    addresses = v6net.service_addresses(30)
+    tr: dict[str, Hops] = {}
+    for rate_limit in (False, True):
+        with v6net.v6net(rate_limit=rate_limit, services=len(addresses)) as net:
+            ns = net.ns("c")
+            print(f"\nIPv6, rate limits {'on' if rate_limit else 'off'}, {len(addresses)} targets")
+            if not rate_limit:  # the truth, on our flow (same source port and flow label)
+                _, tr = _traceroute(ns, addresses, sport=True, source6=v6net.CLIENT)
+            results = {}
+            runs = (
+                ("traceroute", _traceroute, {"source6": v6net.CLIENT}),
+                ("scamper", _scamper, {}),
+                ("erpath", _erpath, {}),
+            )
+            for name, run, kw in runs:
+                time.sleep(REFILL_S if rate_limit else 0.1)
+                results[name] = run(ns, addresses, **kw)
+            for name, res in results.items():
+                dt, got = res[0], res[-1]
+                total, found, wrong = _found(tr, got)
+                line = f"  {name:10} {dt:6.3f} s  found {found}/{total} hops, {wrong} different"
+                if name == "erpath":
+                    line += f"  (trace phase {res[1]['trace_s']:.3f} s)"
+                print(line)
+    return 0
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--inner":
         _inner(sys.argv[2:])
@@ -339,5 +385,7 @@ if __name__ == "__main__":
         _inner_msee(sys.argv[2:])
     elif len(sys.argv) > 1 and sys.argv[1] == "--msee":
         raise SystemExit(msee_main())
+    elif len(sys.argv) > 1 and sys.argv[1] == "--ipv6":
+        raise SystemExit(ipv6_main())
     else:
         raise SystemExit(main())

@@ -74,10 +74,9 @@ class TraceOptions:
     record_route: bool = True
     router_burst: int = 6  # modelled ICMP burst per router (Linux XRLIM_BURST_FACTOR)
     router_refill_s: float = 1.0  # modelled ICMP refill per router (net.ipv4.icmp_ratelimit)
-    # ICMPv6 refill: Linux's net.ipv6.icmp.ratelimit (1000 ms) divided by 4
-    # for a router whose route back to us is a /64 or /48 (8 for a /32, 16
-    # for a default route; see `pacing`); the burst is the same.
-    router_refill_v6_s: float = 0.25
+    # ICMPv6 refill per router (net.ipv6.icmp.ratelimit, a budget apart from
+    # ICMP's; the burst is the same; see `pacing`)
+    router_refill_v6_s: float = 1.0
     # The circuits' peering subnets (the link /30s).  At the TTL where a reply
     # comes from inside one, each target is asked with up to msee.MSEE_FLOWS flow
     # identifiers, so the links its flows take (per-flow load sharing on an

@@ -12,7 +12,8 @@ How one `run` proceeds:
    probes its estimated destination TTL, then walks backwards one TTL at a
    time until it meets a (TTL, router) that a higher-ranked trace already
    knows, whose hops below it are known: those are copied instead of asked
-   again (the local stop set; a trace further down the same branch is waited
+   again (IPv6, which has no Record Route: also a destination in the same
+   /64 at the same distance, see `_same_link`) (the local stop set; a trace further down the same branch is waited
    for, so each branch is walked once).  A wrong estimate just moves the
    walk: forward while routers answer, down while the destination does.
 4. Pacing.  Routers answer about six questions at once and then one per
@@ -88,6 +89,11 @@ class Engine:
     out: dict[int, tuple[TraceState, HopState, Out]] = field(default_factory=dict)
     estimating: bool = True
     est_rtt_s: float = 0.0
+    # IPv6 tails that asked the last router of a /64 themselves, per router,
+    # and how many it can answer without a wait
+    link_questions: dict[str, int] = field(default_factory=dict)
+    link_allowance: dict[str, float] = field(default_factory=dict)
+    link_asking: set[int] = field(default_factory=set)  # the traces that ask it
 
     # ------------------------------------------------------------------ loop
 
@@ -314,6 +320,17 @@ class Engine:
                     return
                 return  # a trace ahead of us is walking this branch: wait for it
         elif hb.dest:
+            if t.family == 6:
+                on_link = self._same_link(t, b)
+                if on_link is not None:
+                    if not on_link.covers_below(b, o.first_ttl):
+                        return  # wait until that trace knows its hops below b
+                    if t.number not in self.link_asking:
+                        if not self._last_router_has_tokens(on_link, b):
+                            t.copy_from = (on_link, b)
+                            t.backward_done = True
+                            return
+                        self.link_asking.add(t.number)
             # Penultimate hop: if a trace ahead of us at the same distance is
             # asking it right now, wait and learn which router to pace against.
             for other in self.traces:
@@ -324,6 +341,52 @@ class Engine:
                     if h is not None and not h.settled:
                         return
         t.hops[b - 1] = HopState(b - 1)
+
+    def _last_router_has_tokens(self, on_link: TraceState, b: int) -> bool:
+        """Whether the router before `on_link`'s destination can answer one more target now.
+
+        Counts the targets sent to it this way against the tokens it had when
+        the first one was, so a burst of tails asks at most what the bucket
+        holds and nobody waits for a refill.
+        """
+        replies = on_link.resolved(b - 1)
+        routers = frozenset(routers_of(replies, on_link.address)) if replies else frozenset()
+        if not routers:
+            return False  # a silent last router: asking again shows nothing new
+        now = self.now()
+        for r in routers:
+            if r not in self.link_allowance:
+                # Its tokens now, no credit: a question lost to the router's
+                # limit would cost a wait and a paced retry (seconds), while
+                # a copy costs nothing.
+                self.link_allowance[r] = self.budget.tokens(r, now)
+        if any(self.link_questions.get(r, 0) >= self.link_allowance[r] for r in routers):
+            return False
+        for r in routers:
+            self.link_questions[r] = self.link_questions.get(r, 0) + 1
+        return True
+
+    def _same_link(self, t: TraceState, b: int) -> TraceState | None:
+        """A higher-ranked IPv6 trace to a destination in the same /64, at the same distance.
+
+        IPv6 has no Record Route to prove that two targets share the routers
+        below them, and asking each target's penultimate hop costs that
+        router a token per target (one per second after a burst of 6): 30
+        services behind one router would take half a minute.  A /64 is one
+        link, so a destination in the same /64 at the same distance sits
+        behind the same last router.  While that router has tokens, a target
+        asks it anyway (its answering address may show which ECMP branch
+        the target's path took); once they are spent, the hops below are
+        copied from the trace on the same link (marked shared), as
+        Doubletree's stop set would have copied them at that router.
+        """
+        mine = ipaddress.ip_network(f"{t.address}/64", strict=False)
+        for other in self.traces:
+            if other is t or other.group != t.group or other.rank > t.rank or other.failure:
+                continue
+            if other.dest_ttl() == b and ipaddress.ip_address(other.address) in mine:
+                return other
+        return None
 
     def _same_routers_below(self, t: TraceState, b: int) -> tuple[TraceState | None, bool]:
         """A higher-ranked trace through the very same routers at TTLs 1..b-1, by Record Route.

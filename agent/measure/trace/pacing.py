@@ -9,12 +9,14 @@ those buckets from what we sent and what came back, so a question that a
 known router must answer waits for its token instead of being wasted.
 
 ICMPv6 has a budget of its own (net/ipv6/icmp.c, icmpv6_xrlim_allow): the
-same burst, but `net.ipv6.icmp.ratelimit` (1000 ms) is shortened for the
-width of the router's route back to us -- halved per 32 bits of prefix
-shorter than /128: 250 ms for a /64 or a /48, 125 ms for a /32, 62.5 ms
-for a default route.  A router's IPv4 and IPv6 addresses are different
-keys, so the two budgets never mix; an IPv6 key (an address, or the TTL
-bucket of an IPv6 question) contains ":" and refills at `refill_v6_s`.
+same burst and `net.ipv6.icmp.ratelimit` (1000 ms) per message.  Older
+kernels shortened it for a router whose route back to us is wider than a
+/128 (halved per 32 bits of prefix); Linux 6.18 measured in our namespaces
+gives one per second after the burst, like IPv4 -- the conservative
+default, and a faster router is found by the credit below.  A router's
+IPv4 and IPv6 addresses are different keys, so the two budgets never mix;
+an IPv6 key (an address, or the TTL bucket of an IPv6 question) contains
+":" and refills at `refill_v6_s`.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ class RouterBudget:
             return 1.0 - self.burst if credit and r not in self._limited else 1.0
 
         return max((self._bucket(r, now_s).wait_s(now_s, need(r)) for r in routers), default=0.0)
+
+    def tokens(self, router: str, now_s: float) -> float:
+        """The modelled tokens `router` has left now."""
+        b = self._bucket(router, now_s)
+        b._refill(now_s)
+        return b.tokens
 
     def reserve(self, routers: frozenset[str], now_s: float) -> None:
         for r in routers:

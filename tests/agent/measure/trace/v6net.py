@@ -8,7 +8,10 @@ source, destination, flow label and next header), r3 has a route that says
 unreachable (2001:db8:99::/64), the server listens on 443, answers RST on
 444 and drops 445 (nftables).  Forwarding is on, ICMPv6 rate limiting off
 (net.ipv6.icmp.ratelimit=0) so hop lists compare deterministically with
-`traceroute -6`.  Namespaces are named `<prefix>-<node>` with the prefix
+`traceroute -6` -- or at the kernel's default (a burst of 6, then one per
+1000 ms) with `rate_limit`.
+`services` more addresses on the server (`service_addresses`) give the
+benchmark many targets behind one path.  Namespaces are named `<prefix>-<node>` with the prefix
 from ERPATH_LAB_PREFIX (default "v6t"), and deleted on exit.
 """
 
@@ -84,6 +87,10 @@ class V6Net:
         return netns(self.ns(node))
 
 
+def service_addresses(n: int) -> list[str]:
+    return [f"2001:db8:6::{0x100 + i:x}" for i in range(n)]
+
+
 def _ip(*argv: str) -> None:
     subprocess.run(["ip", *argv], check=True, capture_output=True, text=True)
 
@@ -93,8 +100,22 @@ def _delete(net: V6Net) -> None:
         subprocess.run(["ip", "netns", "del", net.ns(node)], capture_output=True, check=False)
 
 
+def _warm(net: V6Net, addresses: list[str]) -> None:
+    """One handshake per address, so every router knows its neighbours before a test.
+
+    A router's first ICMPv6 error towards a neighbour it has not resolved yet
+    is lost (seen on 6.18: the first traceroute to a fresh r1 gets no answer
+    at all), which no real network shows and no test should depend on.  The
+    handshakes cost the routers no ICMP token.
+    """
+    with net.netns("c"):
+        for address in addresses:
+            with socket.create_connection((address, OPEN), timeout=2.0):
+                pass
+
+
 @contextmanager
-def v6net() -> Iterator[V6Net]:
+def v6net(*, rate_limit: bool = False, services: int = 0) -> Iterator[V6Net]:
     """Build the network, yield it with the server listening, delete it afterwards."""
     net = V6Net(os.environ.get("ERPATH_LAB_PREFIX", "v6t")[:8])
     _delete(net)  # a run that was killed leaves its namespaces behind
@@ -107,7 +128,7 @@ def v6net() -> Iterator[V6Net]:
                 {
                     "net.ipv6.conf.all.forwarding": 1,
                     "net.ipv6.conf.default.accept_dad": 0,
-                    "net.ipv6.icmp.ratelimit": 0,
+                    "net.ipv6.icmp.ratelimit": 1000 if rate_limit else 0,
                     "net.ipv6.fib_multipath_hash_policy": 0,
                 },
             )
@@ -117,6 +138,8 @@ def v6net() -> Iterator[V6Net]:
             for n, i, a in ((node, ifname, addr), (peer, peer_if, peer_addr)):
                 _ip("-n", net.ns(n), "-6", "addr", "add", f"{a}/64", "dev", i, "nodad")
                 _ip("-n", net.ns(n), "link", "set", i, "up")
+        for address in service_addresses(services):
+            _ip("-n", net.ns("s"), "-6", "addr", "add", f"{address}/64", "dev", "s-r3", "nodad")
         for node, route in _ROUTES:
             _ip("-n", net.ns(node), "-6", "route", "add", *route.split())
         subprocess.run(
@@ -130,8 +153,9 @@ def v6net() -> Iterator[V6Net]:
             with net.netns("s"):
                 for port in (OPEN, FILTERED):  # 445 listens too: only the firewall makes it silent
                     srv = stack.enter_context(socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
-                    srv.bind((SERVER, port))
+                    srv.bind(("::", port))
                     srv.listen(64)
+            _warm(net, [SERVER, *service_addresses(services)])
             yield net
     finally:
         _delete(net)
