@@ -114,7 +114,7 @@ def test_doubletree_over_ipv6_asks_shared_hops_once():
     # One /64 at one distance: one last router, asked by targets only while
     # it has tokens, then copied
     assert net.asked[MSCORE] < 10
-    assert net.asked[MSCORE] == net.answered[MSCORE]
+    assert net.asked[MSCORE] - net.answered[MSCORE] <= 1
     assert net.now_s - net.start_s < 3.0
 
 
