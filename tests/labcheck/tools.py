@@ -11,14 +11,19 @@ from tests.lab import Lab
 
 _HOP = re.compile(r"^\s*(\d+)\s+(.*)$")
 _ADDR = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b")
+# traceroute -6 -n prints each hop address once, then its round trip times.
+_ADDR6 = re.compile(r"(?<![\w:])([0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7})(?![\w:])")
 
 
 def traceroute(
     lab: Lab, node: str, dst: str, *, max_hops: int = 12, sport: int | None = None, queries: int = 1
 ) -> list[frozenset[str]]:
-    """`traceroute -T -p 443 -n` from `node`: per TTL, the set of answering addresses."""
+    """`traceroute -T -p 443 -n` from `node` (`-6` for an IPv6 `dst`): per TTL, the
+    set of answering addresses."""
+    v6 = ":" in dst
     argv = [
         "traceroute",
+        *(["-6"] if v6 else []),
         "-T",
         "-p",
         "443",
@@ -37,7 +42,7 @@ def traceroute(
     for line in out.splitlines()[1:]:
         m = _HOP.match(line)
         if m:
-            hops.append(frozenset(a for a in _ADDR.findall(m.group(2))))
+            hops.append(frozenset((_ADDR6 if v6 else _ADDR).findall(m.group(2))))
     # Trailing silence: traceroute prints stars up to max_hops; the truth stops earlier.
     while hops and not hops[-1]:
         hops.pop()
@@ -62,12 +67,13 @@ def tcp_connect(
     """A plain TCP connect from inside `node`: "open", "refused", "unreachable" or "timeout".
 
     `sport` fixes the source port, so the flow hashes like a chosen traceroute flow."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with lab.netns(node):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if sport is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("0.0.0.0", sport))
+            sock.bind(("0.0.0.0" if family == socket.AF_INET else "::", sport))
         sock.settimeout(timeout_s)
         sock.connect((address, port))
         return "open"
