@@ -31,6 +31,7 @@ from agent.report import (
     SiteFacts,
     TcpResult,
     Trace,
+    Verdict,
 )
 from agent.verdict.family import FamilyChoice
 from agent.verdict.servicetags import ServiceTags
@@ -177,7 +178,7 @@ def run_cycle(
     # Imported here so that `agent.cycle` stays importable without scapy for
     # tools that only build reports (and so start-up of other commands is fast).
     from agent.measure import dns, route, tcp, trace
-    from agent.verdict import classify, family, findings
+    from agent.verdict import classify, family, findings, sharedpath
 
     started_wall = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -229,11 +230,28 @@ def run_cycle(
     if probe.addresses == "preferred":
         probes = [p for p in probes if _users_address(p, choices)]
     traced = sorted({(p.address, p.target.port or probe.port) for p in probes if p.address})
+    # The service passes the last good copy when the file is being replaced.
+    tags = service_tags if service_tags is not None else config.load_service_tags()
+    site = config.site_facts()
+    # Read each cycle (cached while unchanged): an update is picked up at the next one.
+    communities = config.load_bgp_communities()
     if plan.trace:
-        for i in range(0, len(traced), probe.concurrency):
-            batch = traced[i : i + probe.concurrency]
-            requests = [trace.TraceRequest(address=a, port=p) for a, p in batch]
-            traces |= trace.trace_many(requests, trace_options)
+        # Routers answer ~6 probes at once, then one a second: one destination
+        # per routed prefix is traced first, so each prefix gets a measured path
+        # that the others may take theirs from (sharedpath, below).
+        first, _rest = sharedpath.first_per_prefix(
+            [a for a, _ in traced], routes, site, tags, communities
+        )
+        leading = set(first)
+        rounds = [
+            [k for k in traced if k[0] in leading],
+            [k for k in traced if k[0] not in leading],
+        ]
+        for keys in rounds:
+            for i in range(0, len(keys), probe.concurrency):
+                batch = keys[i : i + probe.concurrency]
+                requests = [trace.TraceRequest(address=a, port=p) for a, p in batch]
+                traces |= trace.trace_many(requests, trace_options)
 
     if plan.name_hops and traces:
         hop_addresses = {r.address for t in traces.values() for h in t.hops for r in h.replies}
@@ -243,12 +261,7 @@ def run_cycle(
         namer.prefetch(sorted(hop_addresses))
         traces = {k: _named(t, namer) for k, t in traces.items()}
 
-    # The service passes the last good copy when the file is being replaced.
-    tags = service_tags if service_tags is not None else config.load_service_tags()
-    site = config.site_facts()
-    # Read each cycle (cached while unchanged): an update is picked up at the next one.
-    communities = config.load_bgp_communities()
-    results: list[Result] = []
+    classified: list[Result] = []
     for p in probes:
         port = p.target.port or probe.port
         key = (p.address, port)
@@ -264,7 +277,6 @@ def run_cycle(
             prefer=p.target.prefer,
             family=family.family_of(p.address) if p.address else None,
         )
-        choice = choices.get(p.target.name) if p.address else None
         verdict = classify.classify(
             measured,
             site,
@@ -273,6 +285,28 @@ def run_cycle(
             expect=p.target.expect,
             communities=communities,
         )
+        classified.append(replace(measured, verdict=verdict))
+    # A trace that rate-limited hops cut short takes its path from another
+    # result of this cycle in the same prefix, routed alike (docs/verdicts.md).
+    expects = {(p.target.name, p.address): p.target.expect for p in probes}
+
+    def reclassify(r: Result) -> Verdict:
+        return classify.classify(
+            r,
+            site,
+            tags,
+            agent_role=config.agent.role,
+            expect=expects[(r.target, r.address)],
+            communities=communities,
+        )
+
+    classified = list(sharedpath.infer(classified, site, tags, reclassify, communities))
+    results: list[Result] = []
+    for p, measured in zip(probes, classified, strict=True):
+        port = p.target.port or probe.port
+        verdict = measured.verdict
+        assert verdict is not None
+        choice = choices.get(p.target.name) if p.address else None
         found = findings.find(
             measured,
             verdict,

@@ -73,6 +73,10 @@ EvidenceKind = Literal[
     # which family the host's users reach the target over and why (RFC 6724 order,
     # RFC 8305 fallback): name (the family users use), address (the address tried)
     "family",
+    # the path taken from another result of the same cycle whose trace saw the hops this
+    # one missed: name (its target), address (its address), prefix and tag (the known
+    # prefix both are in), ttl (a hop copied), circuit or egress (the path)
+    "shared-path",
     "note",  # free text: evidence of reports of schema /1, and context
 ]
 FindingKind = Literal[
