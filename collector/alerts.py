@@ -67,15 +67,18 @@ def due(
 ) -> list[tuple[Any, ...]]:
     """Alerts the receiver must get now: unacknowledged changes, and firing ones due a re-send.
 
-    A resolution goes only to a receiver that heard the alert fire: a new (or
-    renamed) receiver gets what is firing, not 90 days of resolved alerts.
+    A new (or renamed) receiver gets what is firing, not 90 days of resolved
+    alerts: a resolution goes to a receiver that heard the alert fire, or that
+    was configured when it resolved (it may have missed the firing in an outage).
     """
     out = []
+    row = conn.execute("SELECT since_s FROM alert_receivers WHERE name = ?", (receiver,)).fetchone()
+    since_s = now_s if row is None else row[0]
     for row in conn.execute(
         "SELECT a.fingerprint, a.labels, a.annotations, a.starts_s, a.ends_s, a.version, r.version, r.sent_s"
         " FROM alerts a LEFT JOIN alert_receipts r ON r.receiver = ? AND r.fingerprint = a.fingerprint"
-        " WHERE a.ends_s IS NULL OR (a.ends_s >= ? AND r.version IS NOT NULL)",
-        (receiver, now_s - horizon_s),
+        " WHERE a.ends_s IS NULL OR (a.ends_s >= ? AND (r.version IS NOT NULL OR a.ends_s >= ?))",
+        (receiver, now_s - horizon_s, since_s),
     ):
         fp, _labels, _notes, starts_s, ends_s, version, acked, sent_s = row
         if acked != version or (
@@ -85,6 +88,14 @@ def due(
         if len(out) >= MAX_BATCH:
             break
     return out
+
+
+def register(conn: sqlite3.Connection, names: list[str], now_s: float) -> None:
+    """Receivers configured now and never before date from now."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO alert_receivers(name, since_s) VALUES (?, ?)",
+        [(name, now_s) for name in names],
+    )
 
 
 def mark_sent(
@@ -132,6 +143,7 @@ class AlertSender:
             timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s)
         )
         if self.receivers:
+            await self.store.write(register, [r.name for r in self.receivers], self.clock())
             self._task = asyncio.create_task(self._run(), name="erpath-alert-sender")
 
     async def stop(self) -> None:

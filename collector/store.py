@@ -327,6 +327,14 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     ALTER TABLE traces ADD COLUMN family INTEGER NOT NULL DEFAULT 4;
     ALTER TABLE reported_asymmetries ADD COLUMN family INTEGER NOT NULL DEFAULT 4;
     """,
+    # 7: when each alert receiver was first configured (issue 14 item 12): a receiver
+    # hears the resolutions that happen from then on (an outage included), not the
+    # history before it.  Receivers that already acknowledged alerts date from their first.
+    """
+    CREATE TABLE alert_receivers(name TEXT PRIMARY KEY, since_s REAL NOT NULL) WITHOUT ROWID;
+    INSERT INTO alert_receivers(name, since_s)
+        SELECT receiver, min(sent_s) FROM alert_receipts GROUP BY receiver;
+    """,
 )
 
 
