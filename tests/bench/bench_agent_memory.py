@@ -5,17 +5,22 @@ Run as root from the repository root (builds the lab if it is not up):
     .venv/bin/python tests/bench/bench_agent_memory.py [--cycles 1000]
 
 Inside the branch namespace, one process runs the service's cycle exactly as
-`erpath-agent run` does (the same DNS cache, hop namer and report
-serialisation into a spool) over the branch's 33 targets, back to back with
-the lab's ICMP rate limits off, and prints RSS after 10 cycles and after the
-last, and CPU seconds per cycle.
+`erpath-agent run` does (the same DNS cache, hop namer, service tags and
+report serialisation into a spool, with the service's modules loaded) over
+the branch's targets, back to back with the lab's ICMP rate limits off, and
+prints RSS after 10 cycles and after the last, peak RSS and CPU seconds per
+cycle.  The config's [service_tags] file is the real ServiceTags_Public.json
+(`--tags`, copied to a temporary directory where its index cache lives).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +29,8 @@ if str(ROOT) not in sys.path:
 
 from tests.lab import Lab  # noqa: E402
 from tests.lab.agentconfig import write_config  # noqa: E402
+
+REAL_TAGS = ROOT / ".." / "shared" / "data" / "ServiceTags_Public.json"
 
 INNER = """
 import json, resource, sys, tempfile, time
@@ -34,6 +41,7 @@ from agent.measure.dnscache import DnsCache
 from agent.cycle import ProbePlan, run_cycle
 from agent.report import to_dict
 from agent.service.spool import Spool
+import agent.service.runner  # the service's own modules, loaded as `erpath-agent run` loads them
 
 def rss_mb():
     for line in open('/proc/self/status'):
@@ -43,11 +51,12 @@ def rss_mb():
 config = load(sys.argv[1]); cycles = int(sys.argv[2])
 plan = ProbePlan(targets=config.targets())
 cache, namer = DnsCache(resolve_many), HopNamer(config.dns.resolvers, config.dns.timeout_s)
+tags = config.load_service_tags()
 spool = Spool(Path(tempfile.mkdtemp()), max_bytes=50_000_000, max_age_s=3600)
 rss = {}
 cpu0 = time.process_time(); t0 = time.perf_counter()
 for seq in range(1, cycles + 1):
-    report = run_cycle(config, plan, seq=seq, dns_cache=cache, namer=namer)
+    report = run_cycle(config, plan, seq=seq, dns_cache=cache, namer=namer, service_tags=tags)
     item = spool.put(seq, report.id, json.dumps(to_dict(report)).encode())
     spool.ack(item)
     if seq in (10, cycles):
@@ -62,11 +71,17 @@ print(json.dumps({"rss_10_mb": rss[10], "rss_last_mb": rss[cycles], "cycles": cy
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=1000)
+    parser.add_argument("--tags", type=Path, default=REAL_TAGS, help="the real service tags file")
     args = parser.parse_args()
     lab = Lab()
     if not lab.is_up():
         lab.up("er")
-    config = write_config("branch", "er", Path("/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="erpath-bench-memory-"))
+    tags = work / "ServiceTags_Public.json"
+    shutil.copyfile(args.tags, tags)
+    config = write_config("branch", "er", work)
+    text = re.sub(r'(?m)^file = ".*"$', f'file = "{tags}"', config.read_text(), count=1)
+    config.write_text(text)
     with lab.options(rate_limit=False):
         out = subprocess.run(
             [
