@@ -16,6 +16,7 @@ cycle.  The config's [service_tags] file is the real ServiceTags_Public.json
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import subprocess
@@ -68,6 +69,14 @@ print(json.dumps({"rss_10_mb": rss[10], "rss_last_mb": rss[cycles], "cycles": cy
 """
 
 
+@contextlib.contextmanager
+def _removed_after(directory: Path):
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=1000)
@@ -82,7 +91,7 @@ def main() -> int:
     config = write_config("branch", "er", work)
     text = re.sub(r'(?m)^file = ".*"$', f'file = "{tags}"', config.read_text(), count=1)
     config.write_text(text)
-    with lab.options(rate_limit=False):
+    with lab.options(rate_limit=False), _removed_after(work):
         out = subprocess.run(
             [
                 "ip",
