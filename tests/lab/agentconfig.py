@@ -4,7 +4,8 @@ The committed configs in tests/lab/agents/ describe the healthy lab.  Some
 scenarios are a change of what the customer advertises to Microsoft (the
 internet NAT prefix leaked onto a circuit, a NAT pool on two circuits); a
 site's facts say what it advertises, so for those scenarios the config says
-it too — and the agent's findings follow from it.  Others are another design
+it too — and the agent's findings follow from it (the IPv6 scenarios add the
+sites' IPv6 prefixes a circuit advertises).  Others are another design
 of the circuit (both links active instead of one standing by): the circuit's
 `links` fact says which.
 """
@@ -34,7 +35,12 @@ def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = No
     if probe:
         lines = "".join(f"{k} = {v!r}\n" for k, v in probe.items())
         text = _PROBE.sub(lambda m: m.group(0) + lines, text, count=1)
-    advertised = SCENARIOS[scenario].advertised
+    s = SCENARIOS[scenario]
+    # What each circuit advertises, both families (IPv6: the sites' own prefixes).
+    advertised = {
+        c: s.advertised.get(c, ()) + s.advertised6.get(c, ())
+        for c in {*s.advertised, *s.advertised6}
+    }
     link_mode = SCENARIOS[scenario].link_mode
     parts = _CIRCUIT.split(text)
     for i in range(1, len(parts)):

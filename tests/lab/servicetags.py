@@ -7,6 +7,7 @@ loads the real file loads this one unchanged.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 from . import plan
@@ -35,14 +36,20 @@ def _entry(name: str, region: str, system_service: str, prefixes: list[str]) -> 
 
 
 def _sort_key(prefix: str) -> tuple[int, ...]:
-    addr, length = prefix.split("/")
-    return (*map(int, addr.split(".")), int(length))
+    """IPv4 first, then IPv6, each in address order (as Azure's file lists them)."""
+    net = ipaddress.ip_network(prefix)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def _blocks() -> dict[str, tuple[str, str]]:
+    """Every service block, both families (the IPv6 twins of the IPv4 /24s)."""
+    return {**plan.service_blocks(), **plan.SERVICE_BLOCKS6}
 
 
 def document() -> dict:
     by_tag: dict[str, list[str]] = {}
     by_tag_region: dict[tuple[str, str], list[str]] = {}
-    for prefix, (tag, region) in plan.service_blocks().items():
+    for prefix, (tag, region) in _blocks().items():
         if tag != "AzureCloud":
             by_tag.setdefault(tag, []).append(prefix)
             if region:
@@ -50,7 +57,7 @@ def document() -> dict:
         if region:
             by_tag_region.setdefault(("AzureCloud", region), []).append(prefix)
     # AzureCloud covers every Microsoft prefix, including the Front Door one.
-    azure_cloud = sorted(plan.service_blocks())
+    azure_cloud = sorted(_blocks(), key=_sort_key)
     values = [_entry("AzureCloud", "", "", azure_cloud)]
     for (tag, region), prefixes in sorted(by_tag_region.items()):
         if tag == "AzureCloud":
