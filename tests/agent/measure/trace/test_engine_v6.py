@@ -166,3 +166,27 @@ def test_paris_flows_over_ipv6_enumerate_ecmp(flows):
     assert set(hop_map(t)[4]) == set(ISPS)
     for r in t.hops[3].replies:
         assert r.address == ecmp(r.flow, SERVICES[0], ISPS)
+
+
+# A dual-stack circuit's IPv6 peering: the MSEE is the second address of each /126.
+PEERING6 = ("2001:db8:c1::/126", "2001:db8:c2::/126")
+MSEE6_P, MSEE6_S = "2001:db8:c1::2", "2001:db8:c2::2"
+CE6 = "2001:db8:ce::1"
+
+
+def expressroute6(destination: str, flow: int) -> Path:
+    """Over an active-active circuit: the CE hashes each flow onto the primary or secondary link."""
+    return Path((GW, CORE, CE6, ecmp(flow, destination, (MSEE6_P, MSEE6_S)), MSCORE))
+
+
+def test_msee_hop_over_ipv6_peering_shows_both_links_with_their_flows():
+    targets = SERVICES[:5]
+    got, net = run(expressroute6, targets, rate_limit=False, msee_prefixes=PEERING6)
+    for a in targets:
+        hop = next(h for h in got[a].hops if h.ttl == 4)
+        assert not hop.shared
+        assert set(hop.addresses) == {MSEE6_P, MSEE6_S}, a
+        assert 2 <= len({r.flow for r in hop.replies}) <= 6
+        for r in hop.replies:  # each flow's reply is the link its hash picks
+            assert r.address == ecmp(r.flow, a, (MSEE6_P, MSEE6_S))
+        assert all(net.flows_at(a, ttl) <= {SPORT} for ttl in (1, 2, 3, 5))

@@ -10,7 +10,16 @@ import pytest
 
 from agent.measure import packets, tcp, trace
 from tests.agent.measure.trace import v6net
-from tests.agent.measure.trace.v6net import CLIENT, R1, R2A, R2B, R3, SERVER, UNREACHABLE
+from tests.agent.measure.trace.v6net import (
+    CLIENT,
+    R1,
+    R2A,
+    R2B,
+    R3,
+    SERVER,
+    SERVER4,
+    UNREACHABLE,
+)
 
 pytestmark = pytest.mark.root
 
@@ -95,13 +104,61 @@ def test_syn_probe_open_closed_filtered_unreachable(net, method):
         assert u.failure == "tcp.filtered"
 
 
-def test_dual_stack_request_list_traces_ipv6_beside_a_failed_ipv4(net):
-    """An IPv4 target with no route from this IPv6-only client fails alone; IPv6 still traces."""
+def _traceroute4(net, sport: int) -> dict[int, set[str]]:
+    out = net.run(
+        "c",
+        ["traceroute", "-4", "-T", "-p", "443", "-n", f"--sport={sport}", "-q", "1", "-w", "0.5"]
+        + [SERVER4],
+    ).stdout
+    return {
+        int(line.split()[0]): {w for w in line.split()[1:] if packets.ip_version(w) == 4}
+        for line in out.splitlines()[1:]
+        if any(packets.ip_version(w) == 4 for w in line.split()[1:])
+    }
+
+
+def test_dual_stack_run_traces_each_family_on_its_own_sockets(net):
+    """One call, both families: each trace in its family, hops equal traceroute -4 / -6 per flow."""
     with net.netns("c"):
         got = trace.trace_many(
-            [trace.TraceRequest(SERVER, 443), trace.TraceRequest("198.51.100.7", 443)],
-            trace.TraceOptions(source_port=SPORT, timeout_s=3.0),
+            [trace.TraceRequest(SERVER, 443), trace.TraceRequest(SERVER4, 443)],
+            trace.TraceOptions(source_port=SPORT, flows=2, timeout_s=5.0),
         )
-    assert got[(SERVER, 443)].reached and got[(SERVER, 443)].family == "ipv6"
-    v4 = got[("198.51.100.7", 443)]
-    assert (v4.reached, v4.failure, v4.family) == (False, "trace.unreachable", "ipv4")
+        syn = tcp.probe_tcp([(SERVER, 443), (SERVER4, 443), (SERVER4, v6net.CLOSED)], 1.0)
+    t6, t4 = got[(SERVER, 443)], got[(SERVER4, 443)]
+    assert (t6.family, t4.family) == ("ipv6", "ipv4")
+    assert t6.reached and t4.reached and t6.hop_count == t4.hop_count == 4
+    for sport in (SPORT, SPORT + 1):
+        for t, theirs in ((t6, _traceroute(net, sport)), (t4, _traceroute4(net, sport))):
+            ours = {
+                h.ttl: {r.address for r in h.replies if r.flow == sport}
+                for h in t.hops
+                if any(r.flow == sport for r in h.replies)
+            }
+            assert ours == theirs, (t.family, sport)
+    assert [syn[t].state for t in ((SERVER, 443), (SERVER4, 443), (SERVER4, v6net.CLOSED))] == [
+        "open",
+        "open",
+        "closed",
+    ]
+    assert syn[(SERVER, 443)].return_hops == syn[(SERVER4, 443)].return_hops == 3
+
+
+def test_thirty_ipv6_targets_under_the_kernels_icmpv6_rate_limit():
+    """A burst of 6, then one per second per router: every target keeps every hop, in seconds."""
+    addresses = v6net.service_addresses(30)
+    with (
+        v6net.v6net(rate_limit=True, services=len(addresses), tag="rl") as limited,
+        limited.netns("c"),
+    ):
+        got = trace.trace_many(
+            [trace.TraceRequest(a, 443) for a in addresses],
+            trace.TraceOptions(source_port=SPORT),
+        )
+    for a in addresses:
+        t = got[(a, 443)]
+        assert t.reached and t.hop_count == 4, a
+        hops = {h.ttl: set(h.addresses) for h in t.hops}
+        assert hops[1] == {R1} and hops[2] <= {R2A, R2B} and hops[3] <= set(R3), a
+        assert all(hops[ttl] for ttl in (1, 2, 3)), a
+        assert t.duration_s < 3.0, a

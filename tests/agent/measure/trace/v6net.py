@@ -1,4 +1,4 @@
-"""A throwaway IPv6 network of namespaces for the raw-socket tests (root; not the shared lab).
+"""A throwaway dual-stack network of namespaces for the raw-socket tests (root; not the shared lab).
 
     client ── r1 ─┬─ r2a ─┬─ r3 ── server
                   └─ r2b ─┘
@@ -11,7 +11,9 @@ unreachable (2001:db8:99::/64), the server listens on 443, answers RST on
 `traceroute -6` -- or at the kernel's default (a burst of 6, then one per
 1000 ms) with `rate_limit`.
 `services` more addresses on the server (`service_addresses`) give the
-benchmark many targets behind one path.  Namespaces are named `<prefix>-<node>` with the prefix
+benchmark many targets behind one path.  Every IPv6 address 2001:db8:N::X
+has an IPv4 twin 10.6.N.X (`v4`) on the same interface, with the same
+routes, so both families can be traced in one run.  Namespaces are named `<prefix>-<node>` with the prefix
 from ERPATH_LAB_PREFIX (default "v6t"), and deleted on exit.
 """
 
@@ -33,6 +35,22 @@ R1 = "2001:db8:1::1"
 R2A, R2B = "2001:db8:2::2", "2001:db8:3::2"
 R3 = ("2001:db8:4::2", "2001:db8:5::2")
 OPEN, CLOSED, FILTERED = 443, 444, 445
+
+
+def v4(address: str) -> str:
+    """The IPv4 twin of one of this network's IPv6 addresses or routes: 2001:db8:N::X -> 10.6.N.X."""
+    if address == "default":
+        return address
+    if address == "2001:db8::/32":
+        return "10.6.0.0/16"
+    net, _, length = address.partition("/")
+    n, x = net.removeprefix("2001:db8:").split("::")
+    twin = f"10.6.{n}.{x or 0}"
+    return f"{twin}/24" if length else twin
+
+
+SERVER4 = v4(SERVER)
+CLIENT4 = v4(CLIENT)
 NODES = ("c", "r1", "r2a", "r2b", "r3", "s")
 
 # (node, ifname, address/64, peer node, peer ifname, peer address/64)
@@ -115,9 +133,12 @@ def _warm(net: V6Net, addresses: list[str]) -> None:
 
 
 @contextmanager
-def v6net(*, rate_limit: bool = False, services: int = 0) -> Iterator[V6Net]:
-    """Build the network, yield it with the server listening, delete it afterwards."""
-    net = V6Net(os.environ.get("ERPATH_LAB_PREFIX", "v6t")[:8])
+def v6net(*, rate_limit: bool = False, services: int = 0, tag: str = "") -> Iterator[V6Net]:
+    """Build the network, yield it with the server listening, delete it afterwards.
+
+    `tag` goes after the prefix in the namespace names, so two networks can be up at once.
+    """
+    net = V6Net(os.environ.get("ERPATH_LAB_PREFIX", "v6t")[:8] + tag)
     _delete(net)  # a run that was killed leaves its namespaces behind
     try:
         for node in NODES:
@@ -126,6 +147,9 @@ def v6net(*, rate_limit: bool = False, services: int = 0) -> Iterator[V6Net]:
             write_sysctls(
                 net.ns(node),
                 {
+                    "net.ipv4.ip_forward": 1,
+                    "net.ipv4.icmp_ratelimit": 1000 if rate_limit else 0,
+                    "net.ipv4.fib_multipath_hash_policy": 0,
                     "net.ipv6.conf.all.forwarding": 1,
                     "net.ipv6.conf.default.accept_dad": 0,
                     "net.ipv6.icmp.ratelimit": 1000 if rate_limit else 0,
@@ -137,11 +161,16 @@ def v6net(*, rate_limit: bool = False, services: int = 0) -> Iterator[V6Net]:
                 peer_if, "netns", net.ns(peer))  # fmt: skip
             for n, i, a in ((node, ifname, addr), (peer, peer_if, peer_addr)):
                 _ip("-n", net.ns(n), "-6", "addr", "add", f"{a}/64", "dev", i, "nodad")
+                _ip("-n", net.ns(n), "addr", "add", f"{v4(a)}/24", "dev", i)
                 _ip("-n", net.ns(n), "link", "set", i, "up")
         for address in service_addresses(services):
             _ip("-n", net.ns("s"), "-6", "addr", "add", f"{address}/64", "dev", "s-r3", "nodad")
         for node, route in _ROUTES:
             _ip("-n", net.ns(node), "-6", "route", "add", *route.split())
+            words = [
+                v4(w) if w.startswith("2001:db8") or w == "default" else w for w in route.split()
+            ]
+            _ip("-n", net.ns(node), "-4", "route", "add", *words)
         subprocess.run(
             ["ip", "netns", "exec", net.ns("s"), "nft", "-f", "-"],
             input=_NFT,
@@ -155,7 +184,7 @@ def v6net(*, rate_limit: bool = False, services: int = 0) -> Iterator[V6Net]:
                     srv = stack.enter_context(socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
                     srv.bind(("::", port))
                     srv.listen(64)
-            _warm(net, [SERVER, *service_addresses(services)])
+            _warm(net, [SERVER, SERVER4, *service_addresses(services)])
             yield net
     finally:
         _delete(net)
