@@ -130,7 +130,9 @@ def route_flip(site: str, agent: str, flip: PathEvent, links: Links, origin: str
             f"reports, {driver}. It resolves when the path returns or after the hold time.",
             "evidence": evidence_text(lines),
             "runbook_url": links.runbook(ROUTE_FLIP),
-            "dashboard_url": links.dashboard(site=site, agent=agent, target=flip.target),
+            "dashboard_url": links.dashboard(
+                site=site, agent=agent, target=flip.target, **family_labels(flip.family)
+            ),
         },
     )
 
@@ -159,7 +161,9 @@ def unexpected_path(
                 [*why, f"family: IPv{state.family}", f"path: {state.key.label}", *state.evidence]
             ),
             "runbook_url": links.runbook(UNEXPECTED_PATH),
-            "dashboard_url": links.dashboard(site=site, agent=agent, target=state.target),
+            "dashboard_url": links.dashboard(
+                site=site, agent=agent, target=state.target, **family_labels(state.family)
+            ),
         },
     )
 

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,6 +107,9 @@ async def test_an_ipv6_flip_alerts_on_its_own_and_names_the_family(start_collect
     }
     assert f"reaches {T} (IPv6) over internet/ams-inet" in flip["annotations"]["summary"]
     assert flip["annotations"]["evidence"].startswith("family: IPv6\n")
+    assert flip["annotations"]["dashboard_url"].endswith(
+        "&var-family=6"
+    )  # the dashboards' variable
     (ev,) = (await c.get(f"{API}/events", kind="route_flip"))["events"]
     assert f"{T} (IPv6): path flipped" in ev["summary"]
     get = c.registry.get_sample_value
@@ -293,30 +297,31 @@ async def test_a_reported_ipv6_finding_names_its_family(start_collector):
 # --------------------------------------------------------------------------- the upgrade
 
 
-def _as_before_issue_15(path: str) -> None:
-    """The database as the collector before issue 15 left it: schema 5, no family anywhere."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    cols = [r[1] for r in conn.execute("PRAGMA table_info(paths)") if r[1] != "family"]
-    conn.executescript(
-        f"""
-        BEGIN;
-        CREATE TABLE old_paths AS SELECT {", ".join(cols)} FROM paths;
-        DROP TABLE paths;
-        ALTER TABLE traces DROP COLUMN family;
-        ALTER TABLE reported_asymmetries DROP COLUMN family;
-        COMMIT;
-        """
-    )
-    # Migration 1's table (and 2's column), as version 5 had it.
-    conn.executescript(
-        MIGRATIONS[0][MIGRATIONS[0].index("CREATE TABLE paths(") :].split(") WITHOUT ROWID;")[0]
-        + ") WITHOUT ROWID;"
-    )
-    conn.execute("ALTER TABLE paths ADD COLUMN flip_origin TEXT")
-    conn.execute(f"INSERT INTO paths({', '.join(cols)}) SELECT * FROM old_paths")
-    conn.execute("DROP TABLE old_paths")
+def _as_before_issue_15(path: Path) -> None:
+    """The database as the collector before issue 15 left it: schema 5 (the shipped
+    migrations 1 to 5, never edited), holding what the running collector stored, in the
+    columns schema 5 has (no family anywhere; nothing of later migrations)."""
+    old = path.with_name("schema5.db")
+    conn = sqlite3.connect(old, isolation_level=None)
+    for step in MIGRATIONS[:5]:
+        if callable(step):
+            step(conn)
+        else:
+            conn.executescript(step)
     conn.execute("PRAGMA user_version=5")
+    conn.execute("ATTACH DATABASE ? AS cur", (str(path),))
+    tables = [t for (t,) in conn.execute("SELECT name FROM main.sqlite_master WHERE type='table'")]
+    for table in tables:
+        mine = {r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")}
+        cols = ", ".join(
+            r[1] for r in conn.execute(f"PRAGMA cur.table_info({table})") if r[1] in mine
+        )
+        conn.execute(f"INSERT OR REPLACE INTO main.{table}({cols}) SELECT {cols} FROM cur.{table}")
+    conn.execute("DETACH DATABASE cur")
     conn.close()
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    old.replace(path)
 
 
 @pytest.mark.skipif(sqlite3.sqlite_version_info < (3, 35), reason="DROP COLUMN needs 3.35")
@@ -324,6 +329,7 @@ async def test_the_upgrade_neither_resolves_nor_refires_ipv4_alerts(
     start_collector, aiohttp_server, tmp_path
 ):
     assert SCHEMA_VERSION >= 6
+    assert "paths_by_family" in MIGRATIONS[5]  # migration 6 is this issue's
     hook_app, heard = receiver()
     hook = await aiohttp_server(hook_app)
     cfg = make_config(tmp_path, alerts={"webhook_urls": [f"http://127.0.0.1:{hook.port}/hook"]})
@@ -356,8 +362,7 @@ async def test_the_upgrade_neither_resolves_nor_refires_ipv4_alerts(
     }
     fingerprints = {alertrules.fingerprint(lab) for lab in before.values()}
     await c.client.close()
-    db = str(tmp_path / "collector.db")
-    _as_before_issue_15(db)
+    _as_before_issue_15(tmp_path / "collector.db")
     heard.clear()
 
     # The new collector on that database: the migration, then the same path reported again.
