@@ -20,6 +20,7 @@ from grafana.panels import (
     AGENT_SEL,
     ASYM_MAPPINGS,
     CLASS_MAPPINGS,
+    PATH_BY,
     PATH_MAPPINGS,
     REDUNDANCY_MAPPINGS,
     SEL,
@@ -96,31 +97,47 @@ def overview() -> dict[str, Any]:
             w=24,
             h=12,
             hide=INFO_HIDE,
-            order=["site", "agent", "target", "class", "circuit", "link", "egress"],
+            order=["site", "agent", "target", "family", "class", "circuit", "link", "egress"],
             overrides=[colour_column("class", CLASS_MAPPINGS)],
-            description="Current path class per agent and target; the circuit and link (ExpressRoute) or "
+            description="Current path class per agent, target and address family (4 or 6: a "
+            "dual-stack target has a path per family); the circuit and link (ExpressRoute) or "
             "egress (internet) next to it. Colour: green ExpressRoute, orange internet, blue CDN.",
         ),
         timeseries(
             "Pairs per path class",
             [target(f"count by (site, class) (erpath_path_info{{{SEL}}})", "{{site}} {{class}}")],
-            w=12,
+            w=8,
             h=8,
             custom={"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 40},
+        ),
+        timeseries(
+            "Paths per address family",
+            [
+                target(
+                    f"count by (family, class) (erpath_path_info{{{SEL}}})",
+                    "IPv{{family}} {{class}}",
+                )
+            ],
+            w=8,
+            h=8,
+            custom={"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 40},
+            description="Paths measured over IPv4 and over IPv6, per class. IPv6 paths that "
+            "vanish while IPv4 ones stay: the agents' users fell back to IPv4 (ipv6-blackhole "
+            "findings say why).",
         ),
         table(
             "Off their expected path now",
             [
                 target(
-                    f"erpath_path_info{{{SEL}}} and on (agent, site, target) (erpath_path_expected{{{SEL}}} == 0)",
+                    f"erpath_path_info{{{SEL}}} and on ({PATH_BY}) (erpath_path_expected{{{SEL}}} == 0)",
                     instant=True,
                     table=True,
                 )
             ],
-            w=12,
+            w=8,
             h=8,
             hide=INFO_HIDE,
-            order=["site", "agent", "target", "class", "circuit", "link", "egress"],
+            order=["site", "agent", "target", "family", "class", "circuit", "link", "egress"],
             overrides=[colour_column("class", CLASS_MAPPINGS)],
         ),
         row("Changes"),
@@ -128,15 +145,16 @@ def overview() -> dict[str, Any]:
             "Route flips",
             [
                 target(
-                    f"sum by (site, target) (increase(erpath_route_flips_total{{{SEL}}}"
+                    f"sum by (site, target, family) (increase(erpath_route_flips_total{{{SEL}}}"
                     "[$__rate_interval]))",
-                    "{{site}} {{target}}",
+                    "{{site}} {{target}} IPv{{family}}",
                 )
             ],
             w=12,
             h=8,
             custom={"drawStyle": "bars", "fillOpacity": 80},
-            description="Confirmed route flips per site and target (also as annotations).",
+            description="Confirmed route flips per site, target and address family (also as "
+            "annotations).",
         ),
         state_timeline(
             "Asymmetric routing",
@@ -161,7 +179,7 @@ def overview() -> dict[str, Any]:
         "erpath / Overview",
         "Which path each Power Platform endpoint takes from every site, right now and over time.",
         panels,
-        var_names=("site", "agent", "target"),
+        var_names=("site", "agent", "target", "family"),
         links=dashboard_links(),
     )
 
@@ -170,18 +188,19 @@ def site_detail() -> dict[str, Any]:
     panels = [
         state_timeline(
             "Path class history",
-            [target(path_code_expr(), "{{agent}} → {{target}}")],
+            [target(path_code_expr(), "{{agent}} → {{target}} IPv{{family}}")],
             PATH_MAPPINGS,
             w=24,
             h=10,
-            description="ExpressRoute primary/secondary, internet, CDN or unknown, per agent and target.",
+            description="ExpressRoute primary/secondary, internet, CDN or unknown, per agent, "
+            "target and address family.",
         ),
         timeseries(
             "TCP connect time by path class",
             [
                 target(
-                    f"avg by (site, target, class) (erpath_tcp_connect_seconds{{{SEL}}})",
-                    "{{target}} ({{class}})",
+                    f"avg by (site, target, family, class) (erpath_tcp_connect_seconds{{{SEL}}})",
+                    "{{target}} IPv{{family}} ({{class}})",
                 )
             ],
             w=12,
@@ -189,18 +208,21 @@ def site_detail() -> dict[str, Any]:
         ),
         timeseries(
             "DNS resolution time",
-            [target(f"erpath_dns_resolve_seconds{{{SEL}}}", "{{agent}} {{target}}")],
+            [target(f"erpath_dns_resolve_seconds{{{SEL}}}", "{{agent}} {{target}} IPv{{family}}")],
             w=12,
             unit="s",
         ),
         timeseries(
             "Hop count",
-            [target(f"erpath_trace_hops{{{SEL}}}", "{{agent}} {{target}}")],
+            [target(f"erpath_trace_hops{{{SEL}}}", "{{agent}} {{target}} IPv{{family}}")],
             w=12,
             custom={"drawStyle": "line", "lineInterpolation": "stepAfter"},
         ),
         state_timeline(
-            "TCP state", [target(tcp_state_expr(), "{{agent}} → {{target}}")], TCP_MAPPINGS, w=12
+            "TCP state",
+            [target(tcp_state_expr(), "{{agent}} → {{target}} IPv{{family}}")],
+            TCP_MAPPINGS,
+            w=12,
         ),
         timeseries(
             "Egress, circuit and link in use",
@@ -233,14 +255,14 @@ def site_detail() -> dict[str, Any]:
             "Recent route flips",
             [
                 target(
-                    f"sum by (site, agent, target) (increase(erpath_route_flips_total{{{SEL}}}[$__range])) > 0",
+                    f"sum by ({PATH_BY}) (increase(erpath_route_flips_total{{{SEL}}}[$__range])) > 0",
                     instant=True,
                     table=True,
                 )
             ],
             w=12,
             hide=["Time"],
-            order=["site", "agent", "target", "Value"],
+            order=["site", "agent", "target", "family", "Value"],
             description="Flips in the time range. The collector's events (GET /api/v1/events) and the "
             "ErpathRouteFlip alert carry the before/after paths and their evidence.",
         ),
@@ -250,7 +272,7 @@ def site_detail() -> dict[str, Any]:
         "erpath / Site and path detail",
         "Path history, timings, hops and changes of one site's targets.",
         panels,
-        var_names=("site", "agent", "target"),
+        var_names=("site", "agent", "target", "family"),
         links=dashboard_links(),
     )
 

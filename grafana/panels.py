@@ -40,12 +40,15 @@ TCP_STATE_CODES = [
     ("error", 4, "purple"),
 ]
 
-SEL = 'site=~"$site", agent=~"$agent", target=~"$target"'
+# Path series carry their address family ("4" or "6"): a dual-stack target has a path per
+# family, and the path panels show both (one line or row per family).
+SEL = 'site=~"$site", agent=~"$agent", target=~"$target", family=~"$family"'
+PATH_BY = "site, agent, target, family"
 SITE_SEL = 'site=~"$site"'
 AGENT_SEL = 'site=~"$site", agent=~"$agent"'
 
 
-def path_code_expr(by: str = "site, agent, target") -> str:
+def path_code_expr(by: str = PATH_BY) -> str:
     parts = []
     for cls, link, code, _, _ in PATH_CODES:
         link_sel = f', link="{link}"' if link else ""
@@ -59,7 +62,7 @@ def tcp_state_expr() -> str:
     parts = [
         f'{code} * erpath_tcp_state{{{SEL}, state="{state}"}}' for state, code, _ in TCP_STATE_CODES
     ]
-    return "max by (site, agent, target) (\n  " + "\n  or ".join(parts) + "\n)"
+    return f"max by ({PATH_BY}) (\n  " + "\n  or ".join(parts) + "\n)"
 
 
 def value_mappings(entries: list[tuple[Any, str, str]]) -> list[dict[str, Any]]:
@@ -275,7 +278,8 @@ def query_var(name: str, label: str, query: str) -> dict[str, Any]:
 
 
 def variables(*names: str) -> list[dict[str, Any]]:
-    """The datasource variable, then site, agent, target (each filtered by the ones before)."""
+    """The datasource variable, then site, agent, target, family (each filtered by the ones
+    before)."""
     out: list[dict[str, Any]] = [
         {
             "type": "datasource",
@@ -293,6 +297,7 @@ def variables(*names: str) -> list[dict[str, Any]]:
         "site": "label_values(erpath_agent_last_report_timestamp_seconds, site)",
         "agent": 'label_values(erpath_agent_last_report_timestamp_seconds{site=~"$site"}, agent)',
         "target": 'label_values(erpath_path_info{site=~"$site", agent=~"$agent"}, target)',
+        "family": 'label_values(erpath_path_info{site=~"$site", agent=~"$agent"}, family)',
     }
     for name in names:
         out.append(query_var(name, name.capitalize(), queries[name]))
@@ -307,11 +312,11 @@ def flip_annotation(var_names: tuple[str, ...]) -> dict[str, Any]:
         "enable": True,
         "iconColor": "red",
         "datasource": DATASOURCE,
-        "expr": f"sum by (site, agent, target) (increase(erpath_route_flips_total{{{sel}}}[$__interval])) > 0",
+        "expr": f"sum by ({PATH_BY}) (increase(erpath_route_flips_total{{{sel}}}[$__interval])) > 0",
         "step": "1m",
         "titleFormat": "Route flip",
-        "textFormat": "{{agent}} ({{site}}) → {{target}}",
-        "tagKeys": "site,agent,target",
+        "textFormat": "{{agent}} ({{site}}) → {{target}} IPv{{family}}",
+        "tagKeys": "site,agent,target,family",
         "useValueForTime": False,
     }
 

@@ -32,6 +32,10 @@ SCENARIO_ORDER = [
     "er-secondary",
     "internet-failover",
     "asymmetric-circuits",
+    # Dual-stack: the agent's users reach the targets over IPv6 (RFC 6724 order), so the
+    # family="6" series exist beside the IPv4 ones.
+    "ipv6-er",
+    "ipv6-asymmetric",
     "asymmetric-nat",
 ]
 
@@ -42,7 +46,7 @@ NOT_IN_LAB = {"ErpathConnectRegression"}
 
 def grafana_to_promql(expr: str, range_s: int) -> str:
     """What Grafana sends with every variable at All (allValue .*)."""
-    expr = re.sub(r"\$(site|agent|target)\b", ".*", expr)
+    expr = re.sub(r"\$(site|agent|target|family)\b", ".*", expr)
     return (
         expr.replace("$__rate_interval", "5s")
         .replace("$__interval", "5s")
@@ -85,6 +89,9 @@ def test_every_query_returns_data(lab, lab_scenario, stack, tmp_path):
         cfg_dir.mkdir()
         labfeed.relay(collector, token, labfeed.probe_once(lab, cfg_dir, state))
         time.sleep(1.5)  # a scrape and an evaluation of this scenario's state
+    # Both families' paths, each its own series (the path panels show both).
+    families = {r["metric"]["family"] for r in prom.query("count by (family) (erpath_path_info)")}
+    assert families == {"4", "6"}, families
 
     # The service, as a second agent of the site: reports with interval and health.
     lab_scenario("er")
