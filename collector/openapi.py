@@ -172,6 +172,11 @@ def document() -> dict[str, Any]:
                     "agent": {"type": "string"},
                     "site": {"type": "string"},
                     "target": {"type": "string"},
+                    "family": {
+                        "enum": [4, 6],
+                        "description": "the address family: a dual-stack target has a path "
+                        "per family",
+                    },
                     "role": {"type": "string"},
                     "path": {
                         "type": "string",
