@@ -23,8 +23,12 @@ def _inside(address: str, prefixes) -> bool:
 
 
 def _interfaces(node: str) -> list[str]:
-    """A node's addresses that show up as hops (not its NAT loopbacks, not mgmt)."""
-    return [link.address(node) for link in plan.links_of(node)]
+    """A node's addresses that show up as hops (not its NAT loopbacks, not mgmt):
+    IPv4, then IPv6."""
+    links = plan.links_of(node)
+    return [link.address(node) for link in links] + [
+        link.address6(node) for link in links if link.subnet6
+    ]
 
 
 def test_there_is_one_config_per_lab_agent():
@@ -48,6 +52,7 @@ def test_site_facts_match_the_address_plan(node):
     for mine, lab in zip(c.circuits, plan.CIRCUITS, strict=True):
         assert (mine.location, mine.sku) == (lab.location, lab.sku.lower())
         assert mine.primary_subnet == plan.LINKS_BY_KEY[lab.primary_link].subnet
+        assert mine.primary_subnet_v6 == plan.LINKS_BY_KEY[lab.primary_link].subnet6
         if lab.secondary_link:
             assert mine.secondary_subnet == plan.LINKS_BY_KEY[lab.secondary_link].subnet
         else:
@@ -61,6 +66,7 @@ def test_site_facts_match_the_address_plan(node):
     (edge,) = c.internet_edges
     assert edge.nat_addresses == tuple(sorted(set(plan.INTERNET_NAT_ADDRESSES.values())))
     assert edge.hop_addresses == tuple(_interfaces("inet"))
+    assert edge.source_prefixes_v6 == (plan.CUSTOMER_PREFIX6,)
     # The healthy lab keeps the internet NAT out of every advertised prefix.
     assert not any(
         _inside(a, x.advertised_prefixes) for a in edge.nat_addresses for x in c.circuits
