@@ -163,3 +163,32 @@ def test_service_tags_have_the_real_files_shape() -> None:
     regional = {v["name"]: v for v in ours["values"]}
     assert regional["PowerPlatformInfra.WestEurope"]["properties"]["regionId"] == 18
     assert regional["AzureCloud.westeurope"]["properties"]["region"] == "westeurope"
+
+
+def test_truth_ipv6_er_crosses_the_msee_at_the_126s_second_address() -> None:
+    hops = pathsim.expected_hops("ipv6-er", "branch", "2001:db8:19:16::10")
+    assert hops == [
+        "2001:db8:a:1010::1",
+        "2001:db8:f::2",
+        "2001:db8:f:1::2",
+        "2001:db8:e::2",
+        "2001:db8:19::6",
+        "2001:db8:19:16::10",
+    ]
+    # IPv4 of the same scenario leaves via the internet edge.
+    assert "10.255.3.2" in pathsim.expected_hops("ipv6-er", "branch", "198.19.16.10", ecmp=False)
+
+
+def test_truth_ipv6_asymmetric_is_lost_at_the_firewall_zone_check() -> None:
+    trace = pathsim.traces("ipv6-asymmetric", "branch", "2001:db8:19:16::10", ecmp=False)[0]
+    answered = [h.node for h in trace.hops if h.answered]
+    # msedge answers over the internet; mscore and svc answer over the circuit.
+    assert answered == ["wan", "dccore", "inet", "isp1", "msedge"]
+    assert [h.why for h in trace.hops[-2:]] == ["lost:dccore", "lost:dccore"]
+    dc = pathsim.traces("ipv6-asymmetric", "dchost", "2001:db8:19:16::10", ecmp=False)[0]
+    assert dc.reached  # the datacenter's /52 is not on the circuit
+
+
+def test_truth_ipv6_is_not_routed_in_ipv4_scenarios() -> None:
+    with pytest.raises(ValueError, match="no route"):
+        pathsim.expected_hops("er", "branch", "2001:db8:19:16::10")
