@@ -49,6 +49,7 @@ flow on one path; several flows enumerate ECMP paths and are merged per hop.
 from __future__ import annotations
 
 import ipaddress
+import math
 import random
 import socket
 from collections.abc import Callable, Hashable, Sequence
@@ -359,7 +360,7 @@ class Engine:
                 # Its tokens now, no credit: a question lost to the router's
                 # limit would cost a wait and a paced retry (seconds), while
                 # a copy costs nothing.
-                self.link_allowance[r] = self.budget.tokens(r, now)
+                self.link_allowance[r] = math.floor(self.budget.tokens(r, now))
         if any(self.link_questions.get(r, 0) >= self.link_allowance[r] for r in routers):
             return False
         for r in routers:
