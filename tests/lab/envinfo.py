@@ -73,6 +73,14 @@ def _circuits(s: scenarios.Scenario) -> list[dict]:
                 "msee_nodes": msee_nodes,
                 "ce_addresses": ce,
                 "advertised_prefixes": list(s.advertised.get(c.name, ())),
+                # IPv6 Microsoft peering: the /126s, the MSEE at ::2 of each.
+                "peering_subnets_v6": {
+                    role: plan.link_between(c.ce, n).subnet6 for role, n in msee_nodes.items()
+                },
+                "msee_addresses_v6": {
+                    role: plan.link_between(c.ce, n).address6(n) for role, n in msee_nodes.items()
+                },
+                "advertised_prefixes_v6": list(s.advertised6.get(c.name, ())),
                 "received_prefixes": list(plan.ER_RECEIVED_PREFIXES),
                 "nat_pool": c.nat_pool,
                 "nat_addresses": dict(c.nat_addresses),
@@ -164,6 +172,7 @@ def describe(lab: Lab) -> dict:
             {
                 "name": t.name,
                 "address": t.address,
+                "address6": t.address6,
                 "role": t.role,
                 "port": t.port,
                 "region": t.region,
@@ -212,4 +221,23 @@ def describe(lab: Lab) -> dict:
         "service_tags_file": str(sd / "ServiceTags_Public_lab.json"),
         "tls": {"cert_file": str(sd / "tls" / "cert.pem"), "port": 443},
         "ptr_names": dict(plan.PTR_NAMES),
+        # The IPv6 plane: routed only in the ipv6-* scenarios (docs/lab.md).
+        "ipv6": {
+            "routed": s.ipv6,
+            "customer_prefix": plan.CUSTOMER_PREFIX6,
+            "branch_prefix": plan.BRANCH_PREFIX6,
+            "dc_prefix": plan.DC_PREFIX6,
+            "er_egress": s.er_egress6,
+            "received_prefixes": list(plan.ER_RECEIVED_PREFIXES6),
+            "cdn_prefix": plan.CDN_PREFIX6,
+            "dns_servers": {
+                "public": plan.DNS_PUBLIC6,
+                "bad": plan.DNS_BAD6,
+                "split": plan.DNS_SPLIT6,
+            },
+            "agents": {
+                n: plan.link_between(n, peer).address6(n)
+                for n, peer in (("branch", "wan"), ("dchost", "dccore"), ("azure", "mscore"))
+            },
+        },
     }
