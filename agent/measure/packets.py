@@ -16,7 +16,7 @@ no balancer hashes: the IP ID (all protocols), the TCP sequence number, the
 ICMP echo sequence (with two payload bytes compensating it so the ICMP
 checksum does not change).
 
-IPv6 (TCP and ICMPv6 echo): the whole IPv6 header is built here too and sent
+IPv6 (TCP, UDP and ICMPv6 echo): the whole IPv6 header is built here too and sent
 through an IPPROTO_RAW socket, which Linux treats as IPV6_HDRINCL -- so the
 hop limit is written per probe like IPv4's TTL, and the flow label, which
 IPv6 ECMP hashes with the addresses (Linux fib_multipath_hash_policy 0,
@@ -26,8 +26,10 @@ a label leased through IPV6_FLOWLABEL_MGR per destination -- needs a lease
 per label and destination and a second path through the kernel for every
 packet; one header built here keeps both families on one template.)
 IPv6 has no IP ID: the probe's index travels only in the TCP sequence
-number (low 16 bits) or the echo sequence, and the decoders report it where
-IPv4's IP ID would be (`Quote.ip_id`), so matching is the same for both.
+number (low 16 bits), the echo sequence, or UDP's first payload word (the
+second compensating it, so the UDP checksum stays constant), and the
+decoders report it where IPv4's IP ID would be (`Quote.ip_id`), so matching
+is the same for both.
 IPv6 has no Record Route option.
 """
 
@@ -71,6 +73,7 @@ _IP_ID = 4
 _TCP_SEQ = 4
 _TCP_CHECKSUM = 16
 _ICMP_SEQ = 6  # followed by the first payload word, which compensates it
+_UDP6_INDEX = 8  # IPv6 UDP: the probe's index, then its compensation, open the payload
 
 IPOPT_RR = 7
 RR_SLOTS = 9  # all that fits in 40 bytes of IP options
@@ -251,7 +254,21 @@ def udp_template(
     dport: int,
     *,
     record_route: bool = False,
+    label: int | None = None,
 ) -> Template:
+    if ":" in destination:
+        if record_route:
+            raise ValueError("IPv6 has no Record Route option")
+        # No IP ID: the probe's index goes in the first payload word, the
+        # second compensates it (stamp), so the checksum stays constant
+        # (Paris); ICMPv6 errors quote the whole probe (RFC 4443), payload too.
+        payload = b"\x00\x00\xff\xff" + _PAYLOAD[4:]
+        datagram = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        checksum = _transport_checksum(source, destination, PROTO_UDP, datagram) or 0xFFFF
+        datagram = _with_checksum(datagram, 6, checksum)
+        fl = flow_label(source, destination, sport, dport) if label is None else label
+        data = _ip6(source, destination, PROTO_UDP, datagram, fl)
+        return Template(PROTO_UDP, source, destination, sport, dport, data)
     # The payload never changes, so neither does the UDP checksum (Paris).
     datagram = struct.pack("!HHHH", sport, dport, 8 + len(_PAYLOAD), 0) + _PAYLOAD
     checksum = _transport_checksum(source, destination, PROTO_UDP, datagram) or 0xFFFF
@@ -310,6 +327,8 @@ def stamp(template: Template, ttl: int, ip_id: int, seq: int) -> bytes:
     elif template.protocol == PROTO_ICMP:
         seq &= 0xFFFF
         struct.pack_into("!HH", buf, l4 + _ICMP_SEQ, seq, 0xFFFF - seq)
+    elif template.protocol == PROTO_UDP and template.version == 6:
+        struct.pack_into("!HH", buf, l4 + _UDP6_INDEX, ip_id, 0xFFFF - ip_id)
     return bytes(buf)
 
 
@@ -485,10 +504,14 @@ def decode_icmp(data: bytes) -> IcmpError | EchoReply | None:
         sport, dport = struct.unpack_from("!HH", l4)
         if proto == PROTO_TCP and len(l4) >= 8:
             (seq,) = struct.unpack_from("!I", l4, 4)
-        if v6:
+        if v6 and proto == PROTO_TCP:
             if seq is None:
                 return None  # no sequence, no identity: nothing to match
             ip_id = seq & 0xFFFF
+        elif v6:
+            if len(l4) < _UDP6_INDEX + 2:
+                return None  # the index is in the payload: without it, no identity
+            (ip_id,) = struct.unpack_from("!H", l4, _UDP6_INDEX)
     elif proto == PROTO_ICMP and not v6:
         if len(l4) < 8 or l4[0] != ICMP_ECHO_REQUEST:
             return None

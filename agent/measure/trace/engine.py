@@ -752,12 +752,8 @@ def run(
             version = packets.ip_version(r.address)
             address = packets.canonical(r.address)
             src = io.source_address(address) if version else None
-            # UDP over IPv6 has no field to carry the probe's identity (no IP ID).
-            supported = version == 4 or proto != packets.PROTO_UDP
             for fid in flow_ids[: opts.flows]:
-                template = (
-                    _template(proto, src, address, r.port, fid) if src and supported else None
-                )
+                template = _template(proto, src, address, r.port, fid) if src else None
                 rr = (
                     _template(proto, src, address, r.port, fid, True)
                     if template is not None and opts.record_route and version == 4
@@ -766,7 +762,7 @@ def run(
                 st = TraceState(len(states), r.result_key, fid, template, rr)
                 st.family = version or 4
                 if template is None:
-                    st.failure = "trace.unreachable" if supported else "trace.error"
+                    st.failure = "trace.unreachable"
                     st.finished = True
                 states.append(st)
                 by_key.setdefault(r.result_key, []).append(st)

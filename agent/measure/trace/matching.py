@@ -170,7 +170,7 @@ class ProbeTable:
             echo.source,
             "echo-reply",
             max(at - p.sent_s, 0.0),
-            0,
+            packets.ICMP6_ECHO_REPLY if ":" in echo.source else packets.ICMP_ECHO_REPLY,
             0,
             reply_ttl=echo.reply_ttl,
             record_route=echo.record_route,

@@ -3,7 +3,7 @@
 import struct
 
 import pytest
-from scapy.layers.inet import TCP
+from scapy.layers.inet import TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6DestUnreach,
     ICMPv6EchoReply,
@@ -22,7 +22,7 @@ ROUTER = "2001:db8:ff::2"
 
 
 def _checksum_ok(raw: bytes, layer) -> bool:
-    field = "chksum" if layer is TCP else "cksum"
+    field = "chksum" if layer in (TCP, UDP) else "cksum"
     pkt = IPv6(raw)
     got = getattr(pkt[layer], field)
     delattr(pkt[layer], field)
@@ -45,6 +45,28 @@ def test_ipv6_templates_are_byte_for_byte_what_scapy_builds(src, dst, sport, dpo
         id=sport, seq=0, data=echo_payload
     )
     assert packets.icmp_echo_template(src, dst, sport).data == bytes(echo)
+
+
+def test_ipv6_udp_template_and_its_index_in_the_payload():
+    label = packets.flow_label(SRC, DST, 47000, 33434)
+    payload = b"\x00\x00\xff\xff" + packets._PAYLOAD[4:]
+    built = IPv6(src=SRC, dst=DST, hlim=64, fl=label) / UDP(sport=47000, dport=33434) / payload
+    tpl = packets.udp_template(SRC, DST, 47000, 33434)
+    assert tpl.data == bytes(built)
+    probes = [IPv6(packets.stamp(tpl, ttl, index, 0)) for ttl, index in ((1, 0), (5, 4242))]
+    assert len({p[UDP].chksum for p in probes}) == 1  # Paris: constant checksum
+    assert all(_checksum_ok(bytes(p), UDP) for p in probes)
+    err = packets.decode_icmp(_icmp6_error(ICMPv6TimeExceeded(), bytes(probes[1])))
+    assert isinstance(err, packets.IcmpError)
+    assert (err.quote.protocol, err.quote.ip_id, err.quote.sport) == (
+        packets.PROTO_UDP,
+        4242,
+        47000,
+    )
+    # a quote cut before the index identifies nothing
+    assert (
+        packets.decode_icmp(_icmp6_error(ICMPv6TimeExceeded(), bytes(probes[1]), quote=48)) is None
+    )
 
 
 def test_flow_label_is_constant_within_a_flow_and_differs_between_flows():

@@ -243,6 +243,9 @@ class FakeNetwork:
         elif proto == ICMPV6:
             echo = struct.pack("!BBH", 129, 0, 0) + l4[4:]
             self._deliver(ICMPV6, _ip6(destination, src, ICMPV6, reply_ttl, echo), ttl)
+        else:  # UDP: the port is closed, the destination says so (unreachable, code 4)
+            icmp = struct.pack("!BBHI", 1, 4, 0, 0) + probe
+            self._deliver(ICMPV6, _ip6(destination, src, ICMPV6, reply_ttl, icmp), ttl)
 
     def _deliver(self, proto: int, data: bytes, ttl: int) -> None:
         at = self.now_s + self.hop_rtt_s * ttl

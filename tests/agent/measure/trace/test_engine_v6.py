@@ -100,9 +100,13 @@ def test_icmpv6_echo_probes():
     assert hop_map(t) == truth(internet, SERVICES[0])
 
 
-def test_udp_over_ipv6_is_refused_with_a_failure_not_a_guess():
-    t = run(internet, [SERVICES[0]], protocol="udp")[0][SERVICES[0]]
-    assert (t.reached, t.failure, t.hops) == (False, "trace.error", ())
+def test_udp_over_ipv6_carries_its_index_in_the_payload():
+    got, net = run(one_isp, SERVICES[:3], protocol="udp")
+    for a in SERVICES[:3]:
+        t = got[a]
+        assert t.reached and t.hops[-1].replies[0].kind == "unreachable", a
+        assert (t.hops[-1].replies[0].icmp_type, t.hops[-1].replies[0].icmp_code) == (1, 4)
+        assert hop_map(t) == truth(one_isp, a), a
 
 
 def test_doubletree_over_ipv6_asks_shared_hops_once():

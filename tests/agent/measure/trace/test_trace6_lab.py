@@ -70,6 +70,35 @@ def test_hops_per_flow_equal_traceroute_6_tcp(net):
     assert seconds <= {R2A, R2B}
 
 
+def test_udp_and_icmpv6_echo_traces(net):
+    """UDP carries its index in the payload (no IP ID); equal to traceroute -6 -U on our flow."""
+    with net.netns("c"):
+        got = {
+            proto: trace.trace_many(
+                [trace.TraceRequest(SERVER, 33434)],
+                trace.TraceOptions(protocol=proto, source_port=SPORT),
+            )[(SERVER, 33434)]
+            for proto in ("udp", "icmp")
+        }
+    udp, echo = got["udp"], got["icmp"]
+    last = udp.hops[-1].replies[0]
+    assert udp.reached and (last.kind, last.icmp_type, last.icmp_code) == ("unreachable", 1, 4)
+    label = packets.flow_label(CLIENT, SERVER, SPORT, 33434)
+    argv = ["traceroute", "-6", "-U", "-p", "33434", "-n", f"--sport={SPORT}", "-l", str(label)]
+    out = net.run("c", [*argv, "-q", "1", "-w", "0.5", SERVER]).stdout
+    theirs = {
+        int(line.split()[0]): {line.split()[1]}
+        for line in out.splitlines()[1:]
+        if packets.ip_version(line.split()[1]) == 6
+    }
+    assert {h.ttl: set(h.addresses) for h in udp.hops} == theirs
+    assert echo.reached and echo.hop_count == 4
+    assert (echo.hops[-1].replies[0].kind, echo.hops[-1].replies[0].icmp_type) == (
+        "echo-reply",
+        129,
+    )
+
+
 def test_router_unreachable_ends_the_trace_with_icmpv6_type_1(net):
     with net.netns("c"):
         got = trace.trace_many(
