@@ -104,7 +104,9 @@ def test_alert_fingerprint_depends_on_labels_only():
         "ams", "br-1", ev, Links("https://other", "https://other"), "expressroute/c"
     )
     assert a.fingerprint == b.fingerprint and a.labels["from"] == "expressroute/c"
-    assert a.annotations["evidence"].startswith("before: expressroute/c (primary link) at None")
+    assert a.annotations["evidence"].startswith(
+        "family: IPv4\nbefore: expressroute/c (primary link) at None"
+    )
     assert a.annotations["runbook_url"] == "https://rb/ErpathRouteFlip"
 
 
