@@ -9,6 +9,12 @@ options, checks the capability and turns the engine's state into `Trace`
 records.  Network outcomes never raise: a trace that could not run carries a
 failure code instead.
 
+Requests may mix IPv4 and IPv6 addresses; `Trace.family` says which each
+was traced in.  IPv6 probes carry a flow label fixed per flow (Paris), the
+routers' ICMPv6 budget is modelled apart from ICMP's (`router_refill_v6_s`),
+and, IPv6 having no Record Route, traces share hops by Doubletree's rules
+alone and by a common /64 at the same distance (see the engine).
+
 `Trace.hops` per TTL: `Hop.shared` says the hop was copied from another
 target's trace (Doubletree) rather than asked for this one; a hop that was
 asked keeps only replies asked for this target.  Every `Reply.flow` is the
