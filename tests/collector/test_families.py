@@ -395,3 +395,26 @@ async def test_the_upgrade_neither_resolves_nor_refires_ipv4_alerts(
     await eventually(resolution_heard)
     resolved = [a for a in heard if a["status"] == "resolved"]
     assert {alertrules.fingerprint(a["labels"]) for a in resolved} == fingerprints
+
+
+async def test_an_ipv6_reverse_trace_to_the_sites_source_prefix_is_paired_by_the_collector(
+    start_collector,
+):
+    """End to end: the branch leaves via the internet edge in both families (IPv6 un-NATed);
+    an azure-side trace back to the branch's IPv6 source comes in over the circuit that
+    advertises the site's IPv6 prefix."""
+    c = await start_collector()
+    await c.post(report("br-1", 1, [v4(inet()), v6(inet())], facts=V6_FACTS))
+    source = "2001:db8:a::5"
+    rev = {**result(source, er(), address=source, role="reverse"), "family": "ipv6"}
+    rev["dns"]["addresses"] = [source]
+    await c.post(report("az-1", 1, [rev], site="azure-weu", role="azure-side", facts={}))
+    await evaluate_now(c.app)
+    (alert,) = (await c.get(f"{API}/alerts", state="firing"))["alerts"]
+    assert alert["labels"]["alertname"] == "ErpathPathAsymmetric"
+    assert alert["labels"]["circuit"] == "ams-1"
+    ev = alert["annotations"]["evidence"]
+    assert f"forward br-1 -> {T} (IPv6): internet via ams-inet" in ev
+    assert "reverse az-1 -> 2001:db8:a::5 (IPv6): expressroute/ams-1" in ev
+    # The IPv4 path leaves by the same edge, but from the NAT pool: the trace says nothing of it.
+    assert ev.count("forward ") == 1
