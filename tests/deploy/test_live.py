@@ -32,6 +32,8 @@ SCENARIO_ORDER = [
     "er-secondary",
     "internet-failover",
     "asymmetric-circuits",
+    "route-filter-missing",
+    "route-filter-fixed",
     # Dual-stack: the agent's users reach the targets over IPv6 (RFC 6724 order), so the
     # family="6" series exist beside the IPv4 ones.
     "ipv6-er",

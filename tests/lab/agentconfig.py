@@ -7,7 +7,8 @@ site's facts say what it advertises, so for those scenarios the config says
 it too — and the agent's findings follow from it (the IPv6 scenarios add the
 sites' IPv6 prefixes a circuit advertises).  Others are another design
 of the circuit (both links active instead of one standing by): the circuit's
-`links` fact says which.
+`links` fact says which.  The route filter scenarios name each circuit's
+route filter and the communities it allows, and the lab's communities file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from . import routefilter
 from .scenarios import SCENARIOS
 
 AGENTS_DIR = Path(__file__).with_name("agents")
@@ -50,10 +52,23 @@ def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = No
             parts[i] = _ADVERTISED.sub(f"advertised_prefixes = [{prefixes}]", parts[i], count=1)
         if name and name.group(1) in link_mode:
             parts[i] = _LINKS.sub(f'links = "{link_mode[name.group(1)]}"', parts[i], count=1)
+        if name and name.group(1) in s.route_filters:
+            parts[i] = _route_filter(s.route_filters[name.group(1)]) + parts[i]
     text = "[[circuit]]\n".join(parts)
+    if s.route_filters:
+        # The communities' prefixes, so the agent knows what each filter lets through.
+        text += f'\n[bgp_communities]\nfile = "{routefilter.FILE.resolve()}"\n'
     # Written elsewhere, the config must still find the lab's service tags.
     return _TAGS_FILE.sub(
         lambda m: f'file = "{(AGENTS_DIR / m.group(1)).resolve()}"', text, count=1
+    )
+
+
+def _route_filter(allowed: tuple[str, ...]) -> str:
+    """A circuit's route filter facts, as `erpath-agent facts import` writes them."""
+    communities = ", ".join(f'"{c}"' for c in allowed)
+    return (
+        f'route_filter = "{routefilter.ROUTE_FILTER}"\nroute_filter_communities = [{communities}]\n'
     )
 
 

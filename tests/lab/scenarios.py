@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import plan
+from . import plan, routefilter
 from .plan import (
     BRANCH_PREFIX,
     BRANCH_PREFIX6,
@@ -24,7 +24,6 @@ from .plan import (
     DNS_BAD_PREFIX6,
     ER_NAT_POOL_1,
     ER_NAT_POOL_2,
-    ER_RECEIVED_PREFIXES,
     ER_RECEIVED_PREFIXES6,
     EXT_CDN_PREFIX,
     EXT_CDN_PREFIX6,
@@ -81,6 +80,10 @@ class Scenario:
     # advertises to Microsoft (no NAT: the hosts' own prefixes).
     er_egress6: str | None = None
     advertised6: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per circuit, the BGP communities its route filter allows (tests/lab/routefilter.py):
+    # Microsoft advertises only their prefixes over it.  A circuit not named has no
+    # filter modelled: it learns every Microsoft prefix, and its agents' facts name none.
+    route_filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -193,6 +196,33 @@ SCENARIOS: dict[str, Scenario] = {
             {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
             {},
         ),
+        Scenario(
+            "route-filter-missing",
+            "the circuits' route filter lacks the Power Platform North Europe community "
+            "(12076:51003): Microsoft does not advertise its prefix over ER, so it goes via "
+            "the internet edge; everything else over ER circuit 1 as in er",
+            frozenset(),
+            "ce1",
+            {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
+            {},
+            route_filters={
+                "ams-er-1": routefilter.WITHOUT_NORTH_EUROPE,
+                "dub-er-2": routefilter.WITHOUT_NORTH_EUROPE,
+            },
+        ),
+        Scenario(
+            "route-filter-fixed",
+            "route-filter-missing after the North Europe community was added to the filter: "
+            "its prefix is advertised over ER again, as in er",
+            frozenset(),
+            "ce1",
+            {"ams-er-1": (ER_NAT_POOL_1,), "dub-er-2": (ER_NAT_POOL_2,)},
+            {},
+            route_filters={
+                "ams-er-1": routefilter.ALL_ALLOWED,
+                "dub-er-2": routefilter.ALL_ALLOWED,
+            },
+        ),
     )
 }
 DEFAULT_SCENARIO = "er"
@@ -267,7 +297,7 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
     # Microsoft prefixes learned over ER (BGP from the CE); gone when no link is up.
     egress = next((c.name for c in plan.CIRCUITS if c.ce == s.er_egress), None)
     if egress and msees[egress]:
-        for p in ER_RECEIVED_PREFIXES:
+        for p in routefilter.received(s.route_filters.get(egress)):
             add("dccore", p, s.er_egress)
     if s.branch_breakout:
         # PBR: the branch's non-internal traffic goes straight to the internet edge.
@@ -279,7 +309,7 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
             if p not in (c.nat_pool,):
                 add(c.ce, p, "dccore")
         if msees[c.name]:
-            for p in ER_RECEIVED_PREFIXES:
+            for p in routefilter.received(s.route_filters.get(c.name)):
                 add(c.ce, p, *live(c.name))
 
     # Internet edge and ISPs.
