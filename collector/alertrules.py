@@ -19,6 +19,7 @@ ROUTE_FLIP = "ErpathRouteFlip"
 UNEXPECTED_PATH = "ErpathUnexpectedPath"
 PATH_ASYMMETRIC = "ErpathPathAsymmetric"
 REDUNDANCY_LOST = "ErpathCircuitRedundancyLost"
+ROUTE_FILTER_EXCLUDES = "ErpathRouteFilterExcludes"
 
 # Alertmanager and chat tools choke on huge annotations; evidence is capped.
 MAX_EVIDENCE_CHARS = 4000
@@ -216,6 +217,43 @@ def redundancy_lost(site: str, circuit: str, evidence: Sequence[str], links: Lin
             "down. It resolves when both links (or the primary) carry traffic again.",
             "evidence": evidence_text(evidence),
             "runbook_url": links.runbook(REDUNDANCY_LOST),
+            "dashboard_url": links.dashboard(site=site, circuit=circuit),
+        },
+    )
+
+
+def route_filter_excludes(
+    site: str,
+    circuit: str,
+    community: str,
+    service: str | None,
+    region: str | None,
+    route_filter: str | None,
+    evidence: Sequence[str],
+    links: Links,
+) -> AlertSpec:
+    """One per site, circuit and community; `evidence` names the agents and targets it keeps off."""
+    labels = {
+        "alertname": ROUTE_FILTER_EXCLUDES,
+        "site": site,
+        "circuit": circuit,
+        "community": community,
+        "severity": "warning",
+    }
+    what = f"{community} ({service})" if service else community
+    rf = f"route filter {route_filter}" if route_filter else "the route filter"
+    return AlertSpec(
+        labels,
+        {
+            "summary": f"{rf} of circuit {circuit} at {site} lacks community {what}: "
+            "its destinations go over the internet",
+            "description": "Microsoft advertises over a circuit only the prefixes of the BGP "
+            "communities its route filter allows. No other circuit of the site advertises "
+            f"these destinations{f' (region {region})' if region else ''}, so they leave "
+            f"via the internet edge. Add {community} to {rf}, or expect the internet for "
+            "these targets. It resolves when no agent of the site reports the exclusion.",
+            "evidence": evidence_text(evidence),
+            "runbook_url": links.runbook(ROUTE_FILTER_EXCLUDES),
             "dashboard_url": links.dashboard(site=site, circuit=circuit),
         },
     )

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.report import Report, to_dict
-from collector import alertrules, journal, preference, redundancy
+from collector import alertrules, journal, preference, redundancy, routefilter
 from collector.alertrules import Links
 from collector.state import (
     Asymmetry,
@@ -614,6 +614,7 @@ def apply(
         settings.redundancy_lost_reports,
         settings.links,
     )
+    out.alerts_changed |= routefilter.observe(conn, a.site, a.id, r, received_s, settings.links)
     out.events = len(out.event_ids)
     return out
 

@@ -54,6 +54,11 @@ def test_config_is_valid():
             "network-team",
         ),
         (
+            "alertname=ErpathRouteFilterExcludes severity=warning site=ams circuit=ams-er-1 "
+            "community=12076:51003",
+            "network-team",
+        ),
+        (
             "alertname=ErpathAgentSilent severity=warning site=ams agent=a role=branch",
             "network-team",
         ),
@@ -72,4 +77,6 @@ def test_grouping_by_circuit_and_site():
     assert flip.split("\n", 2)[1].strip() == "group_by: [alertname, from]"
     asym = text[text.index('matchers: [alertname="ErpathPathAsymmetric"]') :]
     assert asym.split("\n", 2)[1].strip() == "group_by: [alertname, circuit]"
+    rf = text[text.index('matchers: [alertname="ErpathRouteFilterExcludes"]') :]
+    assert rf.split("\n", 2)[1].strip() == "group_by: [alertname, circuit, community]"
     assert "  group_by: [alertname, site]\n" in text.split("routes:")[0]

@@ -69,4 +69,5 @@ def test_every_alert_links_its_runbook_section_and_a_dashboard():
         "ErpathUnexpectedPath",
         "ErpathPathAsymmetric",
         "ErpathCircuitRedundancyLost",
+        "ErpathRouteFilterExcludes",
     } <= sections
