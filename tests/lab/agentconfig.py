@@ -54,10 +54,11 @@ def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = No
             parts[i] = _LINKS.sub(f'links = "{link_mode[name.group(1)]}"', parts[i], count=1)
         if name and name.group(1) in s.route_filters:
             parts[i] = _route_filter(s.route_filters[name.group(1)]) + parts[i]
-    text = "[[circuit]]\n".join(parts)
     if s.route_filters:
-        # The communities' prefixes, so the agent knows what each filter lets through.
-        text += f'\n[bgp_communities]\nfile = "{routefilter.FILE.resolve()}"\n'
+        # The communities' prefixes, so the agent knows what each filter lets through
+        # (among the site facts, before the circuits: the targets stay last).
+        parts[0] += f'[bgp_communities]\nfile = "{routefilter.FILE.resolve()}"\n\n'
+    text = "[[circuit]]\n".join(parts)
     # Written elsewhere, the config must still find the lab's service tags.
     return _TAGS_FILE.sub(
         lambda m: f'file = "{(AGENTS_DIR / m.group(1)).resolve()}"', text, count=1
