@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.verdict import geography
+
 _COMMUNITY = re.compile(r"^\d{1,5}:\d{1,5}$")
 # A sane file names at least this many communities: fewer is a truncated
 # download or the output of another command.
@@ -75,8 +77,9 @@ def _region(entry: dict[str, Any], service: str) -> str | None:
     for text in (entry.get("communityName"), service):
         if isinstance(text, str) and re.match(r"^Azure\s*[A-Z]", text):
             rest = region_key(text[len("Azure") :])
-            # "Azure Global" / "AzureCloud" are no region
-            if rest and rest not in ("global", "cloud"):
+            # Only a name that is an Azure region: "Azure Global", "AzureCloud"
+            # and service communities like "Azure Active Directory" are none.
+            if rest and geography.region_geography(rest) is not None:
                 return rest
     return None
 
