@@ -61,7 +61,7 @@ from agent.measure.packets import return_hops
 from agent.measure.trace.io import REAL, Io, Ports, Sockets
 from agent.measure.trace.matching import Match, ProbeTable, SentProbe
 from agent.measure.trace.msee import MSEE_FLOWS, MseeProber
-from agent.measure.trace.pacing import RouterBudget, TokenBucket
+from agent.measure.trace.pacing import UNREACHABLE_COST, RouterBudget, TokenBucket
 from agent.measure.trace.record import trace_record
 from agent.measure.trace.state import HopState, Out, TraceState, routers_of
 from agent.report import Trace
@@ -95,6 +95,9 @@ class Engine:
     link_questions: dict[str, int] = field(default_factory=dict)
     link_allowance: dict[str, float] = field(default_factory=dict)
     link_asking: set[int] = field(default_factory=set)  # the traces that ask it
+    # Per last router before a silence: the hop whose question, after the
+    # rest, decides whether the other traces past that router ask again.
+    rest_leaders: dict[str, HopState] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ loop
 
@@ -166,6 +169,15 @@ class Engine:
             cap = max(self.opts.wait_min_s, self.opts.wait_near * self.est_rtt_s)
             for _, o in self.est_out.values():
                 o.deadline_s = min(o.deadline_s, o.probe.sent_s + cap)
+        elif m.kind == "unreachable":
+            # A router with no route answers at every TTL past its own: the
+            # path ends at it, about as far out as its answer came back from.
+            hops = return_hops(m.reply_ttl) + 1
+            t.blocker = m.address
+            t.blocker_ttl = min(max(hops, self.opts.first_ttl), self.opts.max_ttl)
+            now = self.now()
+            self.budget.answered(m.address, frozenset(), now)
+            self.budget.reserve(frozenset({m.address}), now, UNREACHABLE_COST - 1)
         t.est_done = True
 
     def _choose_heads(self) -> None:
@@ -204,6 +216,13 @@ class Engine:
         # forward: ask up to the destination, or gap_limit TTLs past the last router
         hi_router = max((x for x, h in t.hops.items() if x >= lo and h.routers), default=lo - 1)
         upper = max(hi_router + o.gap_limit, t.est or lo + o.gap_limit - 1)
+        capped = False
+        if end is None and t.blocker_ttl is not None:
+            # Past the router that says unreachable there is only that router
+            # again: ask up to it (or one past the last router), not beyond.
+            cap = max(t.blocker_ttl, hi_router + 1)
+            capped = upper >= cap
+            upper = min(upper, cap)
         upper = min(upper, o.max_ttl, end if end is not None else o.max_ttl)
         for ttl in range(lo, upper + 1):
             if ttl not in t.hops:
@@ -213,8 +232,10 @@ class Engine:
         self._retry_silent(t, end)
         needed = range(lo, (end if end is not None else upper) + 1)
         t.forward_done = all(t.hops[x].settled for x in needed) and (
-            end is not None or upper >= o.max_ttl or hi_router + o.gap_limit <= upper
+            end is not None or upper >= o.max_ttl or hi_router + o.gap_limit <= upper or capped
         )
+        if t.forward_done and end is None and t.est is None and self._rest(t, hi_router, now):
+            t.forward_done = False
         if not tail:
             t.backward_done = True
         else:
@@ -263,6 +284,41 @@ class Engine:
                 if shared and other.covers_below(ttl, first):
                     t.copy_from = (other, ttl)
                     return
+
+    def _rest(self, t: TraceState, hi_router: int, now: float) -> bool:
+        """Ask the first silent TTL past the last router once more, after a rest; True: asking.
+
+        A router that ran out of ICMP tokens is as silent as one that never
+        answers, and a router with no route to the destination spends its
+        tokens fastest (every TTL past its own asks it, each answer charged
+        twice: see `pacing`).  Those TTLs are one router and one budget, so
+        the question waits until that router has rested, then the walk ends
+        at its answer (unreachable: the end of the path) or at its silence.
+        Per last router, one trace asks first; the others past the same
+        router ask only if it answered, one rest apart.
+        """
+        h = t.hops.get(hi_router + 1)
+        last = t.hops.get(hi_router)
+        if h is None or last is None or not last.routers or h.replies or t.copied(h.ttl):
+            return False
+        if h.rested:
+            return not h.settled
+        key = f"past:{min(last.routers)}"
+        leader = self.rest_leaders.get(key)
+        if leader is not None:
+            if not leader.settled:
+                return True  # wait for its answer
+            if not leader.replies:
+                return False  # that router stayed silent after its rest: no use asking
+        else:
+            self.rest_leaders[key] = h
+            # Its rest started with the last question that reached it.
+            since = max((x.last_sent_s for x in t.hops.values() if x.ttl > hi_router), default=now)
+            self.budget.silent(frozenset({key}), min(since, now))
+        h.rested, h.settled, h.paced, h.retried = True, False, True, True
+        h.predicted, h.cost = frozenset({key}), UNREACHABLE_COST
+        h.sent = self.opts.probes_per_hop - 1  # one question: silence again ends the walk
+        return True
 
     def _retry_silent(self, t: TraceState, end: int | None) -> None:
         """Ask a silent TTL again, one probe at a time, when its router has become predictable.
@@ -519,6 +575,9 @@ class Engine:
                 continue
             if h.paced is None:
                 h.predicted = self._predict(t, ttl)
+                if not h.predicted and t.blocker and t.blocker_ttl and ttl >= t.blocker_ttl:
+                    # the router that said unreachable to the distance probe
+                    h.predicted, h.cost = frozenset({t.blocker}), UNREACHABLE_COST
                 h.paced = bool(h.predicted)
             if self._want(h) > 0:
                 due.append(h)
@@ -548,18 +607,19 @@ class Engine:
         )
         wait = max(
             self.pps.wait_s(now),
-            self.budget.wait_s(h.predicted, now, credit=True),
+            self.budget.wait_s(h.predicted, now, credit=True, cost=h.cost),
             self.unknown.wait_s(unknown, now),
         )
         if wait > 0:
             return wait
         self.pps.take(now)
-        self.budget.reserve(h.predicted, now)
+        self.budget.reserve(h.predicted, now, h.cost)
         self.unknown.reserve(unknown, now)
         out = self._send(t, h.ttl, h.sent, h.predicted, now)
         h.sent += 1
+        h.last_sent_s = now
         if out is not None:
-            out.unknown = unknown
+            out.unknown, out.cost = unknown, h.cost
             out.deadline_s = min(out.deadline_s, out.probe.sent_s + self._wait_cap(t, h.ttl))
             h.outstanding[out.probe.index] = out
             self.out[out.probe.index] = (t, h, out)
@@ -614,9 +674,17 @@ class Engine:
         return Out(probe, sent_s + self.opts.wait_max_s, reserved)
 
     def _wait_cap(self, t: TraceState, ttl: int) -> float:
-        """traceroute -w HERE/NEAR from replies already in: this hop's, or a later one's."""
+        """traceroute -w HERE/NEAR from replies already in: this hop's, or a later one's.
+
+        A question after a rest (see `_rest`) asks one router past the last
+        that answered: NEAR x that router's RTT.
+        """
         o = self.opts
         cap = o.wait_max_s
+        h, last = t.hops.get(ttl), t.hops.get(ttl - 1)
+        if h is not None and h.rested and last is not None and last.replies:
+            rtt = min(r.rtt_s for r in last.replies)
+            cap = max(o.wait_min_s, o.wait_near * rtt)
         for other in t.hops.values():
             if other.ttl < ttl or not other.replies:
                 continue
@@ -678,7 +746,13 @@ class Engine:
             h.dest = True
         else:
             h.routers.add(m.address)
-            self.budget.answered(m.address, reserved, self.now())
+            now = self.now()
+            # A question after a rest keeps its reservation: the router that
+            # answered spent what the next trace past it must wait for.
+            rest = sent is not None and sent.cost > 1 and m.address not in reserved
+            self.budget.answered(m.address, frozenset() if rest else reserved, now)
+            if m.kind == "unreachable" and m.address not in reserved:
+                self.budget.reserve(frozenset({m.address}), now, UNREACHABLE_COST - 1)
             if t.est is None and len(m.record_route) > len(t.rr):
                 t.rr = m.record_route  # the routers before this one, from the quote
             if m.kind == "unreachable":

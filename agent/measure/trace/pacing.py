@@ -17,6 +17,13 @@ default, and a faster router is found by the credit below.  A router's
 IPv4 and IPv6 addresses are different keys, so the two budgets never mix;
 an IPv6 key (an address, or the TTL bucket of an IPv6 question) contains
 ":" and refills at `refill_v6_s`.
+
+A router with no route to a destination answers "network unreachable" at
+every TTL past its own, and Linux charges that answer twice to the same
+per-destination tokens (net/ipv4/route.c ip_error's limiter, burst 5, then
+icmp_send's): about two answers at once, then one per two seconds, and a
+question asked with one token left spends it and gets nothing.  Questions
+such a router may answer therefore cost `UNREACHABLE_COST` tokens.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ class TokenBucket:
         self.tokens = 0.0
 
 
+# Tokens an answer from a router with no route costs (ip_error + icmp_send).
+UNREACHABLE_COST = 2.0
+
 # A router proven to answer beyond the modelled bucket is not rate limited
 # like Linux: it gets a bucket this large (the pps cap still applies).
 GENEROUS_TOKENS = 1e6
@@ -87,9 +97,11 @@ class RouterBudget:
             b = self._buckets[router] = TokenBucket(rate, self.burst, self.burst, now_s)
         return b
 
-    def wait_s(self, routers: frozenset[str], now_s: float, credit: bool = False) -> float:
+    def wait_s(
+        self, routers: frozenset[str], now_s: float, credit: bool = False, cost: float = 1.0
+    ) -> float:
         def need(r: str) -> float:
-            return 1.0 - self.burst if credit and r not in self._limited else 1.0
+            return cost - self.burst if credit and r not in self._limited else cost
 
         return max((self._bucket(r, now_s).wait_s(now_s, need(r)) for r in routers), default=0.0)
 
@@ -99,9 +111,9 @@ class RouterBudget:
         b._refill(now_s)
         return b.tokens
 
-    def reserve(self, routers: frozenset[str], now_s: float) -> None:
+    def reserve(self, routers: frozenset[str], now_s: float, cost: float = 1.0) -> None:
         for r in routers:
-            self._bucket(r, now_s).take(now_s)
+            self._bucket(r, now_s).take(now_s, cost)
 
     def answered(self, router: str, reserved: frozenset[str], now_s: float) -> None:
         """A reply came from `router` to a question reserved against `reserved`."""

@@ -26,6 +26,7 @@ class Out:
     deadline_s: float
     reserved: frozenset[str]
     unknown: frozenset[str] = frozenset()  # the TTL bucket it drew on, if no router was predicted
+    cost: float = 1.0  # tokens reserved per router (2: a router that may say unreachable)
 
 
 @dataclass(slots=True)
@@ -41,6 +42,11 @@ class HopState:
     routers: set[str] = field(default_factory=set)  # intermediate routers that answered
     blocked: bool = False  # an intermediate router answered "unreachable"
     retried: bool = False  # silent once, asked again against a known router's budget
+    # the first silent TTL past the last router, asked again after that
+    # router's rest (see Engine._rest); its questions cost `cost` tokens
+    rested: bool = False
+    cost: float = 1.0
+    last_sent_s: float = 0.0  # when its latest probe went out
 
 
 def routers_of(replies: Iterable[Reply], destination: str) -> set[str]:
@@ -72,6 +78,10 @@ class TraceState:
         self.hops: dict[int, HopState] = {}
         self.est: int | None = None
         self.est_done = False
+        # The distance probe met a router saying unreachable: the path ends
+        # there, at about this TTL (from its answer's TTL); nothing past it.
+        self.blocker: str | None = None
+        self.blocker_ttl: int | None = None
         self.head = False
         self.copy_from: tuple[TraceState, int] | None = None
         self.backward_done = False

@@ -53,8 +53,11 @@ class Path:
     answer: "syn-ack" or "rst" (the service answers), "none" (filtered, or
     its answer is lost on the way back -- a blackhole).  `lost` routers
     answer, but the answer never comes back (an asymmetric return dropped
-    by a firewall).  `unreachable_at`: the router at that TTL answers
-    "network unreachable" and forwards nothing.
+    by a firewall).  `unreachable_at`: the router at that TTL has no route:
+    it answers "network unreachable" at that TTL and every one past it, and
+    forwards nothing; like Linux (ip_error, then icmp_send) it charges each
+    answer twice to its tokens, and a question that passes the first
+    limiter but not the second spends a token and gets nothing.
     """
 
     hops: tuple[str | None, ...]
@@ -121,7 +124,10 @@ class FakeNetwork:
         if path.unreachable_at is not None and ttl >= path.unreachable_at:
             router = path.hops[path.unreachable_at - 1]
             assert router is not None
-            self._router_answers(router, packet, path.unreachable_at, "unreachable", path)
+            if self._route_error_allow(router):
+                self._router_answers(router, packet, path.unreachable_at, "unreachable", path)
+            else:
+                self.asked[router] += 1
         elif ttl <= depth:
             router = path.hops[ttl - 1]
             if router is not None:
@@ -170,6 +176,25 @@ class FakeNetwork:
             b.tokens_s -= refill
             return True
         return False
+
+    def _route_error_allow(self, router: str) -> bool:
+        """net/ipv4/route.c ip_error: burst 5 x 1 s on the same tokens icmp_send then checks."""
+        if not self.rate_limit:
+            return True
+        b = self._buckets.get(router)
+        if b is None:
+            b = self._buckets[router] = _Bucket(BURST * REFILL_S, self.now_s)
+        b.tokens_s = min(5 * REFILL_S, b.tokens_s + self.now_s - b.last_s)
+        b.last_s = self.now_s
+        if b.tokens_s >= REFILL_S:
+            b.tokens_s -= REFILL_S
+            return True
+        return False
+
+    def no_route_answer(self, router: str) -> None:
+        """Another probe (the agent's SYN) met `router`'s missing route: its tokens are charged."""
+        if self._route_error_allow(router):
+            self._allow(router)
 
     def drain(self, router: str) -> None:
         """Empty a router's bucket, as if another tool had just asked it six times."""

@@ -134,8 +134,10 @@ def test_filtered_destination_stops_after_gap_limit_silent_ttls():
     t = run(filtered, [SERVICES[0]], wait_max_s=0.5, gap_limit=3)[0][SERVICES[0]]
     assert not t.reached and t.failure == "trace.unreachable"
     assert hop_map(t) == {1: {GW}, 2: {CORE}}
-    # the distance probe's wait, then one probe and two more per silent TTL
-    assert t.duration_s <= 4 * 0.5 + 0.01
+    # the distance probe's wait, then one probe and two more per silent TTL,
+    # then one question after the router past CORE had a rest of 2 s (a
+    # router out of ICMP tokens is as silent as a filter) and its wait
+    assert t.duration_s <= 4 * 0.5 + 2.0 + 0.5 + 0.01
 
 
 def test_whole_call_gives_up_at_timeout():
@@ -346,3 +348,52 @@ def test_the_labs_active_active_circuit_both_links_per_target():
     for a in over_circuit:
         hop = _msee_hop(got[a])
         assert not hop.shared and set(hop.addresses) == {MSEE_P, MSEE_S}, a
+
+
+# ------------------------------------------------------------------ a router without a route
+
+SILENT = "198.18.48.1"  # the lab's ISP-side router: no route to the NAT pool
+POOL = ("203.0.113.10", "203.0.113.11")
+
+
+def no_route(destination: str, flow: int) -> Path:
+    """Out past two routers to one with no route: unreachable at its TTL and every one past."""
+    return Path((MSCORE, MSEDGE, SILENT), "none", unreachable_at=3)
+
+
+def test_a_router_without_a_route_ends_the_trace_after_its_rest():
+    # The agent's SYN probes met the missing route first: that router has
+    # one token left, so the distance probes and the burst get nothing.
+    net = FakeNetwork(no_route)
+    for _ in POOL:
+        net.no_route_answer(SILENT)
+    opts = TraceOptions(source_port=SPORT)
+    got = trace.trace_many([TraceRequest(a, 443) for a in POOL], opts, io=net.io())
+    for a in POOL:
+        t = got[(a, 443)]
+        assert not t.reached and t.failure == "trace.unreachable"
+        assert hop_map(t) == {1: {MSCORE}, 2: {MSEDGE}, 3: {SILENT}}, a
+        assert t.hops[-1].replies[0].kind == "unreachable"
+        assert t.duration_s < opts.timeout_s
+
+
+def test_a_router_without_a_route_costs_one_rest_not_the_gap():
+    # The distance probe's unreachable names the router and its distance:
+    # nothing past it is asked, and its answer comes at once.
+    got, net = run(no_route, [POOL[0]])
+    t = got[POOL[0]]
+    assert hop_map(t) == {1: {MSCORE}, 2: {MSEDGE}, 3: {SILENT}}
+    assert max(ttl for _, ttl, _, _ in net.sent if ttl < 30) == 3
+    assert t.duration_s < 0.1
+
+
+def test_a_filtered_destination_past_a_router_rests_once_for_all_traces():
+    # Five traces stop at the same silence: one asks after the rest, the
+    # others learn from its silence, so the call costs one rest, not five.
+    def filtered(d, f):
+        return Path((GW, CORE), "none")
+
+    got, net = run(filtered, SERVICES[:5], wait_max_s=0.5)
+    assert all(hop_map(t) == {1: {GW}, 2: {CORE}} for t in got.values())
+    assert max(t.duration_s for t in got.values()) <= 4 * 0.5 + 2.0 + 0.5 + 0.01
+    assert sum(1 for _, ttl, _, _ in net.sent if ttl == 3) == 5 * 3 + 1
