@@ -31,6 +31,12 @@ How one `run` proceeds:
    row that a higher-ranked trace also met) copies everything below it, and
    a TTL that went silent in a burst is asked again once its router is
    known, so none comes back empty because routers ran out of tokens.
+   Where the walk meets only silence past its last router, that silence is
+   one router and one budget (a router with no route answers unreachable at
+   every TTL past its own, and spends its tokens twice as fast): the first
+   silent TTL is asked once more after that router's rest (`_rest`), and an
+   unreachable ends the walk.  A distance probe answered unreachable names
+   that router and its TTL, so nothing past it is asked.
 6. MSEE flows (`agent.measure.trace.msee`): at the TTL where a reply came
    from inside a circuit's peering subnet, each target is asked with more
    flow identifiers until a second link shows or six flows showed one.
