@@ -26,6 +26,7 @@ _ADVERTISED = re.compile(r"^advertised_prefixes\s*=\s*\[[^\]]*\]", re.M)
 _LINKS = re.compile(r'^links\s*=\s*"[^"]*"', re.M)
 _PROBE = re.compile(r"^\[probe\]\s*\n", re.M)
 _TAGS_FILE = re.compile(r'^file\s*=\s*"([^"]+)"', re.M)
+_V6_FACT = re.compile(r"^(primary_subnet_v6|secondary_subnet_v6|source_prefixes_v6)\s*=.*\n", re.M)
 
 
 def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = None) -> str:
@@ -59,6 +60,10 @@ def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = No
         # (among the site facts, before the circuits: the targets stay last).
         parts[0] += f'[bgp_communities]\nfile = "{routefilter.FILE.resolve()}"\n\n'
     text = "[[circuit]]\n".join(parts)
+    if not SCENARIOS[scenario].ipv6:
+        # IPv6 is not rolled out in this scenario: no IPv6 peering is configured
+        # (so the agent probes no IPv6 MSEE), no IPv6 leaves via the edge.
+        text = _V6_FACT.sub("", text)
     # Written elsewhere, the config must still find the lab's service tags.
     return _TAGS_FILE.sub(
         lambda m: f'file = "{(AGENTS_DIR / m.group(1)).resolve()}"', text, count=1
