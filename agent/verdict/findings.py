@@ -206,20 +206,31 @@ def _asymmetric_nat(
 
 
 def _source_prefix_findings(index: SiteIndex, circuit: str | None = None) -> list[Finding]:
-    """An edge's IPv6 source prefix that a circuit advertises too: IPv6's nat-pool-on-internet."""
+    """An edge's IPv6 source prefix that a circuit advertises too: IPv6's nat-pool-on-internet.
+
+    One finding per (edge prefix, circuit): a /48 at the edge may cover several
+    prefixes the circuit advertises (two /52s), and that is one misconfiguration
+    with every overlapping prefix in its evidence, not one finding per prefix.
+    """
     out = []
     for edge in index.site.internet_edges:
         for own in edge.source_prefixes_v6:
+            by_circuit: dict[str, list[str]] = {}
             for advert in index.advertising_overlap(own):
                 if circuit is not None and advert.circuit.name != circuit:
                     continue
+                prefixes = by_circuit.setdefault(advert.circuit.name, [])
+                if advert.prefix not in prefixes:
+                    prefixes.append(advert.prefix)
+            for name, prefixes in by_circuit.items():
+                listed = ", ".join(prefixes)
                 out.append(
                     Finding(
                         kind="nat-pool-on-internet",
                         severity="warning",
                         evidence=(
                             ev.source_prefix(edge.name, own),
-                            ev.source_prefix_advertised(own, advert.circuit.name, advert.prefix),
+                            *(ev.source_prefix_advertised(own, name, p) for p in prefixes),
                             ev.note(
                                 "IPv6 is not NATed: hosts leaving through the internet edge "
                                 "with a source in a prefix advertised over ExpressRoute get "
@@ -227,11 +238,11 @@ def _source_prefix_findings(index: SiteIndex, circuit: str | None = None) -> lis
                             ),
                         ),
                         fix=(
-                            f"give internet edge {edge.name} IPv6 sources outside {advert.prefix} "
+                            f"give internet edge {edge.name} IPv6 sources outside {listed} "
                             f"(another prefix, announced to the internet only), or stop "
-                            f"advertising {advert.prefix} over circuit {advert.circuit.name}"
+                            f"advertising {listed} over circuit {name}"
                         ),
-                        circuit=advert.circuit.name,
+                        circuit=name,
                     )
                 )
     return out

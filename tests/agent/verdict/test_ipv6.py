@@ -184,3 +184,40 @@ def test_an_edge_ipv6_source_prefix_advertised_over_a_circuit():
     assert [x.kind for x in find(ER_V6, v, site)] == ["nat-pool-on-internet"]
     clean = replace(edge, source_prefixes_v6=("2001:db8:200::/48",))
     assert site_findings(SiteFacts(circuits=(AMS1,), internet_edges=(clean,))) == ()
+
+
+def test_an_edge_prefix_covering_two_advertised_prefixes_is_one_finding_per_circuit():
+    """A /48 at the edge over two /52s a circuit advertises: one finding naming both /52s."""
+    halves = ("2001:db8:100::/52", "2001:db8:100:1000::/52")
+    ams = replace(AMS1, advertised_prefixes=("192.0.2.0/25", *halves))
+    dub = replace(
+        AMS1,
+        name="dub-2",
+        location="Dublin",
+        primary_subnet="203.0.113.8/30",
+        secondary_subnet="203.0.113.12/30",
+        primary_subnet_v6="2001:db8:0:2::/126",
+        secondary_subnet_v6="2001:db8:0:2::4/126",
+        advertised_prefixes=(halves[1],),
+    )
+    edge = replace(
+        INET, nat_addresses=("198.51.100.10",), source_prefixes_v6=("2001:db8:100::/48",)
+    )
+    site = SiteFacts(circuits=(ams, dub), internet_edges=(edge,))
+    found = site_findings(site)
+    assert [(f.kind, f.circuit) for f in found] == [
+        ("nat-pool-on-internet", "ams-1"),
+        ("nat-pool-on-internet", "dub-2"),
+    ]
+    on_ams = found[0]
+    adverts = [e for e in on_ams.evidence if e.kind == "advertised"]
+    assert [(e.circuit, e.prefix, e.name) for e in adverts] == [
+        ("ams-1", halves[0], "2001:db8:100::/48"),
+        ("ams-1", halves[1], "2001:db8:100::/48"),
+    ]
+    assert halves[0] in on_ams.fix and halves[1] in on_ams.fix
+    # A result over ams-1 carries ams-1's finding once (dub-2 advertising a
+    # /52 of ams-1 is another finding, asymmetric-circuit).
+    v = classify(replace(ER_V6, tcp=OPEN), site, None)
+    found = find(ER_V6, v, site)
+    assert [x.circuit for x in found if x.kind == "nat-pool-on-internet"] == ["ams-1"]
