@@ -86,7 +86,7 @@ def find(
         out += _reverse_circuit(result, verdict, index)
     else:
         out += _asymmetric_nat(result, verdict, index, tags, nat_addresses)
-        out += _nat_pool_for_circuit(verdict, index)
+        out += _nat_pool_for_circuit(result, verdict, index)
         out += _asymmetric_circuit(result, verdict, index, nat_addresses)
         premium = _premium(result, verdict, site, tags)
         advert = routefilter.advertisement(result.address, site, communities)
@@ -279,16 +279,26 @@ def _nat_pool_finding(edge: InternetEdge, nat: str, circuit: Circuit, prefix: st
     )
 
 
-def _nat_pool_for_circuit(verdict: Verdict, index: SiteIndex) -> list[Finding]:
+def _nat_pool_for_circuit(result: Result, verdict: Verdict, index: SiteIndex) -> list[Finding]:
+    """The edge's sources a circuit advertises, on the results of that family over the circuit.
+
+    An IPv4 flow never leaves with the edge's IPv6 sources, nor an IPv6 flow
+    with its IPv4 NAT addresses: each family's results carry their own.
+    """
     if verdict.path_class != "expressroute" or verdict.circuit is None:
         return []
-    return [
+    destination = parse_ip(result.address)
+    family = destination.version if destination is not None else None
+    out = [
         _nat_pool_finding(edge, nat, advert.circuit, advert.prefix)
         for edge in index.site.internet_edges
-        for nat in edge.nat_addresses
+        for nat in _of_family(edge.nat_addresses, family)
         for advert in index.advertising(nat)
         if advert.circuit.name == verdict.circuit
-    ] + _source_prefix_findings(index, verdict.circuit)
+    ]
+    if family in (None, 6):
+        out += _source_prefix_findings(index, verdict.circuit)
+    return out
 
 
 # --------------------------------------------------------------------------- circuits

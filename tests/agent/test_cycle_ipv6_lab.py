@@ -96,9 +96,11 @@ def test_ipv6_asymmetric_both_families(lab, lab_scenario):
     assert [(e["prefix"], e["circuit"]) for e in adverts] == [(BRANCH_PREFIX6, "ams-er-1")]
     assert ipaddress.ip_address(adverts[0]["address"]) in ipaddress.ip_network(BRANCH_PREFIX6)
     assert nat["fix"]
-    # IPv4 of the same name goes over the circuit and works.
+    # IPv4 of the same name goes over the circuit and works; its NAT pool is
+    # not advertised, and the edge's IPv6 prefix is no IPv4 flow's business.
     assert verdict(v4)[:3] == ("expressroute", "ams-er-1", "primary")
     assert v4["tcp"]["state"] == "open"
+    assert "nat-pool-on-internet" not in kinds(v4), v4["findings"]
 
 
 def test_ipv6_asymmetric_preferred_falls_back_to_ipv4(lab, lab_scenario):

@@ -221,3 +221,25 @@ def test_an_edge_prefix_covering_two_advertised_prefixes_is_one_finding_per_circ
     v = classify(replace(ER_V6, tcp=OPEN), site, None)
     found = find(ER_V6, v, site)
     assert [x.circuit for x in found if x.kind == "nat-pool-on-internet"] == ["ams-1"]
+
+
+def test_results_carry_the_nat_pool_findings_of_their_own_family():
+    """Over the circuit, an IPv4 result gets the IPv4 NAT pool finding, an IPv6 one the IPv6 prefix's."""
+    edge = replace(
+        INET, source_prefixes_v6=("2001:db8:100::/56",)
+    )  # NAT 192.0.2.10 in the pool too
+    site = SiteFacts(circuits=(AMS1,), internet_edges=(edge,))
+    v6 = replace(ER_V6, tcp=OPEN)
+    (f6,) = [f for f in find(v6, classify(v6, site), site) if f.kind == "nat-pool-on-internet"]
+    assert f6.evidence[0].prefix == "2001:db8:100::/56"
+    v4 = replace(
+        ER_V6,
+        address="198.18.10.5",
+        family="ipv4",
+        tcp=OPEN,
+        trace=trace("10.1.0.1", "203.0.113.2", ("198.18.10.1", MS), ("198.18.10.5", MS)),
+    )
+    v4_verdict = classify(v4, site)
+    assert (v4_verdict.path_class, v4_verdict.circuit) == ("expressroute", "ams-1")
+    (f4,) = [f for f in find(v4, v4_verdict, site) if f.kind == "nat-pool-on-internet"]
+    assert f4.evidence[0].address == "192.0.2.10"
