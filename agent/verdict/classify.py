@@ -29,7 +29,7 @@ from agent.verdict import cdnrules, links, routefilter
 from agent.verdict import evidence as ev
 from agent.verdict.communities import BgpCommunities
 from agent.verdict.servicetags import ServiceTags, TagMatch
-from agent.verdict.siteindex import SiteIndex
+from agent.verdict.siteindex import SiteIndex, parse_ip
 
 Side = Literal["expressroute", "internet"]
 
@@ -265,12 +265,22 @@ def _hop_signals(result: Result, index: SiteIndex, reverse: bool) -> list[Signal
                 ttl,
                 addr,
                 edge.edge.name,
-                edge.edge.nat_addresses,
+                _nat_of_family(edge.edge.nat_addresses, result.address),
                 nat=edge.role == "nat",
                 reverse=reverse,
             )
             out.append(Signal("internet", S_EDGE_HOP, e, "edge"))
     return out
+
+
+def _nat_of_family(nat_addresses: tuple[str, ...], destination: str | None) -> tuple[str, ...]:
+    """The edge's NAT addresses a flow to `destination` can leave with: NAT stays in a family."""
+    dst = parse_ip(destination)
+    if dst is None:
+        return nat_addresses
+    return tuple(
+        a for a in nat_addresses if (ip := parse_ip(a)) is not None and ip.version == dst.version
+    )
 
 
 def _reverse_entry_signals(result: Result, index: SiteIndex) -> list[Signal]:

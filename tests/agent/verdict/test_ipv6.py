@@ -243,3 +243,10 @@ def test_results_carry_the_nat_pool_findings_of_their_own_family():
     assert (v4_verdict.path_class, v4_verdict.circuit) == ("expressroute", "ams-1")
     (f4,) = [f for f in find(v4, v4_verdict, site) if f.kind == "nat-pool-on-internet"]
     assert f4.evidence[0].address == "192.0.2.10"
+
+
+def test_an_ipv6_flow_leaving_the_internet_edge_names_no_ipv4_nat_address():
+    v = classify(replace(INTERNET_V6, tcp=OPEN), SITE)
+    (edge,) = [e for e in v.evidence if e.kind == "edge-hop"]
+    assert (edge.egress, edge.address) == ("ams-inet", "2001:db8:10::9")
+    assert "192.0.2.10" not in edge.text and "NAT" not in edge.text
