@@ -32,7 +32,8 @@ from pathlib import Path
 
 from tests.collector.reports import er, simple
 
-UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "deploy" / "systemd"
 BIN = Path(sys.executable).parent
 PORT = 9470  # the collector's default
 
@@ -133,7 +134,7 @@ def sandbox(units: list[Unit], workdir: Path, configs: dict[Path, str]) -> None:
         sh("mount", "--bind", str(u.state), str(u.state))
     if any(u.settings.get("PrivateTmp") == ["yes"] for u in units):
         for tmp in ("/tmp", "/var/tmp"):
-            sh("mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", tmp)
+            private_tmp(Path(tmp))
     if all(u.settings.get("ProtectSystem") == ["strict"] for u in units):
         keep = ("/proc", "/sys", "/dev", "/tmp", "/var/tmp", "/run", *(str(u.state) for u in units))
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -141,6 +142,24 @@ def sandbox(units: list[Unit], workdir: Path, configs: dict[Path, str]) -> None:
             if any(point == k or point.startswith(k + "/") for k in keep):
                 continue
             subprocess.run(["mount", "-o", "remount,bind,ro", point], capture_output=True)
+
+
+def private_tmp(tmp: Path) -> None:
+    """A fresh tmpfs on `tmp`, as PrivateTmp= gives the unit.
+
+    A checkout or virtual environment that itself lives under it (a CI clone
+    in /tmp) stays visible: it is bound into the new tmpfs before that is
+    moved into place, as the installed program would be outside /tmp.
+    """
+    staging = Path("/run") / f"private{str(tmp).replace('/', '-')}"
+    staging.mkdir()
+    sh("mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", str(staging))
+    for keep in {ROOT.resolve(), Path(sys.prefix).resolve()}:
+        if keep.is_relative_to(tmp):
+            inside = staging / keep.relative_to(tmp)
+            inside.mkdir(parents=True, exist_ok=True)
+            sh("mount", "--bind", str(keep), str(inside))
+    sh("mount", "--move", str(staging), str(tmp))
 
 
 def load_credentials(unit: Unit, values: dict[str, str]) -> None:
