@@ -3,6 +3,12 @@
 Run as root from the repository root (builds the lab if it is not up):
 
     .venv/bin/python tests/bench/bench_probe.py [--rounds N] [--tags FILE]
+        [--scenario NAME] [--family 4|6|both]
+
+`--scenario ipv6-er --family both` is the dual-stack case: every target's
+IPv4 and IPv6 address (IPv6 over the circuit, IPv4 over the internet),
+`traceroute -6 -T` for the IPv6 ones, scamper given both families, and the
+agent run with `--family both`.
 
 From the branch namespace, over every lab target address (30 Power Platform
 service addresses and the CDN ones behind the silent hop), with the lab's
@@ -44,10 +50,12 @@ if str(ROOT) not in sys.path:
 from agent.verdict.servicetags import ServiceTags  # noqa: E402
 from tests.lab import Lab  # noqa: E402
 from tests.lab.agentconfig import write_config  # noqa: E402
+from tests.lab.scenarios import SCENARIOS  # noqa: E402
 
 AGENT = str(Path(sys.executable).with_name("erpath-agent"))
 REAL_TAGS = ROOT / ".." / "shared" / "data" / "ServiceTags_Public.json"
 REFILL_S = 7.0
+FAMILY_WORDS = {"4": "IPv4", "6": "IPv6", "both": "IPv4 and IPv6"}
 
 
 def timed(ns: str, argv: list[str]) -> tuple[float, float, float]:
@@ -65,15 +73,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tags", type=Path, default=REAL_TAGS, help="the real service tags file")
+    parser.add_argument(
+        "--scenario",
+        default="er",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help="the lab scenario (default er; ipv6-er: IPv6 over the circuit, IPv4 over the internet)",
+    )
+    parser.add_argument(
+        "--family",
+        choices=("4", "6", "both"),
+        default="4",
+        help="the target addresses measured: IPv4, IPv6 or both (the agent's --family)",
+    )
     args = parser.parse_args()
 
     lab = Lab()
     if not lab.is_up():
-        lab.up("er")
+        lab.up(args.scenario)
+    elif lab.current_scenario != args.scenario:
+        lab.scenario(args.scenario)
     env = lab.env()
     ns = lab.ns("branch")
     targets = env["targets"]
-    addresses = [t["address"] for t in targets]
+    addresses = []
+    for t in targets:
+        if args.family in ("4", "both"):
+            addresses.append(t["address"])
+        if args.family in ("6", "both") and t.get("address6"):
+            addresses.append(t["address6"])
+    family = [] if args.family == "4" else ["--family", args.family]
     names = [t["name"] for t in targets]
     dns = env["dns_servers"]["public"]["address"]
     silent_dns = env["dns_servers"]["bad"]["address"]
@@ -81,12 +110,14 @@ def main() -> int:
     tags = work / "ServiceTags_Public.json"
     shutil.copyfile(args.tags, tags)
     ServiceTags.load(tags)  # writes the index cache, as the agent's first run does
-    config = write_config("branch", "er", work)
+    config = write_config("branch", args.scenario, work)
     text = re.sub(r'(?m)^file = ".*"$', f'file = "{tags}"', config.read_text(), count=1)
     config.write_text(text)
-    loop = " ; ".join(f"traceroute -T -p 443 -n {a} >/dev/null" for a in addresses)
+    loop = " ; ".join(
+        f"traceroute {'-6 ' if ':' in a else ''}-T -p 443 -n {a} >/dev/null" for a in addresses
+    )
     tools = {
-        "traceroute -T -p 443 -n (one after another)": ["sh", "-c", loop],
+        "traceroute [-6] -T -p 443 -n (one after another)": ["sh", "-c", loop],
         "scamper -p 10000 trace -P tcp -q 1 -w 1": [
             "scamper",
             "-p",
@@ -103,6 +134,7 @@ def main() -> int:
             "probe",
             "once",
             "--json",
+            *family,
             "--resolver",
             dns,
             *names,
@@ -112,6 +144,7 @@ def main() -> int:
             "probe",
             "once",
             "--json",
+            *family,
             "--config",
             str(config),
         ],
@@ -137,7 +170,8 @@ def main() -> int:
         lab.set_dns_mode("normal")
         shutil.rmtree(work, ignore_errors=True)
     print(
-        f"{len(addresses)} targets from {ns}, ICMP rate limits off, median of {args.rounds} rounds\n"
+        f"{len(addresses)} target addresses ({FAMILY_WORDS[args.family]}) from {ns}, scenario "
+        f"{args.scenario}, ICMP rate limits off, median of {args.rounds} rounds\n"
     )
     print(f"{'tool':<52} {'wall s':>7} {'cpu s':>7} {'peak RSS MB':>12}  runs (wall s)")
     for name, runs in results.items():
