@@ -46,5 +46,9 @@ def test_the_most_costly_report_at_full_rate_does_not_stall_other_agents(tmp_pat
     assert set(quiet.statuses) == set(loud.statuses) == {201}, (quiet.statuses, loud.statuses)
     assert loud.costly_accepted >= 1  # it really was stored, not just refused
     assert len(loud.latencies_s) >= 0.9 * len(quiet.latencies_s)
-    assert loud.p99_s <= 2 * quiet.p99_s, (quiet.p99_s, loud.p99_s)
+    # Within 2x of the quiet run, with a 50 ms floor: p99 of a few hundred
+    # millisecond-scale requests moves by tens of ms with one scheduler hiccup
+    # on a shared 2-core machine, while the stall this guards against put p99
+    # at ~500 ms.
+    assert loud.p99_s <= max(2 * quiet.p99_s, 0.050), (quiet.p99_s, loud.p99_s)
     assert "Traceback" not in proc.log.read_text()
