@@ -169,13 +169,6 @@ def test_ipv6_hops_equal_traceroute_and_the_model(lab, lab_scenario, scenario):
             assert ours == theirs == model, (r["target"], ours, proc.stdout, model)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trace engine, IPv6 only: with every lab target at once (--family 6, 35 addresses) "
-    "some traces (4 with the branch's config, 14 with --resolver) wait out the 10 s budget and "
-    "come back with no hop before the destination (verdict unknown); --family both and a few "
-    "targets are fine",
-)
 def test_ipv6_hops_of_every_lab_target_equal_the_model(lab, lab_scenario):
     """All lab targets over IPv6 at once, rate limits and ECMP off: every trace is the model's."""
     lab = lab_scenario("ipv6-er")

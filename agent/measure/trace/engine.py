@@ -253,6 +253,10 @@ class Engine:
                 for idx in list(h.outstanding):
                     self.out.pop(idx, None)
                 h.outstanding.clear()
+                # Nothing more is asked here: a hop still waiting for a
+                # retry (see _retry_silent) stays as it was answered, so
+                # the traces waiting on this one's hop go on.
+                h.settled = True
 
     def _stop_forward(self, t: TraceState) -> None:
         """Doubletree for a trace that walks forward (its destination never answered).

@@ -6,7 +6,7 @@ import pytest
 
 from agent.measure import trace
 from agent.measure.trace import TraceOptions, TraceRequest
-from tests.agent.measure.trace.fakenet import FakeNetwork, Path, ecmp
+from tests.agent.measure.trace.fakenet import FakeNetwork, Path, ecmp, lab_model
 
 SPORT = 47000
 GW, CORE, EDGE = "2001:db8:10::1", "2001:db8:ff::2", "2001:db8:ff:3::2"
@@ -194,3 +194,21 @@ def test_msee_hop_over_ipv6_peering_shows_both_links_with_their_flows():
         for r in hop.replies:  # each flow's reply is the link its hash picks
             assert r.address == ecmp(r.flow, a, (MSEE6_P, MSEE6_S))
         assert all(net.flows_at(a, ttl) <= {SPORT} for ttl in (1, 2, 3, 5))
+
+
+def test_a_finished_trace_releases_the_penultimate_hop_wait():
+    """The lab's ipv6-er, rate limits off: a trace that ends while a silent hop awaits its retry.
+
+    18:65::10 copies its hops below TTL 4 from the head and ends at its
+    destination (TTL 6); its silent TTL 5 had just been queued for a retry
+    against 19:16::10's last router.  The four /64s behind that router at the
+    same distance wait for that penultimate hop: it has to count as answered
+    (silent) once its trace ends, or they wait out the 10 s budget with no hop.
+    """
+    model = lab_model("ipv6-er")
+    targets = ["2001:db8:18:65::10", "2001:db8:19:128::10"]
+    targets += [f"2001:db8:19:{n}::10" for n in (16, 17, 18, 20, 24)]
+    got, net = run(model, targets, rate_limit=False)
+    for a in targets:
+        assert hop_map(got[a]) == truth(model, a), a
+    assert net.now_s - net.start_s < 1.0
