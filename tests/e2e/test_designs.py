@@ -334,32 +334,46 @@ def test_every_scenario_keeps_its_verdicts_under_icmp_rate_limits(lab: Lab, tmp_
     the same cycle in the same known prefix, routed alike
     (agent/verdict/sharedpath.py, docs/verdicts.md), and the cycle traces
     one target per prefix first so that each prefix has a measured path.
+
+    Which probe a router's bucket refuses is a race, so a verdict may come
+    out differently in one cycle.  The collector acts on a change only when
+    two consecutive reports agree on it (flip hysteresis; an unknown never
+    counts), so a target fails here only when its verdict differs in two
+    consecutive pairs of cycles.
     """
     fleet = Fleet(lab, tmp_path / "fleet", interval_s=INTERVAL_S)
     differ, took = {}, {}
+    kept = tmp_path / "reports"  # for the engineer reading a failure
+    kept.mkdir(exist_ok=True)
+
+    def compare(name: str, attempt: int) -> dict[str, str]:
+        with lab.options(rate_limit=True):
+            limited = fleet.cycles(AGENTS, deliver=False)
+        with lab.options(rate_limit=False):
+            free = fleet.cycles(AGENTS, deliver=False)
+        found = {}
+        for node in AGENTS:
+            for how, cycle in (("limited", limited), ("free", free)):
+                (kept / f"{name}-{node}-{how}-{attempt}.json").write_text(json.dumps(cycle[node]))
+            a, b = summary(limited[node]), summary(free[node])
+            found.update(
+                {
+                    f"{name}/{node}/{t}": f"limited {a.get(t)} | free {b.get(t)}"
+                    for t in sorted(a.keys() | b.keys())
+                    if a.get(t) != b.get(t)
+                }
+            )
+        return found
+
     try:
         for name in SCENARIOS:
             t0 = time.monotonic()
             lab.scenario(name)
-            with lab.options(rate_limit=True):
-                limited = fleet.cycles(AGENTS, deliver=False)
-            with lab.options(rate_limit=False):
-                free = fleet.cycles(AGENTS, deliver=False)
+            first = compare(name, 1)
+            if first:
+                again = compare(name, 2)
+                differ.update({k: f"{v}; then {again[k]}" for k, v in first.items() if k in again})
             took[name] = time.monotonic() - t0
-            kept = tmp_path / "reports"  # for the engineer reading a failure
-            kept.mkdir(exist_ok=True)
-            for node in AGENTS:
-                for how, cycle in (("limited", limited), ("free", free)):
-                    (kept / f"{name}-{node}-{how}.json").write_text(json.dumps(cycle[node]))
-            for node in AGENTS:
-                a, b = summary(limited[node]), summary(free[node])
-                differ.update(
-                    {
-                        f"{name}/{node}/{t}": f"limited {a.get(t)} | free {b.get(t)}"
-                        for t in sorted(a.keys() | b.keys())
-                        if a.get(t) != b.get(t)
-                    }
-                )
     finally:
         lab.scenario("er")
     print(f"\nseconds per scenario (switch, limited and free cycle): {json.dumps(took, indent=1)}")
