@@ -8,14 +8,12 @@ leaves it 256 KiB, which the WAL fills within a few dozen reports.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from agent.service.sender import CollectorEndpoint
+from tests.agent.service.fullfs import fill_to, tmpfs
 from tests.reliability.procs import CollectorProcess, add_tokens
 from tests.reliability.simagent import SimAgent
 
@@ -27,23 +25,8 @@ FREE_BYTES = 256 * 1024
 
 @pytest.fixture
 def small_fs(tmp_path):
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)], check=True
-    )
-    try:
+    with tmpfs(tmp_path / "full", "16m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill_to(mnt: Path, free_bytes: int) -> Path:
-    st = os.statvfs(mnt)
-    ballast = mnt / "ballast"
-    with ballast.open("wb") as f:
-        f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - free_bytes))
-    return ballast
 
 
 def test_disk_full_is_503_the_agent_spools_and_recovery_needs_no_one(small_fs, tmp_path):
