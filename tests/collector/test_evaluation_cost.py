@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import pytest
@@ -59,16 +60,31 @@ async def test_a_costly_site_is_parsed_once_per_version_of_its_facts(store):
     assert (cache.built, cache.prefixes_parsed) == (2, PREFIXES + 1000)
 
 
-async def test_the_pairing_never_holds_the_writer(store):
+async def test_the_pairing_never_holds_the_writer(store, monkeypatch):
     now_s = time.time()
     await store.write(seed, now_s)
+    # The pairing is held on the internal reader until the writes below are done: if it
+    # held the writer too, they could not commit and would time out (no race on speed).
+    pairing_started, writes_done = threading.Event(), threading.Event()
+    find = evaluate.find
+
+    def held_find(conn, s, cache=None):
+        pairing_started.set()
+        assert writes_done.wait(30), "the writes never finished"
+        return find(conn, s, cache)
+
+    monkeypatch.setattr(evaluate, "find", held_find)
     evaluation = asyncio.ensure_future(evaluate.run(store, now_s, SETTINGS))
-    await asyncio.sleep(0.05)  # the pairing has started on the internal reader
+    assert await asyncio.to_thread(pairing_started.wait, 10)
     # Writes queued meanwhile (reports) commit while the pairing still runs.
     for i in range(20):
-        await store.write(
-            lambda c, i=i: c.execute("UPDATE agents SET last_seq = ? WHERE ref = 1", (i,))
+        await asyncio.wait_for(
+            store.write(
+                lambda c, i=i: c.execute("UPDATE agents SET last_seq = ? WHERE ref = 1", (i,))
+            ),
+            timeout=10,
         )
-        assert not evaluation.done(), f"write {i} waited for the evaluation"
+    assert not evaluation.done()
+    writes_done.set()
     out = await evaluation
     assert out.asymmetries == 1
