@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.lab.fixture"]
+pytest_plugins = ["tests.lab.fixture", "tests.pgfixture"]
 REQUIRE_LAB = os.environ.get("ERPATH_REQUIRE_LAB") == "1"
 IS_ROOT = os.geteuid() == 0
 
