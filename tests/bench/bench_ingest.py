@@ -62,7 +62,16 @@ def result(target: str, i: int, rng: random.Random, flip: bool = False) -> dict[
             "circuit": "ams-1",
             "link": "primary",
             "egress": None,
-            "evidence": ["hop 4 203.0.113.2 is the MSEE of circuit ams-1 (primary)"],
+            "evidence": [
+                {
+                    "kind": "msee-hop",
+                    "text": "hop 4 203.0.113.2 is the MSEE of circuit ams-1 (primary)",
+                    "circuit": "ams-1",
+                    "link": "primary",
+                    "ttl": 4,
+                    "address": "203.0.113.2",
+                }
+            ],
         }
         if er
         else {
@@ -70,7 +79,15 @@ def result(target: str, i: int, rng: random.Random, flip: bool = False) -> dict[
             "circuit": None,
             "link": None,
             "egress": "ams-inet",
-            "evidence": ["egress via internet edge ams-inet (NAT 192.0.2.10)"],
+            "evidence": [
+                {
+                    "kind": "edge-hop",
+                    "text": "egress via internet edge ams-inet (NAT 192.0.2.10)",
+                    "egress": "ams-inet",
+                    "ttl": 3,
+                    "address": "192.0.2.10",
+                }
+            ],
         }
     )
     verdict.update(confidence=0.9, expected="expressroute" if i % 4 != 3 else "internet")
@@ -130,10 +147,13 @@ def report(
     rng: random.Random,
     flip_every: int = 0,
     interval_s: float = 30.0,
+    schema_1: bool = False,
 ) -> dict[str, Any]:
+    """A report as the current agent sends it, or as an erpath.report/1 agent did
+    (`schema_1`: evidence as sentences, upgraded by the collector)."""
     flip = bool(flip_every) and (seq // 2) % flip_every == 0 and seq > 2
-    return {
-        "schema": "erpath.report/1",
+    doc = {
+        "schema": "erpath.report/2",
         "id": str(uuid.uuid4()),
         "seq": seq,
         "agent": {
@@ -165,6 +185,11 @@ def report(
         "health": {"cycle_s": 3.1, "spool_reports": 0, "dropped_reports_total": 0},
         "results": [result(t, i, rng, flip and i == 0) for i, t in enumerate(targets)],
     }
+    if schema_1:
+        doc["schema"] = "erpath.report/1"
+        for r in doc["results"]:
+            r["verdict"]["evidence"] = [e["text"] for e in r["verdict"]["evidence"]]
+    return doc
 
 
 def pushgateway_group(doc: dict[str, Any]) -> bytes:
@@ -206,7 +231,45 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def start_collector(tmp: Path, db: Path, port: int) -> subprocess.Popen:
+# Run in the collector's process by `--profile`: every thread (event loop, writer,
+# decoders) gets its own cProfile, merged into one pstats file at exit.
+_PROFILED = """
+import atexit, cProfile, sys, threading
+profiles = []
+def hook(frame, event, arg):
+    p = cProfile.Profile()
+    profiles.append(p)
+    p.enable()  # replaces this hook in this thread
+threading.setprofile(hook)
+def dump():
+    import pstats
+    stats = None
+    for p in profiles:
+        p.create_stats()
+        if stats is None:
+            stats = pstats.Stats(p)
+        else:
+            stats.add(p)
+    if stats is not None:
+        stats.dump_stats(sys.argv[1])
+atexit.register(dump)
+main_profile = cProfile.Profile()
+profiles.append(main_profile)
+main_profile.enable()
+from collector.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_collector(
+    tmp: Path, db: Path, port: int, profile: Path | None = None
+) -> subprocess.Popen:
     cfg = tmp / "collector.toml"
     cfg.write_text(
         f"[server]\nport = {port}\nbody_limit_bytes = 8388608\n"
@@ -214,8 +277,14 @@ def start_collector(tmp: Path, db: Path, port: int) -> subprocess.Popen:
         "[ingest]\nrate_per_agent_per_s = 100000.0\nburst_per_agent = 100000\n"
         "[detection]\nevaluate_interval_s = 5.0\n"
     )
+    args = ["--log-level", "WARNING", "serve", "--config", str(cfg)]
+    command = (
+        [PY, "-c", _PROFILED, str(profile), *args]
+        if profile
+        else [PY, "-m", "collector.cli", *args]
+    )
     proc = subprocess.Popen(
-        [PY, "-m", "collector.cli", "--log-level", "WARNING", "serve", "--config", str(cfg)],
+        command,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -267,27 +336,35 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 async def drive(make_request, agents: list[str], duration_s: float) -> dict[str, Any]:
+    """Each agent sends its next report as soon as the last one was answered; a 503 or
+    429 is waited out for its Retry-After (as the agent's sender does) and sent again."""
     latencies: list[float] = []
-    errors = 0
+    errors = shed = 0
     stop_at = time.perf_counter() + duration_s
     conn = aiohttp.TCPConnector(limit=len(agents) + 10)
     async with aiohttp.ClientSession(connector=conn) as session:
 
         async def agent_loop(i: int, agent: str) -> None:
-            nonlocal errors
+            nonlocal errors, shed
             seq = 0
             while time.perf_counter() < stop_at:
                 seq += 1
                 method, url, body, headers = make_request(i, agent, seq)
                 t0 = time.perf_counter()
+                retry_after_s = 0.0
                 try:
                     async with session.request(method, url, data=body, headers=headers) as resp:
                         await resp.read()
                         ok = resp.status < 300
+                        if resp.status in (429, 503):
+                            retry_after_s = float(resp.headers.get("Retry-After", "1"))
                 except aiohttp.ClientError:
                     ok = False
                 if ok:
                     latencies.append(time.perf_counter() - t0)
+                elif retry_after_s:
+                    shed += 1
+                    await asyncio.sleep(min(retry_after_s, max(0.0, stop_at - time.perf_counter())))
                 else:
                     errors += 1
 
@@ -299,6 +376,7 @@ async def drive(make_request, agents: list[str], duration_s: float) -> dict[str,
     return {
         "requests": len(latencies),
         "errors": errors,
+        "shed_503_429": shed,
         "elapsed_s": round(elapsed, 2),
         "per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(q[49] * 1000, 1),
@@ -306,8 +384,15 @@ async def drive(make_request, agents: list[str], duration_s: float) -> dict[str,
     }
 
 
-def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, Any]:
-    pushgateway = shutil.which("prometheus-pushgateway")
+def bench_ingest(
+    n_agents: int,
+    n_targets: int,
+    duration_s: float,
+    profile: Path | None = None,
+    pushgateway_too: bool = True,
+    schema_1: bool = False,
+) -> dict[str, Any]:
+    pushgateway = shutil.which("prometheus-pushgateway") if pushgateway_too else None
     rng = random.Random(1)
     agents = [f"agent-{i:04d}" for i in range(n_agents)]
     targets = target_names(n_targets)
@@ -315,7 +400,7 @@ def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, 
     templates: dict[str, tuple[bytes, bytes, bytes]] = {}
     groups: dict[str, bytes] = {}
     for a in agents:
-        doc = report(a, 999999991, targets, rng)
+        doc = report(a, 999999991, targets, rng, schema_1=schema_1)
         doc["id"] = "ID-PLACEHOLDER-0000-0000-000000000000"
         raw = json.dumps(doc).encode()
         head, rest = raw.split(b"ID-PLACEHOLDER-0000-0000-000000000000")
@@ -329,13 +414,14 @@ def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, 
         "report_bytes": size,
         "group_bytes": len(groups[agents[0]]),
         "duration_s": duration_s,
+        "schema": "erpath.report/1" if schema_1 else "erpath.report/2",
     }
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         db = tmp / "bench.db"
         tokens = add_tokens(tmp, db, agents)
         port = free_port()
-        proc = start_collector(tmp, db, port)
+        proc = start_collector(tmp, db, port, profile)
         url = f"http://127.0.0.1:{port}/api/v1/reports"
 
         def collector_request(i: int, agent: str, seq: int):
@@ -349,7 +435,11 @@ def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, 
             )
 
         try:
+            cpu_before = cpu_s(proc.pid)
             out["collector"] = asyncio.run(drive(collector_request, agents, duration_s))
+            out["collector"]["cpu_ms_per_report"] = round(
+                (cpu_s(proc.pid) - cpu_before) * 1000 / max(out["collector"]["requests"], 1), 2
+            )
             out["collector"]["rss_mib"] = round(rss_mib(proc.pid), 1)
         finally:
             stop(proc)
@@ -366,6 +456,7 @@ def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, 
             )
             try:
                 wait_http(f"http://127.0.0.1:{pport}/-/ready", pg)
+                cpu_before = cpu_s(pg.pid)
                 base = f"http://127.0.0.1:{pport}/metrics/job/erpath/agent"
 
                 def pg_request(i: int, agent: str, seq: int):
@@ -377,13 +468,16 @@ def bench_ingest(n_agents: int, n_targets: int, duration_s: float) -> dict[str, 
                     )
 
                 out["pushgateway"] = asyncio.run(drive(pg_request, agents, duration_s))
+                out["pushgateway"]["cpu_ms_per_report"] = round(
+                    (cpu_s(pg.pid) - cpu_before) * 1000 / max(out["pushgateway"]["requests"], 1), 2
+                )
                 out["pushgateway"]["rss_mib"] = round(rss_mib(pg.pid), 1)
             finally:
                 stop(pg)
             out["throughput_ratio"] = round(
                 out["collector"]["per_s"] / max(out["pushgateway"]["per_s"], 1e-9), 2
             )
-        else:
+        elif pushgateway_too:
             out["pushgateway"] = "prometheus-pushgateway not installed"
     return out
 
@@ -536,12 +630,28 @@ def main() -> int:
         "--fleet", type=int, default=2000, help="storage: extrapolate to this many agents"
     )
     p.add_argument("--flip-every", type=int, default=0, help="storage: churn, see bench_storage")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="ingest: run the collector under cProfile (every thread) and write pstats here",
+    )
+    p.add_argument("--no-pushgateway", action="store_true", help="ingest: the collector alone")
+    p.add_argument(
+        "--schema-1", action="store_true", help="ingest: reports as erpath.report/1 agents send"
+    )
     args = p.parse_args()
     os.chdir(ROOT)
     results: dict[str, Any] = {}
     for what in args.what:
         if what == "ingest":
-            results["ingest"] = bench_ingest(args.agents or 200, args.targets, args.duration_s)
+            results["ingest"] = bench_ingest(
+                args.agents or 200,
+                args.targets,
+                args.duration_s,
+                args.profile.resolve() if args.profile else None,
+                not args.no_pushgateway,
+                args.schema_1,
+            )
         elif what == "metrics":
             results["metrics"] = bench_metrics(args.agents or 2000, args.targets)
         else:
