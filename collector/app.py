@@ -253,7 +253,7 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     instruments = Instruments(registry)
     links = Links(config.alerts.runbook_base_url, config.alerts.dashboard_base_url)
-    store = Store(config.store.path, journal_mode=config.store.journal_mode)
+    store = Store.for_config(config.store)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[REGISTRY] = registry

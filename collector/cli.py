@@ -128,7 +128,7 @@ def _serve(cfg: Config) -> int:
 
 
 def _with_store(cfg: Config) -> Store:
-    store = Store(cfg.store.path, journal_mode=cfg.store.journal_mode)
+    store = Store.for_config(cfg.store)
     store.open()
     return store
 

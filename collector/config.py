@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.settings import ConfigError as ConfigError  # raised here, caught by the CLI
 from agent.settings import (
@@ -66,6 +67,43 @@ def _read_token_file(value: Any) -> str:
     return value
 
 
+def _postgresql_url(value: Any) -> str:
+    value = string(value)
+    example = "postgresql://erpath@db.example.net:5432/erpath"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise Invalid(f"is not a URL ({exc}); write it as {example!r}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise Invalid(f"must start with postgresql://, e.g. {example!r}")
+    if parts.password is not None or "password=" in parts.query:
+        raise Invalid(
+            "holds a password, which must not sit in the TOML; remove it from the URL and put"
+            ' it in a libpq passfile (passfile = "/etc/erpath/pgpass", mode 0600) or a'
+            " systemd credential named pgpass"
+        )
+    if not parts.hostname or not parts.username or len(parts.path) < 2:
+        raise Invalid(f"needs a user, a host and a database, e.g. {example!r}")
+    return value
+
+
+def _passfile(value: Any) -> str:
+    value = string(value)
+    path = Path(value)
+    try:
+        mode = path.stat().st_mode
+        path.read_bytes()
+    except OSError as exc:
+        raise Invalid(
+            f"cannot read ({exc.strerror}); give a libpq passfile"
+            " (host:port:database:user:password, mode 0600)"
+        ) from None
+    if mode & 0o077:
+        raise Invalid(f"is readable by other users (libpq ignores it then); chmod 600 {value}")
+    return value
+
+
 def _loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -87,8 +125,14 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    path: str = setting(string, "/var/lib/erpath-collector/collector.db")
-    journal_mode: str = setting(one_of("wal", "delete"), "wal")
+    path: str = setting(string, "/var/lib/erpath-collector/collector.db")  # SQLite
+    journal_mode: str = setting(one_of("wal", "delete"), "wal")  # SQLite
+    # PostgreSQL instead of SQLite: postgresql://user@host:port/db (no password in it).
+    url: str = setting(_postgresql_url, "")
+    # The password's libpq passfile; unset: the systemd credential `pgpass`, else libpq's
+    # PGPASSFILE or ~/.pgpass.
+    passfile: str = setting(_passfile, "")
+    writers: int = setting(integer(1, 64), 4)  # PostgreSQL writer connections
     observations_retention_days: float = setting(_DAYS, 14.0)
     events_retention_days: float = setting(_DAYS, 90.0)
     traces_retention_days: float = setting(_DAYS, 90.0)  # traces of path changes
@@ -200,6 +244,15 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>") -> Config:
             " the network; set read_token_file (readers send 'Authorization: Bearer <token>'),"
             ' or listen on host = "127.0.0.1"',
         )
+    stored = reads["store"].data
+    if "url" in stored and ("path" in stored or "journal_mode" in stored):
+        r.add(
+            "[store] url",
+            "is PostgreSQL, path and journal_mode are SQLite: keep url (and remove path and"
+            " journal_mode) or keep path (and remove url)",
+        )
+    if not cfg.store.url and ("passfile" in stored or "writers" in stored):
+        r.add("[store] passfile/writers", "apply to PostgreSQL only: set url, or remove them")
     if cfg.alerts.backoff_max_s < cfg.alerts.backoff_initial_s:
         r.add(
             f"[alerts] backoff_max_s = {cfg.alerts.backoff_max_s:g}",

@@ -176,11 +176,15 @@ def _layout_ref(conn: sqlite3.Connection, cache: dict[str, Any], body: str, dige
     if ref is None:
         row = conn.execute("SELECT ref FROM layouts WHERE digest=?", (digest,)).fetchone()
         if row is None:
-            ref = conn.execute(
-                "INSERT INTO layouts(digest, body) VALUES (?,?)", (digest, body)
-            ).lastrowid
-        else:
-            ref = row[0]
+            # Another writer inserting the same layout meanwhile: nothing here, its row below.
+            row = conn.execute(
+                "INSERT INTO layouts(digest, body) VALUES (?,?)"
+                " ON CONFLICT(digest) DO NOTHING RETURNING ref",
+                (digest, body),
+            ).fetchone() or conn.execute(
+                "SELECT ref FROM layouts WHERE digest=?", (digest,)
+            ).fetchone()
+        ref = row[0]
         if len(layouts) > 100_000:
             layouts.clear()
         layouts[digest] = ref
@@ -323,7 +327,7 @@ def _agent(
         return ref, last_seq, silent
     ref = conn.execute(
         "INSERT INTO agents(id, site, role, version, hostname, interval_s, last_seq, first_seen_s,"
-        " last_seen_s, epoch) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        " last_seen_s, epoch) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING ref",
         (
             a.id,
             a.site,
@@ -336,7 +340,7 @@ def _agent(
             received_s,
             a.epoch,
         ),
-    ).lastrowid
+    ).fetchone()[0]
     return ref, -1, 0
 
 
@@ -353,8 +357,9 @@ def _site_facts(
     `site_facts_conflict`) until the configs agree.
     """
     conn.execute(
-        "INSERT OR REPLACE INTO agent_site_facts(agent_ref, site, facts, updated_s)"
-        " VALUES (?,?,?,?)",
+        "INSERT INTO agent_site_facts(agent_ref, site, facts, updated_s) VALUES (?,?,?,?)"
+        " ON CONFLICT(agent_ref) DO UPDATE SET site=excluded.site, facts=excluded.facts,"
+        " updated_s=excluded.updated_s",
         (agent_ref, site, facts, received_s),
     )
     if site_facts_conflict(conn, agent_ref, site, facts):
@@ -467,8 +472,9 @@ def apply(
     if r.seq <= last_seq:
         # Late (spooled) or replayed-with-new-id: history only, the current path stays.
         conn.execute(
-            "UPDATE agents SET last_seen_s=max(last_seen_s, ?), silent=0 WHERE ref=?",
-            (received_s, agent_ref),
+            "UPDATE agents SET last_seen_s=CASE WHEN last_seen_s > ? THEN last_seen_s ELSE ? END,"
+            " silent=0 WHERE ref=?",
+            (received_s, received_s, agent_ref),
         )
         out.events = len(out.event_ids)
         return out
@@ -478,7 +484,8 @@ def apply(
     _refusals(conn, agent_ref, a.site, a.id, refused, received_s, settings, out)
     conn.execute(
         "UPDATE agents SET site=?, role=?, version=?, hostname=?, interval_s=?, last_seq=?,"
-        " last_report_id=?, last_seen_s=max(last_seen_s, ?), silent=0, cycle_s=?, spool_reports=?,"
+        " last_report_id=?, last_seen_s=CASE WHEN last_seen_s > ? THEN last_seen_s ELSE ? END,"
+        " silent=0, cycle_s=?, spool_reports=?,"
         " dropped_reports_total=?, service_tags_change_number=?, service_tags_installed_s=?"
         " WHERE ref=?",
         (
@@ -489,6 +496,7 @@ def apply(
             interval_s,
             r.seq,
             r.id,
+            received_s,
             received_s,
             h.cycle_s if h else None,
             h.spool_reports if h else None,
@@ -571,15 +579,18 @@ def apply(
             out.flips += 1
             out.asymmetry_inputs_changed = True
     conn.executemany(
-        "INSERT OR REPLACE INTO paths(agent_ref, "
+        "INSERT INTO paths(agent_ref, "
         + PATH_COLUMNS
         + ") VALUES ("
         + ",".join("?" * 24)
-        + ")",
+        + ") ON CONFLICT(agent_ref, target, family) DO UPDATE SET "
+        + ", ".join(f"{c}=excluded.{c}" for c in PATH_COLUMNS.replace(" ", "").split(",")),
         rows,
     )
     conn.execute(
-        "INSERT OR REPLACE INTO latest_results(agent_ref, seq, received_s, body) VALUES (?,?,?,?)",
+        "INSERT INTO latest_results(agent_ref, seq, received_s, body) VALUES (?,?,?,?)"
+        " ON CONFLICT(agent_ref) DO UPDATE SET seq=excluded.seq, received_s=excluded.received_s,"
+        " body=excluded.body",
         (agent_ref, r.seq, received_s, zlib.compress(p.body, 1)),
     )
     had = conn.execute(

@@ -1,12 +1,15 @@
-"""SQLite storage: schema migrations, one writer thread, reader threads.
+"""The collector's database: schema migrations, writer threads, reader threads.
 
-Every write runs on a single writer thread that owns the only write
-connection.  It drains whatever jobs are queued into one transaction (group
-commit: one fsync for many reports) with a savepoint per job, so one failing
-job rolls back alone and the others still commit.  A job's future resolves
-only after COMMIT returned: an acknowledged report is durable
-(`synchronous=FULL`).  Reads run on a small pool of threads, each with its
-own connection; in WAL mode they never block the writer.
+`Store` is the one interface the collector uses; the database behind it is
+SQLite (collector/sqlitedb.py, the default) or PostgreSQL
+(collector/postgres.py).  Every write is a function of a connection run on a
+writer thread that owns its connection.  A writer drains whatever jobs are
+queued into one transaction (group commit: one fsync for many reports) with a
+savepoint per job, so one failing job rolls back alone and the others still
+commit.  A job's future resolves only after COMMIT returned: an acknowledged
+report is durable.  SQLite has one writer; PostgreSQL a few, each draining
+the same queue.  Reads run on a small pool of threads, each read in one
+snapshot; they never block the writers.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import contextlib
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from collector import dialect
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ def _legacy_path(label: str) -> dict[str, str | None]:
     return {"class": parts[0], "circuit": circuit, "egress": None}
 
 
-def _link_out_of_identity(conn: sqlite3.Connection) -> None:
+def _link_out_of_identity(conn: Any) -> None:
     """Stored state as if the link had never been part of a path's identity.
 
     - A pending flip that differs from the path by its link only is dropped.
@@ -82,8 +86,10 @@ def _link_out_of_identity(conn: sqlite3.Connection) -> None:
 
 # Each entry moves the schema from version i to i+1; never edit a shipped one.
 # An entry is SQL statements, or a function of the connection for what SQL
-# alone cannot say.
-MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
+# alone cannot say; both backends run it (PostgreSQL with its type names,
+# dialect.postgresql_ddl).  POSTGRESQL_FORMS below holds the few steps that
+# PostgreSQL must run in a form of its own.
+MIGRATIONS: tuple[str | Callable[[Any], None], ...] = (
     """
     CREATE TABLE agents(
         ref INTEGER PRIMARY KEY,
@@ -338,6 +344,21 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
 )
 
 
+# Steps PostgreSQL runs in a form of its own (by index in MIGRATIONS); type names are
+# translated in these too.  SQLite orders observations by rowid; PostgreSQL has no rowid,
+# so its observations carry an explicit, ordered id (retention bisects on it).
+_OBSERVATIONS_SQLITE = "CREATE TABLE observations(\n        agent_ref INTEGER NOT NULL,"
+_OBSERVATIONS_POSTGRESQL = (
+    "CREATE TABLE observations(\n        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "\n        agent_ref INTEGER NOT NULL,"
+)
+assert isinstance(MIGRATIONS[0], str) and _OBSERVATIONS_SQLITE in MIGRATIONS[0]
+assert isinstance(MIGRATIONS[4], str) and "max(rowid)" in MIGRATIONS[4]
+POSTGRESQL_FORMS: dict[int, str | Callable[[Any], None]] = {
+    0: MIGRATIONS[0].replace(_OBSERVATIONS_SQLITE, _OBSERVATIONS_POSTGRESQL),
+    4: MIGRATIONS[4].replace("max(rowid)", "max(id)"),
+}
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Reader threads (each with its own connection), and the most jobs one write
@@ -345,51 +366,92 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # enough that one transaction stays short.
 READERS = 2
 MAX_BATCH = 256
+# A job that lost a race with another writer (PostgreSQL: deadlock, serialization
+# failure, a key another transaction inserted first) runs again this many times.
+RETRIES = 3
 
 
 class StoreError(RuntimeError):
     """The database cannot be used (not a migration we know, not writable)."""
 
 
-def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(
-            f"file:{path}?mode=ro",
-            uri=True,
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=30,
-        )
-    else:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
+def run_step(conn: Any, version: int) -> None:
+    """Run migration step `version` (0-based) on a connection of either dialect."""
+    step = MIGRATIONS[version]
+    postgresql = dialect.of(conn) == dialect.POSTGRESQL
+    if postgresql:
+        step = POSTGRESQL_FORMS.get(version, step)
+    if callable(step):
+        step(conn)
+        return
+    if postgresql:
+        step = dialect.postgresql_ddl(step)
+    for stmt in step.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to SCHEMA_VERSION; return the version found before."""
-    (found,) = conn.execute("PRAGMA user_version").fetchone()
+def check_version(found: int, where: str) -> None:
     if found > SCHEMA_VERSION:
         raise StoreError(
-            f"database schema version {found} is newer than this collector's {SCHEMA_VERSION}; "
-            "upgrade erpath-collector"
+            f"{where}: database schema version {found} is newer than this collector's "
+            f"{SCHEMA_VERSION}; upgrade erpath-collector"
         )
-    for version in range(found, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            step = MIGRATIONS[version]
-            if callable(step):
-                step(conn)
-            else:
-                for stmt in step.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-            conn.execute(f"PRAGMA user_version={version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return found
+
+
+class Database(Protocol):
+    """What a backend gives the Store: connections, transactions, snapshot reads."""
+
+    dialect: str
+    writers: int  # writer threads (each with its own connection)
+    where: str  # for messages: the file or the URL (never a password)
+
+    def open(self) -> list[Any]:
+        """Migrate; return one connection per writer."""
+
+    def begin(self, conn: Any) -> None: ...
+
+    def in_transaction(self, conn: Any) -> bool: ...
+
+    def retryable(self, exc: BaseException) -> bool:
+        """The job lost a race with another transaction; running it again can succeed."""
+
+    def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(conn, *args) in one read-only snapshot, on the calling thread."""
+
+    def close(self, writer_conns: list[Any]) -> None: ...
+
+
+class PerThreadCache(MutableMapping[str, Any]):
+    """A dict per writer thread, behind one object the callers pass to write jobs.
+
+    Several writers (PostgreSQL) must not share cached row ids: one writer's
+    uncommitted (or rolled-back) row is not another's to use.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _mine(self) -> dict[str, Any]:
+        d = getattr(self._local, "d", None)
+        if d is None:
+            d = self._local.d = {}
+        return d
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mine()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._mine()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._mine()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mine())
+
+    def __len__(self) -> int:
+        return len(self._mine())
 
 
 class _Job:
@@ -404,18 +466,39 @@ class _Job:
 _STOP = object()
 
 
-class Store:
-    """The collector's database; `write` and `read` run functions of a connection."""
+def _is_postgresql_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
 
-    def __init__(self, path: str | Path, *, journal_mode: str = "wal"):
+
+class Store:
+    """The collector's database; `write` and `read` run functions of a connection.
+
+    `Store(path)` is SQLite; `Store("postgresql://user@host/db", passfile=...)`
+    is PostgreSQL (`Store.for_config` reads [store]).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        journal_mode: str = "wal",
+        passfile: str = "",
+        writers: int = 4,
+    ):
         self.path = str(path)
-        self.journal_mode = journal_mode
+        self._db: Database
+        if _is_postgresql_url(self.path):
+            from collector.postgres import PostgresDatabase  # psycopg only when asked for
+
+            self._db = PostgresDatabase(self.path, passfile=passfile, writers=writers)
+        else:
+            from collector.sqlitedb import SqliteDatabase
+
+            self._db = SqliteDatabase(self.path, journal_mode=journal_mode)
+        self.dialect = self._db.dialect
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._wconn: sqlite3.Connection | None = None
-        self._local = threading.local()
-        self._reader_conns: list[sqlite3.Connection] = []
-        self._reader_lock = threading.Lock()
+        self._writers: list[threading.Thread] = []
+        self._wconns: list[Any] = []
         self._readers = concurrent.futures.ThreadPoolExecutor(
             READERS, thread_name_prefix="erpath-read"
         )
@@ -424,67 +507,73 @@ class Store:
         self._internal = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="erpath-read-internal"
         )
-        self.cache: dict[str, Any] = {}  # writer-thread-only caches (agent refs, layouts)
+        # Writer-thread-only caches (agent refs, layouts): one dict per writer thread.
+        self.cache: MutableMapping[str, Any] = {} if self._db.writers == 1 else PerThreadCache()
         self.read_cache: dict[str, Any] = {}  # caches of the internal reader thread only
-        self.writer_error: str | None = None  # why the writer thread ended, if it did
+        self.writer_error: str | None = None  # why a writer thread ended, if one did
         self.closed = True
+
+    @classmethod
+    def for_config(cls, cfg: Any) -> Store:
+        """The store a [store] section describes (collector.config.StoreConfig)."""
+        if cfg.url:
+            return cls(cfg.url, passfile=cfg.passfile, writers=cfg.writers)
+        return cls(cfg.path, journal_mode=cfg.journal_mode)
+
+    @property
+    def where(self) -> str:
+        return self._db.where
+
+    def lock_session(self) -> Any:
+        """PostgreSQL only: a session of its own (autocommit, `%s` placeholders, keepalives,
+        a statement timeout) for session-level advisory locks (collector/leader.py)."""
+        session = getattr(self._db, "lock_session", None)
+        if session is None:
+            raise StoreError(f"{self.where}: advisory locks need PostgreSQL")
+        return session()
 
     # ----------------------------------------------------------------- lifecycle
 
     def open(self) -> None:
-        try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = _connect(self.path)
-            mode = conn.execute(f"PRAGMA journal_mode={self.journal_mode}").fetchone()[0]
-            if mode.lower() != self.journal_mode:
-                raise StoreError(
-                    f"{self.path}: cannot switch to journal_mode={self.journal_mode} (got {mode})"
-                )
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=OFF")
-            migrate(conn)
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
-        self._wconn = conn
+        self._wconns = self._db.open()  # raises StoreError
         self.closed = False
-        self._writer = threading.Thread(target=self._run_writer, name="erpath-writer", daemon=True)
-        self._writer.start()
+        self._writers = [
+            threading.Thread(
+                target=self._run_writer,
+                args=(conn,),
+                name="erpath-writer" if len(self._wconns) == 1 else f"erpath-writer-{i}",
+                daemon=True,
+            )
+            for i, conn in enumerate(self._wconns)
+        ]
+        for thread in self._writers:
+            thread.start()
 
     def close(self) -> None:
         """Finish every queued write, then close all connections."""
         if self.closed:
             return
         self.closed = True
-        self._queue.put(_STOP)
-        if self._writer:
-            self._writer.join()
+        for _ in self._writers:
+            self._queue.put(_STOP)
+        for thread in self._writers:
+            thread.join()
         self._readers.shutdown(wait=True)
         self._internal.shutdown(wait=True)
-        with self._reader_lock:
-            for c in self._reader_conns:
-                c.close()
-            self._reader_conns.clear()
-        if self._wconn:
-            try:
-                self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                log.warning("WAL checkpoint on close failed", exc_info=True)
-            self._wconn.close()
-            self._wconn = None
+        self._db.close(self._wconns)
+        self._wconns = []
 
     # ----------------------------------------------------------------- writer
 
-    def _run_writer(self) -> None:
-        conn = self._wconn
-        assert conn is not None
-        stopping = False
+    def _run_writer(self, conn: Any) -> None:
         batch: list[_Job] = []
         try:
-            while not stopping:
+            while True:
                 first = self._queue.get()
                 if first is _STOP:
                     break
                 batch = [first]
+                stopping = False
                 while len(batch) < MAX_BATCH:
                     try:
                         nxt = self._queue.get_nowait()
@@ -496,6 +585,8 @@ class Store:
                     batch.append(nxt)
                 self._run_batch(conn, batch)
                 batch = []
+                if stopping:
+                    break
         except BaseException as exc:
             # The connection is in an unknown state (a ROLLBACK that failed): this thread
             # ends.  Every caller waiting now, or later, gets an error instead of hanging
@@ -520,7 +611,27 @@ class Store:
                 if job.future.running() or job.future.set_running_or_notify_cancel():
                     job.future.set_exception(exc)
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_job(self, conn: Any, job: _Job) -> tuple[bool, Any]:
+        """One job in its own savepoint; a lost race runs it again, other errors are its own."""
+        attempt = 0
+        while True:
+            conn.execute("SAVEPOINT job")
+            try:
+                value = job.fn(conn, *job.args)
+                conn.execute("RELEASE job")
+                return True, value
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                # Rows the job inserted are gone, and their ids are handed out again
+                # (SQLite): a cached id (a layout's) would now name another row.
+                self.cache.clear()
+                attempt += 1
+                if attempt > RETRIES or not self._db.retryable(exc):
+                    return False, exc
+                log.info("write job lost a race (%s); running it again", exc)
+
+    def _run_batch(self, conn: Any, batch: list[_Job]) -> None:
         # A job whose caller went away (its future cancelled) is skipped; the others can no
         # longer be cancelled, so setting their results below cannot raise and kill this thread.
         batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
@@ -528,23 +639,13 @@ class Store:
             return
         outcomes: list[tuple[bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._db.begin(conn)
             for job in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    outcomes.append((True, job.fn(conn, *job.args)))
-                    conn.execute("RELEASE job")
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    # Rows the job inserted are gone, and SQLite hands their ids out
-                    # again: a cached id (a layout's) would now name another row.
-                    self.cache.clear()
-                    outcomes.append((False, exc))
+                outcomes.append(self._run_job(conn, job))
             conn.execute("COMMIT")
         except BaseException as exc:  # commit failed (disk full, I/O): nobody is acknowledged
             log.error("write transaction failed: %s", exc)
-            if conn.in_transaction:
+            if self._db.in_transaction(conn):
                 conn.execute("ROLLBACK")
             self.cache.clear()
             for job in batch:
@@ -568,7 +669,7 @@ class Store:
         return job.future
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(conn, *args) in a transaction on the writer thread; return after COMMIT."""
+        """Run fn(conn, *args) in a transaction on a writer thread; return after COMMIT."""
         return await asyncio.wrap_future(self.submit(fn, *args))
 
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -576,23 +677,9 @@ class Store:
 
     # ----------------------------------------------------------------- readers
 
-    def reader(self) -> sqlite3.Connection:
-        """This thread's read connection (opened on first use)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path, readonly=True)
-            self._local.conn = conn
-            with self._reader_lock:
-                self._reader_conns.append(conn)
-        return conn
-
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        conn = self.reader()
-        conn.execute("BEGIN")  # one snapshot for the whole read
-        try:
-            return fn(conn, *args)
-        finally:
-            conn.execute("COMMIT")
+        """fn(conn, *args) in one read snapshot, on the calling thread."""
+        return self._db.read(fn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -613,6 +700,6 @@ class Store:
         return (
             not self.closed
             and self.writer_error is None
-            and self._writer is not None
-            and self._writer.is_alive()
+            and bool(self._writers)
+            and all(t.is_alive() for t in self._writers)
         )

@@ -6,6 +6,8 @@ import gzip
 import json
 import time
 
+import pytest
+
 from collector import auth, queries
 from collector.keys import STORE, TOKENS
 
@@ -13,6 +15,8 @@ from .conftest import API
 from .reports import er, inet, report, result, simple
 
 PROBLEM = "application/problem+json"
+
+pytestmark = pytest.mark.both_backends
 
 
 async def _count(c, table: str) -> int:
