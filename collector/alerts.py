@@ -93,7 +93,7 @@ def due(
 def register(conn: sqlite3.Connection, names: list[str], now_s: float) -> None:
     """Receivers configured now and never before date from now."""
     conn.executemany(
-        "INSERT OR IGNORE INTO alert_receivers(name, since_s) VALUES (?, ?)",
+        "INSERT INTO alert_receivers(name, since_s) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
         [(name, now_s) for name in names],
     )
 
@@ -102,7 +102,9 @@ def mark_sent(
     conn: sqlite3.Connection, receiver: str, sent: list[tuple[str, int]], now_s: float
 ) -> None:
     conn.executemany(
-        "INSERT OR REPLACE INTO alert_receipts(receiver, fingerprint, version, sent_s) VALUES (?,?,?,?)",
+        "INSERT INTO alert_receipts(receiver, fingerprint, version, sent_s) VALUES (?,?,?,?)"
+        " ON CONFLICT(receiver, fingerprint) DO UPDATE SET version=excluded.version,"
+        " sent_s=excluded.sent_s",
         [(receiver, fp, version, now_s) for fp, version in sent],
     )
 

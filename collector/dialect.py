@@ -56,3 +56,10 @@ def circuits_of_sites(conn: Any) -> str:
         "SELECT s.name AS site, json_extract(c.value, '$.name') AS circuit"
         " FROM sites s, json_each(s.facts, '$.circuits') c"
     )
+
+
+def limit(conn: Any, rows: int) -> int | None:
+    """A `LIMIT ?` value: -1 is "all" in SQLite, NULL in PostgreSQL."""
+    if rows < 0 and of(conn) == POSTGRESQL:
+        return None
+    return rows

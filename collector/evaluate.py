@@ -297,8 +297,10 @@ def _asymmetry(
         evidence = [line for m in members for line in m.evidence]
         if key not in active:
             conn.execute(
-                "INSERT OR REPLACE INTO asymmetries(site, circuit, kind, active, since_s, updated_s,"
-                " members, evidence) VALUES (?,?,?,1,?,?,?,?)",
+                "INSERT INTO asymmetries(site, circuit, kind, active, since_s, updated_s,"
+                " members, evidence) VALUES (?,?,?,1,?,?,?,?) ON CONFLICT(site, circuit, kind)"
+                " DO UPDATE SET active=1, since_s=excluded.since_s, updated_s=excluded.updated_s,"
+                " members=excluded.members, evidence=excluded.evidence",
                 (site, circuit, kind, now_s, now_s, names, json.dumps(evidence)),
             )
             journal.add_event(

@@ -34,7 +34,7 @@ def add_event(
 ) -> int:
     cur = conn.execute(
         "INSERT INTO events(at_s, kind, severity, site, agent, target, circuit, driver, summary,"
-        " before, after, evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        " before, after, evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
         (
             at_s,
             kind,
@@ -50,7 +50,7 @@ def add_event(
             json.dumps(list(evidence)),
         ),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.fetchone()[0])
 
 
 def fire(conn: sqlite3.Connection, spec: AlertSpec, now_s: float) -> bool:

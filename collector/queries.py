@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from collector import dialect
 from collector.ingest import (
     PATH_COLUMNS,
     decode,
@@ -97,7 +98,7 @@ def agents(
         " service_tags_change_number, service_tags_installed_s FROM agents"
         + where
         + " ORDER BY id LIMIT ?",
-        [*args, limit],
+        [*args, dialect.limit(conn, limit)],
     ):
         out.append(
             {
@@ -155,7 +156,7 @@ def paths(
         f"SELECT a.id, a.site, {cols} FROM paths p JOIN agents a ON a.ref = p.agent_ref"
         + where
         + " ORDER BY a.id, p.target, p.family LIMIT ?",
-        [*args, limit],
+        [*args, dialect.limit(conn, limit)],
     ):
         s = state_from_row(row[2:])
         out.append(
@@ -229,7 +230,7 @@ def events(conn: sqlite3.Connection, filters: dict[str, Any], limit: int) -> lis
     ) in conn.execute(
         "SELECT id, at_s, kind, severity, site, agent, target, circuit, driver, summary, before, after,"
         " evidence FROM events" + where + " ORDER BY at_s DESC, id DESC LIMIT ?",
-        [*args, limit],
+        [*args, dialect.limit(conn, limit)],
     ):
         out.append(
             {
@@ -279,7 +280,8 @@ def alerts(
         args.extend(after)
     out = []
     for fp, name, labels, notes, starts_s, ends_s, version, updated_s in conn.execute(
-        sql + " ORDER BY starts_s DESC, fingerprint DESC LIMIT ?", [*args, limit]
+        sql + " ORDER BY starts_s DESC, fingerprint DESC LIMIT ?",
+        [*args, dialect.limit(conn, limit)],
     ):
         out.append(
             {
@@ -304,7 +306,7 @@ def observations(conn: sqlite3.Connection, agent: str, limit: int = 100) -> list
         "SELECT o.seq, o.report_id, o.received_s, l.body, o.times FROM observations o"
         " JOIN agents a ON a.ref = o.agent_ref JOIN layouts l ON l.ref = o.layout_ref"
         " WHERE a.id = ? ORDER BY o.seq DESC LIMIT ?",
-        (agent, limit),
+        (agent, dialect.limit(conn, limit)),
     ):
         out.append(
             {
@@ -356,11 +358,11 @@ class Snapshot:
     facts_conflicts: list[tuple[str, int]] = field(default_factory=list)
 
 
+# {circuits}: (site, circuit) of every circuit in the sites' facts, in the connection's dialect.
 _CIRCUITS = """
 SELECT f.site, f.circuit, coalesce(sum(l.primary_flows), 0), coalesce(sum(l.secondary_flows), 0),
        coalesce(max(r.lost), 0)
-FROM (SELECT s.name AS site, json_extract(c.value, '$.name') AS circuit
-      FROM sites s, json_each(s.facts, '$.circuits') c) f
+FROM ({circuits}) f
 LEFT JOIN circuit_links l ON l.site = f.site AND l.circuit = f.circuit
 LEFT JOIN circuit_redundancy r ON r.site = f.site AND r.circuit = f.circuit
 GROUP BY f.site, f.circuit
@@ -391,6 +393,8 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
             " FROM paths p JOIN agents a ON a.ref = p.agent_ref"
         ).fetchall(),
         asymmetries=conn.execute("SELECT site, circuit, kind, active FROM asymmetries").fetchall(),
-        circuits=conn.execute(_CIRCUITS).fetchall(),
+        circuits=conn.execute(
+            _CIRCUITS.format(circuits=dialect.circuits_of_sites(conn))
+        ).fetchall(),
         facts_conflicts=conn.execute(_FACTS_CONFLICTS).fetchall(),
     )

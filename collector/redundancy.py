@@ -185,8 +185,10 @@ def observe(
             )
             lost = 0
         conn.execute(
-            "INSERT OR REPLACE INTO circuit_redundancy(site, circuit, mode, streak, in_use, lost,"
-            " updated_s) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO circuit_redundancy(site, circuit, mode, streak, in_use, lost, updated_s)"
+            " VALUES (?,?,?,?,?,?,?) ON CONFLICT(site, circuit) DO UPDATE SET mode=excluded.mode,"
+            " streak=excluded.streak, in_use=excluded.in_use, lost=excluded.lost,"
+            " updated_s=excluded.updated_s",
             (site, c.name, c.links, streak, j.in_use, lost, received_s),
         )
     return changed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 
 from collector import alertrules
@@ -9,6 +10,8 @@ from collector.alertrules import Links
 
 from .reports import er, inet, simple
 from .waiting import eventually
+
+pytestmark = pytest.mark.both_backends
 
 
 def flaky_receiver(fail_first: int):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from collector.app import evaluate_now
 from collector.config import from_dict
 
@@ -10,6 +12,8 @@ from .reports import SITE_FACTS, er, finding, inet, report, result, simple
 from .waiting import eventually
 
 T = "api.powerapps.com"
+
+pytestmark = pytest.mark.both_backends
 
 
 async def alerts(c, name=None, state=None):

@@ -18,6 +18,9 @@ from .reports import er, inet, report, result
 SETTINGS = ingest.Settings(2, Links("https://rb", "https://dash"), 30.0)
 DAY = 86400.0
 
+# Tests of the `store` fixture run on SQLite and on PostgreSQL (conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 def _ingest(store: Store, doc: dict, at_s: float) -> ingest.Outcome:
     body = json.dumps(doc).encode()
@@ -27,11 +30,8 @@ def _ingest(store: Store, doc: dict, at_s: float) -> ingest.Outcome:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "s.db")
-    s.open()
-    yield s
-    s.close()
+def store(open_store):
+    return open_store
 
 
 def test_migrations_are_versioned_and_reopen_cleanly(tmp_path):
