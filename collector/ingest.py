@@ -23,6 +23,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent import report_codec
 from agent.report import Report, to_dict
 from collector import alertrules, journal, preference, redundancy, routefilter
 from collector.alertrules import Links
@@ -64,7 +65,9 @@ class Prepared:
     report: Report
     observations: tuple[Observation, ...]
     asymmetries: tuple[Asymmetry, ...]
-    results_by_path: dict[tuple[str, int], list[Any]]  # raw results by (target, family)
+    # The document's results as received (current shape), or None: `body` is the document,
+    # parsed only when a trace is stored (a path's signature changed: rarely).
+    results: list[Any] | None
     body: bytes  # the report as received (decoded JSON text)
 
 
@@ -81,14 +84,24 @@ class Outcome:
     event_ids: list[int] = field(default_factory=list)
 
 
-def prepare(doc: dict[str, Any], report: Report, body: bytes) -> Prepared:
-    by_path: dict[tuple[str, int], list[Any]] = {}
-    # The decoded results are the document's, in its order.
-    for result, raw in zip(report.results, doc.get("results", ()), strict=True):
-        by_path.setdefault((result.target, family_of(result)), []).append(raw)
+def prepare(doc: dict[str, Any] | None, report: Report, body: bytes) -> Prepared:
+    """`doc`: the parsed body in the current shape, or None when the body is one."""
     return Prepared(
-        report, tuple(observations(report)), tuple(reported_asymmetries(report)), by_path, body
+        report,
+        tuple(observations(report)),
+        tuple(reported_asymmetries(report)),
+        None if doc is None else doc.get("results", []),
+        body,
     )
+
+
+def _raw_results(p: Prepared) -> dict[tuple[str, int], list[Any]]:
+    """The document's results by (target, family); the decoded ones are in its order."""
+    raw = p.results if p.results is not None else report_codec.parse(p.body).get("results", [])
+    by_path: dict[tuple[str, int], list[Any]] = {}
+    for result, doc in zip(p.report.results, raw, strict=True):
+        by_path.setdefault((result.target, family_of(result)), []).append(doc)
+    return by_path
 
 
 # --------------------------------------------------------------------------- compact rows
@@ -517,12 +530,19 @@ def apply(
             (a.id,),
         )
     ]
-    available = preference.available_circuits(
-        r.msee_probes,
-        preference.others_on_circuits(conn, a.site, agent_ref),
-        {o.key.circuit for o in kept if o.key.circuit},
+    # Which circuits are available matters only to targets with a failover order (a
+    # query over the site's paths otherwise run for every report).
+    available = (
+        preference.available_circuits(
+            r.msee_probes,
+            preference.others_on_circuits(conn, a.site, agent_ref),
+            {o.key.circuit for o in kept if o.key.circuit},
+        )
+        if any(o.prefer for o in kept)
+        else {}
     )
     rows = []
+    raw_results: dict[tuple[str, int], list[Any]] | None = None
     for obs in kept:
         before = prev.get((obs.target, obs.family))
         t: Transition = apply_path(before, obs, r.seq, received_s, settings.confirm_reports)
@@ -556,6 +576,8 @@ def apply(
                 )
             )
         if t.signature_changed and obs.signature:
+            if raw_results is None:
+                raw_results = _raw_results(p)
             conn.execute(
                 "INSERT INTO traces(agent_ref, target, family, seq, received_s, signature, body)"
                 " VALUES (?,?,?,?,?,?,?)",
@@ -567,7 +589,7 @@ def apply(
                     received_s,
                     obs.signature,
                     zlib.compress(
-                        json.dumps(p.results_by_path.get((obs.target, obs.family), [])).encode(),
+                        json.dumps(raw_results.get((obs.target, obs.family), [])).encode(),
                         6,
                     ),
                 ),

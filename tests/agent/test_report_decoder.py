@@ -2,7 +2,10 @@
 
 Valid documents are generated from the model itself; invalid ones are valid
 ones with one value replaced, removed or added.  jsonschema (Draft 2020-12
-with its FormatChecker) is the second opinion.
+with its FormatChecker) is the second opinion.  The collector's fast path
+(agent.report_codec, msgspec on the document's bytes) is held to both: it
+takes every generated valid report, takes nothing the schema refuses, and
+gives the reference decoder's report.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agent import report as r
+from agent import report_codec
 
 SCHEMA = json.loads(Path(r.__file__).with_name("report.schema.json").read_text())
 FORMATS = jsonschema.FormatChecker()
@@ -38,6 +42,16 @@ def decoder_accepts(doc: Any) -> bool:
     except r.ReportError:
         return False
     return True
+
+
+def fast_decode(doc: Any) -> r.Report | None:
+    """The fast path's answer on the document's bytes; where it takes a document, the
+    schema and the reference decoder take it too, into the same report."""
+    report = report_codec.decode(json.dumps(doc).encode())
+    if report is not None:
+        assert schema_accepts(doc), (doc, list(VALIDATOR.iter_errors(doc))[:1])
+        assert report == r.report_from_dict(doc)
+    return report
 
 
 def test_the_formats_used_are_really_checked_offline():
@@ -222,6 +236,8 @@ def test_generated_reports_are_accepted_by_both(doc):
     assert schema_accepts(doc), list(VALIDATOR.iter_errors(doc))[:1]
     rep = r.report_from_dict(doc)
     assert r.report_from_dict(json.loads(json.dumps(r.to_dict(rep)))) == rep
+    assert fast_decode(doc) == rep  # valid reports take the fast path
+    assert report_codec.to_builtins(rep) == r.to_dict(rep)
 
 
 @SETTINGS
@@ -235,6 +251,7 @@ def test_mutated_reports_get_the_same_answer(data):
     # erpath.report/1 is decoded too, but the schema describes the current version only.
     assume(not (isinstance(doc, dict) and doc.get("schema") == "erpath.report/1"))
     assert decoder_accepts(doc) == schema_accepts(doc), (doc, list(VALIDATOR.iter_errors(doc)))
+    fast_decode(doc)
 
 
 STRINGS = st.sampled_from(NEAR_MISSES) | st.text(
@@ -251,6 +268,7 @@ def test_strings_in_every_string_field_get_the_same_answer(data):
     path = data.draw(st.sampled_from(leaves))
     doc = _mutate(doc, path, "replace", data.draw(STRINGS))
     assert decoder_accepts(doc) == schema_accepts(doc), (path, _get(doc, path))
+    fast_decode(doc)
 
 
 def _get(doc: Any, path: tuple) -> Any:
@@ -325,3 +343,4 @@ def test_near_misses_get_the_same_answer_in_every_string_field(value):
     ):
         mutated = _mutate(doc, path, "replace", value)
         assert decoder_accepts(mutated) == schema_accepts(mutated), (path, value)
+        assert (fast_decode(mutated) is not None) == schema_accepts(mutated), (path, value)

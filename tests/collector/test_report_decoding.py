@@ -1,5 +1,8 @@
 """Reports as the collector receives them, through the one decoder (agent.report.report_from_dict).
 
+The collector's fast path (agent.report_codec) takes valid current reports from the
+bytes; what it leaves goes to the one decoder, which takes it or says what is wrong.
+
 Any document gets a report or a ReportError naming fields that exist (or are
 missing) in it, never another exception; an `erpath.report/1` document
 (evidence as sentences) decodes to the report of the same facts sent as
@@ -9,13 +12,17 @@ missing) in it, never another exception; an `erpath.report/1` document
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.report import SCHEMA, Evidence, ReportError, report_from_dict
+from agent import report_codec
+from agent.report import SCHEMA, Evidence, ReportError, report_from_dict, to_dict
+from collector import routes
+from collector.problems import Problem
 
 from .reports import SITE_FACTS, er, finding, inet, report, result
 
@@ -165,3 +172,48 @@ def test_identity_and_time_are_checked_in_both_versions(key, value):
         with pytest.raises(ReportError) as e:
             report_from_dict({**doc, key: value})
         assert [err.field for err in e.value.errors] == [f"/{key}"]
+
+
+def _body(doc: Any) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def test_the_collector_takes_a_current_report_on_the_fast_path():
+    # No document comes back: the body is one, read again only where a trace is stored.
+    doc, rep = routes._decode_body(_body(BASE))
+    assert doc is None and rep == report_from_dict(BASE)
+
+
+@pytest.mark.parametrize(
+    ("change", "upgraded"),
+    [
+        pytest.param(lambda d: {**d, "seq": 7.0}, False, id="integral float as integer"),
+        pytest.param(as_v1, True, id="erpath.report/1"),
+    ],
+)
+def test_what_the_fast_path_leaves_the_reference_decoder_takes(change, upgraded):
+    sent = change(BASE)
+    assert report_codec.decode(_body(sent)) is None
+    doc, rep = routes._decode_body(_body(sent))
+    assert rep == report_from_dict(sent)
+    # An older version's document is stored in the current shape; a current one as sent.
+    assert doc == (to_dict(rep) if upgraded else sent)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b'{"seq": NaN}', 400, "body"),
+        (b'{"id": "\\ud800"}', 400, "/id"),
+        (b"\xff", 400, "body"),
+        (_body({**BASE, "seq": -1}), 422, "/seq"),
+        (_body({**BASE, "started_at": "2026-02-30T10:00:00Z"}), 422, "/started_at"),
+        (_body({**BASE, "extra": 1}), 422, "/extra"),
+    ],
+)
+def test_what_the_fast_path_refuses_gets_the_reference_problem(body, status, field):
+    assert report_codec.decode(body) is None
+    with pytest.raises(Problem) as e:
+        routes._decode_body(body)
+    assert e.value.status == status
+    assert [err["field"] for err in e.value.errors] == [field]
