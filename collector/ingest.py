@@ -25,7 +25,7 @@ from typing import Any
 
 from agent import report_codec
 from agent.report import Report, to_dict
-from collector import alertrules, journal, preference, redundancy, routefilter
+from collector import alertrules, dialect, journal, preference, redundancy, routefilter
 from collector.alertrules import Links
 from collector.state import (
     Asymmetry,
@@ -428,6 +428,18 @@ def _new_epoch(conn: sqlite3.Connection, ref: int, agent: str, old: str, new: st
     )
 
 
+def lock_agent(conn: sqlite3.Connection, agent_id: str) -> None:
+    """First in a report's transaction: one agent's reports apply one at a time, whichever
+    replica (or PostgreSQL writer) took them, so its seq order and the duplicate check below
+    hold across replicas.  The second waits for the first to commit, then sees its row
+    (READ COMMITTED reads anew at each statement): a report acknowledged by one replica
+    and sent again to another is a duplicate there.  SQLite's one writer already
+    serialises every write.  An agent's very first report locks no row yet; two racing
+    copies of it meet at the agents' unique id, and the store runs the loser again."""
+    if dialect.of(conn) == dialect.POSTGRESQL:
+        conn.execute("SELECT 1 FROM agents WHERE id = ? FOR UPDATE", (agent_id,))
+
+
 def apply(
     conn: sqlite3.Connection,
     cache: dict[str, Any],
@@ -437,6 +449,7 @@ def apply(
 ) -> Outcome:
     r = p.report
     a = r.agent
+    lock_agent(conn, a.id)
     interval_s = r.interval_s or settings.default_interval_s
     agent_ref, last_seq, silent = _agent(conn, cache, r, received_s, interval_s)
 
