@@ -67,6 +67,14 @@ def _read_token_file(value: Any) -> str:
     return value
 
 
+def _url_password(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.password is not None or "password=" in parts.query
+
+
 def _postgresql_url(value: Any) -> str:
     value = string(value)
     example = "postgresql://erpath@db.example.net:5432/erpath"
@@ -75,14 +83,10 @@ def _postgresql_url(value: Any) -> str:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError as exc:
         raise Invalid(f"is not a URL ({exc}); write it as {example!r}") from None
+    if _url_password(value):
+        return value  # refused by from_dict, which does not echo the password
     if parts.scheme not in ("postgresql", "postgres"):
         raise Invalid(f"must start with postgresql://, e.g. {example!r}")
-    if parts.password is not None or "password=" in parts.query:
-        raise Invalid(
-            "holds a password, which must not sit in the TOML; remove it from the URL and put"
-            ' it in a libpq passfile (passfile = "/etc/erpath/pgpass", mode 0600) or a'
-            " systemd credential named pgpass"
-        )
     if not parts.hostname or not parts.username or len(parts.path) < 2:
         raise Invalid(f"needs a user, a host and a database, e.g. {example!r}")
     return value
@@ -245,6 +249,13 @@ def from_dict(doc: dict[str, Any], source: str = "<dict>") -> Config:
             ' or listen on host = "127.0.0.1"',
         )
     stored = reads["store"].data
+    if _url_password(cfg.store.url):
+        r.add(
+            "[store] url (its password not shown)",
+            "holds a password, which must not sit in the TOML; remove it from the URL and put"
+            ' it in a libpq passfile (passfile = "/etc/erpath/pgpass", mode 0600) or a'
+            " systemd credential named pgpass",
+        )
     if "url" in stored and ("path" in stored or "journal_mode" in stored):
         r.add(
             "[store] url",

@@ -9,6 +9,7 @@ copied from a migrated template, in one cluster per session).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -38,8 +39,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """The store's database: SQLite unless the module runs on both backends."""
-    return getattr(request, "param", "sqlite")
+    """The store's database: SQLite unless the module runs on both backends, or
+    ERPATH_STORE_BACKEND=postgresql runs every collector test on PostgreSQL."""
+    return getattr(request, "param", os.environ.get("ERPATH_STORE_BACKEND", "sqlite"))
 
 
 @pytest.fixture(scope="session")
