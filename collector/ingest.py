@@ -190,13 +190,14 @@ def _layout_ref(conn: sqlite3.Connection, cache: dict[str, Any], body: str, dige
         row = conn.execute("SELECT ref FROM layouts WHERE digest=?", (digest,)).fetchone()
         if row is None:
             # Another writer inserting the same layout meanwhile: nothing here, its row below.
-            row = conn.execute(
-                "INSERT INTO layouts(digest, body) VALUES (?,?)"
-                " ON CONFLICT(digest) DO NOTHING RETURNING ref",
-                (digest, body),
-            ).fetchone() or conn.execute(
-                "SELECT ref FROM layouts WHERE digest=?", (digest,)
-            ).fetchone()
+            row = (
+                conn.execute(
+                    "INSERT INTO layouts(digest, body) VALUES (?,?)"
+                    " ON CONFLICT(digest) DO NOTHING RETURNING ref",
+                    (digest, body),
+                ).fetchone()
+                or conn.execute("SELECT ref FROM layouts WHERE digest=?", (digest,)).fetchone()
+            )
         ref = row[0]
         if len(layouts) > 100_000:
             layouts.clear()
