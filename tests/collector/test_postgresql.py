@@ -197,3 +197,22 @@ def test_a_report_acknowledged_on_postgresql_survives_sigkill(
     assert len(rows) == len(stored)  # none twice
     missing = {k: v for k, v in acked.items() if stored.get(k) != v}
     assert missing == {}  # every acknowledged report, with the id that was acknowledged
+
+
+def test_the_password_can_come_as_a_systemd_credential(
+    pg_database: PgDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "pgpass").write_bytes(pg_database.passfile.read_bytes())
+    (creds / "pgpass").chmod(0o400)
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.pgpass to fall back on
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    cfg = from_dict({"store": {"url": pg_database.url}}, "collector.toml")
+    s = Store.for_config(cfg.store)
+    s.open()
+    try:
+        assert s.read_sync(lambda c: c.execute("SELECT current_user").fetchone()) == ("erpath",)
+    finally:
+        s.close()
