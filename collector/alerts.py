@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,9 @@ class AlertSender:
         instruments: Instruments,
         clock: Callable[[], float],
         retention_s: float,
+        *,
+        confirm: Callable[[], Awaitable[bool]] | None = None,
+        poll_s: float | None = None,
     ):
         self.store = store
         self.cfg = cfg
@@ -124,6 +127,10 @@ class AlertSender:
         self.clock = clock
         self.retention_s = retention_s
         self.receivers = receivers(cfg)
+        # Asked before each batch goes out: does this replica still lead?  (collector/leader.py)
+        self.confirm = confirm
+        # With several replicas a change made by another one pokes nobody here: look this often.
+        self.poll_s = poll_s
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -153,12 +160,14 @@ class AlertSender:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None  # stopped, not dead: a replica that leads again starts it anew
         if self._session:
             await self._session.close()
+            self._session = None
 
     def _body(self, r: Receiver, rows: list[tuple[Any, ...]], now_s: float) -> Any:
         alerts = []
-        for fp, labels, notes, starts_s, ends_s, *_ in rows:
+        for fp, labels, notes, starts_s, ends_s, version, *_ in rows:
             ann = json.loads(notes)
             if r.kind == "alertmanager":
                 # A firing alert's endsAt lies a few re-sends ahead: if the collector
@@ -182,6 +191,9 @@ class AlertSender:
                         "annotations": ann,
                         "startsAt": iso(starts_s),
                         "endsAt": iso(ends_s),
+                        # (fingerprint, version) names one state change: a receiver can drop
+                        # the rare second copy (see docs/collector.md, several collectors).
+                        "version": version,
                     }
                 )
         return alerts if r.kind == "alertmanager" else webhook.payload(alerts)
@@ -194,6 +206,8 @@ class AlertSender:
         )
         if not rows:
             return True
+        if self.confirm is not None and not await self.confirm():
+            return True  # no longer the leader: send nothing; the new leader reads the receipts
         assert self._session is not None
         try:
             async with self._session.post(r.url, json=self._body(r, rows, now_s)) as resp:
@@ -214,7 +228,12 @@ class AlertSender:
                 r.backoff_s,
             )
             return False
-        await self.store.write(mark_sent, r.name, [(row[0], row[5]) for row in rows], now_s)
+        # Acknowledged: record it even if this task is being stopped (leadership lost), so
+        # the next leader does not send it again.  Only a death between the receiver's 2xx
+        # and this commit re-sends it (at least once, never lost).
+        await asyncio.shield(
+            self.store.write(mark_sent, r.name, [(row[0], row[5]) for row in rows], now_s)
+        )
         r.backoff_s = 0.0
         r.next_attempt_s = 0.0
         r.last_error = None
@@ -222,7 +241,7 @@ class AlertSender:
         return len(rows) < MAX_BATCH
 
     async def _run(self) -> None:
-        tick_s = min(self.cfg.resend_interval_s / 4, 5.0)
+        tick_s = min(self.cfg.resend_interval_s / 4, 5.0, self.poll_s or 5.0)
         while True:
             self._wake.clear()
             now_s = self.clock()

@@ -4,6 +4,11 @@
 sender, evaluator, pruning — and tears them down in reverse, after aiohttp
 let in-flight requests finish.  The store closes last and drains its writer
 queue first, so nothing acknowledged is lost.
+
+Alert delivery, evaluation and pruning are the leader's duties
+(collector/leader.py): on SQLite the one process always leads and they start
+with it; on PostgreSQL they run only while this replica holds the lock, and
+stop the moment it does not.  Every replica takes reports and serves reads.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from collector import auth, evaluate, retention, routes
 from collector.alertrules import Links
@@ -39,6 +44,7 @@ from collector.keys import (
     HEALTH,
     INGEST_SETTINGS,
     INSTRUMENTS,
+    LEADERSHIP,
     LIMITER,
     READ_TOKEN,
     REGISTRY,
@@ -48,6 +54,7 @@ from collector.keys import (
     WORKERS,
     Health,
 )
+from collector.leader import Leadership
 from collector.metrics import Instruments, StoreCollector
 from collector.middlewares import problems
 from collector.ratelimit import Admission, PerKey, RateLimiter
@@ -147,7 +154,14 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def evaluate_now(app: web.Application) -> evaluate.EvalOutcome:
-    out = await evaluate.run(app[STORE], app[CLOCK](), app[EVAL_SETTINGS])
+    """`evaluate.run` with the leader's check between the pairing (a read) and its write:
+    a replica that lost the lock writes nothing, so two never judge the same state."""
+    store, now_s, settings = app[STORE], app[CLOCK](), app[EVAL_SETTINGS]
+    cache = store.read_cache.setdefault("facts", evaluate.FactsCache())
+    found = await store.read_internal(evaluate.find, settings, cache)
+    if not await app[LEADERSHIP].confirm():
+        return evaluate.EvalOutcome()
+    out = await store.write(evaluate.apply, now_s, settings, found)
     if out.alerts_changed:
         app[ALERT_SENDER].poke()
     return out
@@ -184,6 +198,52 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
         app[WORKERS],
     ):
         yield
+
+
+# What only the leader does, in start order: alert delivery, evaluation, pruning.
+LEADER_DUTIES = (_alerts_ctx, _evaluator_ctx, _retention_ctx)
+
+
+@contextlib.asynccontextmanager
+async def _duties(app: web.Application) -> AsyncIterator[None]:
+    async with contextlib.AsyncExitStack() as stack:
+        for duty in LEADER_DUTIES:
+            await stack.enter_async_context(contextlib.asynccontextmanager(duty)(app))
+        yield
+
+
+async def _lead(app: web.Application) -> None:
+    """Run the leader's duties while this replica leads; stop them the moment it does not."""
+    leadership = app[LEADERSHIP]
+    while True:
+        await leadership.won.wait()
+        try:
+            async with _duties(app):
+                await leadership.lost.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a duty that cannot start (the database went away): retry
+            log.exception("the leader's duties failed to start")
+            await asyncio.sleep(leadership.retry_s)
+
+
+async def _leadership_ctx(app: web.Application) -> AsyncIterator[None]:
+    """On SQLite the one process leads: its duties start with it, as they always did.
+    On PostgreSQL the replicas elect one (collector/leader.py); this one tries at once."""
+    leadership = app[LEADERSHIP]
+    if not leadership.shared:
+        async with _duties(app):
+            yield
+        return
+    await leadership.attempt()
+    try:
+        async with (
+            _task(leadership.run(), "erpath-leadership", app[WORKERS]),
+            _task(_lead(app), "erpath-leader-duties", app[WORKERS]),
+        ):
+            yield
+    finally:
+        await leadership.close()
 
 
 def dead_worker(app: web.Application) -> str | None:
@@ -267,8 +327,23 @@ def create_app(
     app[ADDRESS_LIMITER] = RateLimiter(
         config.ingest.failed_auth_per_address_per_s, config.ingest.failed_auth_burst_per_address
     )
+    # Several replicas on one PostgreSQL elect the one that evaluates and delivers alerts.
+    leadership = Leadership(store.lock_session if store.dialect == "postgresql" else None)
+    app[LEADERSHIP] = leadership
+    Gauge(
+        "erpath_collector_leader",
+        "1 on the collector replica that evaluates and delivers alerts (always, on SQLite).",
+        registry=registry,
+    ).set_function(lambda: 1.0 if leadership.leading else 0.0)
     app[ALERT_SENDER] = AlertSender(
-        store, config.alerts, instruments, clock, config.store.alerts_retention_days * DAY_S
+        store,
+        config.alerts,
+        instruments,
+        clock,
+        config.store.alerts_retention_days * DAY_S,
+        confirm=leadership.confirm,
+        # Another replica's ingest fires alerts without poking this one: look every second.
+        poll_s=1.0 if leadership.shared else None,
     )
     app[EVALUATE_SOON] = asyncio.Event()
     app[INGEST_SETTINGS] = Settings(
@@ -297,9 +372,7 @@ def create_app(
             _decoder_ctx,
             _store_ctx,
             _tokens_ctx,
-            _alerts_ctx,
-            _evaluator_ctx,
-            _retention_ctx,
+            _leadership_ctx,
             _supervisor_ctx,
         ]
     )

@@ -15,6 +15,7 @@ from collector.auth import TokenBook
 from collector.config import Config
 from collector.evaluate import EvalSettings
 from collector.ingest import Settings
+from collector.leader import Leadership
 from collector.metrics import Instruments, StoreCollector
 from collector.ratelimit import Admission, PerKey, RateLimiter
 from collector.store import Store
@@ -33,6 +34,8 @@ EVALUATE_SOON = web.AppKey("evaluate_soon", asyncio.Event)
 INGEST_SETTINGS = web.AppKey("ingest_settings", Settings)
 EVAL_SETTINGS = web.AppKey("eval_settings", EvalSettings)
 STORE_COLLECTOR = web.AppKey("store_collector", StoreCollector)
+# Whether this replica evaluates and delivers alerts (always, on SQLite).
+LEADERSHIP = web.AppKey("leadership", Leadership)
 
 
 @dataclass(slots=True)

@@ -483,13 +483,24 @@ def render_families(fams: list[Family]) -> str:
     return "".join(out)
 
 
-def render(registry: CollectorRegistry, collector: StoreCollector | None) -> bytes:
+# What a scrape asks for: everything, the stored state only (the same from every replica on
+# one database), or this process's own instruments only (see docs/collector.md).
+SCOPES = ("all", "state", "process")
+
+
+def render(
+    registry: CollectorRegistry, collector: StoreCollector | None, scope: str = "all"
+) -> bytes:
     """The /metrics body: the registry's own metrics plus the store families, rendered fast."""
     if collector is None:
         return generate_latest(registry)
-    _rendering.active = True
-    try:
-        head = generate_latest(registry)
-    finally:
-        _rendering.active = False
+    head = b""
+    if scope != "state":
+        _rendering.active = True
+        try:
+            head = generate_latest(registry)
+        finally:
+            _rendering.active = False
+    if scope == "process":
+        return head
     return head + render_families(collector.snapshot_families()).encode()

@@ -415,15 +415,41 @@ def document() -> dict[str, Any]:
             },
             "/readyz": {
                 "get": {
-                    "summary": "The store answers",
-                    "responses": {"200": _ok("ready", obj), "503": _problem("not ready")},
+                    "summary": "The store answers (readiness does not depend on leading)",
+                    "responses": {
+                        "200": _ok(
+                            "ready",
+                            {
+                                "type": "object",
+                                "required": ["status", "leader"],
+                                "properties": {
+                                    "status": {"const": "ready"},
+                                    "leader": {
+                                        "type": "boolean",
+                                        "description": "this replica evaluates and delivers"
+                                        " alerts (always true on SQLite)",
+                                    },
+                                },
+                            },
+                        ),
+                        "503": _problem("not ready"),
+                    },
                 }
             },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus exposition",
                     "security": [{"readToken": []}],
+                    "parameters": [
+                        _q(
+                            "scope",
+                            "all (default); state: the series read from the database, the"
+                            " same from every replica; process: this process's own",
+                            enum=["all", "state", "process"],
+                        )
+                    ],
                     "responses": {
+                        "400": _problem("unknown scope"),
                         "401": UNAUTHORIZED_READ,
                         "200": {
                             "description": "text format 0.0.4",

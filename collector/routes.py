@@ -31,6 +31,7 @@ from collector.keys import (
     EVALUATE_SOON,
     INGEST_SETTINGS,
     INSTRUMENTS,
+    LEADERSHIP,
     LIMITER,
     READ_TOKEN,
     REGISTRY,
@@ -781,6 +782,8 @@ def _ping(conn: Any) -> int:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready while the database answers.  `leader` says whether this replica evaluates and
+    delivers alerts; readiness does not depend on it: every replica takes reports."""
     store = request.app[STORE]
     if not store.writer_alive:
         raise Problem(503, "unavailable", "Service Unavailable", "the store is not open")
@@ -790,13 +793,22 @@ async def readyz(request: web.Request) -> web.Response:
         raise Problem(
             503, "unavailable", "Service Unavailable", f"the store does not answer ({exc})"
         ) from None
-    return _json({"status": "ready"})
+    return _json({"status": "ready", "leader": request.app[LEADERSHIP].leading})
 
 
 async def metrics(request: web.Request) -> web.Response:
     _require_reader(request)
     app = request.app
-    body = await app[STORE].offload(exposition.render, app[REGISTRY], app[STORE_COLLECTOR])
+    scope = request.query.get("scope", "all")
+    if scope not in exposition.SCOPES:
+        raise Problem(
+            400,
+            "bad-query",
+            "Bad Request",
+            f"scope={scope!r}",
+            errors=[{"field": "query/scope", "message": "must be all, state or process"}],
+        )
+    body = await app[STORE].offload(exposition.render, app[REGISTRY], app[STORE_COLLECTOR], scope)
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_TYPE})
 
 
