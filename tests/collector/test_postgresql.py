@@ -216,3 +216,46 @@ def test_the_password_can_come_as_a_systemd_credential(
         assert s.read_sync(lambda c: c.execute("SELECT current_user").fetchone()) == ("erpath",)
     finally:
         s.close()
+
+
+def test_a_deadlock_between_two_writers_is_retried_not_surfaced(pg_database: PgDatabase) -> None:
+    """Two writer connections lock two rows in opposite orders: PostgreSQL kills one
+    transaction's statement; the store rolls that job back to its savepoint and runs it
+    again, so both callers see success and both updates are stored."""
+    s = Store(pg_database.url, passfile=str(pg_database.passfile), writers=2)
+    s.open()
+    try:
+        for name in ("one", "two"):
+            s.write_sync(
+                lambda c, n: c.execute(
+                    "INSERT INTO sites(name, facts, from_agent, updated_s) VALUES (?, '{}', '', 0)",
+                    (n,),
+                ),
+                name,
+            )
+        first_locked, second_locked = threading.Event(), threading.Event()
+        runs: list[str] = []
+
+        def lock_both(conn, me: str, mine: threading.Event, theirs: threading.Event, order):
+            runs.append(me)
+            conn.execute(
+                "UPDATE sites SET from_agent = from_agent || ? WHERE name = ?", (me, order[0])
+            )
+            mine.set()
+            assert theirs.wait(30)
+            conn.execute(
+                "UPDATE sites SET from_agent = from_agent || ? WHERE name = ?", (me, order[1])
+            )
+
+        a = s.submit(lock_both, "a", first_locked, second_locked, ("one", "two"))
+        assert first_locked.wait(30)  # a's writer holds row one: b goes to the other writer
+        b = s.submit(lock_both, "b", second_locked, first_locked, ("two", "one"))
+        a.result(60)
+        b.result(60)
+        assert len(runs) == 3  # one of them ran twice
+        rows = dict(
+            s.read_sync(lambda c: c.execute("SELECT name, from_agent FROM sites").fetchall())
+        )
+        assert sorted(rows["one"]) == sorted(rows["two"]) == ["a", "b"]
+    finally:
+        s.close()
