@@ -611,7 +611,7 @@ class Store:
                 if job.future.running() or job.future.set_running_or_notify_cancel():
                     job.future.set_exception(exc)
 
-    def _run_job(self, conn: Any, job: _Job) -> tuple[bool, Any]:
+    def _run_job(self, conn: Any, job: _Job, retries: int = RETRIES) -> tuple[bool, Any]:
         """One job in its own savepoint; a lost race runs it again, other errors are its own."""
         attempt = 0
         while True:
@@ -627,7 +627,7 @@ class Store:
                 # (SQLite): a cached id (a layout's) would now name another row.
                 self.cache.clear()
                 attempt += 1
-                if attempt > RETRIES or not self._db.retryable(exc):
+                if attempt > retries or not self._db.retryable(exc):
                     return False, exc
                 log.info("write job lost a race (%s); running it again", exc)
 
@@ -635,13 +635,27 @@ class Store:
         # A job whose caller went away (its future cancelled) is skipped; the others can no
         # longer be cancelled, so setting their results below cannot raise and kill this thread.
         batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
-        if not batch:
-            return
+        while batch:
+            batch = self._run_transaction(conn, batch)
+
+    def _run_transaction(self, conn: Any, batch: list[_Job]) -> list[_Job]:
+        """The jobs in one transaction; return those left for the next one.
+
+        A job after the first that loses a race (PostgreSQL: a deadlock with another
+        writer or replica over shared rows, a site's or a layout's) is not run again
+        here: this transaction still holds the rows of the jobs before it, which is
+        what the other waits for, so the same deadlock would come back at each try.
+        Those jobs commit, and the loser leads the next transaction, holding nothing."""
         outcomes: list[tuple[bool, Any]] = []
+        rest: list[_Job] = []
         try:
             self._db.begin(conn)
-            for job in batch:
-                outcomes.append(self._run_job(conn, job))
+            for i, job in enumerate(batch):
+                ok, value = self._run_job(conn, job, RETRIES if i == 0 else 0)
+                if not ok and i > 0 and self._db.retryable(value):
+                    rest = batch[i:]
+                    break
+                outcomes.append((ok, value))
             conn.execute("COMMIT")
         except BaseException as exc:  # commit failed (disk full, I/O): nobody is acknowledged
             log.error("write transaction failed: %s", exc)
@@ -650,12 +664,13 @@ class Store:
             self.cache.clear()
             for job in batch:
                 job.future.set_exception(StoreError(f"write failed: {exc}"))
-            return
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            return []
+        for job, (ok, value) in zip(batch, outcomes, strict=False):
             if ok:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
+        return rest
 
     def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         if self.closed:
