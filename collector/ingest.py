@@ -369,13 +369,21 @@ def _site_facts(
     flapped, and asymmetry came and went with them.  Now the site keeps the
     facts it had, and the conflict is shown (`GET /api/v1/agents`
     `site_facts_conflict`) until the configs agree.
+
+    Facts rarely change, and every report carries them: a row is written only when
+    they do (updated_s is when they last changed), and a site that has them already
+    needs no decision.
     """
     conn.execute(
         "INSERT INTO agent_site_facts(agent_ref, site, facts, updated_s) VALUES (?,?,?,?)"
         " ON CONFLICT(agent_ref) DO UPDATE SET site=excluded.site, facts=excluded.facts,"
-        " updated_s=excluded.updated_s",
+        " updated_s=excluded.updated_s"
+        " WHERE agent_site_facts.site<>excluded.site OR agent_site_facts.facts<>excluded.facts",
         (agent_ref, site, facts, received_s),
     )
+    row = conn.execute("SELECT facts FROM sites WHERE name=?", (site,)).fetchone()
+    if row is not None and row[0] == facts:
+        return
     if site_facts_conflict(conn, agent_ref, site, facts):
         return
     conn.execute(
@@ -697,6 +705,11 @@ def _refusals(
     out: Outcome,
 ) -> None:
     """Count the targets refused by the cap; an event when refusing starts."""
+    if not refused:  # every report but a capped agent's: no read, and a write only when it was
+        conn.execute(
+            "UPDATE agents SET targets_refused=0 WHERE ref=? AND targets_refused<>0", (agent_ref,)
+        )
+        return
     (before,) = conn.execute(
         "SELECT targets_refused FROM agents WHERE ref=?", (agent_ref,)
     ).fetchone()

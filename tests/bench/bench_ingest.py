@@ -234,10 +234,10 @@ def rss_mib(pid: int) -> float:
 # Run in the collector's process by `--profile`: every thread (event loop, writer,
 # decoders) gets its own cProfile, merged into one pstats file at exit.
 _PROFILED = """
-import atexit, cProfile, sys, threading
+import atexit, cProfile, sys, threading, time
 profiles = []
 def hook(frame, event, arg):
-    p = cProfile.Profile()
+    p = cProfile.Profile(time.thread_time)  # CPU time: waits for the GIL are not work
     profiles.append(p)
     p.enable()  # replaces this hook in this thread
 threading.setprofile(hook)
@@ -253,7 +253,7 @@ def dump():
     if stats is not None:
         stats.dump_stats(sys.argv[1])
 atexit.register(dump)
-main_profile = cProfile.Profile()
+main_profile = cProfile.Profile(time.thread_time)
 profiles.append(main_profile)
 main_profile.enable()
 from collector.cli import main
