@@ -20,7 +20,8 @@ receipt in the database.  Everything else runs on.
 Checked afterwards: every acknowledged report stored once with its id, none
 twice; each alert state change acknowledged by the webhook exactly once, and
 the last state of every alert among them; Alertmanager's active alerts equal
-the firing ones in the database; the other replica leads within 10 s.
+the firing ones in the database; the other replica leads within 10 s; the
+killed one, started again, follows, and both give the same stored-state series.
 """
 
 from __future__ import annotations
@@ -317,6 +318,17 @@ def test_two_replicas_kill_9_of_the_leader(pg_cluster, tmp_path):
                 return firing == shown and len(firing) > 0
 
             await _eventually(am_matches, "Alertmanager shows exactly the firing alerts")
+
+            # The killed replica comes back as a follower, and the stored state's series are
+            # the same from both (Prometheus scrapes them once, through the load balancer).
+            await asyncio.to_thread(leader.start)
+            assert await asyncio.to_thread(leader.leads) is False
+            assert await asyncio.to_thread(survivor.leads) is True
+            scrapes = [
+                await asyncio.to_thread(r.request, "GET", "/metrics?scope=state") for r in replicas
+            ]
+            assert [status for status, _, _ in scrapes] == [200, 200]
+            assert scrapes[0][2] == scrapes[1][2] and b"erpath_path_info{" in scrapes[0][2]
         finally:
             for r in replicas:
                 r.kill()
