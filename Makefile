@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the lab and the tests use (installed when running as root).
 DEB_PACKAGES := iproute2 nftables traceroute scamper dnsutils openssl procps systemd \
-                prometheus prometheus-alertmanager prometheus-pushgateway time postgresql
+                prometheus prometheus-alertmanager prometheus-pushgateway time postgresql haproxy
 PYTEST_ARGS ?=
 
 .PHONY: test demo demo-down lab-up lab-down venv debs lint
