@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent import report_codec
-from agent.report import Report, to_dict
+from agent.report import Report, SiteFacts, to_dict
 from collector import alertrules, dialect, journal, preference, redundancy, routefilter
 from collector.alertrules import Links
 from collector.state import (
@@ -214,6 +214,45 @@ PATH_COLUMNS = (
 )
 
 
+# A path's address and evidence lists are the same text report after report: each
+# text is parsed (and each list written) once, not 30 times per report.  Pure
+# functions of their argument, so any writer may share them; bounded, emptied when full.
+_LIST_MEMO_MAX = 65536
+_PARSED: dict[str, tuple[str, ...]] = {}
+_WRITTEN: dict[tuple[str, ...], str] = {}
+
+
+def _parsed_list(text: str) -> tuple[str, ...]:
+    found = _PARSED.get(text)
+    if found is None:
+        if len(_PARSED) >= _LIST_MEMO_MAX:
+            _PARSED.clear()
+        found = _PARSED[text] = tuple(json.loads(text))
+    return found
+
+
+def _written_list(items: tuple[str, ...]) -> str:
+    found = _WRITTEN.get(items)
+    if found is None:
+        if len(_WRITTEN) >= _LIST_MEMO_MAX:
+            _WRITTEN.clear()
+        found = _WRITTEN[items] = json.dumps(list(items))
+    return found
+
+
+_FACTS_TEXT: dict[SiteFacts, str] = {}
+
+
+def _facts_text(facts: SiteFacts) -> str:
+    """The site facts as stored and compared (the same text for the same facts)."""
+    found = _FACTS_TEXT.get(facts)
+    if found is None:
+        if len(_FACTS_TEXT) >= 4096:
+            _FACTS_TEXT.clear()
+        found = _FACTS_TEXT[facts] = json.dumps(to_dict(facts))
+    return found
+
+
 def state_from_row(row: tuple[Any, ...]) -> PathState:
     (
         target,
@@ -255,9 +294,9 @@ def state_from_row(row: tuple[Any, ...]) -> PathState:
         last_received_s=last_received_s,
         link=link,
         address=address,
-        addresses=tuple(json.loads(addresses)),
+        addresses=_parsed_list(addresses),
         signature=sig,
-        evidence=tuple(json.loads(evidence)),
+        evidence=_parsed_list(evidence),
         expected=expected,
         matches_expected=None if matches is None else bool(matches),
         connect_s=connect_s,
@@ -292,9 +331,9 @@ def _row_from_state(agent_ref: int, s: PathState) -> tuple[Any, ...]:
         s.link,
         s.key.egress,
         s.address,
-        json.dumps(list(s.addresses)),
+        _written_list(s.addresses),
         s.signature,
-        json.dumps(list(s.evidence)),
+        _written_list(s.evidence),
         s.expected,
         None if s.matches_expected is None else int(s.matches_expected),
         s.connect_s,
@@ -542,7 +581,7 @@ def apply(
         ),
     )
     if r.site.circuits or r.site.internet_edges:
-        _site_facts(conn, agent_ref, a.id, a.site, json.dumps(to_dict(r.site)), received_s)
+        _site_facts(conn, agent_ref, a.id, a.site, _facts_text(r.site), received_s)
 
     firing_alerts = [
         (fp, name, target, json.loads(labels))
