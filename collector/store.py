@@ -426,16 +426,25 @@ class PerThreadCache(MutableMapping[str, Any]):
     """A dict per writer thread, behind one object the callers pass to write jobs.
 
     Several writers (PostgreSQL) must not share cached row ids: one writer's
-    uncommitted (or rolled-back) row is not another's to use.
+    uncommitted (or rolled-back) row is not another's to use.  Removing a key
+    (`pop`, `del`, `clear`), from any thread, empties every thread's dict: a
+    prune on one writer deletes rows another writer may have cached.  Each
+    dict also goes after `max_age_s`: a row another replica's prune deleted
+    was unused for far longer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_age_s: float = 3600.0) -> None:
         self._local = threading.local()
+        self._generation = 0
+        self.max_age_s = max_age_s
 
     def _mine(self) -> dict[str, Any]:
-        d = getattr(self._local, "d", None)
-        if d is None:
-            d = self._local.d = {}
+        local = self._local
+        d = getattr(local, "d", None)
+        now = time.monotonic()
+        if d is None or local.generation != self._generation or now - local.born > self.max_age_s:
+            d = local.d = {}
+            local.generation, local.born = self._generation, now
         return d
 
     def __getitem__(self, key: str) -> Any:
@@ -445,7 +454,15 @@ class PerThreadCache(MutableMapping[str, Any]):
         self._mine()[key] = value
 
     def __delitem__(self, key: str) -> None:
-        del self._mine()[key]
+        self._generation += 1
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = self._mine().get(key, *default) if default else self._mine()[key]
+        self._generation += 1
+        return value
+
+    def clear(self) -> None:
+        self._generation += 1
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._mine())

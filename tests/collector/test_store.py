@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 
 import pytest
 
@@ -211,3 +212,24 @@ def test_upgrade_drops_link_only_flips_and_keeps_real_ones_firing(tmp_path):
         assert s.read_sync(queries.paths, {"target": "b"})[0]["flip_origin"] is None
     finally:
         s.close()
+
+
+def test_writer_caches_are_per_thread_and_a_removal_empties_them_all():
+    """PostgreSQL's writers cache row ids each for itself; a prune on one (it pops the
+    layouts) must not leave another writer holding a deleted layout's id."""
+    from collector.store import PerThreadCache
+
+    cache = PerThreadCache()
+    cache.setdefault("layouts", {})[b"digest"] = 7
+    seen: dict[str, object] = {}
+
+    def other_writer() -> None:
+        seen["own"] = dict(cache)  # nothing of the first thread's
+        cache.setdefault("layouts", {})[b"other"] = 8
+        cache.pop("layouts", None)  # a prune
+
+    t = threading.Thread(target=other_writer)
+    t.start()
+    t.join()
+    assert seen["own"] == {}
+    assert dict(cache) == {}
