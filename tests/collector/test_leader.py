@@ -8,6 +8,7 @@ import asyncio
 from collector.keys import LEADERSHIP
 from collector.leader import Leadership
 from collector.store import Store
+from tests.pgcluster import ROLE
 
 from .reports import er, simple
 
@@ -95,3 +96,79 @@ async def test_metrics_scopes_split_stored_state_from_this_process(start_collect
     assert not families(state) & families(process)
     bad = await c.client.get("/metrics", params={"scope": "leader"})
     assert bad.status == 400 and "scope" in await bad.text()
+
+
+class FreezableProxy:
+    """A TCP relay to PostgreSQL that can stop relaying without closing anything: what a
+    network partition looks like to both ends."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        while data := await src.read(65536):
+            await self.flowing.wait()
+            dst.write(data)
+            await dst.drain()
+        dst.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+        )
+
+    def cut(self) -> None:
+        """End the partition the hard way: close every connection (the server sees it)."""
+        for w in self.writers:
+            w.transport.abort()
+        self.flowing.set()
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_a_leader_cut_off_from_the_database_stops_within_its_check_timeout(
+    pg_cluster, pg_database, tmp_path
+):
+    proxy = FreezableProxy(pg_cluster.port)
+    port = await proxy.start()
+    passfile = tmp_path / "pgpass"  # the cluster's passfile names its own port only
+    passfile.write_text(f"127.0.0.1:{port}:*:{ROLE}:{pg_cluster.password}\n")
+    passfile.chmod(0o600)
+    url = pg_database.url.replace(f":{pg_cluster.port}/", f":{port}/")
+    cut_off = Leadership(Store(url, passfile=str(passfile)).lock_session, check_timeout_s=1.0)
+    direct = Store(pg_database.url, passfile=str(pg_database.passfile))
+    other = Leadership(direct.lock_session)
+    try:
+        assert await cut_off.attempt() and await cut_off.confirm()
+        proxy.flowing.clear()  # partition: nothing flows, nothing closes
+        assert not await cut_off.confirm()  # no answer within 1 s: no longer leads
+        assert not cut_off.leading and cut_off.lost.is_set()
+        assert "Timeout" in (cut_off.last_error or "")
+        # The server still holds the session, and the lock, until it learns the client
+        # is gone (its TCP keepalives, or here the connection's end): nobody else leads.
+        assert not await other.attempt()
+        proxy.cut()
+        await asyncio.wait_for(_until(other.attempt), 30)
+    finally:
+        await proxy.close()
+        await cut_off.close()
+        await other.close()
+
+
+async def _until(attempt) -> None:
+    while not await attempt():
+        await asyncio.sleep(0.1)
