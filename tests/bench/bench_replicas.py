@@ -9,7 +9,9 @@ processes, and one client process driving the same simulated agents as
 waits out a 503/429's Retry-After).  With two replicas agent i always goes to
 replica i mod 2, as a load balancer's round-robin spreads connections.  Each
 configuration gets a fresh database.  CPU is counted per report for the
-collectors together and for PostgreSQL's server processes.  Numbers go to
+collectors together and for PostgreSQL's server processes, after a warm-up
+(first contact of every agent) that is not measured; where the database's
+busy sessions wait is sampled.  Numbers go to
 BENCHMARKS.md ("Several collectors").
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -24,6 +27,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -76,7 +80,12 @@ def _tokens(url: str, passfile: str, agents: list[str]) -> dict[str, str]:
 
 
 def bench_postgresql(
-    cluster: PgCluster, replicas: int, n_agents: int, n_targets: int, duration_s: float
+    cluster: PgCluster,
+    replicas: int,
+    n_agents: int,
+    n_targets: int,
+    duration_s: float,
+    warmup_s: float = 5.0,
 ) -> dict[str, Any]:
     db = cluster.create_database()
     passfile = str(db.passfile)
@@ -111,19 +120,38 @@ def bench_postgresql(
                 ports.append(port)
             urls = [f"http://127.0.0.1:{p}/api/v1/reports" for p in ports]
 
-            def request(i: int, agent: str, seq: int):
+            seqs = dict.fromkeys(agents, 0)  # across the warm-up and the measured run
+
+            def request(i: int, agent: str, _seq: int):
                 head, mid, tail = templates[agent]
-                body = head + str(uuid.uuid4()).encode() + mid + str(seq).encode() + tail
+                seqs[agent] += 1
+                body = head + str(uuid.uuid4()).encode() + mid + str(seqs[agent]).encode() + tail
                 headers = {
                     "Authorization": f"Bearer {tokens[agent]}",
                     "Content-Type": "application/json",
                 }
                 return "POST", urls[i % replicas], body, headers
 
+            # First contact (200 agents, their sites and layouts inserted at once, each
+            # waiting on the others' unique keys) is not the steady state: not measured.
+            asyncio.run(drive(request, agents, warmup_s))
             server = _server_pids(cluster)
             collectors_before = _cpu_of([p.pid for p in procs])
             server_before = _cpu_of(server)
-            out["ingest"] = asyncio.run(drive(request, agents, duration_s))
+            waits: collections.Counter[str] = collections.Counter()
+            sampling = threading.Event()
+            sampler = threading.Thread(
+                target=_sample_waits, args=(db.url, passfile, waits, sampling), daemon=True
+            )
+            sampler.start()
+            try:
+                out["ingest"] = asyncio.run(drive(request, agents, duration_s))
+            finally:
+                sampling.set()
+                sampler.join()
+            # What the database's busy sessions were doing, sampled every 0.2 s: running
+            # (CPU), waiting for a row lock another transaction holds, for WAL flush …
+            out["backend_samples"] = dict(waits.most_common())
             done = max(out["ingest"]["requests"], 1)
             out["collector_cpu_ms_per_report"] = round(
                 (_cpu_of([p.pid for p in procs]) - collectors_before) * 1000 / done, 2
@@ -134,8 +162,39 @@ def bench_postgresql(
         finally:
             for proc in procs:
                 stop(proc)
+    out["deadlocks"], out["commits"] = _database_stats(db.url, passfile)
     cluster.drop_database(db.name)
     return out
+
+
+def _sample_waits(
+    url: str, passfile: str, waits: collections.Counter[str], done: threading.Event
+) -> None:
+    import psycopg
+
+    with psycopg.connect(url, passfile=passfile, autocommit=True) as conn:
+        while not done.wait(0.2):
+            for kind, event, query in conn.execute(
+                "SELECT coalesce(wait_event_type, 'CPU'), coalesce(wait_event, ''), query"
+                " FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall():
+                # A lock wait names the statement that waits (its first words).
+                what = " ".join(query.split()[:4]) if kind == "Lock" else ""
+                waits[":".join(x for x in (kind, event, what) if x)] += 1
+
+
+def _database_stats(url: str, passfile: str) -> tuple[int, int]:
+    """Deadlocks PostgreSQL broke in this database, and transactions committed."""
+    import psycopg
+
+    time.sleep(1.0)  # backends report their statistics within a second of ending
+    with psycopg.connect(url, passfile=passfile) as conn:
+        row = conn.execute(
+            "SELECT deadlocks, xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def _serve(cfg: Path) -> subprocess.Popen:
@@ -152,6 +211,7 @@ def main() -> int:
     p.add_argument("--agents", type=int, default=200)
     p.add_argument("--targets", type=int, default=30)
     p.add_argument("--duration-s", type=float, default=20.0)
+    p.add_argument("--warmup-s", type=float, default=5.0, help="PostgreSQL: not measured")
     p.add_argument("--replicas", type=int, nargs="*", default=[1, 2])
     p.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = p.parse_args()
@@ -164,7 +224,9 @@ def main() -> int:
     cluster.start()
     try:
         for n in args.replicas:
-            result = bench_postgresql(cluster, n, args.agents, args.targets, args.duration_s)
+            result = bench_postgresql(
+                cluster, n, args.agents, args.targets, args.duration_s, args.warmup_s
+            )
             print(json.dumps({f"postgresql_{n}": result}, indent=1), flush=True)
     finally:
         cluster.stop()
