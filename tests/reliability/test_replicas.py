@@ -324,11 +324,17 @@ def test_two_replicas_kill_9_of_the_leader(pg_cluster, tmp_path):
             await asyncio.to_thread(leader.start)
             assert await asyncio.to_thread(leader.leads) is False
             assert await asyncio.to_thread(survivor.leads) is True
-            scrapes = [
-                await asyncio.to_thread(r.request, "GET", "/metrics?scope=state") for r in replicas
-            ]
-            assert [status for status, _, _ in scrapes] == [200, 200]
-            assert scrapes[0][2] == scrapes[1][2] and b"erpath_path_info{" in scrapes[0][2]
+
+            async def same_state() -> bool:  # (an evaluation may land between two scrapes)
+                scrapes = [
+                    await asyncio.to_thread(r.request, "GET", "/metrics?scope=state")
+                    for r in replicas
+                ]
+                assert [status for status, _, _ in scrapes] == [200, 200]
+                assert b"erpath_path_info{" in scrapes[0][2]
+                return scrapes[0][2] == scrapes[1][2]
+
+            await _eventually(same_state, "the same stored-state series from both replicas")
         finally:
             for r in replicas:
                 r.kill()
