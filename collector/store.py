@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
@@ -369,6 +370,7 @@ MAX_BATCH = 256
 # A job that lost a race with another writer (PostgreSQL: deadlock, serialization
 # failure, a key another transaction inserted first) runs again this many times.
 RETRIES = 3
+RETRY_BACKOFF_S = 0.05  # the most a retry waits, times its attempt (random below it)
 
 
 class StoreError(RuntimeError):
@@ -647,6 +649,9 @@ class Store:
                 if attempt > retries or not self._db.retryable(exc):
                     return False, exc
                 log.info("write job lost a race (%s); running it again", exc)
+                # Not at once: the winner must get the rows this job just let go before
+                # it takes them again (else the same deadlock comes back at each try).
+                time.sleep(random.uniform(0.0, RETRY_BACKOFF_S * attempt))
 
     def _run_batch(self, conn: Any, batch: list[_Job]) -> None:
         # A job whose caller went away (its future cancelled) is skipped; the others can no

@@ -1,17 +1,15 @@
 """Collector fixtures: a config in a tmp dir, the app from the factory, tokens.
 
-A test module marked `pytestmark = pytest.mark.both_backends` runs each test
-that uses `backend` (through `start_collector`, `store_section` or
-`open_store`) twice: on SQLite and on PostgreSQL (a fresh database per test,
-copied from a migrated template, in one cluster per session).
+`start_collector` runs on the test's store backend (tests/pgfixture.py): a
+module marked `pytestmark = pytest.mark.both_backends` runs each test twice,
+on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -23,66 +21,8 @@ from collector import auth
 from collector.app import create_app
 from collector.config import Config, from_dict
 from collector.keys import STORE, TOKENS
-from collector.store import Store
 
 API = "/api/v1"
-BACKENDS = ("sqlite", "postgresql")
-_USED_DATABASES: list[str] = []
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "both_backends"
-    ):
-        metafunc.parametrize("backend", BACKENDS, indirect=True)
-
-
-@pytest.fixture
-def backend(request: pytest.FixtureRequest) -> str:
-    """The store's database: SQLite unless the module runs on both backends, or
-    ERPATH_STORE_BACKEND=postgresql runs every collector test on PostgreSQL."""
-    return getattr(request, "param", os.environ.get("ERPATH_STORE_BACKEND", "sqlite"))
-
-
-@pytest.fixture(scope="session")
-def pg_template(request: pytest.FixtureRequest) -> str:
-    """A database migrated to the current schema, copied for each test (faster than migrating)."""
-    cluster = request.getfixturevalue("pg_cluster")
-    db = cluster.create_database(name="erpath_migrated")
-    store = Store(db.url, passfile=str(db.passfile))
-    store.open()
-    store.close()
-    cluster.mark_template(db.name)
-    return db.name
-
-
-@pytest.fixture
-def store_section(backend: str, tmp_path: Any, request: pytest.FixtureRequest) -> dict[str, str]:
-    """The [store] section of this test's backend: a file, or a fresh PostgreSQL database."""
-    if backend == "sqlite":
-        return {"path": str(tmp_path / "collector.db")}
-    cluster = request.getfixturevalue("pg_cluster")
-    # The previous tests' databases go now, when their collectors have surely stopped (a
-    # finaliser here would run before the app using the database is torn down).
-    while _USED_DATABASES:
-        cluster.drop_database(_USED_DATABASES.pop())
-    db = cluster.create_database(template=request.getfixturevalue("pg_template"))
-    _USED_DATABASES.append(db.name)
-    return {"url": db.url, "passfile": str(db.passfile)}
-
-
-@pytest.fixture
-def open_store(store_section: dict[str, str]) -> Iterator[Store]:
-    """An open Store on this test's backend, closed after."""
-    s = Store(
-        store_section.get("url") or store_section["path"],
-        passfile=store_section.get("passfile", ""),
-    )
-    s.open()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def on_backend(cfg: Config, store_section: dict[str, str]) -> Config:

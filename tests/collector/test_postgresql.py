@@ -252,7 +252,7 @@ def test_a_deadlock_between_two_writers_is_retried_not_surfaced(pg_database: PgD
         b = s.submit(lock_both, "b", second_locked, first_locked, ("two", "one"))
         a.result(60)
         b.result(60)
-        assert len(runs) == 3  # one of them ran twice
+        assert len(runs) >= 3  # one of them ran again
         rows = dict(
             s.read_sync(lambda c: c.execute("SELECT name, from_agent FROM sites").fetchall())
         )
