@@ -14,7 +14,7 @@ from collector.alertrules import Links, fingerprint
 from collector.config import StoreConfig
 from collector.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
 
-from .reports import er, inet, report, result
+from .reports import SITE_FACTS, er, inet, report, result
 
 SETTINGS = ingest.Settings(2, Links("https://rb", "https://dash"), 30.0)
 DAY = 86400.0
@@ -233,3 +233,15 @@ def test_writer_caches_are_per_thread_and_a_removal_empties_them_all():
     t.join()
     assert seen["own"] == {}
     assert dict(cache) == {}
+
+
+def test_the_metrics_snapshot_lists_every_circuit_of_the_sites_facts(store):
+    """The one query whose SQL differs per dialect (JSON of the sites' facts)."""
+    _ingest(store, report("br-1", 1, [result("a", er())]), 1000.0)
+    _ingest(store, report("br-2", 1, [result("a", inet())], site="dub", facts={}), 1000.0)
+    snap = store.read_sync(queries.snapshot)
+    names = [c["name"] for c in SITE_FACTS["circuits"]]
+    assert sorted((site, circuit) for site, circuit, *_ in snap.circuits) == [
+        ("ams", n) for n in sorted(names)
+    ]
+    assert {(a[0], a[1]) for a in snap.agents} == {("br-1", "ams"), ("br-2", "dub")}
