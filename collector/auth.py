@@ -21,11 +21,11 @@ import hmac
 import logging
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from typing import get_args
 
 from agent.report import AgentRole
+from collector.dialect import Connection
 
 ROLES: tuple[str, ...] = get_args(AgentRole)
 
@@ -66,7 +66,7 @@ class Bearer:
 
 
 def add(
-    conn: sqlite3.Connection,
+    conn: Connection,
     agent_id: str,
     now_s: float,
     site: str | None = None,
@@ -89,7 +89,7 @@ def add(
     return token_id, token
 
 
-def revoke(conn: sqlite3.Connection, token_id: str, now_s: float) -> int:
+def revoke(conn: Connection, token_id: str, now_s: float) -> int:
     """Revoke one token by id, or every token of an agent when given an agent id."""
     cur = conn.execute(
         "UPDATE tokens SET revoked_s=? WHERE (id=? OR agent_id=?) AND revoked_s IS NULL",
@@ -111,7 +111,7 @@ class Mismatch(Exception):
 
 
 def require_active(
-    conn: sqlite3.Connection, token_id: str, site: str | None = None, role: str | None = None
+    conn: Connection, token_id: str, site: str | None = None, role: str | None = None
 ) -> None:
     """Raise Revoked unless the token is active *now*, in the caller's transaction;
     Mismatch unless it is bound to this site and role (an unbound one is bound here).
@@ -141,7 +141,7 @@ def require_active(
             raise Mismatch(field, bound, reported)
 
 
-def rows(conn: sqlite3.Connection) -> list[TokenRow]:
+def rows(conn: Connection) -> list[TokenRow]:
     return [
         TokenRow(*r)
         for r in conn.execute(
@@ -151,7 +151,7 @@ def rows(conn: sqlite3.Connection) -> list[TokenRow]:
     ]
 
 
-def _active(conn: sqlite3.Connection) -> dict[str, tuple[Bearer, bytes]]:
+def _active(conn: Connection) -> dict[str, tuple[Bearer, bytes]]:
     return {
         tid: (Bearer(agent, tid, site, role), dig)
         for tid, agent, dig, site, role in conn.execute(
@@ -169,7 +169,7 @@ class TokenBook:
     def __init__(self) -> None:
         self._tokens: dict[str, tuple[Bearer, bytes]] = {}
 
-    def load(self, conn: sqlite3.Connection) -> None:
+    def load(self, conn: Connection) -> None:
         self._tokens = _active(conn)
 
     def verify(self, token: str) -> str | None:

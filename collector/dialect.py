@@ -10,10 +10,18 @@ functions that need them ask `of(conn)`.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
+
+
+class Connection(Protocol):
+    """What the store's functions use of a connection: sqlite3's, or collector.postgres.PgConn."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
 
 
 def of(conn: Any) -> str:

@@ -9,10 +9,10 @@ Tokens are left alone: revoking is its own, deliberate step.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from collector import journal
+from collector.dialect import Connection
 
 # Tables with one or more rows per agent, keyed by its ref.
 _AGENT_TABLES = (
@@ -35,7 +35,7 @@ class Forgotten:
     site_forgotten: bool
 
 
-def forget(conn: sqlite3.Connection, agent: str, now_s: float) -> Forgotten | None:
+def forget(conn: Connection, agent: str, now_s: float) -> Forgotten | None:
     """Remove the agent; None when the collector knows no such agent."""
     row = conn.execute("SELECT ref, site FROM agents WHERE id=?", (agent,)).fetchone()
     if row is None:

@@ -9,15 +9,15 @@ compares it with what each receiver acknowledged.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from collector.alertrules import AlertSpec
+from collector.dialect import Connection
 
 
 def add_event(
-    conn: sqlite3.Connection,
+    conn: Connection,
     at_s: float,
     kind: str,
     severity: str,
@@ -53,7 +53,7 @@ def add_event(
     return int(cur.fetchone()[0])
 
 
-def fire(conn: sqlite3.Connection, spec: AlertSpec, now_s: float) -> bool:
+def fire(conn: Connection, spec: AlertSpec, now_s: float) -> bool:
     """Make the alert firing (or refresh its annotations); True when receivers must hear."""
     fp = spec.fingerprint
     annotations = json.dumps(spec.annotations, sort_keys=True)
@@ -95,7 +95,7 @@ def fire(conn: sqlite3.Connection, spec: AlertSpec, now_s: float) -> bool:
     return False
 
 
-def resolve(conn: sqlite3.Connection, fingerprint: str, now_s: float) -> bool:
+def resolve(conn: Connection, fingerprint: str, now_s: float) -> bool:
     cur = conn.execute(
         "UPDATE alerts SET ends_s=?, version=version+1, updated_s=? WHERE fingerprint=? AND ends_s IS NULL",
         (now_s, now_s, fingerprint),
@@ -103,9 +103,7 @@ def resolve(conn: sqlite3.Connection, fingerprint: str, now_s: float) -> bool:
     return cur.rowcount > 0
 
 
-def firing(
-    conn: sqlite3.Connection, alertname: str, **scope: str
-) -> list[tuple[str, dict[str, str]]]:
+def firing(conn: Connection, alertname: str, **scope: str) -> list[tuple[str, dict[str, str]]]:
     """(fingerprint, labels) of firing alerts of one name, narrowed by site/agent/target."""
     sql = "SELECT fingerprint, labels FROM alerts WHERE alertname=? AND ends_s IS NULL"
     args: list[Any] = [alertname]

@@ -7,7 +7,6 @@ Times go out as RFC 3339 UTC strings next to their Unix seconds.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector import dialect
+from collector.dialect import Connection
 from collector.ingest import (
     PATH_COLUMNS,
     decode,
@@ -47,7 +47,7 @@ def _after(where: str, args: list[Any], clause: str, after: tuple[Any, ...] | No
     return (where + " AND " if where else " WHERE ") + clause
 
 
-def _route_filters(conn: sqlite3.Connection, agent_ref: int) -> list[dict[str, Any]]:
+def _route_filters(conn: Connection, agent_ref: int) -> list[dict[str, Any]]:
     row = conn.execute(
         "SELECT facts FROM agent_site_facts WHERE agent_ref=?", (agent_ref,)
     ).fetchone()
@@ -64,7 +64,7 @@ def _route_filters(conn: sqlite3.Connection, agent_ref: int) -> list[dict[str, A
 
 
 def agents(
-    conn: sqlite3.Connection,
+    conn: Connection,
     filters: dict[str, Any],
     limit: int = -1,
     after: tuple[Any, ...] | None = None,
@@ -136,7 +136,7 @@ def agents(
 
 
 def paths(
-    conn: sqlite3.Connection,
+    conn: Connection,
     filters: dict[str, Any],
     limit: int = -1,
     after: tuple[Any, ...] | None = None,
@@ -199,7 +199,7 @@ def paths(
     return out
 
 
-def events(conn: sqlite3.Connection, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+def events(conn: Connection, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     where, args = _where(
         filters, {"site": "site", "agent": "agent", "target": "target", "kind": "kind"}
     )
@@ -254,7 +254,7 @@ def events(conn: sqlite3.Connection, filters: dict[str, Any], limit: int) -> lis
 
 
 def alerts(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now_s: float,
     recent_s: float,
     state: str | None,
@@ -299,7 +299,7 @@ def alerts(
     return out
 
 
-def observations(conn: sqlite3.Connection, agent: str, limit: int = 100) -> list[dict[str, Any]]:
+def observations(conn: Connection, agent: str, limit: int = 100) -> list[dict[str, Any]]:
     """An agent's stored observation rows, newest first (history, decoded)."""
     out = []
     for seq, report_id, received_s, layout, times in conn.execute(
@@ -319,7 +319,7 @@ def observations(conn: sqlite3.Connection, agent: str, limit: int = 100) -> list
     return out
 
 
-def traces(conn: sqlite3.Connection, agent: str, target: str) -> list[dict[str, Any]]:
+def traces(conn: Connection, agent: str, target: str) -> list[dict[str, Any]]:
     """Both families' traces of a target, in report order; each says its family."""
     return [
         {
@@ -380,7 +380,7 @@ FROM sites s
 """
 
 
-def snapshot(conn: sqlite3.Connection) -> Snapshot:
+def snapshot(conn: Connection) -> Snapshot:
     return Snapshot(
         agents=conn.execute(
             "SELECT id, site, role, last_seen_s, silent, cycle_s, spool_reports,"

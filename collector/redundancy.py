@@ -19,13 +19,13 @@ per agent and the streak in the store, inside the ingest transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.report import Report
 from collector import alertrules, journal
 from collector.alertrules import Links
+from collector.dialect import Connection
 
 # Flows with a known link that a single-link verdict needs (MDA-lite, 95 %).
 MIN_FLOWS = 6
@@ -108,7 +108,7 @@ def evidence(
     return lines
 
 
-def _site_flows(conn: sqlite3.Connection, site: str, circuit: str) -> list[tuple[str, Flows]]:
+def _site_flows(conn: Connection, site: str, circuit: str) -> list[tuple[str, Flows]]:
     return [
         (agent, Flows(p, s))
         for agent, p, s in conn.execute(
@@ -120,7 +120,7 @@ def _site_flows(conn: sqlite3.Connection, site: str, circuit: str) -> list[tuple
 
 
 def observe(
-    conn: sqlite3.Connection,
+    conn: Connection,
     site: str,
     agent_ref: int,
     report: Report,

@@ -21,12 +21,12 @@ observation commit together).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from collector import dialect
 from collector.config import StoreConfig
+from collector.dialect import Connection
 
 DAY_S = 86400.0
 CHUNK_ROWS = 50_000
@@ -51,7 +51,7 @@ class Pruned:
         )
 
 
-def _first_rowid_at_or_after(conn: sqlite3.Connection, cutoff_s: float) -> int | None:
+def _first_rowid_at_or_after(conn: Connection, cutoff_s: float) -> int | None:
     """The rowid (id) below which every observation is older than the cut-off."""
     rid = dialect.observation_id(conn)
     lo, hi = conn.execute(f"SELECT min({rid}), max({rid}) FROM observations").fetchone()
@@ -71,9 +71,7 @@ def _first_rowid_at_or_after(conn: sqlite3.Connection, cutoff_s: float) -> int |
     return lo
 
 
-def prune(
-    conn: sqlite3.Connection, cache: dict[str, Any], now_s: float, cfg: StoreConfig
-) -> Pruned:
+def prune(conn: Connection, cache: dict[str, Any], now_s: float, cfg: StoreConfig) -> Pruned:
     out = Pruned()
     cut = _first_rowid_at_or_after(conn, now_s - cfg.observations_retention_days * DAY_S)
     rid = dialect.observation_id(conn)
@@ -105,7 +103,7 @@ def prune(
     return out
 
 
-def _note_layout_use(conn: sqlite3.Connection, now_s: float) -> int:
+def _note_layout_use(conn: Connection, now_s: float) -> int:
     """Each layout's last use, from the observations appended since the watermark;
     return the watermark."""
     rid = dialect.observation_id(conn)
@@ -129,7 +127,7 @@ def _note_layout_use(conn: sqlite3.Connection, now_s: float) -> int:
     return top
 
 
-def _prune_layouts(conn: sqlite3.Connection, cache: Any, now_s: float) -> int:
+def _prune_layouts(conn: Connection, cache: Any, now_s: float) -> int:
     mark = _note_layout_use(conn, now_s)
     rid = dialect.observation_id(conn)
     oldest = conn.execute(f"SELECT received_s FROM observations ORDER BY {rid} LIMIT 1").fetchone()
