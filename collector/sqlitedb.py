@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# RETURNING (3.35) and UPDATE … FROM (3.33): the SQL both backends share needs them.
+MIN_SQLITE = (3, 35)
+
 
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
@@ -65,6 +68,12 @@ class SqliteDatabase:
         self._reader_lock = threading.Lock()
 
     def open(self) -> list[Any]:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"{self.path}: SQLite {sqlite3.sqlite_version} is too old; the store's SQL needs"
+                f" {'.'.join(map(str, MIN_SQLITE))} or later (RETURNING): run a newer Python"
+                " or distribution"
+            )
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = connect(self.path)
