@@ -179,7 +179,7 @@ async def _evaluator_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def prune_now(app: web.Application) -> retention.Pruned:
     store, total = app[STORE], retention.Pruned()
-    while True:
+    while await app[LEADERSHIP].confirm():  # each chunk: one replica prunes, not two
         p = await store.write(retention.prune, store.cache, app[CLOCK](), app[CONFIG].store)
         total.observations += p.observations
         total.events += p.events
@@ -188,7 +188,8 @@ async def prune_now(app: web.Application) -> retention.Pruned:
         total.layouts += p.layouts
         total.sites += p.sites
         if max(p.observations, p.events, p.traces) < retention.CHUNK_ROWS:
-            return total
+            break
+    return total
 
 
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:

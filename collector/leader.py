@@ -120,12 +120,16 @@ class Leadership:
                 loop.run_in_executor(self._thread, fn), self.check_timeout_s
             )
         except Exception as exc:  # noqa: BLE001 - any failure means "not known to hold it"
-            self.last_error = f"{type(exc).__name__}: {exc}".strip(": ") or type(exc).__name__
+            error = f"{type(exc).__name__}: {exc}".strip(": ")
+            if error != self.last_error:  # once per new error, not at every retry
+                log.warning("the leader's lock query failed: %s", error)
+            self.last_error = error
             # Queued behind a stuck query, the drop runs once that query gives up.
             self._thread.submit(self._drop)
             return False
 
     def _win(self) -> None:
+        self.last_error = None
         self.leading = True
         self.since_s = self.clock()
         self.changes += 1
