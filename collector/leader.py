@@ -125,7 +125,8 @@ class Leadership:
                 log.warning("the leader's lock query failed: %s", error)
             self.last_error = error
             # Queued behind a stuck query, the drop runs once that query gives up.
-            self._thread.submit(self._drop)
+            with contextlib.suppress(RuntimeError):  # the thread is gone: closed already
+                self._thread.submit(self._drop)
             return False
 
     def _win(self) -> None:
