@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
-from collector.keys import LEADERSHIP
+from aiohttp import web
+
+from collector.keys import ALERT_SENDER, LEADERSHIP
 from collector.leader import Leadership
 from collector.store import Store
 from tests.pgcluster import ROLE
 
-from .reports import er, simple
+from .reports import er, inet, simple
+from .waiting import eventually
 
 
 async def test_one_of_two_leads_and_the_other_takes_over_when_its_session_ends(
@@ -172,3 +175,35 @@ async def test_a_leader_cut_off_from_the_database_stops_within_its_check_timeout
 async def _until(attempt) -> None:
     while not await attempt():
         await asyncio.sleep(0.1)
+
+
+async def test_a_replica_that_no_longer_leads_sends_no_batch(start_collector, aiohttp_server):
+    """The check before each delivery batch: asked no, nothing goes out; the alert stays
+    unacknowledged in the database for whoever leads next."""
+    seen: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.Response()
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = await aiohttp_server(receiver)
+    c = await start_collector(alerts={"webhook_urls": [f"http://127.0.0.1:{server.port}/hook"]})
+    sender = c.app[ALERT_SENDER]
+    asked: list[bool] = []
+    leads = False
+
+    async def confirm() -> bool:
+        asked.append(leads)
+        return leads
+
+    sender.confirm = confirm
+    for seq, path in enumerate([er(), inet(), inet()], start=1):
+        await c.post(simple("br-1", seq, path))
+    assert await sender.deliver(sender.receivers[0])  # nothing more to do here
+    assert asked and not seen  # asked, told no, sent nothing
+
+    leads = True  # leading again (or the next leader): it is still due
+    await eventually(lambda: asyncio.sleep(0, seen))
+    assert seen[0]["alerts"][0]["labels"]["alertname"] == "ErpathRouteFlip"
