@@ -119,9 +119,9 @@ def _certificate_names(request: web.Request) -> list[str] | None:
     return names
 
 
-def _bind_certificate(request: web.Request, agent_id: str) -> None:
-    """Mutual TLS: a verified client certificate must name the report's agent (CN or SAN)."""
-    names = _certificate_names(request)
+def _bind_certificate(names: list[str] | None, agent_id: str) -> None:
+    """Mutual TLS: a verified client certificate (its `names`) must name the report's
+    agent (CN or SAN)."""
     if names is not None and agent_id not in names:
         raise Problem(
             403,
@@ -365,8 +365,23 @@ def _decode_body(body: bytes) -> tuple[Any, Any]:
     return doc, report
 
 
-async def _decode(app: web.Application, body: bytes) -> tuple[Any, Any]:
-    return await _offload(app, len(body), _decode_body, body)
+def _checked(body: bytes, bearer: auth.Bearer, certificate: list[str] | None) -> ingest.Prepared:
+    """The report decoded, checked against its token, certificate and caps, and prepared
+    for the writer: pure work, in one hand-off to a decoder thread for a large body."""
+    doc, report = _decode_body(body)
+    agent = bearer.agent_id
+    if report.agent.id != agent:
+        raise Problem(
+            403,
+            "forbidden",
+            "Forbidden",
+            f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
+            errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}],
+        )
+    _bind_certificate(certificate, agent)
+    _bind_site(bearer, report)
+    _within_caps(report)
+    return ingest.prepare(doc, report, body)
 
 
 def _within_caps(report: Any) -> None:
@@ -429,19 +444,8 @@ async def _store_report(
     # What the body costs to decode and store is spent from the agent's bucket: a large
     # report delays the agent's next ones, so no agent takes more than its share.
     app[LIMITER].charge(agent, len(body) // COST_UNIT_BYTES)
-    doc, report = await _decode(app, body)
-    if report.agent.id != agent:
-        raise Problem(
-            403,
-            "forbidden",
-            "Forbidden",
-            f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
-            errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}],
-        )
-    _bind_certificate(request, agent)
-    _bind_site(bearer, report)
-    _within_caps(report)
-    prepared = await _offload(app, len(body), ingest.prepare, doc, report, body)
+    prepared = await _offload(app, len(body), _checked, body, bearer, _certificate_names(request))
+    report = prepared.report
     store = app[STORE]
     try:
         outcome = await store.write(
