@@ -104,7 +104,7 @@ def mark_sent(
     conn.executemany(
         "INSERT INTO alert_receipts(receiver, fingerprint, version, sent_s) VALUES (?,?,?,?)"
         " ON CONFLICT(receiver, fingerprint) DO UPDATE SET version=excluded.version,"
-        " sent_s=excluded.sent_s",
+        " sent_s=excluded.sent_s WHERE alert_receipts.version <= excluded.version",
         [(receiver, fp, version, now_s) for fp, version in sent],
     )
 

@@ -139,3 +139,20 @@ def test_redundancy_alert_is_one_warning_per_site_and_circuit_with_its_evidence(
     assert a.annotations["evidence"] == "link still in use: primary"
     assert a.annotations["runbook_url"] == "https://rb/ErpathCircuitRedundancyLost"
     assert a.annotations["dashboard_url"] == "https://dash?var-site=ams&var-circuit=ams-1"
+
+
+async def test_a_late_receipt_never_lowers_the_acknowledged_version(open_store):
+    """A leader cut off mid-delivery can commit its receipt after the new leader
+    recorded a newer one: the older version must not win (it would be re-sent)."""
+    from collector.alerts import mark_sent
+
+    await open_store.write(mark_sent, "am", [("fp1", 3)], 100.0)
+    await open_store.write(mark_sent, "am", [("fp1", 2)], 101.0)  # the late one
+    await open_store.write(mark_sent, "am", [("fp2", 1)], 102.0)
+    await open_store.write(mark_sent, "am", [("fp2", 1)], 130.0)  # a re-send of the same
+    rows = await open_store.read(
+        lambda c: c.execute(
+            "SELECT fingerprint, version, sent_s FROM alert_receipts ORDER BY fingerprint"
+        ).fetchall()
+    )
+    assert [tuple(r) for r in rows] == [("fp1", 3, 100.0), ("fp2", 1, 130.0)]
