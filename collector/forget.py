@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from collector import journal
 from collector.dialect import Connection
+from collector.ingest import lock_agent
 
 # Tables with one or more rows per agent, keyed by its ref.
 _AGENT_TABLES = (
@@ -37,6 +38,9 @@ class Forgotten:
 
 def forget(conn: Connection, agent: str, now_s: float) -> Forgotten | None:
     """Remove the agent; None when the collector knows no such agent."""
+    # A report of this agent being applied by a replica meanwhile would re-create rows
+    # after the deletes: wait for it, and make its successors wait for this.
+    lock_agent(conn, agent)
     row = conn.execute("SELECT ref, site FROM agents WHERE id=?", (agent,)).fetchone()
     if row is None:
         return None

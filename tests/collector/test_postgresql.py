@@ -259,3 +259,45 @@ def test_a_deadlock_between_two_writers_is_retried_not_surfaced(pg_database: PgD
         assert sorted(rows["one"]) == sorted(rows["two"]) == ["a", "b"]
     finally:
         s.close()
+
+
+def test_forgetting_an_agent_waits_for_its_report_in_flight(pg_database: PgDatabase) -> None:
+    """A replica applying the agent's report holds its row: `agent forget` on another
+    waits for that commit, so the report cannot re-create rows after the deletes."""
+    from collector.forget import forget
+
+    s = Store(pg_database.url, passfile=str(pg_database.passfile))
+    s.open()
+    try:
+        s.write_sync(
+            lambda c: c.execute(
+                "INSERT INTO agents(id, site, role, version, hostname, last_seq, first_seen_s,"
+                " last_seen_s) VALUES ('br-1', 'ams', 'branch', '1', 'h', 1, 0, 0)"
+            )
+        )
+        with psycopg.connect(pg_database.url, passfile=str(pg_database.passfile)) as other:
+            # The report: the agent's row first, then its rows, committed after forget began.
+            (ref,) = other.execute("SELECT ref FROM agents WHERE id = 'br-1' FOR UPDATE").fetchone()
+            other.execute(
+                "INSERT INTO latest_results(agent_ref, seq, received_s, body) VALUES (%s, 2, 5, '')",
+                (ref,),
+            )
+            pid = other.execute("SELECT pg_backend_pid()").fetchone()[0]
+            forgetting = s.submit(forget, "br-1", 10.0)
+            # Deterministic: wait until PostgreSQL shows the forget blocked by that session.
+            deadline_s = time.monotonic() + 30
+            while True:
+                (blocked,) = other.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (pid,),
+                ).fetchone()
+                if blocked or time.monotonic() > deadline_s:
+                    break
+                time.sleep(0.05)
+            assert blocked == 1 and not forgetting.done()
+            other.commit()
+        assert forgetting.result(30).agent == "br-1"
+        left = s.read_sync(lambda c: c.execute("SELECT count(*) FROM latest_results").fetchone())
+        assert left == (0,)  # the report's rows went with the agent
+    finally:
+        s.close()
