@@ -48,6 +48,7 @@ from collector.keys import (
     LIMITER,
     READ_TOKEN,
     REGISTRY,
+    RETRY_AFTER_WATCH,
     STORE,
     STORE_COLLECTOR,
     TOKENS,
@@ -57,7 +58,7 @@ from collector.keys import (
 from collector.leader import Leadership
 from collector.metrics import Instruments, StoreCollector
 from collector.middlewares import problems
-from collector.ratelimit import Admission, PerKey, RateLimiter
+from collector.ratelimit import Admission, PerKey, RateLimiter, RetryAfterWatch
 from collector.retention import DAY_S
 from collector.store import Store
 
@@ -325,6 +326,13 @@ def create_app(
     app[LIMITER] = RateLimiter(config.ingest.rate_per_agent_per_s, config.ingest.burst_per_agent)
     app[ADMISSION] = Admission(config.ingest.max_in_flight)
     app[AGENT_IN_FLIGHT] = PerKey(config.ingest.max_in_flight_per_agent)
+    watch = RetryAfterWatch(config.ingest.max_in_flight_per_agent)
+    app[RETRY_AFTER_WATCH] = watch
+    Gauge(
+        "erpath_ingest_held_requests",
+        "Report requests held unread now: their agent ignored a refusal's Retry-After.",
+        registry=registry,
+    ).set_function(lambda: float(watch.held))
     app[ADDRESS_LIMITER] = RateLimiter(
         config.ingest.failed_auth_per_address_per_s, config.ingest.failed_auth_burst_per_address
     )

@@ -17,7 +17,7 @@ from collector.evaluate import EvalSettings
 from collector.ingest import Settings
 from collector.leader import Leadership
 from collector.metrics import Instruments, StoreCollector
-from collector.ratelimit import Admission, PerKey, RateLimiter
+from collector.ratelimit import Admission, PerKey, RateLimiter, RetryAfterWatch
 from collector.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -51,5 +51,7 @@ WORKERS = web.AppKey("workers", dict[str, asyncio.Task[None]])
 # SHA-256 of the read token ([server] read_token_file), None: reads open (loopback only).
 READ_TOKEN = web.AppKey("read_token", bytes | None)
 AGENT_IN_FLIGHT = web.AppKey("agent_in_flight", PerKey)
+# Agents that ignore a refusal's Retry-After; their requests held unread, then closed.
+RETRY_AFTER_WATCH = web.AppKey("retry_after_watch", RetryAfterWatch)
 # Decoding large bodies (JSON, the report decoder, observations): off the event loop.
 DECODER = web.AppKey("decoder", concurrent.futures.ThreadPoolExecutor)

@@ -47,6 +47,12 @@ class Instruments:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+        self.closed_unread = Counter(
+            "erpath_ingest_closed_unread",
+            "Report requests closed without an answer and unread: their agent ignored "
+            "a refusal's Retry-After.",
+            registry=registry,
+        )
         self.alert_deliveries = Counter(
             "erpath_alert_deliveries",
             "Alert deliveries to Alertmanager and webhooks, by result.",

@@ -1,5 +1,6 @@
 """Token buckets: per agent (a burst for spool flushes, then a steady rate) and
-per client address for failed authentications (token guessing, junk floods)."""
+per client address for failed authentications (token guessing, junk floods);
+the ingest admission limits; and the agents that ignore a Retry-After."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ class RateLimiter:
             return
         now = self._clock()
         self._store(key, self._level(key, now) - tokens, now)
+
+    def give_back(self, key: str) -> None:
+        """Return the token `take` spent on a request that was then not served (the
+        collector at capacity): shedding load costs the agent nothing."""
+        now = self._clock()
+        self._store(key, min(self.burst, self._level(key, now) + 1.0), now)
 
     def wait_s(self, key: str) -> float:
         """Like `take` without spending: 0 when the key has a token left."""
@@ -118,3 +125,85 @@ class PerKey:
 
     def __len__(self) -> int:
         return len(self._in_flight)
+
+
+# Connections held unread at once, all agents together; beyond it they are closed at once.
+# Each held connection costs a socket and its buffers (aiohttp reads ~128 KiB ahead).
+MAX_HELD = 128
+
+
+class RetryAfterWatch:
+    """Agents that ignore the Retry-After of a refusal, and the requests held for it.
+
+    An agent refused by its bucket is told when to come back.  An agent that
+    sends again before then, and is refused again, ignores it: answering each
+    such request costs the collector its whole body (aiohttp reads and
+    discards the unread body of every answered request so that the client
+    sees the answer), so a hostile agent resending large reports from many
+    connections makes the collector drain gigabytes.  Its requests are held
+    unread until the Retry-After ends instead, then closed without an answer.
+
+    `allowance` refusals per window are answered: an agent may have that many
+    requests in progress (the per-agent in-flight limit), each refused before
+    its sender saw the first refusal.  Only a bucket refusal opens a window:
+    the in-flight limit's Retry-After is a hint (the report in progress may
+    end sooner), and requests sent together before any answer ignored nothing.
+    """
+
+    def __init__(
+        self,
+        allowance: int,
+        max_held: int = MAX_HELD,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = MAX_KEYS,
+    ):
+        self.allowance = allowance
+        self.max_held = max_held
+        self.held = 0
+        self._clock = clock
+        self._max_keys = max_keys
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (until, refusals in it)
+
+    def refused(self, key: str, retry_after_s: float) -> float:
+        """Count a refusal of `key` that asks it to wait `retry_after_s` (0: opens no
+        window).  0 when it is to be answered; else the seconds left of the earlier
+        refusal's Retry-After that the key ignores (hold the request that long)."""
+        now = self._clock()
+        until, count = self._windows.get(key, (0.0, 0))
+        if now >= until:
+            if retry_after_s > 0:
+                self._store(key, now + retry_after_s, 1, now)
+            else:
+                self._windows.pop(key, None)
+            return 0.0
+        count += 1
+        if count > self.allowance:
+            self._windows[key] = (until, count)
+            return until - now
+        self._windows[key] = (max(until, now + retry_after_s), count)
+        return 0.0
+
+    def hold(self) -> bool:
+        """Take one of the `max_held` places for a held request; False when all are taken."""
+        if self.held >= self.max_held:
+            return False
+        self.held += 1
+        return True
+
+    def release(self) -> None:
+        self.held -= 1
+
+    def _store(self, key: str, until: float, count: int, now: float) -> None:
+        if key not in self._windows and len(self._windows) >= self._max_keys:
+            # Ended windows carry nothing; drop them, else the half that ends soonest.
+            ended = [k for k, (u, _) in self._windows.items() if u <= now]
+            victims = (
+                ended
+                or sorted(self._windows, key=lambda k: self._windows[k][0])[: self._max_keys // 2]
+            )
+            for k in victims:
+                del self._windows[k]
+        self._windows[key] = (until, count)
+
+    def __len__(self) -> int:
+        return len(self._windows)

@@ -35,6 +35,7 @@ from collector.keys import (
     LIMITER,
     READ_TOKEN,
     REGISTRY,
+    RETRY_AFTER_WATCH,
     STORE,
     STORE_COLLECTOR,
     TOKENS,
@@ -400,12 +401,139 @@ def _within_caps(report: Any) -> None:
 
 # Seconds an overloaded collector asks agents to wait: about one batch of work.
 OVERLOAD_RETRY_AFTER_S = 2
+# The longest a request is held unread for an agent that ignores a Retry-After: long
+# enough that its connections cost next to nothing, short enough that an agent that
+# came back (restarted inside a long Retry-After) retries after a short pause.
+HOLD_MAX_S = 5.0
 
 
 async def post_report(request: web.Request) -> web.Response:
+    app = request.app
+    instruments = app[INSTRUMENTS]
+    started = time.perf_counter()
+    try:
+        address = request.remote or "unknown"
+        failures = app[ADDRESS_LIMITER]
+        bearer = _authenticate_agent(request, failures, address)
+        agent = bearer.agent_id
+        # The agent's own limits come before the admission gate: an agent past them
+        # must not take the slots every other agent needs.
+        refusal = _agent_refusal(app, agent)
+        if refusal is not None:
+            problem, window_s = refusal
+            ignored_s = app[RETRY_AFTER_WATCH].refused(agent, window_s)
+            if ignored_s > 0:
+                return await _close_unread(request, ignored_s)
+            raise problem
+        try:
+            report, outcome = await _admitted(request, bearer, failures, address)
+        finally:
+            app[AGENT_IN_FLIGHT].leave(agent)
+    except Problem:
+        instruments.reports.labels("rejected").inc()
+        raise
+    if outcome.status == "conflict":
+        instruments.reports.labels("rejected").inc()
+        raise Problem(
+            409,
+            "seq-conflict",
+            "Conflict",
+            outcome.detail,
+            errors=[{"field": "/seq", "message": outcome.detail}],
+        )
+    if outcome.alerts_changed:
+        app[ALERT_SENDER].poke()
+    if outcome.asymmetry_inputs_changed:
+        app[EVALUATE_SOON].set()
+    instruments.reports.labels(outcome.status).inc()
+    instruments.ingest_seconds.observe(time.perf_counter() - started)
+    return _json(
+        {
+            "id": report.id,
+            "status": outcome.status,
+            "applied": outcome.applied,
+            "events": outcome.events,
+            "flips": outcome.flips,
+        },
+        status=201 if outcome.status == "accepted" else 200,
+    )
+
+
+def _authenticate_agent(request: web.Request, failures: Any, address: str) -> auth.Bearer:
+    # A valid token is checked first (one SHA-256 and a constant-time compare) and
+    # always goes on to its own agent's bucket: a bad client behind a shared address
+    # (a NAT, a proxy) cannot lock out the agents with valid tokens behind it.
+    # Only failed attempts are limited per address.
+    try:
+        return _authenticate(request)
+    except Problem:
+        if (wait_s := failures.wait_s(address)) > 0:
+            raise Problem(
+                429,
+                "rate-limited",
+                "Too Many Requests",
+                f"too many failed authentications from {address}; retry in {wait_s:.1f} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            ) from None
+        failures.take(address)
+        raise
+
+
+def _agent_refusal(app: web.Application, agent: str) -> tuple[Problem, float] | None:
+    """The agent's bucket and in-flight limit: None and one report in progress for the
+    agent when it may send (the caller leaves AGENT_IN_FLIGHT), else the 429 and the
+    Retry-After window it opens (0: none, see RetryAfterWatch)."""
+    wait_s = app[LIMITER].take(agent)
+    if wait_s > 0:
+        retry_after_s = max(1, math.ceil(wait_s))
+        return Problem(
+            429,
+            "rate-limited",
+            "Too Many Requests",
+            f"agent {agent} sends faster than the collector accepts; retry in {wait_s:.1f} s",
+            headers={"Retry-After": str(retry_after_s)},
+        ), float(retry_after_s)
+    in_flight = app[AGENT_IN_FLIGHT]
+    if not in_flight.admit(agent):
+        return Problem(
+            429,
+            "rate-limited",
+            "Too Many Requests",
+            f"agent {agent} already has {in_flight.limit} reports in progress; send one at a time",
+            headers={"Retry-After": "1"},
+            errors=[{"field": "body", "message": "not read: too many in progress"}],
+        ), 0.0
+    return None
+
+
+async def _close_unread(request: web.Request, ignored_s: float) -> web.Response:
+    """Hold the request of an agent that ignores a Retry-After, unread, until that
+    Retry-After ends (at most HOLD_MAX_S), then close its connection without an answer.
+
+    An answer would make aiohttp read and discard the whole body first (so that the
+    client sees it): the cost this avoids.  Closing at once would only turn the reading
+    into reconnecting.  Beyond RetryAfterWatch.max_held held at once, close at once.
+    """
+    app = request.app
+    watch = app[RETRY_AFTER_WATCH]
+    if watch.hold():
+        try:
+            await asyncio.sleep(min(ignored_s, HOLD_MAX_S))
+        finally:
+            watch.release()
+    app[INSTRUMENTS].closed_unread.inc()
+    request.protocol.force_close()
+    # Never sent: the transport is closed, so aiohttp neither writes it nor lingers.
+    return web.Response(status=429)
+
+
+async def _admitted(
+    request: web.Request, bearer: auth.Bearer, failures: Any, address: str
+) -> tuple[Any, ingest.Outcome]:
+    """Through the admission gate (503 when the collector is at capacity), then stored."""
     gate = request.app[ADMISSION]
     if not gate.admit():
-        request.app[INSTRUMENTS].reports.labels("rejected").inc()
+        request.app[LIMITER].give_back(bearer.agent_id)
         raise Problem(
             503,
             "unavailable",
@@ -416,7 +544,7 @@ async def post_report(request: web.Request) -> web.Response:
             errors=[{"field": "body", "message": "not read: collector at capacity"}],
         )
     try:
-        return await _ingest(request)
+        return await _store_report(request, bearer, failures, address)
     finally:
         gate.leave()
 
@@ -472,85 +600,6 @@ async def _store_report(
             headers={"Retry-After": "5"},
         ) from None
     return report, outcome
-
-
-async def _ingest(request: web.Request) -> web.Response:
-    app = request.app
-    instruments = app[INSTRUMENTS]
-    started = time.perf_counter()
-    try:
-        address = request.remote or "unknown"
-        failures = app[ADDRESS_LIMITER]
-        # A valid token is checked first (one SHA-256 and a constant-time compare) and
-        # always goes on to its own agent's bucket: a bad client behind a shared address
-        # (a NAT, a proxy) cannot lock out the agents with valid tokens behind it.
-        # Only failed attempts are limited per address.
-        try:
-            bearer = _authenticate(request)
-        except Problem:
-            if (wait_s := failures.wait_s(address)) > 0:
-                raise Problem(
-                    429,
-                    "rate-limited",
-                    "Too Many Requests",
-                    f"too many failed authentications from {address}; retry in {wait_s:.1f} s",
-                    headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-                ) from None
-            failures.take(address)
-            raise
-        agent = bearer.agent_id
-        wait_s = app[LIMITER].take(agent)
-        if wait_s > 0:
-            raise Problem(
-                429,
-                "rate-limited",
-                "Too Many Requests",
-                f"agent {agent} sends faster than the collector accepts; retry in {wait_s:.1f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-            )
-        in_flight = app[AGENT_IN_FLIGHT]
-        if not in_flight.admit(agent):
-            raise Problem(
-                429,
-                "rate-limited",
-                "Too Many Requests",
-                f"agent {agent} already has {in_flight.limit} reports in progress; "
-                "send one at a time",
-                headers={"Retry-After": "1"},
-                errors=[{"field": "body", "message": "not read: too many in progress"}],
-            )
-        try:
-            report, outcome = await _store_report(request, bearer, failures, address)
-        finally:
-            in_flight.leave(agent)
-    except Problem:
-        instruments.reports.labels("rejected").inc()
-        raise
-    if outcome.status == "conflict":
-        instruments.reports.labels("rejected").inc()
-        raise Problem(
-            409,
-            "seq-conflict",
-            "Conflict",
-            outcome.detail,
-            errors=[{"field": "/seq", "message": outcome.detail}],
-        )
-    if outcome.alerts_changed:
-        app[ALERT_SENDER].poke()
-    if outcome.asymmetry_inputs_changed:
-        app[EVALUATE_SOON].set()
-    instruments.reports.labels(outcome.status).inc()
-    instruments.ingest_seconds.observe(time.perf_counter() - started)
-    return _json(
-        {
-            "id": report.id,
-            "status": outcome.status,
-            "applied": outcome.applied,
-            "events": outcome.events,
-            "flips": outcome.flips,
-        },
-        status=201 if outcome.status == "accepted" else 200,
-    )
 
 
 # --------------------------------------------------------------------------- read API

@@ -37,7 +37,8 @@ async def test_over_capacity_is_503_with_retry_after_and_capacity_comes_back(sta
     host, port = c.client.server.host, c.client.server.port
     slow = [await _slow_upload(host, port, token, simple("br-1", 100 + i, er())) for i in range(2)]
     await asyncio.sleep(0.2)  # both are inside the handler, reading their bodies
-    resp = await c.post(simple("br-1", 1, er()))
+    # Another agent: br-1 itself is at its own in-flight limit (429, checked first).
+    resp = await c.post(simple("br-2", 1, er()))
     assert resp.status == 503, await resp.text()
     assert resp.headers["Retry-After"] == "2"
     problem = await resp.json()
