@@ -144,15 +144,24 @@ def bench_postgresql(
                 target=_sample_waits, args=(db.url, passfile, waits, sampling), daemon=True
             )
             sampler.start()
+            before = _volume(db.url, passfile)
             try:
                 out["ingest"] = asyncio.run(drive(request, agents, duration_s))
             finally:
                 sampling.set()
                 sampler.join()
+            after = _volume(db.url, passfile)
             # What the database's busy sessions were doing, sampled every 0.2 s: running
             # (CPU), waiting for a row lock another transaction holds, for WAL flush …
             out["backend_samples"] = dict(waits.most_common())
             done = max(out["ingest"]["requests"], 1)
+            # What each stored report costs the database: WAL written, observation bytes
+            # (table and indexes) and commits — the capacity model's I/O figures.
+            wal_b, observations_b, commits = (a - b for a, b in zip(after, before, strict=True))
+            out["wal_bytes_per_report"] = round(wal_b / done)
+            out["observation_bytes_per_report"] = round(observations_b / done, 1)
+            out["commits_per_report"] = round(commits / done, 3)
+            out["commits_per_s"] = round(commits / duration_s, 1)
             out["collector_cpu_ms_per_report"] = round(
                 (_cpu_of([p.pid for p in procs]) - collectors_before) * 1000 / done, 2
             )
@@ -195,6 +204,21 @@ def _database_stats(url: str, passfile: str) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+def _volume(url: str, passfile: str) -> tuple[int, int, int]:
+    """WAL position, the observations' bytes (with indexes) and commits so far."""
+    import psycopg
+
+    time.sleep(1.0)  # backends report their commits within a second
+    with psycopg.connect(url, passfile=passfile) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint,"
+            " pg_total_relation_size('observations'),"
+            " (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def _serve(cfg: Path) -> subprocess.Popen:
