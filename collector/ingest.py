@@ -213,6 +213,11 @@ PATH_COLUMNS = (
     " candidate, flips_total, flip_origin, family"
 )
 
+# What a report's upsert sets on a path it has: not the key it matched on (SQLite rewrites
+# a WITHOUT ROWID row whose key is set, even to the same value: a tenth of the upsert).
+_PATH_UPDATED = tuple(
+    c for c in PATH_COLUMNS.replace(" ", "").split(",") if c not in ("target", "family")
+)
 
 # A path's address and evidence lists are the same text report after report: each
 # text is parsed (and each list written) once, not 30 times per report.  Pure
@@ -667,7 +672,7 @@ def apply(
         + ") VALUES ("
         + ",".join("?" * 24)
         + ") ON CONFLICT(agent_ref, target, family) DO UPDATE SET "
-        + ", ".join(f"{c}=excluded.{c}" for c in PATH_COLUMNS.replace(" ", "").split(",")),
+        + ", ".join(f"{c}=excluded.{c}" for c in _PATH_UPDATED),
         rows,
     )
     conn.execute(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from agent.report import Finding, Report, Result, SiteFacts
@@ -93,7 +93,10 @@ def refine(known: PathKey, seen: PathKey) -> PathKey:
         return seen
     if seen.path_class == "unknown":
         return known
-    return PathKey(known.path_class, known.circuit or seen.circuit, known.egress or seen.egress)
+    circuit, egress = known.circuit or seen.circuit, known.egress or seen.egress
+    if circuit is known.circuit and egress is known.egress:
+        return known  # nothing learnt (every report on a known path): no new key
+    return PathKey(known.path_class, circuit, egress)
 
 
 def confirms(known: PathKey, seen: PathKey) -> bool:
@@ -166,6 +169,35 @@ class PathState:
     family: int = 4
 
 
+# `apply` builds the next state whole (faster than `replace`, which runs for every path
+# of every report): a field added to PathState must be carried there too.
+_CARRIED = [
+    "target",
+    "role",
+    "key",
+    "since_s",
+    "last_seq",
+    "last_received_s",
+    "link",
+    "address",
+    "addresses",
+    "signature",
+    "evidence",
+    "expected",
+    "matches_expected",
+    "connect_s",
+    "dns_s",
+    "hops",
+    "tcp_state",
+    "candidate",
+    "flips_total",
+    "flip_origin",
+    "family",
+]
+if [f.name for f in fields(PathState)] != _CARRIED:
+    raise TypeError("PathState changed: carry its fields in apply, then update _CARRIED")  # a bug
+
+
 @dataclass(frozen=True, slots=True)
 class PathEvent:
     kind: str  # route_flip | path_deviation | path_change
@@ -218,8 +250,11 @@ def _observe(
 ) -> Observation:
     # The first result with a verdict speaks for the target: agents list the
     # address they connect to first.
-    main = next((r for r in results if r.verdict is not None), results[0])
+    main = results[0]
+    if len(results) > 1 and main.verdict is None:
+        main = next((r for r in results if r.verdict is not None), main)
     v = main.verdict
+    tcp, dns, trace = main.tcp, main.dns, main.trace
     addresses: dict[str, None] = {}
     for r in results:
         if r.address:
@@ -236,15 +271,15 @@ def _observe(
         address=main.address,
         addresses=tuple(addresses),
         signature=signature(main),
-        evidence=tuple(e.text for e in v.evidence)
+        evidence=tuple([e.text for e in v.evidence])
         if v
         else ((main.failure,) if main.failure else ()),
         expected=v.expected if v else None,
         matches_expected=v.matches_expected if v else None,
-        connect_s=main.tcp.connect_s if main.tcp else None,
-        dns_s=main.dns.duration_s if main.dns else None,
-        hops=main.trace.hop_count if main.trace else None,
-        tcp_state=main.tcp.state if main.tcp else None,
+        connect_s=tcp.connect_s if tcp else None,
+        dns_s=dns.duration_s if dns else None,
+        hops=trace.hop_count if trace else None,
+        tcp_state=tcp.state if tcp else None,
         prefer=main.prefer or site_prefer,
         family=family,
     )
@@ -314,31 +349,34 @@ def apply(
     """Advance the path state by one in-order report (seq above the agent's last)."""
     if prev is None:
         return Transition(new_state(obs, seq, received_s), signature_changed=True)
-    measured = {
-        "last_seq": seq,
-        "last_received_s": received_s,
-        "connect_s": obs.connect_s,
-        "dns_s": obs.dns_s,
-        "hops": obs.hops,
-        "tcp_state": obs.tcp_state,
-        "link": obs.link or prev.link,
-    }
     if compatible(prev.key, obs.key):
         # The same path, or a report that could not tell: a known field is
         # refined, a pending flip is cancelled only by a report that knows
         # as much as the path does.
         key = refine(prev.key, obs.key)
-        state = replace(
-            prev,
-            **measured,
+        # Built whole, not with `replace` (see _CARRIED).
+        state = PathState(
+            target=prev.target,
+            role=prev.role,
             key=key,
-            candidate=None if confirms(prev.key, obs.key) else prev.candidate,
+            since_s=prev.since_s,
+            last_seq=seq,
+            last_received_s=received_s,
+            link=obs.link or prev.link,
             address=obs.address,
             addresses=obs.addresses,
             signature=obs.signature,
             evidence=obs.evidence,
             expected=obs.expected,
             matches_expected=obs.matches_expected,
+            connect_s=obs.connect_s,
+            dns_s=obs.dns_s,
+            hops=obs.hops,
+            tcp_state=obs.tcp_state,
+            candidate=None if confirms(prev.key, obs.key) else prev.candidate,
+            flips_total=prev.flips_total,
+            flip_origin=prev.flip_origin,
+            family=prev.family,
         )
         if obs.signature == prev.signature or not prev.signature or not obs.signature:
             return Transition(state, signature_changed=obs.signature != prev.signature)
@@ -355,6 +393,15 @@ def apply(
         )
         return Transition(state, (change,), signature_changed=True)
 
+    measured = {
+        "last_seq": seq,
+        "last_received_s": received_s,
+        "connect_s": obs.connect_s,
+        "dns_s": obs.dns_s,
+        "hops": obs.hops,
+        "tcp_state": obs.tcp_state,
+        "link": obs.link or prev.link,
+    }
     cand = prev.candidate
     if cand is not None and compatible(cand.key, obs.key):
         cand = replace(cand, key=refine(cand.key, obs.key), count=cand.count + 1)
