@@ -46,6 +46,7 @@ from tests.bench.bench_ingest import (
     wait_http,
 )
 from tests.pgcluster import PgCluster
+from tests.reliability.procs import add_tokens
 
 ID_MARK = "ID-PLACEHOLDER-0000-0000-000000000000"
 SEQ_MARK = "999999991"
@@ -64,19 +65,6 @@ def _cpu_of(pids: list[int]) -> float:
         with contextlib.suppress(OSError):  # a backend that ended meanwhile
             total += cpu_s(pid)
     return total
-
-
-def _tokens(url: str, passfile: str, agents: list[str]) -> dict[str, str]:
-    from collector import auth
-    from collector.store import Store
-
-    store = Store(url, passfile=passfile)
-    store.open()
-    try:
-        futures = {a: store.submit(auth.add, a, time.time()) for a in agents}
-        return {a: f.result()[1] for a, f in futures.items()}
-    finally:
-        store.close()
 
 
 def bench_postgresql(
@@ -99,7 +87,7 @@ def bench_postgresql(
         head, rest = json.dumps(doc).encode().split(ID_MARK.encode())
         mid, tail = rest.split(SEQ_MARK.encode())
         templates[a] = (head, mid, tail)
-    tokens = _tokens(db.url, passfile, agents)
+    tokens = add_tokens(db.url, agents, passfile=passfile)
     out: dict[str, Any] = {"replicas": replicas, "agents": n_agents, "targets": n_targets}
     procs, ports = [], []
     with tempfile.TemporaryDirectory() as tmpd:

@@ -27,11 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "collector.cli"]
 
 
-def add_tokens(db: Path, agents: Iterable[str]) -> dict[str, str]:
-    store = Store(db)
+def add_tokens(db: Path | str, agents: Iterable[str], *, passfile: str = "") -> dict[str, str]:
+    """A token per agent, written straight into the store (what `token add` does): an
+    SQLite file, or a PostgreSQL URL with its passfile."""
+    store = Store(db, passfile=passfile)
     store.open()
     try:
-        return {a: store.write_sync(auth.add, a, time.time())[1] for a in agents}
+        futures = {a: store.submit(auth.add, a, time.time()) for a in agents}
+        return {a: f.result()[1] for a, f in futures.items()}
     finally:
         store.close()
 

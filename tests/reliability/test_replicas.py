@@ -38,12 +38,10 @@ import psycopg
 import pytest
 from aiohttp import web
 
-from collector import auth
 from collector.ingest import report_id_of
-from collector.store import Store
 from tests.collector.realparts import Alertmanager, binary, free_port
 from tests.collector.reports import SITE_FACTS, er, finding, inet, simple
-from tests.reliability.procs import CollectorProcess
+from tests.reliability.procs import CollectorProcess, add_tokens
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -72,17 +70,6 @@ def _plan(i: int, seq: int) -> dict[str, Any]:
             agent, seq, inet(), findings=[] if clears else [finding()], site=site, facts=SITE_FACTS
         )
     return simple(agent, seq, er())
-
-
-def add_tokens(url: str, passfile: str, agents: list[str]) -> dict[str, str]:
-    """A token per agent, written straight into the database (what `token add` does)."""
-    store = Store(url, passfile=passfile)
-    store.open()
-    try:
-        futures = {a: store.submit(auth.add, a, time.time()) for a in agents}
-        return {a: f.result()[1] for a, f in futures.items()}
-    finally:
-        store.close()
 
 
 class Replica(CollectorProcess):
@@ -169,7 +156,7 @@ def test_two_replicas_kill_9_of_the_leader(pg_cluster, tmp_path):
     db = pg_cluster.create_database()
     passfile = str(db.passfile)
     agents = [f"br-{i:03d}" for i in range(AGENTS)]
-    tokens = add_tokens(db.url, passfile, agents)
+    tokens = add_tokens(db.url, agents, passfile=passfile)
     hook_port = free_port()
     hook_url = f"http://127.0.0.1:{hook_port}/hook"
     am = Alertmanager(tmp_path / "am", f"http://127.0.0.1:{hook_port}/am")
