@@ -369,8 +369,11 @@ class AgentService:
                 self._trace_after -= confirmed
             if now >= next_full:
                 self._cycle(cfg.targets())
+                # Start to start, as a scrape interval: a path change is confirmed
+                # within intervals whatever the cycles take.  A cycle longer than
+                # the interval is followed at once, never overlapped.
                 jitter = random.uniform(0, cfg.probe.jitter_s) if cfg.probe.jitter_s else 0.0
-                next_full = time.monotonic() + cfg.probe.interval_s + jitter
+                next_full = now + cfg.probe.interval_s + jitter
             elif due:
                 self._cycle([t for t in cfg.targets() if t.name in due], quick=True)
                 if confirmed:  # both quick reports are out: now the traces
