@@ -18,41 +18,15 @@ from dataclasses import replace
 import pytest
 
 from agent.service.runner import EXIT_WORKER_DIED, AgentService
-from tests.collector.realparts import free_port
 
-from .running import run_for
+from .running import loopback_agent_config, run_for
 
 pytestmark = pytest.mark.timeout(120)
-
-CONFIG = """
-[agent]
-id = "loop"
-site = "lab"
-[probe]
-builtin_targets = false
-interval_s = 10
-jitter_s = 0
-[collector]
-url = "http://127.0.0.1:{port}"
-token_file = "{token}"
-allow_plaintext = true
-[spool]
-dir = "{spool}"
-[[target]]
-name = "loopback"
-address = "127.0.0.1"
-port = 9
-"""
 
 
 @pytest.fixture
 def service(tmp_path, monkeypatch):
-    token = tmp_path / "token"
-    token.write_text("tok\n")
-    token.chmod(0o600)
-    config = tmp_path / "agent.toml"
-    # A bound-and-released port: the collector is away, connections are refused.
-    config.write_text(CONFIG.format(port=free_port(), token=token, spool=tmp_path / "spool"))
+    config = loopback_agent_config(tmp_path, "loop")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(0.1)

@@ -14,42 +14,16 @@ import time
 import pytest
 
 from agent.service.runner import AgentService
-from tests.collector.realparts import free_port
 
-from .running import run_for
+from .running import loopback_agent_config, run_for
 
 pytestmark = pytest.mark.timeout(60)
-
-CONFIG = """
-[agent]
-id = "schedule"
-site = "lab"
-[probe]
-builtin_targets = false
-interval_s = 10
-jitter_s = 0
-[collector]
-url = "http://127.0.0.1:{port}"
-token_file = "{token}"
-allow_plaintext = true
-[spool]
-dir = "{spool}"
-[[target]]
-name = "loopback"
-address = "127.0.0.1"
-port = 9
-"""
 
 SLOW_CYCLE_S = 6.0
 
 
 def test_the_interval_runs_from_start_to_start(tmp_path):
-    token = tmp_path / "token"
-    token.write_text("tok\n")
-    token.chmod(0o600)
-    config = tmp_path / "agent.toml"
-    config.write_text(CONFIG.format(port=free_port(), token=token, spool=tmp_path / "spool"))
-    svc = AgentService(str(config))
+    svc = AgentService(str(loopback_agent_config(tmp_path, "schedule")))
     starts: list[float] = []
     real = svc._cycle
 
