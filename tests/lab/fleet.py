@@ -275,6 +275,18 @@ class Fleet:
 
     # ------------------------------------------------------------------ reading the store
 
+    def reports_since(self, agent_id: str, wall_s: float) -> int:
+        """How many of an agent's reports the collector stored after a wall-clock time."""
+        import sqlite3
+
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
+            (n,) = db.execute(
+                "SELECT count(*) FROM observations o JOIN agents a ON a.ref = o.agent_ref "
+                "WHERE a.id = ? AND o.received_s > ?",
+                (agent_id, int(wall_s)),  # received_s is whole seconds: a later second
+            ).fetchone()
+        return n
+
     def received_seqs(self, agent_id: str) -> list[int]:
         """Every seq the collector stored for an agent (one row per report)."""
         import sqlite3
