@@ -17,7 +17,7 @@ import pytest
 from tests.lab import Lab
 from tests.lab.nsenter import read_sysctl
 
-from .tools import dig, link_packets, matches, tcp_connect, traceroute, trim
+from .tools import dig, flow_links, matches, tcp_connect, traceroute, trim
 
 pytestmark = pytest.mark.lab
 
@@ -70,15 +70,13 @@ def test_active_active_reply_may_come_back_on_the_other_link(switch, lab: Lab) -
     ports = ("msee1p", "msee1s")  # ce1's interfaces, named after the MSEEs
     drops = lab.firewall_drops()
     flows = []  # (link the SYN left on, link the SYN-ACK came back on)
-    for sport in CONNECT_SPORTS:
-        before = {p: link_packets(lab, "ce1", p) for p in ports}
-        assert tcp_connect(lab, "branch", SERVICE, sport=sport) == "open", sport
-        time.sleep(0.05)
-        after = {p: link_packets(lab, "ce1", p) for p in ports}
-        out = [p for p in ports if after[p].tx > before[p].tx]
-        back = [p for p in ports if after[p].rx > before[p].rx]
-        assert len(out) == 1 and len(back) == 1, (sport, before, after)
-        flows.append((out[0], back[0]))
+    with flow_links(lab, "ce1", ports, CONNECT_SPORTS) as links:
+        for sport in CONNECT_SPORTS:
+            assert tcp_connect(lab, "branch", SERVICE, sport=sport) == "open", sport
+        for sport in CONNECT_SPORTS:
+            out, back = links(sport)
+            assert len(out) == 1 and len(back) == 1, (sport, out, back)
+            flows.append((out.pop(), back.pop()))
     assert {o for o, _ in flows} == set(ports), flows
     assert {b for _, b in flows} == set(ports), flows
     assert any(o != b for o, b in flows), f"no reply came back on the other link: {flows}"

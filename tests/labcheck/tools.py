@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import errno
+import json
 import re
 import socket
-from dataclasses import dataclass
+from contextlib import contextmanager
 
 from tests.lab import Lab
 
@@ -109,16 +110,48 @@ def matches(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class LinkPackets:
-    rx: int
-    tx: int
+FLOW_TABLE = "erpath_labcheck_flows"
 
 
-def link_packets(lab: Lab, node: str, ifname: str) -> LinkPackets:
-    """Packets received and sent so far on one interface of a node (kernel counters)."""
-    import json
+@contextmanager
+def flow_links(lab: Lab, node: str, ifnames: tuple[str, ...], sports: range):
+    """Which of a node's interfaces each TCP flow from `sports` left on and came back on.
 
-    out = lab.run(node, ["ip", "-s", "-j", "link", "show", "dev", ifname]).stdout
-    stats = json.loads(out)[0]["stats64"]
-    return LinkPackets(int(stats["rx"]["packets"]), int(stats["tx"]["packets"]))
+    Counted per flow by nftables rules in the node's forward path, so that
+    nothing else on the links (ARP, neighbour discovery after a link comes
+    up, other tests' traffic) and no packet late for its window is counted.
+    Yields a function: sport -> (links out, links back).
+    """
+    rules = [f"add table inet {FLOW_TABLE}"]
+    rules.append(f"add chain inet {FLOW_TABLE} forward {{ type filter hook forward priority -5; }}")
+    for sport in sports:
+        for ifname in ifnames:
+            rules.append(
+                f'add rule inet {FLOW_TABLE} forward oifname "{ifname}" tcp sport {sport}'
+                f' counter comment "out {ifname} {sport}"'
+            )
+            rules.append(
+                f'add rule inet {FLOW_TABLE} forward iifname "{ifname}" tcp dport {sport}'
+                f' counter comment "back {ifname} {sport}"'
+            )
+    lab.run(node, ["nft", "-f", "-"], input="\n".join(rules) + "\n", check=True)
+
+    def links(sport: int) -> tuple[set[str], set[str]]:
+        listing = json.loads(
+            lab.run(node, ["nft", "-j", "list", "table", "inet", FLOW_TABLE], check=True).stdout
+        )
+        seen: dict[str, set[str]] = {"out": set(), "back": set()}
+        for item in listing["nftables"]:
+            rule = item.get("rule")
+            if not rule:
+                continue
+            way, ifname, port = rule["comment"].split()
+            packets = next(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+            if int(port) == sport and packets:
+                seen[way].add(ifname)
+        return seen["out"], seen["back"]
+
+    try:
+        yield links
+    finally:
+        lab.run(node, ["nft", "delete", "table", "inet", FLOW_TABLE])
