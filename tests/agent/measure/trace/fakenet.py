@@ -31,7 +31,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.measure import rawsock
+from agent.measure import rawsock, trace
+from agent.measure.trace import TraceOptions, TraceRequest
 from agent.measure.trace.io import Io
 
 SOURCE = "10.10.1.10"
@@ -380,3 +381,30 @@ def lab_model(scenario: str, node: str = "branch") -> Model:
         return cache[key]
 
     return model
+
+
+# ------------------------------------------------------------ the engine on it
+
+SPORT = 47000  # the first source port, so the first flow's id, in the engine tests
+
+
+def run(model: Model, targets, *, rate_limit: bool = True, **kw) -> tuple[dict, FakeNetwork]:
+    """Trace `targets` (port 443) through a fresh FakeNetwork of `model`: traces by address, the net."""
+    net = FakeNetwork(model, rate_limit=rate_limit)
+    opts = TraceOptions(source_port=SPORT, **kw)
+    got = trace.trace_many([TraceRequest(a, 443) for a in targets], opts, io=net.io())
+    return {k[0]: t for k, t in got.items()}, net
+
+
+def hop_map(t) -> dict[int, set[str]]:
+    """The addresses that answered at each TTL of a trace (TTLs without replies left out)."""
+    return {h.ttl: set(h.addresses) for h in t.hops if h.replies}
+
+
+def truth(model: Model, destination: str, flow: int = SPORT) -> dict[int, set[str]]:
+    """What hop_map must be for that flow: every router whose answer comes back, then the destination."""
+    path = model(destination, flow)
+    hops = {i: {a} for i, a in enumerate(path.hops, start=1) if a and a not in path.lost}
+    if path.answer != "none":
+        hops[len(path.hops) + 1] = {destination}
+    return hops

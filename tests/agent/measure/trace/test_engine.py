@@ -8,10 +8,10 @@ import pytest
 
 from agent.measure import trace
 from agent.measure.trace import TraceOptions, TraceRequest
-from tests.agent.measure.trace.fakenet import FakeNetwork, Path, ecmp, lab_model
 from tests.lab import plan
 
-SPORT = 47000
+from .fakenet import SPORT, FakeNetwork, Path, ecmp, hop_map, lab_model, run, truth
+
 GW, CORE, EDGE = "10.10.1.1", "10.255.0.2", "10.255.3.2"
 ISPS = ("198.18.16.1", "198.18.32.1")
 MSEDGE, MSCORE = "198.18.48.2", "198.19.0.2"
@@ -37,25 +37,6 @@ def blackholed(destination: str, flow: int) -> Path:
     """Out via the internet, back over ExpressRoute: the firewall drops every answer past the edge."""
     path = internet(destination, flow, answer="none")
     return Path(path.hops, "none", lost=frozenset({MSCORE}))
-
-
-def run(model, targets, *, rate_limit=True, **kw) -> tuple[dict, FakeNetwork]:
-    net = FakeNetwork(model, rate_limit=rate_limit)
-    opts = TraceOptions(source_port=SPORT, **kw)
-    got = trace.trace_many([TraceRequest(a, 443) for a in targets], opts, io=net.io())
-    return {k[0]: t for k, t in got.items()}, net
-
-
-def hop_map(t) -> dict[int, set[str]]:
-    return {h.ttl: set(h.addresses) for h in t.hops if h.replies}
-
-
-def truth(model, destination: str, flow: int = SPORT) -> dict[int, set[str]]:
-    path = model(destination, flow)
-    hops = {i: {a} for i, a in enumerate(path.hops, start=1) if a and a not in path.lost}
-    if path.answer != "none":
-        hops[len(path.hops) + 1] = {destination}
-    return hops
 
 
 # ------------------------------------------------------------------ one trace

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.measure import trace
-from agent.measure.trace import TraceOptions, TraceRequest
-from tests.agent.measure.trace.fakenet import FakeNetwork, Path, ecmp, lab_model
+from .fakenet import SPORT, Path, ecmp, hop_map, lab_model, run, truth
 
-SPORT = 47000
 GW, CORE, EDGE = "2001:db8:10::1", "2001:db8:ff::2", "2001:db8:ff:3::2"
 ISPS = ("2001:db8:1600::1", "2001:db8:3200::1")
 MSEDGE, MSCORE = "2001:db8:4800::2", "2001:db8:1900::2"
@@ -45,25 +42,6 @@ def one_isp(destination: str, flow: int) -> Path:
 def blackholed(destination: str, flow: int) -> Path:
     path = one_isp(destination, flow)
     return Path(path.hops, "none", lost=frozenset({MSCORE, MSCORE4}))
-
-
-def run(model, targets, *, rate_limit=True, **kw) -> tuple[dict, FakeNetwork]:
-    net = FakeNetwork(model, rate_limit=rate_limit)
-    opts = TraceOptions(source_port=SPORT, **kw)
-    got = trace.trace_many([TraceRequest(a, 443) for a in targets], opts, io=net.io())
-    return {k[0]: t for k, t in got.items()}, net
-
-
-def hop_map(t) -> dict[int, set[str]]:
-    return {h.ttl: set(h.addresses) for h in t.hops if h.replies}
-
-
-def truth(model, destination: str, flow: int = SPORT) -> dict[int, set[str]]:
-    path = model(destination, flow)
-    hops = {i: {a} for i, a in enumerate(path.hops, start=1) if a and a not in path.lost}
-    if path.answer != "none":
-        hops[len(path.hops) + 1] = {destination}
-    return hops
 
 
 def test_one_ipv6_target_every_hop_time_exceeded_and_the_syn_ack():
