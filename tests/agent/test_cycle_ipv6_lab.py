@@ -11,13 +11,20 @@ and users fall back to IPv4 (which goes over the circuit).
 from __future__ import annotations
 
 import ipaddress
-import shutil
 
 import pytest
 
 from tests.lab import plan
 
-from .test_cycle_lab import by_target, kinds, probe_once, verdict
+from .test_cycle_lab import (
+    by_target,
+    debian_traceroute,
+    first_replies,
+    kinds,
+    probe_once,
+    verdict,
+    without_trailing_silence,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -126,47 +133,16 @@ def test_ipv6_hops_equal_traceroute_and_the_model(lab, lab_scenario, scenario):
     The agent's IPv6 hops equal `traceroute -6 -T -p 443` from the same source
     port, and the path model's (tests/lab/pathsim.py).
     """
-    if not shutil.which("traceroute"):
-        pytest.fail("Debian's traceroute is missing: make test installs it as root")
     lab = lab_scenario(scenario)
     with lab.options(rate_limit=False, ecmp=False):
         _, doc, _ = probe_once(lab, "branch", "--family", "6", *HOP_TARGETS, config="branch")
         assert {r["target"] for r in doc["results"]} == set(HOP_TARGETS)
         for r in doc["results"]:
             assert ipaddress.ip_address(r["address"]).version == 6, r["address"]
-            ours = [
-                h["replies"][0]["address"] if h["replies"] else None for h in r["trace"]["hops"]
-            ]
-            proc = lab.run(
-                "branch",
-                [
-                    "traceroute",
-                    "-6",
-                    "-T",
-                    "-p",
-                    str(r["port"]),
-                    "-n",
-                    "-q",
-                    "1",
-                    "-w",
-                    "1",
-                    f"--sport={r['trace']['flow']}",
-                    "-m",
-                    "16",
-                    r["address"],
-                ],
-                timeout=60,
-            )
-            theirs = []
-            for line in proc.stdout.splitlines()[1:]:
-                fields = line.split()
-                theirs.append(None if fields[1] == "*" else fields[1])
-            while theirs and theirs[-1] is None:
-                theirs.pop()
-            model = lab.expected_hops(None, "branch", r["address"])
-            while model and model[-1] is None:
-                model.pop()
-            assert ours == theirs == model, (r["target"], ours, proc.stdout, model)
+            ours = first_replies(r)
+            theirs, output = debian_traceroute(lab, "branch", r, "-6")
+            model = without_trailing_silence(lab.expected_hops(None, "branch", r["address"]))
+            assert ours == theirs == model, (r["target"], ours, output, model)
 
 
 def test_ipv6_hops_of_every_lab_target_equal_the_model(lab, lab_scenario):
@@ -177,12 +153,8 @@ def test_ipv6_hops_of_every_lab_target_equal_the_model(lab, lab_scenario):
         _, doc, _ = probe_once(lab, "branch", "--family", "6", *names, config="branch")
         wrong = {}
         for r in doc["results"]:
-            ours = [
-                h["replies"][0]["address"] if h["replies"] else None for h in r["trace"]["hops"]
-            ]
-            model = lab.expected_hops(None, "branch", r["address"])
-            while model and model[-1] is None:
-                model.pop()
+            ours = first_replies(r)
+            model = without_trailing_silence(lab.expected_hops(None, "branch", r["address"]))
             if ours != model or verdict(r)[0] == "unknown":
                 wrong[r["address"]] = (verdict(r)[0], ours, model)
         assert not wrong, (sorted(wrong), wrong)

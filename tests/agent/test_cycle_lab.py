@@ -57,6 +57,34 @@ def kinds(result: dict) -> set[str]:
     return {f["kind"] for f in result["findings"]}
 
 
+def first_replies(result: dict) -> list[str | None]:
+    """The address that answered first at each TTL of a result's trace (None: no answer)."""
+    return [h["replies"][0]["address"] if h["replies"] else None for h in result["trace"]["hops"]]
+
+
+def without_trailing_silence(hops: list[str | None]) -> list[str | None]:
+    """Hops up to the last that answered: past it, tools differ in how long they keep asking."""
+    hops = list(hops)
+    while hops and hops[-1] is None:
+        hops.pop()
+    return hops
+
+
+def debian_traceroute(lab, node: str, result: dict, *family: str) -> tuple[list[str | None], str]:
+    """What `traceroute -T` (one probe a TTL) sees from `node` for a result's address, port and
+    flow (its source port): the hops, trailing silence dropped, and traceroute's output."""
+    if not shutil.which("traceroute"):
+        pytest.fail("Debian's traceroute is missing: make test installs it as root")
+    argv = ["traceroute", *family, "-T", "-p", str(result["port"]), "-n", "-q", "1", "-w", "1"]
+    argv += [f"--sport={result['trace']['flow']}", "-m", "16", result["address"]]
+    proc = lab.run(node, argv, timeout=60)
+    hops = []
+    for line in proc.stdout.splitlines()[1:]:
+        fields = line.split()
+        hops.append(None if fields[1] == "*" else fields[1])
+    return without_trailing_silence(hops), proc.stdout
+
+
 def test_er_primary_with_cdn_over_the_internet(lab):
     rc, doc, _ = probe_once(
         lab, "branch", SERVICE, CDN, "login.microsoftonline.com", config="branch"
@@ -158,42 +186,13 @@ def test_reverse_traces_from_the_azure_side(lab, lab_scenario, scenario):
 
 def test_hops_equal_debian_traceroute(lab):
     """With rate limits off, the hops probe once reports are those traceroute -T sees, flow for flow."""
-    if not shutil.which("traceroute"):
-        pytest.fail("Debian's traceroute is missing: make test installs it as root")
     with lab.options(rate_limit=False):
         targets = [t for t in lab.env()["targets"]][:8]
         names = [t["name"] for t in targets]
         _, doc, _ = probe_once(lab, "branch", *names, "--resolver", "198.18.53.53")
         for r in doc["results"]:
-            ours = [
-                h["replies"][0]["address"] if h["replies"] else None for h in r["trace"]["hops"]
-            ]
-            proc = lab.run(
-                "branch",
-                [
-                    "traceroute",
-                    "-T",
-                    "-p",
-                    str(r["port"]),
-                    "-n",
-                    "-q",
-                    "1",
-                    "-w",
-                    "1",
-                    f"--sport={r['trace']['flow']}",
-                    "-m",
-                    "16",
-                    r["address"],
-                ],
-                timeout=60,
-            )
-            theirs = []
-            for line in proc.stdout.splitlines()[1:]:
-                fields = line.split()
-                theirs.append(None if fields[1] == "*" else fields[1])
-            while theirs and theirs[-1] is None:
-                theirs.pop()
-            assert ours == theirs, (r["target"], proc.stdout)
+            theirs, output = debian_traceroute(lab, "branch", r)
+            assert first_replies(r) == theirs, (r["target"], output)
 
 
 def test_without_cap_net_raw_still_measures(lab):
