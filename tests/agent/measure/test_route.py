@@ -101,6 +101,20 @@ def assert_same_as_ip(name: str, address: str, r: RouteResult, *extra: str) -> N
     assert r.protocol == fib.get("protocol", "unspec")
 
 
+def assert_routes(name: str, expected: list[tuple]) -> dict[str, RouteResult]:
+    """Look up every address of `expected` at once in namespace `name`: each result is its row
+    (interface, gateway, source, table, protocol, rule; no failure) and what `ip route get` says."""
+    addresses = [e[0] for e in expected]
+    results = in_ns(name, lambda: agent_route.route_get_many(addresses))
+    assert list(results) == addresses
+    for address, *row in expected:
+        r = results[address]
+        got = (r.interface, r.gateway, r.source, r.table, r.protocol, r.rule, r.failure)
+        assert got == (*row, None), address
+        assert_same_as_ip(name, address, r)
+    return results
+
+
 # (address, interface, gateway, source, table, protocol, rule)
 EXPECTED = [
     (
@@ -139,22 +153,9 @@ EXPECTED = [
 
 @pytest.mark.root
 def test_routes_match_ip_route_get(site: str) -> None:
-    addresses = [e[0] for e in EXPECTED]
-    results = in_ns(site, lambda: agent_route.route_get_many(addresses))
-    assert list(results) == addresses
-    for address, interface, gateway, source, table, protocol, rule in EXPECTED:
-        r = results[address]
-        assert (r.interface, r.gateway, r.source, r.table, r.protocol, r.rule, r.failure) == (
-            interface,
-            gateway,
-            source,
-            table,
-            protocol,
-            rule,
-            None,
-        ), address
+    results = assert_routes(site, EXPECTED)
+    for r in results.values():
         assert 0 < r.duration_s < 0.5
-        assert_same_as_ip(site, address, r)
 
 
 @pytest.mark.root
@@ -358,20 +359,7 @@ EXPECTED_V6 = [
 
 @pytest.mark.root
 def test_ipv6_routes_give_gateway_interface_and_preferred_source(dual: str) -> None:
-    addresses = [e[0] for e in EXPECTED_V6]
-    results = in_ns(dual, lambda: agent_route.route_get_many(addresses))
-    for address, interface, gateway, source, table, protocol, rule in EXPECTED_V6:
-        r = results[address]
-        assert (r.interface, r.gateway, r.source, r.table, r.protocol, r.rule, r.failure) == (
-            interface,
-            gateway,
-            source,
-            table,
-            protocol,
-            rule,
-            None,
-        ), address
-        assert_same_as_ip(dual, address, r)
+    assert_routes(dual, EXPECTED_V6)
     unreachable = in_ns(dual, lambda: agent_route.route_get("2001:db8:dd::1"))
     assert (unreachable.failure, unreachable.source) == ("route.none", None)
 
