@@ -118,6 +118,23 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def refused_update(capsys, tmp_path: Path, current: Path | None, *source: str) -> tuple[Path, str]:
+    """`service-tags update` from `source` (--url or --file, and where) over a tags file holding
+    `current`'s bytes (None: no file yet) must refuse -- exit 1 -- and leave the file as it was.
+    Returns the tags file and the error."""
+    tags = tmp_path / "tags.json"
+    if current is not None:
+        tags.write_bytes(current.read_bytes())
+    config = config_with(tmp_path, "service_tags", file=str(tags))
+    code, _, err = run(capsys, "service-tags", "update", "--config", str(config), *source)
+    assert code == 1
+    if current is None:
+        assert not tags.exists()
+    else:
+        assert tags.read_bytes() == current.read_bytes()
+    return tags, err
+
+
 @needs_real_file
 def test_download_page_link_is_followed_and_the_agent_uses_the_new_file_next_cycle(
     server, tmp_path, capsys
@@ -170,88 +187,39 @@ def test_escaped_links_in_a_script_the_newest_wins(server, tmp_path, capsys):
 
 @needs_real_file
 def test_an_older_change_number_is_refused(server, tmp_path, capsys):
-    tags = tmp_path / "tags.json"
-    tags.write_bytes(REAL.read_bytes())
-    config = config_with(tmp_path, "service_tags", file=str(tags))
-    code, _, err = run(
-        capsys,
-        "service-tags",
-        "update",
-        "--config",
-        str(config),
-        "--url",
-        f"{server}/mirror/old.json",
-    )
-    assert code == 1
+    tags, err = refused_update(capsys, tmp_path, REAL, "--url", f"{server}/mirror/old.json")
     assert err == (
         f"erpath-agent: service-tags update refused: {server}/mirror/old.json: changeNumber 1 is "
         f"older than {tags}'s 376; kept the current file (a stale mirror?)\n"
     )
-    assert tags.read_bytes() == REAL.read_bytes()
 
 
 @needs_real_file
 def test_far_fewer_prefixes_is_refused(server, tmp_path, capsys):
-    tags = tmp_path / "tags.json"
-    tags.write_bytes(REAL.read_bytes())
-    config = config_with(tmp_path, "service_tags", file=str(tags))
-    code, _, err = run(
-        capsys,
-        "service-tags",
-        "update",
-        "--config",
-        str(config),
-        "--url",
-        f"{server}/mirror/tiny.json",
-    )
-    assert code == 1
+    _, err = refused_update(capsys, tmp_path, REAL, "--url", f"{server}/mirror/tiny.json")
     assert "lists 1 prefixes, less than half of" in err
     assert "kept the current file (a truncated or wrong download?)" in err
-    assert tags.read_bytes() == REAL.read_bytes()
 
 
 def test_a_truncated_file_is_refused(tmp_path, capsys):
-    tags = tmp_path / "tags.json"
-    tags.write_bytes(SAMPLE.read_bytes())
     half = tmp_path / "half.json"
     half.write_bytes(SAMPLE.read_bytes()[:100])
-    config = config_with(tmp_path, "service_tags", file=str(tags))
-    code, _, err = run(
-        capsys, "service-tags", "update", "--config", str(config), "--file", str(half)
-    )
-    assert code == 1
+    _, err = refused_update(capsys, tmp_path, SAMPLE, "--file", str(half))
     assert f"{half}: not valid JSON" in err and "a truncated download?" in err
-    assert tags.read_bytes() == SAMPLE.read_bytes()
 
 
 def test_another_json_file_is_refused(tmp_path, capsys):
-    tags = tmp_path / "tags.json"
-    config = config_with(tmp_path, "service_tags", file=str(tags))
-    code, _, err = run(
-        capsys, "service-tags", "update", "--config", str(config), "--file", str(COMMUNITIES)
-    )
-    assert code == 1
+    _, err = refused_update(capsys, tmp_path, None, "--file", str(COMMUNITIES))
     assert err.startswith(
         f"erpath-agent: service-tags update refused: service tags file {COMMUNITIES}: "
     )
-    assert not tags.exists()
 
 
 def test_a_page_without_the_link_and_a_404_keep_the_file(server, tmp_path, capsys):
-    tags = tmp_path / "tags.json"
-    tags.write_bytes(SAMPLE.read_bytes())
-    config = config_with(tmp_path, "service_tags", file=str(tags))
-    code, _, err = run(
-        capsys, "service-tags", "update", "--config", str(config), "--url", f"{server}/nolink.aspx"
-    )
-    assert code == 1
+    _, err = refused_update(capsys, tmp_path, SAMPLE, "--url", f"{server}/nolink.aspx")
     assert "neither JSON nor a page linking ServiceTags_Public_YYYYMMDD.json" in err
-    code, _, err = run(
-        capsys, "service-tags", "update", "--config", str(config), "--url", f"{server}/gone"
-    )
-    assert code == 1
+    _, err = refused_update(capsys, tmp_path, SAMPLE, "--url", f"{server}/gone")
     assert f"{server}/gone: HTTP 404 Not Found; check the URL" in err
-    assert tags.read_bytes() == SAMPLE.read_bytes()
 
 
 def test_no_file_or_no_url_in_the_config_is_a_usage_error(tmp_path, capsys):
