@@ -159,6 +159,29 @@ def _ip6(source: str, destination: str, next_header: int, payload: bytes, label:
     return header + payload
 
 
+def _packet(
+    source: str,
+    destination: str,
+    protocol: int,
+    segment: bytes,
+    ports: tuple[int, int],
+    record_route: bool,
+    label: int | None,
+) -> bytes:
+    """`segment` behind the IP header of the destination's family.
+
+    IPv4 carries the Record Route option when asked; IPv6 has none, and
+    carries the flow's label instead (`label`, or `flow_label` of `ports`).
+    """
+    if ":" not in destination:
+        return _ip(source, destination, protocol, segment, record_route)
+    if record_route:
+        raise ValueError("IPv6 has no Record Route option")
+    if label is None:
+        label = flow_label(source, destination, *ports)
+    return _ip6(source, destination, protocol, segment, label)
+
+
 def _pseudo_header(source: str, destination: str, protocol: int, length: int) -> bytes:
     """The transport checksum's pseudo-header: RFC 793 for IPv4, RFC 8200 §8.1 for IPv6."""
     if ":" in destination:
@@ -237,13 +260,7 @@ def tcp_syn_template(
     segment = _with_checksum(
         segment, _TCP_CHECKSUM, _transport_checksum(source, destination, PROTO_TCP, segment)
     )
-    if ":" in destination:
-        if record_route:
-            raise ValueError("IPv6 has no Record Route option")
-        fl = flow_label(source, destination, sport, dport) if label is None else label
-        data = _ip6(source, destination, PROTO_TCP, segment, fl)
-    else:
-        data = _ip(source, destination, PROTO_TCP, segment, record_route)
+    data = _packet(source, destination, PROTO_TCP, segment, (sport, dport), record_route, label)
     return Template(PROTO_TCP, source, destination, sport, dport, data)
 
 
@@ -256,24 +273,15 @@ def udp_template(
     record_route: bool = False,
     label: int | None = None,
 ) -> Template:
-    if ":" in destination:
-        if record_route:
-            raise ValueError("IPv6 has no Record Route option")
-        # No IP ID: the probe's index goes in the first payload word, the
-        # second compensates it (stamp), so the checksum stays constant
-        # (Paris); ICMPv6 errors quote the whole probe (RFC 4443), payload too.
-        payload = b"\x00\x00\xff\xff" + _PAYLOAD[4:]
-        datagram = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-        checksum = _transport_checksum(source, destination, PROTO_UDP, datagram) or 0xFFFF
-        datagram = _with_checksum(datagram, 6, checksum)
-        fl = flow_label(source, destination, sport, dport) if label is None else label
-        data = _ip6(source, destination, PROTO_UDP, datagram, fl)
-        return Template(PROTO_UDP, source, destination, sport, dport, data)
     # The payload never changes, so neither does the UDP checksum (Paris).
-    datagram = struct.pack("!HHHH", sport, dport, 8 + len(_PAYLOAD), 0) + _PAYLOAD
+    # IPv6 has no IP ID: there the probe's index goes in the first payload
+    # word and the second compensates it (stamp), so the checksum stays
+    # constant too; ICMPv6 errors quote the whole probe (RFC 4443), payload too.
+    payload = b"\x00\x00\xff\xff" + _PAYLOAD[4:] if ":" in destination else _PAYLOAD
+    datagram = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     checksum = _transport_checksum(source, destination, PROTO_UDP, datagram) or 0xFFFF
     datagram = _with_checksum(datagram, 6, checksum)
-    data = _ip(source, destination, PROTO_UDP, datagram, record_route)
+    data = _packet(source, destination, PROTO_UDP, datagram, (sport, dport), record_route, label)
     return Template(PROTO_UDP, source, destination, sport, dport, data)
 
 
@@ -287,20 +295,18 @@ def icmp_echo_template(
 ) -> Template:
     payload = b"\xff\xff" + _PAYLOAD[2:]
     # seq 0 with pad 0xffff (one's complement zero): stamp keeps seq + pad
-    # constant, hence the checksum computed here.
-    if ":" in destination:  # ICMPv6 echo: its checksum covers the pseudo-header too
-        if record_route:
-            raise ValueError("IPv6 has no Record Route option")
-        message = struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, ident, 0) + payload
-        message = _with_checksum(
-            message, 2, _transport_checksum(source, destination, PROTO_ICMPV6, message)
-        )
-        fl = flow_label(source, destination, ident, 0) if label is None else label
-        data = _ip6(source, destination, PROTO_ICMPV6, message, fl)
-        return Template(PROTO_ICMP, source, destination, 0, 0, data, icmp_ident=ident)
-    message = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, 0) + payload
-    message = _with_checksum(message, 2, 0xFFFF - icmpext.ones_complement_sum(message))
-    data = _ip(source, destination, PROTO_ICMP, message, record_route)
+    # constant, hence the checksum computed here.  ICMPv6 (RFC 4443) numbers
+    # the echo request otherwise, and its checksum covers the pseudo-header too.
+    v6 = ":" in destination
+    protocol = PROTO_ICMPV6 if v6 else PROTO_ICMP
+    message = struct.pack("!BBHHH", ICMP6_ECHO_REQUEST if v6 else ICMP_ECHO_REQUEST, 0, 0, ident, 0)
+    message += payload
+    if v6:
+        checksum = _transport_checksum(source, destination, protocol, message)
+    else:
+        checksum = 0xFFFF - icmpext.ones_complement_sum(message)
+    message = _with_checksum(message, 2, checksum)
+    data = _packet(source, destination, protocol, message, (ident, 0), record_route, label)
     return Template(PROTO_ICMP, source, destination, 0, 0, data, icmp_ident=ident)
 
 
