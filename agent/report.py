@@ -79,13 +79,17 @@ EvidenceKind = Literal[
     "shared-path",
     "note",  # free text: evidence of reports of schema /1, and context
 ]
-FindingKind = Literal[
+# The finding kinds of erpath.report/1; kinds added since are not /1 findings.
+FindingKind1 = Literal[
     "asymmetric-nat",
     "asymmetric-circuit",
     "handshake-blackhole",
     "return-hops-mismatch",
     "nat-pool-on-internet",
     "premium-required",
+]
+FindingKind = Literal[
+    FindingKind1,
     "route-filter-excludes",
     "advertised-but-internet",
     "community-not-authorized",
@@ -482,6 +486,13 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
 
+def _bare(tp: Any) -> Any:
+    """`tp` without its `| None` (the model's only unions; `_compile` refuses others)."""
+    if _is_union(tp):
+        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    return tp
+
+
 # --------------------------------------------------------------------------- string formats
 
 # Each string format is one pattern, used by the decoder and written into the
@@ -612,8 +623,7 @@ def _compile(tp: Any, fmt: str | None, legacy: bool, cache: dict[Any, Decoder]) 
         args = typing.get_args(tp)
         if type(None) not in args or len(args) != 2:
             raise TypeError(f"report model has an unsupported union {tp!r}")  # a bug
-        (inner_tp,) = [a for a in args if a is not type(None)]
-        inner = _compile(inner_tp, fmt, legacy, cache)
+        inner = _compile(_bare(tp), fmt, legacy, cache)
 
         def decode(v: Any, parent: str, key: str, errors: list[FieldError]) -> Any:
             return None if v is None else inner(v, parent, key, errors)
@@ -721,8 +731,7 @@ _PLAIN = {str: _PLAIN_STR, int: _PLAIN_INT, float: _PLAIN_FLOAT}
 def _plain(tp: Any, fmt: str | None) -> tuple[int, bool]:
     """(inline check, null allowed) of a field's type: 0 when it has no inline check."""
     nullable = _is_union(tp)
-    if nullable:
-        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    tp = _bare(tp)
     if fmt is None:
         return _PLAIN.get(tp, 0), nullable
     return (_PLAIN_ADDRESS if (tp, fmt) == (str, "ip") else 0), nullable
@@ -791,18 +800,8 @@ def _compile_object(cls: type, legacy: bool, cache: dict[Any, Decoder]) -> Decod
     return decode
 
 
-# Where erpath.report/1 allowed less than the current model: finding kinds
-# added since are not /1 findings.
-_REPORT_1_TYPES: dict[tuple[type, str], Any] = {
-    (Finding, "kind"): Literal[
-        "asymmetric-nat",
-        "asymmetric-circuit",
-        "handshake-blackhole",
-        "return-hops-mismatch",
-        "nat-pool-on-internet",
-        "premium-required",
-    ],
-}
+# Where erpath.report/1 allowed less than the current model.
+_REPORT_1_TYPES: dict[tuple[type, str], Any] = {(Finding, "kind"): FindingKind1}
 
 # One decoder per schema version; both build the current model.
 _DECODERS: dict[str, Decoder] = {
@@ -849,8 +848,7 @@ def report_from_dict(doc: Any) -> Report:
 def _schema_for(tp: Any, fmt: str | None, defs: dict[str, Any]) -> dict[str, Any]:
     origin = typing.get_origin(tp)
     if _is_union(tp):
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return {"anyOf": [_schema_for(inner, fmt, defs), {"type": "null"}]}
+        return {"anyOf": [_schema_for(_bare(tp), fmt, defs), {"type": "null"}]}
     if origin is Literal:
         return {"enum": list(typing.get_args(tp))}
     if origin is tuple:

@@ -40,8 +40,7 @@ _ENCODER = msgspec.json.Encoder()
 def _type(tp: Any, fmt: str | None, structs: dict[type, Any]) -> Any:
     """The msgspec type that accepts what the reference decoder accepts for `tp` (or less)."""
     if model._is_union(tp):
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _type(inner, fmt, structs) | None
+        return _type(model._bare(tp), fmt, structs) | None
     origin = typing.get_origin(tp)
     if origin is Literal:
         return tp
@@ -138,7 +137,7 @@ def _gather_source(cls: type) -> str:
             tp, fmt = hints[f.name], f.metadata.get("format")
             optional = model._is_union(tp)
             inner = _item(tp)
-            many = typing.get_origin(_bare(tp)) is tuple
+            many = typing.get_origin(model._bare(tp)) is tuple
             if fmt in _LATER:
                 if inner is not str:
                     raise TypeError(
@@ -160,16 +159,9 @@ def _gather_source(cls: type) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _bare(tp: Any) -> Any:
-    """`tp` without its `| None`."""
-    if model._is_union(tp):
-        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
-    return tp
-
-
 def _item(tp: Any) -> Any:
     """The type of one value of a field: the items' of a tuple, without `| None`."""
-    tp = _bare(tp)
+    tp = model._bare(tp)
     return typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
 
 
