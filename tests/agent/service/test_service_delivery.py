@@ -23,38 +23,23 @@ from tests.collector.reports import er, simple
 from tests.reliability.procs import CollectorProcess, add_tokens
 
 from .answers import Answer, AnswerServer
+from .loopback import collector_table, loopback_config, write_token
 from .running import run_for
 
 pytestmark = pytest.mark.timeout(120)
 
-CONFIG = """
-[agent]
-id = "br-1"
-site = "ams"
-[probe]
-builtin_targets = false
-interval_s = 10
-jitter_s = 0
-trace_timeout_s = 1
-[collector]
-url = "{url}"
-token_file = "{token}"
-allow_plaintext = true
-[spool]
-dir = "{spool}"
-[[target]]
-name = "loopback"
-address = "127.0.0.1"
-port = 9
-"""
-
 
 def make_service(tmp_path, url: str, token: str) -> AgentService:
-    token_file = tmp_path / "token"
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
     config = tmp_path / "agent.toml"
-    config.write_text(CONFIG.format(url=url, token=token_file, spool=tmp_path / "spool"))
+    config.write_text(
+        loopback_config(
+            tmp_path / "spool",
+            agent_id="br-1",
+            site="ams",
+            collector=collector_table(url, write_token(tmp_path, token)),
+            trace_timeout_s=1,
+        )
+    )
     return AgentService(str(config))
 
 

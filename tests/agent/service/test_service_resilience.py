@@ -19,32 +19,16 @@ from agent.service.metrics import AgentMetrics
 from agent.service.runner import AgentService
 
 from .fullfs import fill_to, small_fs  # noqa: F401  (fixture)
+from .loopback import loopback_config
 
 pytestmark = pytest.mark.timeout(120)
 
 SAMPLE_TAGS = Path(__file__).parents[1] / "configs" / "valid" / "servicetags-sample.json"
 
-CONFIG = """
-[agent]
-id = "loop"
-site = "lab"
-[probe]
-builtin_targets = false
-interval_s = 10
-jitter_s = 0
-trace_timeout_s = 2
-[spool]
-dir = "{spool}"
-[[target]]
-name = "loopback"
-address = "127.0.0.1"
-port = 9
-"""
-
 
 def make_service(tmp_path: Path, spool: Path, extra: str = "") -> AgentService:
     config = tmp_path / "agent.toml"
-    config.write_text(CONFIG.format(spool=spool) + extra)
+    config.write_text(loopback_config(spool, trace_timeout_s=2) + extra)
     svc = AgentService(str(config))
     svc.metrics = AgentMetrics.create()
     return svc

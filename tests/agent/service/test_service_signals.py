@@ -11,23 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-AGENT = str(Path(sys.executable).with_name("erpath-agent"))
+from .loopback import loopback_config, write_token
 
-CONFIG = """
-[agent]
-id = "loop"
-site = "lab"
-[probe]
-builtin_targets = false
-interval_s = 10
-jitter_s = 0
-[spool]
-dir = "{spool}"
-[[target]]
-name = "loopback"
-address = "127.0.0.1"
-port = 9
-"""
+AGENT = str(Path(sys.executable).with_name("erpath-agent"))
 
 
 def _wait_for(path: Path, text: str, timeout_s: float = 30) -> str:
@@ -42,7 +28,7 @@ def _wait_for(path: Path, text: str, timeout_s: float = 30) -> str:
 
 def test_ready_reload_refuse_and_terminate(tmp_path):
     config = tmp_path / "agent.toml"
-    config.write_text(CONFIG.format(spool=tmp_path / "spool"))
+    config.write_text(loopback_config(tmp_path / "spool"))
     log = tmp_path / "agent.log"
     notify = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, open(log, "w") as out:
@@ -59,9 +45,7 @@ def test_ready_reload_refuse_and_terminate(tmp_path):
             assert sock.recv(4096).decode().startswith("READY=1")
             _wait_for(log, "event=cycle seq=1")
             # A valid change is taken; an invalid one is refused and the old config kept.
-            config.write_text(
-                CONFIG.format(spool=tmp_path / "spool").replace("port = 9", "port = 10")
-            )
+            config.write_text(loopback_config(tmp_path / "spool", target_port=10))
             proc.send_signal(signal.SIGHUP)
             _wait_for(log, "event=reloaded")
             config.write_text("[probe]\ninterval_s = 1\n")
@@ -70,7 +54,7 @@ def test_ready_reload_refuse_and_terminate(tmp_path):
             assert "interval_s" in text
             assert proc.poll() is None
             # A CA file that is not there: refused like any bad config (it used to crash).
-            config.write_text(CONFIG.format(spool=tmp_path / "spool") + missing_ca(tmp_path))
+            config.write_text(missing_ca(tmp_path))
             proc.send_signal(signal.SIGHUP)
             text = _wait_for(log, "ca_file")
             assert "no such file; fix the path or remove the key" in text
@@ -88,18 +72,18 @@ def test_ready_reload_refuse_and_terminate(tmp_path):
 
 
 def missing_ca(tmp_path: Path) -> str:
-    token = tmp_path / "token"
-    token.write_text("tok\n")
-    token.chmod(0o600)
-    return (
-        f'[collector]\nurl = "https://127.0.0.1:9"\ntoken_file = "{token}"\n'
-        f'ca_file = "{tmp_path / "nope.pem"}"\n'
-    )
+    """The loopback config with a collector over HTTPS whose CA file is not there."""
+    https = {
+        "url": "https://127.0.0.1:9",
+        "token_file": str(write_token(tmp_path)),
+        "ca_file": str(tmp_path / "nope.pem"),
+    }
+    return loopback_config(tmp_path / "spool", collector=https)
 
 
 def test_a_missing_ca_file_at_start_is_exit_2_with_the_fix(tmp_path):
     config = tmp_path / "agent.toml"
-    config.write_text(CONFIG.format(spool=tmp_path / "spool") + missing_ca(tmp_path))
+    config.write_text(missing_ca(tmp_path))
     env = os.environ | {"STATE_DIRECTORY": str(tmp_path / "state")}
     proc = subprocess.run(
         [AGENT, "run", "--config", str(config)], capture_output=True, text=True, env=env, timeout=60

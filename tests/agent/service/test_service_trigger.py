@@ -16,30 +16,10 @@ import pytest
 from agent.service.runner import AgentService
 
 from .answers import Answer, AnswerServer
+from .loopback import collector_table, loopback_config, write_token
 from .running import run_for
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
-
-CONFIG = """
-[agent]
-id = "br-1"
-site = "ams"
-[probe]
-builtin_targets = false
-interval_s = 600
-jitter_s = 0
-trace_timeout_s = 1
-[collector]
-url = "{url}"
-token_file = "{token}"
-allow_plaintext = true
-[spool]
-dir = "{spool}"
-[[target]]
-name = "loopback"
-address = "127.0.0.1"
-port = 9
-"""
 
 
 def test_route_change_reports_route_and_tcp_first_and_traces_after(tmp_path):
@@ -48,12 +28,18 @@ def test_route_change_reports_route_and_tcp_first_and_traces_after(tmp_path):
         detail="the report is not a valid erpath.report/1 document",
         supported_schemas=["erpath.report/1"],
     )
-    token = tmp_path / "token"
-    token.write_text("tok\n")
-    token.chmod(0o600)
     config = tmp_path / "agent.toml"
     with AnswerServer(older) as server:
-        config.write_text(CONFIG.format(url=server.url, token=token, spool=tmp_path / "spool"))
+        config.write_text(
+            loopback_config(
+                tmp_path / "spool",
+                agent_id="br-1",
+                site="ams",
+                collector=collector_table(server.url, write_token(tmp_path)),
+                interval_s=600,
+                trace_timeout_s=1,
+            )
+        )
         svc = AgentService(str(config))
         # After the first (interval) cycle has seen where the target resolves.
         threading.Timer(2.5, svc.on_route_change, args=("127.0.0.0/8",)).start()
