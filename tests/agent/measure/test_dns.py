@@ -616,36 +616,34 @@ def test_hop_namer_falls_back_to_the_next_resolver(server: AuthServer) -> None:
 MANY_HOPS = [f"198.18.{i // 20}.{i % 20 + 1}" for i in range(40)]
 
 
+def _prefetched(ptr: str, delay_s: float) -> tuple[agent_dns.HopNamer, set[str]]:
+    """A HopNamer (timeout 5 s) after prefetching MANY_HOPS from a server that names every hop
+    `ptr`, `delay_s` late; and the names the server was asked."""
+    records = _cdn_zone()
+    for hop in MANY_HOPS:
+        records[(_reverse(hop), "PTR")] = (300, [ptr])
+    server = AuthServer(records, delay_s=delay_s)
+    try:
+        namer = agent_dns.HopNamer(server.address, timeout_s=5.0)
+        namer.prefetch(MANY_HOPS)
+        return namer, {name for name, _, _ in server.log}
+    finally:
+        server.close()
+
+
 def test_hop_naming_shares_one_short_deadline_whatever_the_timeout() -> None:
     """A resolver that answers everything, 0.6 s late: the hops stay unnamed.
 
     The namer's timeout is 5 s, yet nothing waited for the answers: one
     deadline of HopNamer.BUDGET_S (0.3 s) covered every lookup.
     """
-    records = _cdn_zone()
-    for hop in MANY_HOPS:
-        records[(_reverse(hop), "PTR")] = (300, ["late.ntwk.msn.net."])
-    late = AuthServer(records, delay_s=0.6)
-    try:
-        namer = agent_dns.HopNamer(late.address, timeout_s=5.0)
-        namer.prefetch(MANY_HOPS)
-        asked = {name for name, _, _ in late.log}
-    finally:
-        late.close()
+    namer, asked = _prefetched("late.ntwk.msn.net.", delay_s=0.6)
     assert all(namer(h) == (None, None) for h in MANY_HOPS)
     assert _reverse(MANY_HOPS[0]) in asked  # the server was asked, and answered too late
 
 
 def test_hop_naming_within_the_budget_names_hops() -> None:
-    records = _cdn_zone()
-    for hop in MANY_HOPS:
-        records[(_reverse(hop), "PTR")] = (300, ["be-1.ams.ntwk.msn.net."])
-    quick = AuthServer(records, delay_s=0.02)
-    try:
-        namer = agent_dns.HopNamer(quick.address, timeout_s=5.0)
-        namer.prefetch(MANY_HOPS)
-    finally:
-        quick.close()
+    namer, _ = _prefetched("be-1.ams.ntwk.msn.net.", delay_s=0.02)
     assert [namer(h)[0] for h in MANY_HOPS] == ["be-1.ams.ntwk.msn.net"] * len(MANY_HOPS)
 
 

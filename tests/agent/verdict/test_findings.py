@@ -134,20 +134,25 @@ def test_asymmetric_circuit_nat_only_over_the_other_circuit():
     assert "give circuit ams-2 its own, distinct NAT pool" in f.fix
 
 
-def test_asymmetric_circuit_nat_over_both_circuits_equally():
-    both = replace(AMS2, advertised_prefixes=("192.0.2.0/25",))
-    site = SiteFacts(circuits=(AMS1, both), internet_edges=(INET,))
+@pytest.mark.parametrize(
+    "ams2_prefix, severity, evidence",
+    [
+        (
+            "192.0.2.0/25",
+            "warning",
+            "advertised over circuit ams-1 and, equally specific, over ams-2",
+        ),
+        ("192.0.2.0/28", "critical", "more specific than what circuit ams-1 advertises"),
+    ],
+    ids=["over-both-circuits-equally", "more-specific-elsewhere"],
+)
+def test_asymmetric_circuit_nat_advertised_over_ams2_too(ams2_prefix, severity, evidence):
+    """The NAT address 192.0.2.10 is in ams-1's /25; ams-2 advertises it as well."""
+    ams2 = replace(AMS2, advertised_prefixes=(ams2_prefix,))
+    site = SiteFacts(circuits=(AMS1, ams2), internet_edges=(INET,))
     f = only(findings_for(ER_PRIMARY, site, nat_addresses=("192.0.2.10",)), "asymmetric-circuit")
-    assert f.severity == "warning"
-    assert "advertised over circuit ams-1 and, equally specific, over ams-2" in f.evidence[1].text
-
-
-def test_asymmetric_circuit_more_specific_elsewhere():
-    narrower = replace(AMS2, advertised_prefixes=("192.0.2.0/28",))
-    site = SiteFacts(circuits=(AMS1, narrower), internet_edges=(INET,))
-    f = only(findings_for(ER_PRIMARY, site, nat_addresses=("192.0.2.10",)), "asymmetric-circuit")
-    assert f.severity == "critical"
-    assert "more specific than what circuit ams-1 advertises" in f.evidence[1].text
+    assert f.severity == severity
+    assert evidence in f.evidence[1].text
 
 
 def test_asymmetric_circuit_from_route_source_on_an_edge_host():
