@@ -14,6 +14,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from pyroute2 import netns
@@ -59,8 +60,10 @@ class Host:
         finally:
             netns.popns()
 
-    def drop_ipv6_syns(self, drop: bool) -> None:
-        if drop:
+    @contextmanager
+    def ipv6_syns_dropped(self) -> Iterator[None]:
+        """An IPv6 blackhole while inside: the service's address drops every SYN to its port."""
+        try:
             _sh("ip", "netns", "exec", self.name, "nft", "add", "table", "inet", "v6hole")
             _sh(
                 "ip", "netns", "exec", self.name, "nft", "add", "chain", "inet", "v6hole", "in",
@@ -70,7 +73,8 @@ class Host:
                 "ip", "netns", "exec", self.name, "nft", "add", "rule", "inet", "v6hole", "in",
                 "ip6", "daddr", V6, "tcp", "dport", str(PORT), "drop",
             )  # fmt: skip
-        else:
+            yield
+        finally:
             subprocess.run(
                 ["ip", "netns", "exec", self.name, "nft", "delete", "table", "inet", "v6hole"],
                 capture_output=True,
@@ -127,11 +131,8 @@ def test_preferred_reports_ipv6_when_it_answers(host: Host) -> None:
 
 
 def test_preferred_falls_back_to_ipv4_when_ipv6_blackholes(host: Host) -> None:
-    host.drop_ipv6_syns(True)
-    try:
+    with host.ipv6_syns_dropped():
         report = host.cycle("preferred")
-    finally:
-        host.drop_ipv6_syns(False)
     (r,) = report.results
     assert (r.address, r.family, r.tcp.state) == (V4, "ipv4", "open")
     assert _family_evidence(r) == [("ipv4", V4)]
@@ -144,11 +145,8 @@ def test_preferred_falls_back_to_ipv4_when_ipv6_blackholes(host: Host) -> None:
 
 
 def test_both_reports_each_family_and_which_one_users_get(host: Host) -> None:
-    host.drop_ipv6_syns(True)
-    try:
+    with host.ipv6_syns_dropped():
         report = host.cycle("both")
-    finally:
-        host.drop_ipv6_syns(False)
     by_family = {r.family: r for r in report.results}
     assert sorted(by_family) == ["ipv4", "ipv6"]
     assert by_family["ipv6"].tcp.state == "filtered"

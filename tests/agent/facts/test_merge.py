@@ -17,6 +17,7 @@ from agent.facts.merge import merge
 FIXTURES = Path(__file__).parent / "fixtures"
 CLI = [FIXTURES / "cli" / n for n in ("circuit.json", "peering.json", "route-filter.json")]
 CLI_COMMUNITIES = FIXTURES / "cli" / "service-communities.json"
+CLI_FILES = [*map(str, CLI), str(CLI_COMMUNITIES)]  # every az CLI output, as arguments
 REST = [FIXTURES / "rest" / n for n in ("circuit.json", "peering-list.json", "route-filter.json")]
 
 HAND_WRITTEN = """\
@@ -54,15 +55,7 @@ def run(*argv: str, capsys) -> tuple[int, str, str]:
 def test_import_into_a_hand_written_config_keeps_comments_and_prints_a_diff(tmp_path, capsys):
     config = tmp_path / "agent.toml"
     config.write_text(HAND_WRITTEN)
-    code, out, _ = run(
-        "facts",
-        "import",
-        *map(str, CLI),
-        str(CLI_COMMUNITIES),
-        "--config",
-        str(config),
-        capsys=capsys,
-    )
+    code, out, _ = run("facts", "import", *CLI_FILES, "--config", str(config), capsys=capsys)
     assert code == 0
     text = config.read_text()
     # everything people wrote is still there, in place
@@ -92,15 +85,7 @@ def test_import_into_a_hand_written_config_keeps_comments_and_prints_a_diff(tmp_
     assert circuit.route_filter_communities == ("12076:51002", "12076:51004", "12076:5010")
     assert c.bgp_communities.file == CLI_COMMUNITIES
     # a second import changes nothing
-    code, out, _ = run(
-        "facts",
-        "import",
-        *map(str, CLI),
-        str(CLI_COMMUNITIES),
-        "--config",
-        str(config),
-        capsys=capsys,
-    )
+    code, out, _ = run("facts", "import", *CLI_FILES, "--config", str(config), capsys=capsys)
     assert (code, out.splitlines()[-1]) == (0, f"{config}: already up to date")
 
 
@@ -260,7 +245,7 @@ def test_end_to_end_import_then_check_config_then_probe_once(tmp_path):
     config = tmp_path / "agent.toml"
     agent = [sys.executable, "-m", "agent.cli"]
     subprocess.run(
-        [*agent, "facts", "import", *map(str, CLI), str(CLI_COMMUNITIES), "--config", str(config)],
+        [*agent, "facts", "import", *CLI_FILES, "--config", str(config)],
         check=True,
         capture_output=True,
     )

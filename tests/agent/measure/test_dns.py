@@ -522,17 +522,25 @@ def _port53_server(**kwargs) -> AuthServer:
     raise RuntimeError("no free port 53 on 127.53.0.0/16")
 
 
+def _system_resolve(tmp_path, servers: list[AuthServer], timeout_s: float):
+    """cdn.erpath.test through the "system" resolver, a resolv.conf listing `servers` in order
+    (closed afterwards)."""
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("".join(f"nameserver {server.host}\n" for server in servers))
+    try:
+        results = agent_dns.resolve_many(
+            ["cdn.erpath.test"], ["system"], timeout_s, resolv_conf=str(conf)
+        )
+    finally:
+        for server in servers:
+            server.close()
+    return results["cdn.erpath.test"]
+
+
 @pytest.mark.root
 def test_system_resolver_reads_resolv_conf_and_fails_over(tmp_path) -> None:
     refusing, answering = _port53_server(refuse_all=True), _port53_server()
-    conf = tmp_path / "resolv.conf"
-    conf.write_text(f"nameserver {refusing.host}\nnameserver {answering.host}\n")
-    try:
-        results = agent_dns.resolve_many(["cdn.erpath.test"], ["system"], 2, resolv_conf=str(conf))
-    finally:
-        refusing.close()
-        answering.close()
-    r = results["cdn.erpath.test"]
+    r = _system_resolve(tmp_path, [refusing, answering], 2)
     assert r.answers[0].resolver == "system"
     assert r.failure is None and r.cname_chain[-1] == "erpath.afd.azureedge.net"
     assert refusing.log and answering.log
@@ -540,14 +548,8 @@ def test_system_resolver_reads_resolv_conf_and_fails_over(tmp_path) -> None:
 
 @pytest.mark.root
 def test_system_resolver_reports_last_failure(tmp_path) -> None:
-    refusing = _port53_server(refuse_all=True)
-    conf = tmp_path / "resolv.conf"
-    conf.write_text(f"nameserver {refusing.host}\n")
-    try:
-        r = agent_dns.resolve_many(["cdn.erpath.test"], ["system"], 1, resolv_conf=str(conf))
-    finally:
-        refusing.close()
-    assert r["cdn.erpath.test"].failure == "dns.refused"
+    r = _system_resolve(tmp_path, [_port53_server(refuse_all=True)], 1)
+    assert r.failure == "dns.refused"
 
 
 # --------------------------------------------------------------------------- hop names

@@ -60,8 +60,7 @@ def site() -> Iterator[str]:
         _sh(f"ip -n {name} link add v0 type veth peer name v1 netns {gw}")
         _sh(f"ip -n {gw} link set v1 up")
         _sh(f"ip -n {gw} addr add 10.1.0.2/24 dev v1")
-        for line in SETUP.strip().splitlines():
-            _sh(f"ip -n {name} {line.removeprefix('ip ')}")
+        _ip_script(name, SETUP)
         yield name
     finally:
         for ns in (name, gw):
@@ -73,6 +72,12 @@ def _sh(command: str) -> str:
     if done.returncode:
         raise RuntimeError(f"{command}: {done.stderr.strip()}")
     return done.stdout
+
+
+def _ip_script(name: str, script: str) -> None:
+    """Run each `ip ...` line of `script` in namespace `name`."""
+    for line in script.strip().splitlines():
+        _sh(f"ip -n {name} {line.removeprefix('ip ')}")
 
 
 def in_ns(name: str, fn: Callable[[], T]) -> T:
@@ -332,8 +337,7 @@ def dual() -> Iterator[str]:
     try:
         _sh(f"ip netns add {name}")
         _sh(f"ip -n {name} link add v0 type veth peer name v1")
-        for line in SETUP_V6.strip().splitlines():
-            _sh(f"ip -n {name} {line.removeprefix('ip ')}")
+        _ip_script(name, SETUP_V6)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
