@@ -23,6 +23,7 @@ from agent import report_codec
 from agent.report import SCHEMA, Evidence, ReportError, report_from_dict, to_dict
 from collector import routes
 from collector.problems import Problem
+from tests.agent.test_report_decoder import paths
 
 from .reports import SITE_FACTS, er, finding, inet, report, result
 
@@ -65,17 +66,6 @@ def outcome(doc: Any) -> Any:
         return ("ok", report_from_dict(doc))
     except ReportError as exc:
         return ("error", exc.errors)
-
-
-def paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix]
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out += paths(v, (*prefix, k))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            out += paths(v, (*prefix, i))
-    return out
 
 
 def pointer(path: tuple) -> str:
