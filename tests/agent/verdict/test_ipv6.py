@@ -15,17 +15,15 @@ from dataclasses import replace
 from agent.report import (
     Circuit,
     DnsResult,
-    Hop,
     InternetEdge,
-    Reply,
     Result,
     RouteResult,
     SiteFacts,
     TcpResult,
-    Trace,
 )
 from agent.verdict import classify as classifier
 from agent.verdict.findings import find, site_findings
+from tests.agent.verdict.test_classify import trace
 
 MS, ISP = 8075, 64500
 AMS1 = Circuit(
@@ -49,14 +47,6 @@ PP6 = "2001:db8:ff::10"
 HOST6 = "2001:db8:100::20"  # the host's own address, inside the advertised /48
 OPEN = TcpResult(port=443, state="open", method="connect", connect_s=0.02)
 FILTERED = TcpResult(port=443, state="filtered", method="connect", failure="tcp.filtered")
-
-
-def trace(*hops: str | tuple[str, int]) -> Trace:
-    out = []
-    for ttl, h in enumerate(hops, start=1):
-        addr, asn = (h, None) if isinstance(h, str) else h
-        out.append(Hop(ttl=ttl, replies=(Reply(address=addr, rtt_s=0.001, asn=asn),)))
-    return Trace(protocol="tcp", flow=1, reached=True, hops=tuple(out))
 
 
 def result(*hops: str | tuple[str, int], route=None, tcp=None) -> Result:
@@ -145,19 +135,12 @@ def test_ipv6_leaves_without_the_edges_ipv4_nat_address():
     )
     v = classify(r, SITE, None)
     assert [f.kind for f in find(r, v, SITE)] == []
-    v4 = replace(r, address="198.18.10.5", family="ipv4", route=None)
     v4 = replace(
-        v4,
-        trace=Trace(
-            protocol="tcp",
-            flow=1,
-            reached=True,
-            hops=(
-                Hop(1, (Reply("10.1.0.9"),)),
-                Hop(2, (Reply("198.18.100.1", asn=ISP),)),
-                Hop(3, (Reply("198.18.10.5", asn=MS),)),
-            ),
-        ),
+        r,
+        address="198.18.10.5",
+        family="ipv4",
+        route=None,
+        trace=trace("10.1.0.9", ("198.18.100.1", ISP), ("198.18.10.5", MS)),
     )
     v4_verdict = classify(v4, SITE, None)
     (f,) = [f for f in find(v4, v4_verdict, SITE) if f.kind == "asymmetric-nat"]
