@@ -40,11 +40,16 @@ def spool_files(fleet: Fleet, node: str) -> list:
     return sorted((fleet.workdir / f"{node}-state" / "spool").glob("*.json.gz"))
 
 
-def test_collector_outage_every_report_arrives_once(fleet):
+def first_report_then_collector_away(fleet: Fleet) -> None:
+    """The branch agent's first report arrives; then the collector stops."""
     fleet.start_collector()
     fleet.start_agent("branch")
     wait_for(lambda: fleet.received_seqs("branch"), 30, "the first report")
     fleet.stop_collector()
+
+
+def test_collector_outage_every_report_arrives_once(fleet):
+    first_report_then_collector_away(fleet)
     # Several cycles while the collector is away: they wait in the spool.
     wait_for(lambda: len(spool_files(fleet, "branch")) >= 2, 4 * INTERVAL_S, "two spooled reports")
     fleet.start_collector()
@@ -55,10 +60,7 @@ def test_collector_outage_every_report_arrives_once(fleet):
 
 
 def test_kill_9_with_reports_spooled_loses_nothing(fleet):
-    fleet.start_collector()
-    fleet.start_agent("branch")
-    wait_for(lambda: fleet.received_seqs("branch"), 30, "the first report")
-    fleet.stop_collector()
+    first_report_then_collector_away(fleet)
     wait_for(lambda: len(spool_files(fleet, "branch")) >= 1, 2 * INTERVAL_S, "a spooled report")
     spooled = len(spool_files(fleet, "branch"))
     fleet.stop_agent("branch", kill=True)
