@@ -10,19 +10,13 @@ import time
 from agent.cycle import _with_tags_age
 from agent.report import Health
 from agent.verdict.servicetags import ServiceTags
+from tests.agent.servicetags_doc import tag_entry, tags_document
 
 DAY_S = 86400.0
 
 
 def _tags_file(path, change_number: int) -> ServiceTags:
-    doc = {
-        "changeNumber": change_number,
-        "cloud": "Public",
-        "values": [
-            {"name": "Tag", "id": "Tag", "properties": {"region": "", "addressPrefixes": []}}
-        ],
-    }
-    path.write_text(json.dumps(doc))
+    path.write_text(json.dumps(tags_document(tag_entry("Tag", []), change=change_number)))
     return ServiceTags.load(path, cache=False)
 
 

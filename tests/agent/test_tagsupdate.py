@@ -17,6 +17,7 @@ import pytest
 
 from agent.cli import main
 from agent.config import load
+from tests.agent.servicetags_doc import tag_entry, tags_document
 
 REAL = Path("/work/shared/data/ServiceTags_Public.json")
 HERE = Path(__file__).parent
@@ -28,23 +29,8 @@ needs_real_file = pytest.mark.skipif(not REAL.is_file(), reason=f"{REAL} is not 
 
 
 def _tags(change: int, prefixes: list[str]) -> bytes:
-    return json.dumps(
-        {
-            "changeNumber": change,
-            "cloud": "Public",
-            "values": [
-                {
-                    "name": "PowerPlatformInfra",
-                    "id": "PowerPlatformInfra",
-                    "properties": {
-                        "changeNumber": change,
-                        "region": "",
-                        "addressPrefixes": prefixes,
-                    },
-                }
-            ],
-        }
-    ).encode()
+    entry = tag_entry("PowerPlatformInfra", prefixes, changeNumber=change)
+    return json.dumps(tags_document(entry, change=change)).encode()
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from agent.report import (
 )
 from agent.verdict.classify import classify, expected_class, path_facts
 from agent.verdict.servicetags import ServiceTags
+from tests.agent.servicetags_doc import tag_entry, tags_document
 
 AMS1 = Circuit(
     name="ams-1",
@@ -62,35 +63,12 @@ PP_EUS = "198.18.30.5"  # PowerPlatformInfra.EastUS
 AFD = "198.18.20.7"  # AzureFrontDoor.Frontend
 
 TAGS = ServiceTags.from_document(
-    {
-        "changeNumber": 1,
-        "cloud": "Public",
-        "values": [
-            {
-                "name": "PowerPlatformInfra",
-                "id": "PowerPlatformInfra",
-                "properties": {
-                    "region": "",
-                    "addressPrefixes": ["198.18.10.0/24", "198.18.30.0/24"],
-                },
-            },
-            {
-                "name": "PowerPlatformInfra.WestEurope",
-                "id": "PowerPlatformInfra.WestEurope",
-                "properties": {"region": "westeurope", "addressPrefixes": ["198.18.10.0/24"]},
-            },
-            {
-                "name": "PowerPlatformInfra.EastUS",
-                "id": "PowerPlatformInfra.EastUS",
-                "properties": {"region": "eastus", "addressPrefixes": ["198.18.30.0/24"]},
-            },
-            {
-                "name": "AzureFrontDoor.Frontend",
-                "id": "AzureFrontDoor.Frontend",
-                "properties": {"region": "", "addressPrefixes": ["198.18.20.0/24"]},
-            },
-        ],
-    },
+    tags_document(
+        tag_entry("PowerPlatformInfra", ["198.18.10.0/24", "198.18.30.0/24"]),
+        tag_entry("PowerPlatformInfra.WestEurope", ["198.18.10.0/24"], region="westeurope"),
+        tag_entry("PowerPlatformInfra.EastUS", ["198.18.30.0/24"], region="eastus"),
+        tag_entry("AzureFrontDoor.Frontend", ["198.18.20.0/24"]),
+    ),
     source="synthetic",
 )
 

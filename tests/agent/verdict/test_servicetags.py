@@ -16,6 +16,7 @@ import pytest
 
 from agent.verdict import indexcache, servicetags
 from agent.verdict.servicetags import CACHE_MIN_BYTES, ServiceTags, ServiceTagsError, TagMatch
+from tests.agent.servicetags_doc import tag_entry, tags_document
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 REAL = DATA / "ServiceTags_Public.json"
@@ -143,19 +144,9 @@ def test_real_file_index_cached_beside_a_copy_answers_the_same(tmp_path, real, r
 
 
 def _doc(values=None, **top) -> dict:
-    doc = {
-        "changeNumber": 7,
-        "cloud": "Public",
-        "values": values
-        if values is not None
-        else [{"name": "Tag", "id": "Tag", "properties": {"region": "", "addressPrefixes": []}}],
-    }
-    doc.update(top)
-    return doc
-
-
-def _tag(name: str, prefixes, region: str = "") -> dict:
-    return {"name": name, "id": name, "properties": {"region": region, "addressPrefixes": prefixes}}
+    """A document of changeNumber 7 (one empty tag unless `values`), `top` keys replaced."""
+    entries = values if values is not None else [tag_entry("Tag", [])]
+    return tags_document(*entries, change=7) | top
 
 
 def test_synthetic_nested_prefixes_and_duplicates(tmp_path):
@@ -164,10 +155,10 @@ def test_synthetic_nested_prefixes_and_duplicates(tmp_path):
         json.dumps(
             _doc(
                 [
-                    _tag("Wide", ["10.0.0.0/8"]),
-                    _tag("Narrow", ["10.1.0.0/16", "10.1.2.0/24", "10.1.2.0/24"]),
-                    _tag("Narrow.Region", ["10.1.2.0/24"], region="westeurope"),
-                    _tag("Six", ["2001:db8::/32", "2001:db8:0:0::/48"]),
+                    tag_entry("Wide", ["10.0.0.0/8"]),
+                    tag_entry("Narrow", ["10.1.0.0/16", "10.1.2.0/24", "10.1.2.0/24"]),
+                    tag_entry("Narrow.Region", ["10.1.2.0/24"], region="westeurope"),
+                    tag_entry("Six", ["2001:db8::/32", "2001:db8:0:0::/48"]),
                 ]
             )
         )
@@ -189,7 +180,7 @@ def test_synthetic_nested_prefixes_and_duplicates(tmp_path):
 
 
 def test_host_bits_are_dropped_like_strict_false(tmp_path):
-    tags = ServiceTags.from_document(_doc([_tag("Loose", ["10.1.2.3/24"])]))
+    tags = ServiceTags.from_document(_doc([tag_entry("Loose", ["10.1.2.3/24"])]))
     assert tags.lookup("10.1.2.200") == (TagMatch("Loose", None, "10.1.2.3/24"),)
 
 
@@ -218,7 +209,7 @@ BAD_DOCUMENTS = [
     ("no-name", _doc([{"properties": {}}]), "values[0]: 'name' must be a non-empty string"),
     (
         "duplicate-name",
-        _doc([_tag("A", []), _tag("A", [])]),
+        _doc([tag_entry("A", []), tag_entry("A", [])]),
         "values[1] (A): tag name listed twice",
     ),
     ("no-properties", _doc([{"name": "A"}]), "values[0] (A): 'properties' must be an object"),
@@ -234,32 +225,32 @@ BAD_DOCUMENTS = [
     ),
     (
         "prefix-not-text",
-        _doc([_tag("A", ["10.0.0.0/8", 10])]),
+        _doc([tag_entry("A", ["10.0.0.0/8", 10])]),
         "values[0] (A): properties.addressPrefixes[1] must be a string",
     ),
     (
         "prefix-too-long",
-        _doc([_tag("A", []), _tag("B", ["10.0.0.0/8", "10.0.0.0/33"])]),
+        _doc([tag_entry("A", []), tag_entry("B", ["10.0.0.0/8", "10.0.0.0/33"])]),
         "values[1] (B): properties.addressPrefixes[1] '10.0.0.0/33' is not an IP prefix",
     ),
     (
         "prefix-no-length",
-        _doc([_tag("A", ["10.0.0.0"])]),
+        _doc([tag_entry("A", ["10.0.0.0"])]),
         "values[0] (A): properties.addressPrefixes[0] '10.0.0.0' is not an IP prefix",
     ),
     (
         "prefix-short-address",
-        _doc([_tag("A", ["10.0/8"])]),
+        _doc([tag_entry("A", ["10.0/8"])]),
         "values[0] (A): properties.addressPrefixes[0] '10.0/8' is not an IP prefix",
     ),
     (
         "prefix-bad-ipv6",
-        _doc([_tag("A", ["2001:db8::g/32"])]),
+        _doc([tag_entry("A", ["2001:db8::g/32"])]),
         "values[0] (A): properties.addressPrefixes[0] '2001:db8::g/32' is not an IP prefix",
     ),
     (
         "prefix-negative-length",
-        _doc([_tag("A", ["10.0.0.0/-1"])]),
+        _doc([tag_entry("A", ["10.0.0.0/-1"])]),
         "values[0] (A): properties.addressPrefixes[0] '10.0.0.0/-1' is not an IP prefix",
     ),
 ]
@@ -288,7 +279,7 @@ def test_not_json(tmp_path):
 
 def test_truncated_download(tmp_path):
     f = tmp_path / "tags.json"
-    f.write_text(json.dumps(_doc([_tag("A", ["10.0.0.0/8"])]))[:-20])
+    f.write_text(json.dumps(_doc([tag_entry("A", ["10.0.0.0/8"])]))[:-20])
     with pytest.raises(ServiceTagsError, match=r"is not valid JSON: .* \(line 1, column \d+\)"):
         ServiceTags.load(f)
 
@@ -317,10 +308,10 @@ def test_error_is_a_value_error():
 # --------------------------------------------------------------------------- the index cache
 
 NESTED = [
-    _tag("Wide", ["10.0.0.0/8", "2001:db8::/32"]),
-    _tag("Narrow", ["10.1.2.0/24", "2001:db8:0:1::/120", "2001:db8:0:1::80/128"]),
-    _tag("Narrow.Region", ["10.1.2.0/24", "2001:db8:0:1::/120"], region="westeurope"),
-    _tag("Host", ["2001:db8:0:1::80/128", "10.1.2.3/32"]),
+    tag_entry("Wide", ["10.0.0.0/8", "2001:db8::/32"]),
+    tag_entry("Narrow", ["10.1.2.0/24", "2001:db8:0:1::/120", "2001:db8:0:1::80/128"]),
+    tag_entry("Narrow.Region", ["10.1.2.0/24", "2001:db8:0:1::/120"], region="westeurope"),
+    tag_entry("Host", ["2001:db8:0:1::80/128", "10.1.2.3/32"]),
 ]
 NESTED_ANSWERS = {
     "10.1.2.3": ("Host", "Narrow", "Narrow.Region", "Wide"),
@@ -366,10 +357,10 @@ def test_small_files_get_no_index_file_by_default(tmp_path):
 def test_cache_is_reused_without_reading_the_json(tmp_path):
     """Same size, mtime and changeNumber: the index file answers, the JSON is not parsed."""
     f = tmp_path / "tags.json"
-    _write(f, [_tag("Alpha", ["10.0.0.0/8"])])
+    _write(f, [tag_entry("Alpha", ["10.0.0.0/8"])])
     ServiceTags.load(f, cache=True)
     st = f.stat()
-    _write(f, [_tag("Bravo", ["10.0.0.0/8"])])  # same length, same changeNumber
+    _write(f, [tag_entry("Bravo", ["10.0.0.0/8"])])  # same length, same changeNumber
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert _names(ServiceTags.load(f, cache=True), "10.1.1.1") == ("Alpha",)
     assert _names(ServiceTags.load(f, cache=False), "10.1.1.1") == ("Bravo",)
@@ -378,17 +369,17 @@ def test_cache_is_reused_without_reading_the_json(tmp_path):
 @pytest.mark.parametrize("change", ["mtime", "size", "change_number"])
 def test_cache_is_rebuilt_when_the_file_changes(tmp_path, change):
     f = tmp_path / "tags.json"
-    _write(f, [_tag("Alpha", ["10.0.0.0/8"])], change=7)
+    _write(f, [tag_entry("Alpha", ["10.0.0.0/8"])], change=7)
     assert _names(ServiceTags.load(f, cache=True), "10.1.1.1") == ("Alpha",)
     st = f.stat()
     if change == "mtime":
-        _write(f, [_tag("Bravo", ["10.0.0.0/8"])], change=7)
+        _write(f, [tag_entry("Bravo", ["10.0.0.0/8"])], change=7)
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     elif change == "size":
-        _write(f, [_tag("Bravo2", ["10.0.0.0/8"])], change=7)
+        _write(f, [tag_entry("Bravo2", ["10.0.0.0/8"])], change=7)
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     else:
-        _write(f, [_tag("Bravo", ["10.0.0.0/8"])], change=8)  # same length: 7 -> 8
+        _write(f, [tag_entry("Bravo", ["10.0.0.0/8"])], change=8)  # same length: 7 -> 8
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert f.stat().st_size == st.st_size
     tags = ServiceTags.load(f, cache=True)
@@ -451,7 +442,7 @@ def test_bad_file_writes_no_cache(tmp_path):
 def _big_values(bad_prefix: str | None = None) -> list[dict]:
     """Tags enough for a file past CACHE_MIN_BYTES (where the helper process builds)."""
     values = [
-        _tag(f"Tag{i}", [f"10.{i // 256}.{i % 256}.0/24", f"2001:db8:{i:x}::/48"])
+        tag_entry(f"Tag{i}", [f"10.{i // 256}.{i % 256}.0/24", f"2001:db8:{i:x}::/48"])
         for i in range(4000)
     ]
     if bad_prefix is not None:

@@ -39,6 +39,7 @@ from agent.verdict.sharedpath import (
     known_prefix,
 )
 from collector import state
+from tests.agent.servicetags_doc import tag_entry, tags_document
 from tests.collector.reports import report
 
 AMS1 = Circuit(
@@ -53,22 +54,10 @@ AMS1 = Circuit(
 INET = InternetEdge(name="ams-inet", nat_addresses=("192.0.2.10",), hop_addresses=("10.1.0.9",))
 SITE = SiteFacts(circuits=(AMS1,), internet_edges=(INET,))
 TAGS = ServiceTags.from_document(
-    {
-        "changeNumber": 1,
-        "cloud": "Public",
-        "values": [
-            {
-                "name": "AzureCloud",
-                "id": "AzureCloud",
-                "properties": {"region": "", "addressPrefixes": ["198.18.0.0/16"]},
-            },
-            {
-                "name": "PowerPlatformInfra.WestEurope",
-                "id": "PowerPlatformInfra.WestEurope",
-                "properties": {"region": "westeurope", "addressPrefixes": ["198.18.10.0/24"]},
-            },
-        ],
-    }
+    tags_document(
+        tag_entry("AzureCloud", ["198.18.0.0/16"]),
+        tag_entry("PowerPlatformInfra.WestEurope", ["198.18.10.0/24"], region="westeurope"),
+    )
 )
 WAN_GW = "10.0.0.1"
 ROUTE = RouteResult(interface="wan", gateway=WAN_GW, source="10.0.0.10")
