@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.report import SUPPORTED_SCHEMAS, json_schema
+from collector.routes import EVENT_KINDS
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -210,22 +211,7 @@ def document() -> dict[str, Any]:
                 "properties": {
                     "id": {"type": "integer"},
                     "at": {"type": "string", "format": "date-time"},
-                    "kind": {
-                        "enum": [
-                            "route_flip",
-                            "path_deviation",
-                            "path_change",
-                            "asymmetry",
-                            "asymmetry_cleared",
-                            "agent_silent",
-                            "agent_recovered",
-                            "redundancy_lost",
-                            "redundancy_restored",
-                            "targets_refused",
-                            "path_expired",
-                            "agent_forgotten",
-                        ]
-                    },
+                    "kind": {"enum": list(EVENT_KINDS)},
                     "severity": {"enum": ["info", "warning", "critical"]},
                     "site": nullable_str,
                     "agent": nullable_str,

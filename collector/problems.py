@@ -36,6 +36,46 @@ class Problem(Exception):
         self.extra = dict(extra or {})
 
 
+# The title of each status a handler answers with, as the API documents them (413 and
+# 422 by these names whatever the Python or aiohttp version calls them).
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
+
+
+def problem(
+    status: int,
+    slug: str,
+    detail: str,
+    *errors: tuple[str, str],
+    retry_after_s: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Problem:
+    """A handler's problem: titled by its status, each error a (field, message) pair,
+    `retry_after_s` sent as the Retry-After header."""
+    if retry_after_s is not None:
+        headers = {**(headers or {}), "Retry-After": str(retry_after_s)}
+    return Problem(
+        status,
+        slug,
+        TITLES[status],
+        detail,
+        errors=[{"field": field, "message": message} for field, message in errors],
+        headers=headers,
+        extra=extra,
+    )
+
+
 def response(problem: Problem, instance: str) -> web.Response:
     body: dict[str, Any] = {
         "type": TYPE_BASE + problem.slug,

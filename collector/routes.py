@@ -40,7 +40,7 @@ from collector.keys import (
     STORE_COLLECTOR,
     TOKENS,
 )
-from collector.problems import Problem
+from collector.problems import Problem, problem
 from collector.store import StoreError
 
 API = "/api/v1"
@@ -58,13 +58,12 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _unauthorized(detail: str, message: str, challenge: str) -> Problem:
-    return Problem(
+    return problem(
         401,
         "unauthorized",
-        "Unauthorized",
         detail,
+        ("header/Authorization", message),
         headers={"WWW-Authenticate": challenge},
-        errors=[{"field": "header/Authorization", "message": message}],
     )
 
 
@@ -72,24 +71,16 @@ def _authenticate(request: web.Request) -> auth.Bearer:
     """Who the bearer token speaks for; 401 otherwise."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    challenge = {"WWW-Authenticate": 'Bearer realm="erpath"'}
+    challenge = 'Bearer realm="erpath"'
     if not header:
-        raise Problem(
-            401,
-            "unauthorized",
-            "Unauthorized",
+        raise _unauthorized(
             "no Authorization header; send 'Authorization: Bearer <agent token>'",
-            headers=challenge,
-            errors=[{"field": "header/Authorization", "message": "is required"}],
+            "is required",
+            challenge,
         )
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(
-            401,
-            "unauthorized",
-            "Unauthorized",
-            "Authorization must be 'Bearer <agent token>'",
-            headers=challenge,
-            errors=[{"field": "header/Authorization", "message": "must use the Bearer scheme"}],
+        raise _unauthorized(
+            "Authorization must be 'Bearer <agent token>'", "must use the Bearer scheme", challenge
         )
     found = request.app[TOKENS].identify(token.strip())
     if found is None:
@@ -124,18 +115,12 @@ def _bind_certificate(names: list[str] | None, agent_id: str) -> None:
     """Mutual TLS: a verified client certificate (its `names`) must name the report's
     agent (CN or SAN)."""
     if names is not None and agent_id not in names:
-        raise Problem(
+        raise problem(
             403,
             "forbidden",
-            "Forbidden",
             f"the client certificate names {', '.join(map(repr, names)) or 'nothing'}; "
             f"it cannot report as agent {agent_id!r}",
-            errors=[
-                {
-                    "field": "/agent/id",
-                    "message": "must equal the client certificate's CN or a DNS/URI SAN",
-                }
-            ],
+            ("/agent/id", "must equal the client certificate's CN or a DNS/URI SAN"),
         )
 
 
@@ -151,19 +136,13 @@ def _bind_site(bearer: auth.Bearer, report: Any) -> None:
 
 
 def _mismatch(exc: auth.Mismatch, agent: str) -> Problem:
-    return Problem(
+    return problem(
         403,
         "forbidden",
-        "Forbidden",
         f"the token of agent {agent!r} is bound to {exc.field} {exc.bound!r}; "
         f"it cannot report for {exc.field} {exc.reported!r} (issue a token with "
         f"'erpath-collector token add {agent} --site SITE --role ROLE' if the agent moved)",
-        errors=[
-            {
-                "field": f"/agent/{exc.field}",
-                "message": f"must be {exc.bound!r}, the token's {exc.field}",
-            }
-        ],
+        (f"/agent/{exc.field}", f"must be {exc.bound!r}, the token's {exc.field}"),
     )
 
 
@@ -177,33 +156,28 @@ def _apply_if_active(
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    too_big = Problem(
+    too_big = problem(
         413,
         "body-too-large",
-        "Payload Too Large",
         f"the report is larger than {limit} bytes (after gzip decoding); "
         "send fewer results per report",
-        errors=[{"field": "body", "message": f"larger than {limit} bytes"}],
+        ("body", f"larger than {limit} bytes"),
     )
     if request.content_length is not None and request.content_length > limit:
         raise too_big
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "x-gzip"):
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            "Unsupported Media Type",
+        raise _unsupported(
             f"Content-Encoding {encoding!r} is not supported; send gzip or identity",
-            errors=[{"field": "header/Content-Encoding", "message": "must be gzip or identity"}],
+            "Content-Encoding",
+            "must be gzip or identity",
         )
     ctype = request.content_type
     if ctype not in ("application/json", "application/octet-stream") and request.body_exists:
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            "Unsupported Media Type",
+        raise _unsupported(
             f"Content-Type {ctype!r} is not JSON; send application/json",
-            errors=[{"field": "header/Content-Type", "message": "must be application/json"}],
+            "Content-Type",
+            "must be application/json",
         )
     chunks, size = [], 0
     async for chunk in request.content.iter_any():
@@ -218,24 +192,23 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     try:
         body = d.decompress(raw, limit + 1)
     except zlib.error as exc:
-        raise Problem(
+        raise problem(
             400,
             "bad-gzip",
-            "Bad Request",
             f"Content-Encoding is gzip but the body is not gzip ({exc})",
-            errors=[{"field": "body", "message": "is not valid gzip"}],
+            ("body", "is not valid gzip"),
         ) from None
     if len(body) > limit:
         raise too_big
     if not d.eof:
-        raise Problem(
-            400,
-            "bad-gzip",
-            "Bad Request",
-            "the gzip stream is truncated",
-            errors=[{"field": "body", "message": "gzip stream is truncated"}],
+        raise problem(
+            400, "bad-gzip", "the gzip stream is truncated", ("body", "gzip stream is truncated")
         )
     return body
+
+
+def _unsupported(detail: str, header: str, message: str) -> Problem:
+    return problem(415, "unsupported-media-type", detail, (f"header/{header}", message))
 
 
 # A \uD800-\uDFFF escape: JSON allows it alone, UTF-8 (and so SQLite) cannot store it.
@@ -272,25 +245,18 @@ def _not_json(token: str) -> Any:
 
 def _parse_json(body: bytes) -> Any:
     if not body:
-        raise Problem(
-            400,
-            "bad-json",
-            "Bad Request",
-            "the body is empty; send one report as JSON",
-            errors=[{"field": "body", "message": "is empty"}],
+        raise problem(
+            400, "bad-json", "the body is empty; send one report as JSON", ("body", "is empty")
         )
     try:
         doc = json.loads(body.decode("utf-8"), parse_constant=_not_json)
         # Only bodies with such an escape pay for the walk (surrogate pairs, e.g. emoji, are fine).
         if _SURROGATE_ESCAPE.search(body) and (where := _lone_surrogate(doc)):
-            raise Problem(
+            raise problem(
                 400,
                 "bad-json",
-                "Bad Request",
                 f"the body has a lone UTF-16 surrogate at {where}",
-                errors=[
-                    {"field": where, "message": "is not valid Unicode (lone surrogate escape)"}
-                ],
+                (where, "is not valid Unicode (lone surrogate escape)"),
             )
         return doc
     except UnicodeDecodeError:
@@ -303,13 +269,7 @@ def _parse_json(body: bytes) -> Any:
         msg = f"is not JSON: {exc} is not a JSON number; send finite numbers"
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         msg = f"is not usable JSON: {exc}"
-    raise Problem(
-        400,
-        "bad-json",
-        "Bad Request",
-        f"the body {msg}",
-        errors=[{"field": "body", "message": msg}],
-    )
+    raise problem(400, "bad-json", f"the body {msg}", ("body", msg))
 
 
 def _parse_report(doc: Any) -> Any:
@@ -323,13 +283,11 @@ def _parse_report(doc: Any) -> Any:
         if version not in SUPPORTED_SCHEMAS:
             what = f"of a schema this collector supports ({', '.join(SUPPORTED_SCHEMAS)})"
             extra["supported_schemas"] = list(SUPPORTED_SCHEMAS)
-        errors = [{"field": e.field, "message": e.message} for e in exc.errors[:100]]
-        raise Problem(
+        raise problem(
             422,
             "invalid-report",
-            "Unprocessable Content",
             f"the report is not {what} ({len(exc.errors)} problem(s)): {exc}",
-            errors=errors,
+            *[(e.field, e.message) for e in exc.errors[:100]],
             extra=extra,
         ) from None
     # No RecursionError or OverflowError here: the decoder descends no deeper
@@ -372,12 +330,11 @@ def _checked(body: bytes, bearer: auth.Bearer, certificate: list[str] | None) ->
     doc, report = _decode_body(body)
     agent = bearer.agent_id
     if report.agent.id != agent:
-        raise Problem(
+        raise problem(
             403,
             "forbidden",
-            "Forbidden",
             f"this token belongs to agent {agent!r}; it cannot report as {report.agent.id!r}",
-            errors=[{"field": "/agent/id", "message": f"must be {agent!r}, the token's agent"}],
+            ("/agent/id", f"must be {agent!r}, the token's agent"),
         )
     _bind_certificate(certificate, agent)
     _bind_site(bearer, report)
@@ -389,13 +346,12 @@ def _within_caps(report: Any) -> None:
     """422 naming each field beyond what one report may ask of the collector (caps.py)."""
     over = caps.excesses(report)
     if over:
-        raise Problem(
+        raise problem(
             422,
             "report-too-costly",
-            "Unprocessable Content",
             "the report asks more of the collector than one report may: "
             + "; ".join(f"{e.field} {e.message}" for e in over),
-            errors=[{"field": e.field, "message": e.message} for e in over],
+            *[(e.field, e.message) for e in over],
         )
 
 
@@ -420,11 +376,11 @@ async def post_report(request: web.Request) -> web.Response:
         # must not take the slots every other agent needs.
         refusal = _agent_refusal(app, agent)
         if refusal is not None:
-            problem, window_s = refusal
+            refused, window_s = refusal
             ignored_s = app[RETRY_AFTER_WATCH].refused(agent, window_s)
             if ignored_s > 0:
                 return await _close_unread(request, ignored_s)
-            raise problem
+            raise refused
         try:
             report, outcome = await _admitted(request, bearer, failures, address)
         finally:
@@ -434,13 +390,7 @@ async def post_report(request: web.Request) -> web.Response:
         raise
     if outcome.status == "conflict":
         instruments.reports.labels("rejected").inc()
-        raise Problem(
-            409,
-            "seq-conflict",
-            "Conflict",
-            outcome.detail,
-            errors=[{"field": "/seq", "message": outcome.detail}],
-        )
+        raise problem(409, "seq-conflict", outcome.detail, ("/seq", outcome.detail))
     if outcome.alerts_changed:
         app[ALERT_SENDER].poke()
     if outcome.asymmetry_inputs_changed:
@@ -468,12 +418,11 @@ def _authenticate_agent(request: web.Request, failures: Any, address: str) -> au
         return _authenticate(request)
     except Problem:
         if (wait_s := failures.wait_s(address)) > 0:
-            raise Problem(
+            raise problem(
                 429,
                 "rate-limited",
-                "Too Many Requests",
                 f"too many failed authentications from {address}; retry in {wait_s:.1f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+                retry_after_s=_whole_s(wait_s),
             ) from None
         failures.take(address)
         raise
@@ -485,25 +434,28 @@ def _agent_refusal(app: web.Application, agent: str) -> tuple[Problem, float] | 
     Retry-After window it opens (0: none, see RetryAfterWatch)."""
     wait_s = app[LIMITER].take(agent)
     if wait_s > 0:
-        retry_after_s = max(1, math.ceil(wait_s))
-        return Problem(
+        retry_after_s = _whole_s(wait_s)
+        return problem(
             429,
             "rate-limited",
-            "Too Many Requests",
             f"agent {agent} sends faster than the collector accepts; retry in {wait_s:.1f} s",
-            headers={"Retry-After": str(retry_after_s)},
+            retry_after_s=retry_after_s,
         ), float(retry_after_s)
     in_flight = app[AGENT_IN_FLIGHT]
     if not in_flight.admit(agent):
-        return Problem(
+        return problem(
             429,
             "rate-limited",
-            "Too Many Requests",
             f"agent {agent} already has {in_flight.limit} reports in progress; send one at a time",
-            headers={"Retry-After": "1"},
-            errors=[{"field": "body", "message": "not read: too many in progress"}],
+            ("body", "not read: too many in progress"),
+            retry_after_s=1,
         ), 0.0
     return None
+
+
+def _whole_s(wait_s: float) -> int:
+    """A wait as Retry-After says it: whole seconds (rounded up), at least one."""
+    return max(1, math.ceil(wait_s))
 
 
 async def _close_unread(request: web.Request, ignored_s: float) -> web.Response:
@@ -534,14 +486,13 @@ async def _admitted(
     gate = request.app[ADMISSION]
     if not gate.admit():
         request.app[LIMITER].give_back(bearer.agent_id)
-        raise Problem(
+        raise problem(
             503,
             "unavailable",
-            "Service Unavailable",
             f"the collector is at capacity ({gate.limit} reports in progress); "
             "the report was not read, retry later",
-            headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)},
-            errors=[{"field": "body", "message": "not read: collector at capacity"}],
+            ("body", "not read: collector at capacity"),
+            retry_after_s=OVERLOAD_RETRY_AFTER_S,
         )
     try:
         return await _store_report(request, bearer, failures, address)
@@ -560,14 +511,13 @@ async def _store_report(
         async with asyncio.timeout(app[CONFIG].ingest.body_read_timeout_s):
             body = await _read_body(request, app[CONFIG].server.body_limit_bytes)
     except TimeoutError:
-        raise Problem(
+        raise problem(
             408,
             "body-timeout",
-            "Request Timeout",
             f"the body did not arrive within {app[CONFIG].ingest.body_read_timeout_s:g} s; "
             "the report was not read, retry",
+            ("body", "arrived too slowly"),
             headers={"Connection": "close"},
-            errors=[{"field": "body", "message": "arrived too slowly"}],
         ) from None
     # What the body costs to decode and store is spent from the agent's bucket: a large
     # report delays the agent's next ones, so no agent takes more than its share.
@@ -592,12 +542,11 @@ async def _store_report(
     except auth.Mismatch as exc:
         raise _mismatch(exc, agent) from None
     except StoreError as exc:
-        raise Problem(
+        raise problem(
             503,
             "unavailable",
-            "Service Unavailable",
             f"the report could not be stored ({exc}); it was not acknowledged, retry later",
-            headers={"Retry-After": "5"},
+            retry_after_s=5,
         ) from None
     return report, outcome
 
@@ -609,17 +558,10 @@ def _time_param(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    bad = Problem(
-        400,
-        "bad-query",
-        "Bad Request",
+    bad = _bad_query(
         f"{name}={raw!r} is not a time",
-        errors=[
-            {
-                "field": f"query/{name}",
-                "message": "must be RFC 3339 (2024-05-01T10:00:00Z) or Unix seconds",
-            }
-        ],
+        name,
+        "must be RFC 3339 (2024-05-01T10:00:00Z) or Unix seconds",
     )
     if _UNIX_S.fullmatch(raw):
         value = float(raw)
@@ -631,13 +573,7 @@ def _time_param(request: web.Request, name: str) -> float | None:
     except ValueError:
         raise bad from None
     if dt.tzinfo is None:
-        raise Problem(
-            400,
-            "bad-query",
-            "Bad Request",
-            f"{name}={raw!r} has no time zone",
-            errors=[{"field": f"query/{name}", "message": "needs a time zone, e.g. Z"}],
-        )
+        raise _bad_query(f"{name}={raw!r} has no time zone", name, "needs a time zone, e.g. Z")
     try:
         return dt.timestamp()
     except (OverflowError, ValueError):  # year 1 in a far time zone
@@ -648,18 +584,18 @@ def _time_param(request: web.Request, name: str) -> float | None:
 _UNIX_S = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
+def _bad_query(detail: str, param: str, message: str) -> Problem:
+    return problem(400, "bad-query", detail, (f"query/{param}", message))
+
+
 def _filters(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     unknown = set(request.query) - set(allowed)
     if unknown:
-        raise Problem(
+        raise problem(
             400,
             "bad-query",
-            "Bad Request",
             f"unknown query parameter(s): {', '.join(sorted(unknown))}",
-            errors=[
-                {"field": f"query/{k}", "message": f"is not one of {', '.join(allowed)}"}
-                for k in sorted(unknown)
-            ],
+            *[(f"query/{k}", f"is not one of {', '.join(allowed)}") for k in sorted(unknown)],
         )
     return {k: request.query.get(k) for k in allowed}
 
@@ -668,12 +604,10 @@ def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
     raw = request.query.get("limit", str(default))
     # ASCII digits only: str.isdigit() is true for "²", which int() refuses.
     if not re.fullmatch(r"[0-9]{1,7}", raw) or not 1 <= int(raw) <= most:
-        raise Problem(
-            400,
-            "bad-query",
-            "Bad Request",
+        raise _bad_query(
             f"limit={raw!r} is not between 1 and {most}",
-            errors=[{"field": "query/limit", "message": f"must be an integer from 1 to {most}"}],
+            "limit",
+            f"must be an integer from 1 to {most}",
         )
     return int(raw)
 
@@ -688,14 +622,11 @@ def _require_reader(request: web.Request) -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     presented = auth.digest(token.strip()) if scheme.lower() == "bearer" else b""
     if not hmac.compare_digest(presented.ljust(32, b"\0"), expected):
-        raise Problem(
-            401,
-            "unauthorized",
-            "Unauthorized",
+        raise _unauthorized(
             "reading needs the collector's read token ([server] read_token_file); "
             "send 'Authorization: Bearer <read token>'",
-            headers={"WWW-Authenticate": 'Bearer realm="erpath-read"'},
-            errors=[{"field": "header/Authorization", "message": "must carry the read token"}],
+            "must carry the read token",
+            'Bearer realm="erpath-read"',
         )
 
 
@@ -714,12 +645,10 @@ def _cursor(request: web.Request, size: int) -> tuple[Any, ...] | None:
 
 
 def _bad_cursor() -> Problem:
-    return Problem(
-        400,
-        "bad-query",
-        "Bad Request",
+    return _bad_query(
         "cursor is not one this collector gave; start again without it",
-        errors=[{"field": "query/cursor", "message": "must be the next_cursor of a previous page"}],
+        "cursor",
+        "must be the next_cursor of a previous page",
     )
 
 
@@ -772,23 +701,15 @@ async def get_events(request: web.Request) -> web.Response:
     _require_reader(request)
     f = _filters(request, ("site", "agent", "target", "kind", "since", "until", "limit"))
     if f["kind"] is not None and f["kind"] not in EVENT_KINDS:
-        raise Problem(
-            400,
-            "bad-query",
-            "Bad Request",
+        raise _bad_query(
             f"kind={f['kind']!r} is not an event kind",
-            errors=[{"field": "query/kind", "message": f"must be one of {', '.join(EVENT_KINDS)}"}],
+            "kind",
+            f"must be one of {', '.join(EVENT_KINDS)}",
         )
     f["since_s"] = _time_param(request, "since")
     f["until_s"] = _time_param(request, "until")
     if f["since_s"] is not None and f["until_s"] is not None and f["since_s"] > f["until_s"]:
-        raise Problem(
-            400,
-            "bad-query",
-            "Bad Request",
-            "since is after until",
-            errors=[{"field": "query/until", "message": "must not be before since"}],
-        )
+        raise _bad_query("since is after until", "until", "must not be before since")
     rows = await request.app[STORE].read(queries.events, f, _limit(request))
     return _json({"events": rows})
 
@@ -797,13 +718,7 @@ async def get_alerts(request: web.Request) -> web.Response:
     _require_reader(request)
     f = _filters(request, ("state", "limit", "cursor"))
     if f["state"] not in (None, "firing", "resolved"):
-        raise Problem(
-            400,
-            "bad-query",
-            "Bad Request",
-            f"state={f['state']!r}",
-            errors=[{"field": "query/state", "message": "must be firing or resolved"}],
-        )
+        raise _bad_query(f"state={f['state']!r}", "state", "must be firing or resolved")
     app = request.app
     limit, after = _limit(request, default=1000), _cursor(request, 1)
     rows = await app[STORE].read(
@@ -839,13 +754,11 @@ async def readyz(request: web.Request) -> web.Response:
     delivers alerts; readiness does not depend on it: every replica takes reports."""
     store = request.app[STORE]
     if not store.writer_alive:
-        raise Problem(503, "unavailable", "Service Unavailable", "the store is not open")
+        raise problem(503, "unavailable", "the store is not open")
     try:
         await asyncio.wait_for(store.read(_ping), 5)
     except Exception as exc:
-        raise Problem(
-            503, "unavailable", "Service Unavailable", f"the store does not answer ({exc})"
-        ) from None
+        raise problem(503, "unavailable", f"the store does not answer ({exc})") from None
     return _json({"status": "ready", "leader": request.app[LEADERSHIP].leading})
 
 
@@ -854,13 +767,7 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     scope = request.query.get("scope", "all")
     if scope not in exposition.SCOPES:
-        raise Problem(
-            400,
-            "bad-query",
-            "Bad Request",
-            f"scope={scope!r}",
-            errors=[{"field": "query/scope", "message": "must be all, state or process"}],
-        )
+        raise _bad_query(f"scope={scope!r}", "scope", "must be all, state or process")
     body = await app[STORE].offload(exposition.render, app[REGISTRY], app[STORE_COLLECTOR], scope)
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_TYPE})
 
