@@ -110,13 +110,13 @@ def confirms(known: PathKey, seen: PathKey) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Observation:
-    """One target as one report measured it: the compact row the store keeps."""
+class Measurement:
+    """A path as one report measured it: an `Observation` is one, a `PathState` keeps the last."""
 
     target: str
     role: str
     key: PathKey
-    link: str | None = None
+    link: str | None = None  # in a PathState the last link seen: the circuit's, not the path's
     address: str | None = None
     addresses: tuple[str, ...] = ()
     signature: str = ""
@@ -127,9 +127,15 @@ class Observation:
     dns_s: float | None = None
     hops: int | None = None
     tcp_state: str | None = None
+    family: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Observation(Measurement):
+    """One target as one report measured it: the compact row the store keeps."""
+
     # The failover order for this target: its own, else the site's.
     prefer: tuple[str, ...] = ()
-    family: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,42 +148,26 @@ class Candidate:
     address: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PathState:
-    target: str
-    role: str
-    key: PathKey
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PathState(Measurement):
+    """A path's identity (`key`, refined as reports learn it) and its last measurement."""
+
     since_s: float
     last_seq: int
     last_received_s: float
-    link: str | None = None  # the last link seen: a property of the circuit, not the path
-    address: str | None = None
-    addresses: tuple[str, ...] = ()
-    signature: str = ""
-    evidence: tuple[str, ...] = ()
-    expected: str | None = None
-    matches_expected: bool | None = None
-    connect_s: float | None = None
-    dns_s: float | None = None
-    hops: int | None = None
-    tcp_state: str | None = None
     candidate: Candidate | None = None
     flips_total: int = 0
     # Where a chain of flips still alerting started: a later flip keeps telling
     # the story from there, and a return to it resolves the chain.
     flip_origin: PathKey | None = None
-    family: int = 4
 
 
-# `apply` builds the next state whole (faster than `replace`, which runs for every path
-# of every report): a field added to PathState must be carried there too.
+# `_next_state` builds the next state whole (faster than `replace`, which runs for every
+# path of every report): a field added to PathState must be carried there too.
 _CARRIED = [
     "target",
     "role",
     "key",
-    "since_s",
-    "last_seq",
-    "last_received_s",
     "link",
     "address",
     "addresses",
@@ -189,13 +179,16 @@ _CARRIED = [
     "dns_s",
     "hops",
     "tcp_state",
+    "family",
+    "since_s",
+    "last_seq",
+    "last_received_s",
     "candidate",
     "flips_total",
     "flip_origin",
-    "family",
 ]
-if [f.name for f in fields(PathState)] != _CARRIED:
-    raise TypeError("PathState changed: carry its fields in apply, then update _CARRIED")  # a bug
+if [f.name for f in fields(PathState)] != _CARRIED:  # a bug
+    raise TypeError("PathState changed: carry its fields in _next_state, then update _CARRIED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,28 +295,37 @@ def observations(report: Report) -> list[Observation]:
 # --------------------------------------------------------------------------- hysteresis
 
 
-def _side(
-    key: PathKey, link: str | None, address: str | None, signature_: str, evidence: Iterable[str]
-) -> dict[str, Any]:
+def _side(key: PathKey, m: Measurement) -> dict[str, Any]:
+    """One side of an event: a path and how a report measured it."""
     return {
         **key.as_dict(),
-        "link": link,
+        "link": m.link,
         "path": key.label,
-        "address": address,
-        "signature": signature_,
-        "evidence": list(evidence),
+        "address": m.address,
+        "signature": m.signature,
+        "evidence": list(m.evidence),
     }
 
 
-def new_state(obs: Observation, seq: int, received_s: float) -> PathState:
+def _next_state(
+    obs: Observation,
+    seq: int,
+    received_s: float,
+    *,
+    role: str,
+    key: PathKey,
+    since_s: float,
+    link: str | None,
+    candidate: Candidate | None,
+    flips_total: int,
+    flip_origin: PathKey | None,
+) -> PathState:
+    """The path after report `seq`: what `obs` measured, with what the path keeps."""
     return PathState(
         target=obs.target,
-        role=obs.role,
-        key=obs.key,
-        since_s=received_s,
-        last_seq=seq,
-        last_received_s=received_s,
-        link=obs.link,
+        role=role,
+        key=key,
+        link=link,
         address=obs.address,
         addresses=obs.addresses,
         signature=obs.signature,
@@ -335,6 +337,27 @@ def new_state(obs: Observation, seq: int, received_s: float) -> PathState:
         hops=obs.hops,
         tcp_state=obs.tcp_state,
         family=obs.family,
+        since_s=since_s,
+        last_seq=seq,
+        last_received_s=received_s,
+        candidate=candidate,
+        flips_total=flips_total,
+        flip_origin=flip_origin,
+    )
+
+
+def new_state(obs: Observation, seq: int, received_s: float) -> PathState:
+    return _next_state(
+        obs,
+        seq,
+        received_s,
+        role=obs.role,
+        key=obs.key,
+        since_s=received_s,
+        link=obs.link,
+        candidate=None,
+        flips_total=0,
+        flip_origin=None,
     )
 
 
@@ -354,29 +377,17 @@ def apply(
         # refined, a pending flip is cancelled only by a report that knows
         # as much as the path does.
         key = refine(prev.key, obs.key)
-        # Built whole, not with `replace` (see _CARRIED).
-        state = PathState(
-            target=prev.target,
+        state = _next_state(
+            obs,
+            seq,
+            received_s,
             role=prev.role,
             key=key,
             since_s=prev.since_s,
-            last_seq=seq,
-            last_received_s=received_s,
             link=obs.link or prev.link,
-            address=obs.address,
-            addresses=obs.addresses,
-            signature=obs.signature,
-            evidence=obs.evidence,
-            expected=obs.expected,
-            matches_expected=obs.matches_expected,
-            connect_s=obs.connect_s,
-            dns_s=obs.dns_s,
-            hops=obs.hops,
-            tcp_state=obs.tcp_state,
             candidate=None if confirms(prev.key, obs.key) else prev.candidate,
             flips_total=prev.flips_total,
             flip_origin=prev.flip_origin,
-            family=prev.family,
         )
         if obs.signature == prev.signature or not prev.signature or not obs.signature:
             return Transition(state, signature_changed=obs.signature != prev.signature)
@@ -386,8 +397,8 @@ def apply(
             target=obs.target,
             summary=f"{_named(obs.target, obs.family)}: hops changed on the same path {key.label} "
             f"({prev.signature} -> {obs.signature})",
-            before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
-            after=_side(key, obs.link, obs.address, obs.signature, obs.evidence),
+            before=_side(prev.key, prev),
+            after=_side(key, obs),
             evidence=obs.evidence,
             family=obs.family,
         )
@@ -417,8 +428,8 @@ def apply(
                     target=obs.target,
                     summary=f"{_named(obs.target, obs.family)}: one report saw {obs.key.label} instead of "
                     f"{prev.key.label} (needs {confirm_reports} in a row to be a flip)",
-                    before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
-                    after=_side(obs.key, obs.link, obs.address, obs.signature, obs.evidence),
+                    before=_side(prev.key, prev),
+                    after=_side(obs.key, obs),
                     evidence=obs.evidence,
                     family=obs.family,
                 ),
@@ -437,16 +448,22 @@ def apply(
         summary=f"{_named(obs.target, obs.family)}: path flipped {prev.key.label} -> {cand.key.label} "
         f"({'DNS-driven: the address changed' if moved else 'routing-driven'}, "
         f"{cand.count} reports in a row)",
-        before=_side(prev.key, prev.link, prev.address, prev.signature, prev.evidence),
-        after=_side(cand.key, obs.link, obs.address, obs.signature, obs.evidence),
+        before=_side(prev.key, prev),
+        after=_side(cand.key, obs),
         evidence=obs.evidence,
         driver=driver,
         origin=origin,
         family=obs.family,
     )
-    state = replace(
-        new_state(replace(obs, key=cand.key), seq, received_s),
+    state = _next_state(
+        obs,
+        seq,
+        received_s,
+        role=obs.role,
+        key=cand.key,
         since_s=cand.first_received_s,
+        link=obs.link,
+        candidate=None,
         flips_total=prev.flips_total + 1,
         flip_origin=None if confirms(origin, cand.key) else origin,
     )
