@@ -20,8 +20,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -148,9 +149,122 @@ def _runs_with(now_s: float, *labels: str) -> tuple[Family, Family, Family]:
     )
 
 
-def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
+class _Combined:
+    """One per-site family's samples: the values of a site's agents, combined by `combine`."""
+
+    __slots__ = ("values", "combine")
+
+    def __init__(self, combine: Callable[[list[float]], float]):
+        self.values: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        self.combine = combine
+
+    def add(self, labels: tuple[str, ...], value: float) -> None:
+        self.values[labels].append(value)
+
+    def into(self, f: Family) -> Family:
+        for labels, values in self.values.items():
+            f.add(labels, self.combine(values))
+        return f
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+class _Sink(Protocol):
+    def add(self, labels: tuple[str, ...], value: float) -> None: ...
+
+
+def _add_paths(
+    snap: queries.Snapshot,
+    by_agent: bool,
+    info: _Sink,
+    expected: _Sink,
+    connect: _Sink,
+    tcp: _Sink,
+    dns: _Sink,
+    hops: _Sink,
+    flips: _Sink,
+) -> None:
+    """Each path's samples: per agent into its families, per site into what combines them."""
     # Every path series carries its address family ("4" or "6"): a dual-stack target
     # has a path per family.
+    for (
+        agent,
+        site,
+        target,
+        cls,
+        circuit,
+        link,
+        egress,
+        matches,
+        connect_s,
+        dns_s,
+        hop_count,
+        tcp_state,
+        flips_total,
+        family,
+    ) in snap.paths:
+        key = (agent, site, target, str(family)) if by_agent else (site, target, str(family))
+        info.add((*key, cls, _s(circuit), _s(link), _s(egress)), 1.0)
+        if matches is not None:
+            expected.add(key, matches)
+        if connect_s is not None:
+            connect.add((*key, cls), connect_s)
+        if tcp_state is not None:
+            tcp.add((*key, tcp_state), 1.0)
+        if dns_s is not None:
+            dns.add(key, dns_s)
+        if hop_count is not None:
+            hops.add(key, hop_count)
+        flips.add(key, flips_total)
+
+
+def _add_agents(
+    snap: queries.Snapshot,
+    now_s: float,
+    by_agent: bool,
+    last: _Sink,
+    silent: _Sink,
+    cycle: _Sink,
+    spool: _Sink,
+    dropped: _Sink,
+    refused: _Sink,
+    change: _Sink,
+    age: _Sink,
+) -> None:
+    """Each agent's samples: per agent into its families, per site into what combines them."""
+    for (
+        agent,
+        site,
+        role,
+        last_seen_s,
+        is_silent,
+        cycle_s,
+        spool_n,
+        dropped_n,
+        refused_n,
+        change_number,
+        installed_s,
+    ) in snap.agents:
+        key = (agent, site) if by_agent else (site,)
+        last.add((*key, role), last_seen_s)
+        refused.add(key, refused_n)
+        if change_number is not None:
+            change.add(key, change_number)
+        if installed_s is not None:
+            age.add(key, max(0.0, now_s - installed_s))
+        silent.add((*key, role), is_silent)
+        if cycle_s is not None:
+            cycle.add(key, cycle_s)
+        # A site counts an agent that sent no spool or drop count as 0.
+        if spool_n is not None or not by_agent:
+            spool.add(key, spool_n or 0)
+        if dropped_n is not None or not by_agent:
+            dropped.add(key, dropped_n or 0)
+
+
+def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
     info = _g(
         "erpath_path_info",
         "Current path of a target as an agent sees it (1).",
@@ -177,35 +291,7 @@ def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
     dns = _g("erpath_dns_resolve_seconds", "Last DNS resolution time.", *path)
     hops = _g("erpath_trace_hops", "Hop count of the last trace.", *path)
     flips = _c("erpath_route_flips", "Confirmed route flips.", *path)
-    for (
-        agent,
-        site,
-        target,
-        cls,
-        circuit,
-        link,
-        egress,
-        matches,
-        connect_s,
-        dns_s,
-        hop_count,
-        tcp_state,
-        flips_total,
-        family,
-    ) in snap.paths:
-        key = (agent, site, target, str(family))
-        info.add((*key, cls, _s(circuit), _s(link), _s(egress)), 1.0)
-        if matches is not None:
-            expected.add(key, matches)
-        if connect_s is not None:
-            connect.add((*key, cls), connect_s)
-        if tcp_state is not None:
-            tcp.add((*key, tcp_state), 1.0)
-        if dns_s is not None:
-            dns.add(key, dns_s)
-        if hop_count is not None:
-            hops.add(key, hop_count)
-        flips.add(key, flips_total)
+    _add_paths(snap, True, info, expected, connect, tcp, dns, hops, flips)
     last = _g(
         "erpath_agent_last_report_timestamp_seconds",
         "When the collector last received a report from the agent.",
@@ -228,32 +314,7 @@ def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
     )
     dropped = _c("erpath_agent_dropped_reports", "Reports the agent dropped.", "agent", "site")
     refused, change, age = _runs_with(now_s, "agent", "site")
-    for (
-        agent,
-        site,
-        role,
-        last_seen_s,
-        is_silent,
-        cycle_s,
-        spool_n,
-        dropped_n,
-        refused_n,
-        change_number,
-        installed_s,
-    ) in snap.agents:
-        last.add((agent, site, role), last_seen_s)
-        refused.add((agent, site), refused_n)
-        if change_number is not None:
-            change.add((agent, site), change_number)
-        if installed_s is not None:
-            age.add((agent, site), max(0.0, now_s - installed_s))
-        silent.add((agent, site, role), is_silent)
-        if cycle_s is not None:
-            cycle.add((agent, site), cycle_s)
-        if spool_n is not None:
-            spool.add((agent, site), spool_n)
-        if dropped_n is not None:
-            dropped.add((agent, site), dropped_n)
+    _add_agents(snap, now_s, True, last, silent, cycle, spool, dropped, refused, change, age)
     return [
         info,
         expected,
@@ -274,170 +335,95 @@ def _per_agent(snap: queries.Snapshot, now_s: float) -> list[Family]:
 
 
 def _per_site(snap: queries.Snapshot, now_s: float) -> list[Family]:
-    info: dict[tuple, int] = defaultdict(int)
-    expected: dict[tuple, float] = {}
-    connect: dict[tuple, list[float]] = defaultdict(list)
-    tcp: dict[tuple, int] = defaultdict(int)
-    dns: dict[tuple, list[float]] = defaultdict(list)
-    hops: dict[tuple, int] = {}
-    flips: dict[tuple, float] = defaultdict(float)
-    for (
-        _agent,
-        site,
-        target,
-        cls,
-        circuit,
-        link,
-        egress,
-        matches,
-        connect_s,
-        dns_s,
-        hop_count,
-        tcp_state,
-        flips_total,
-        family,
-    ) in snap.paths:
-        key = (site, target, str(family))
-        info[(*key, cls, _s(circuit), _s(link), _s(egress))] += 1
-        if matches is not None:
-            expected[key] = min(expected.get(key, 1.0), float(matches))
-        if connect_s is not None:
-            connect[(*key, cls)].append(connect_s)
-        if tcp_state is not None:
-            tcp[(*key, tcp_state)] += 1
-        if dns_s is not None:
-            dns[key].append(dns_s)
-        if hop_count is not None:
-            hops[key] = max(hops.get(key, 0), hop_count)
-        flips[key] += flips_total
-
-    def fam(kind: str, name: str, help_: str, labels: list[str], values: dict) -> Family:
-        f = Family(name, kind, help_, tuple(labels))
-        for k, v in values.items():
-            f.add(k, sum(v) / len(v) if isinstance(v, list) else v)
-        return f
-
+    # Agents on a path are counted, times averaged, hop counts their maximum, flips summed;
+    # a site is on the expected path only when all its agents are.
+    info, expected, connect, tcp = _Combined(sum), _Combined(min), _Combined(_mean), _Combined(sum)
+    dns, hops, flips = _Combined(_mean), _Combined(max), _Combined(sum)
+    _add_paths(snap, False, info, expected, connect, tcp, dns, hops, flips)
     out = [
-        fam(
-            "gauge",
-            "erpath_path_info",
-            "Agents of a site on each path of a target.",
-            ["site", "target", "family", "class", "circuit", "link", "egress"],
-            info,
+        info.into(
+            _g(
+                "erpath_path_info",
+                "Agents of a site on each path of a target.",
+                *("site", "target", "family", "class", "circuit", "link", "egress"),
+            )
         ),
-        fam(
-            "gauge",
-            "erpath_path_expected",
-            "1 when every agent of the site is on the expected path.",
-            ["site", "target", "family"],
-            expected,
+        expected.into(
+            _g(
+                "erpath_path_expected",
+                "1 when every agent of the site is on the expected path.",
+                *("site", "target", "family"),
+            )
         ),
-        fam(
-            "gauge",
-            "erpath_tcp_connect_seconds",
-            "Mean last TCP connect time of a site's agents.",
-            ["site", "target", "family", "class"],
-            connect,
+        connect.into(
+            _g(
+                "erpath_tcp_connect_seconds",
+                "Mean last TCP connect time of a site's agents.",
+                *("site", "target", "family", "class"),
+            )
         ),
-        fam(
-            "gauge",
-            "erpath_tcp_state",
-            "Agents of a site per last TCP state.",
-            ["site", "target", "family", "state"],
-            tcp,
+        tcp.into(
+            _g(
+                "erpath_tcp_state",
+                "Agents of a site per last TCP state.",
+                *("site", "target", "family", "state"),
+            )
         ),
-        fam(
-            "gauge",
-            "erpath_dns_resolve_seconds",
-            "Mean last DNS time of a site's agents.",
-            ["site", "target", "family"],
-            dns,
+        dns.into(
+            _g(
+                "erpath_dns_resolve_seconds",
+                "Mean last DNS time of a site's agents.",
+                *("site", "target", "family"),
+            )
         ),
-        fam(
-            "gauge",
-            "erpath_trace_hops",
-            "Largest hop count of a site's agents.",
-            ["site", "target", "family"],
-            hops,
+        hops.into(
+            _g(
+                "erpath_trace_hops",
+                "Largest hop count of a site's agents.",
+                *("site", "target", "family"),
+            )
         ),
-        fam(
-            "counter",
-            "erpath_route_flips",
-            "Confirmed route flips of a site's agents.",
-            ["site", "target", "family"],
-            flips,
-        ),
-    ]
-    last: dict[tuple, float] = {}
-    silent: dict[tuple, float] = defaultdict(float)
-    cycle: dict[tuple, float] = {}
-    spool: dict[tuple, float] = defaultdict(float)
-    dropped: dict[tuple, float] = defaultdict(float)
-    refused, change, age = _runs_with(now_s, "site")
-    refused_n: dict[tuple, float] = defaultdict(float)
-    oldest_change: dict[tuple, float] = {}  # the site's oldest changeNumber and tags
-    oldest_age: dict[tuple, float] = {}
-    for (
-        _agent,
-        site,
-        role,
-        last_seen_s,
-        is_silent,
-        cycle_s,
-        spool_n,
-        dropped_n,
-        refused_targets,
-        change_number,
-        installed_s,
-    ) in snap.agents:
-        last[(site, role)] = max(last.get((site, role), 0.0), last_seen_s)
-        refused_n[(site,)] += refused_targets
-        if change_number is not None:
-            oldest_change[(site,)] = min(oldest_change.get((site,), change_number), change_number)
-        if installed_s is not None:
-            a = max(0.0, now_s - installed_s)
-            oldest_age[(site,)] = max(oldest_age.get((site,), a), a)
-        silent[(site, role)] += is_silent
-        if cycle_s is not None:
-            cycle[(site,)] = max(cycle.get((site,), 0.0), cycle_s)
-        spool[(site,)] += spool_n or 0
-        dropped[(site,)] += dropped_n or 0
-    out += [
-        fam(
-            "gauge",
-            "erpath_agent_last_report_timestamp_seconds",
-            "Latest report of any agent of the site.",
-            ["site", "role"],
-            last,
-        ),
-        fam("gauge", "erpath_agent_silent", "Silent agents of the site.", ["site", "role"], silent),
-        fam(
-            "gauge",
-            "erpath_agent_cycle_seconds",
-            "Longest last probe cycle at the site.",
-            ["site"],
-            cycle,
-        ),
-        fam(
-            "gauge",
-            "erpath_agent_spool_reports",
-            "Reports waiting in the site's agents' spools.",
-            ["site"],
-            spool,
-        ),
-        fam(
-            "counter",
-            "erpath_agent_dropped_reports",
-            "Reports dropped by the site's agents.",
-            ["site"],
-            dropped,
+        flips.into(
+            _c(
+                "erpath_route_flips",
+                "Confirmed route flips of a site's agents.",
+                *("site", "target", "family"),
+            )
         ),
     ]
-    for fam_, values in ((refused, refused_n), (change, oldest_change), (age, oldest_age)):
-        for k, v in values.items():
-            fam_.add(k, v)
-        out.append(fam_)
-    return out
+    # The latest report, the longest cycle; silent agents, spools, drops and refused targets
+    # summed; the site's oldest service tags (lowest changeNumber, largest age).
+    last, silent, cycle, spool = _Combined(max), _Combined(sum), _Combined(max), _Combined(sum)
+    dropped, refused, change, age = _Combined(sum), _Combined(sum), _Combined(min), _Combined(max)
+    _add_agents(snap, now_s, False, last, silent, cycle, spool, dropped, refused, change, age)
+    refused_f, change_f, age_f = _runs_with(now_s, "site")
+    return [
+        *out,
+        last.into(
+            _g(
+                "erpath_agent_last_report_timestamp_seconds",
+                "Latest report of any agent of the site.",
+                *("site", "role"),
+            )
+        ),
+        silent.into(_g("erpath_agent_silent", "Silent agents of the site.", "site", "role")),
+        cycle.into(
+            _g("erpath_agent_cycle_seconds", "Longest last probe cycle at the site.", "site")
+        ),
+        spool.into(
+            _g(
+                "erpath_agent_spool_reports",
+                "Reports waiting in the site's agents' spools.",
+                "site",
+            )
+        ),
+        dropped.into(
+            _c("erpath_agent_dropped_reports", "Reports dropped by the site's agents.", "site")
+        ),
+        refused.into(refused_f),
+        change.into(change_f),
+        age.into(age_f),
+    ]
 
 
 # While set on a thread, StoreCollector yields nothing: `render` writes those families itself.
