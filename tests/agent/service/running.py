@@ -8,40 +8,15 @@ from pathlib import Path
 
 from tests.collector.realparts import free_port
 
-# An agent probing 127.0.0.1 only, its collector a bound-and-released port
-# (away: connections are refused).
-LOOPBACK_AGENT = """
-[agent]
-id = "{agent_id}"
-site = "lab"
-[probe]
-builtin_targets = false
-interval_s = 10
-jitter_s = 0
-[collector]
-url = "http://127.0.0.1:{port}"
-token_file = "{token}"
-allow_plaintext = true
-[spool]
-dir = "{spool}"
-[[target]]
-name = "loopback"
-address = "127.0.0.1"
-port = 9
-"""
+from .loopback import collector_table, loopback_config, write_token
 
 
 def loopback_agent_config(tmp_path: Path, agent_id: str) -> Path:
-    """A config file (and its token) for an agent of LOOPBACK_AGENT."""
-    token = tmp_path / "token"
-    token.write_text("tok\n")
-    token.chmod(0o600)
+    """A config file for an agent probing 127.0.0.1 only, its collector a
+    bound-and-released port (away: connections are refused)."""
     config = tmp_path / "agent.toml"
-    config.write_text(
-        LOOPBACK_AGENT.format(
-            agent_id=agent_id, port=free_port(), token=token, spool=tmp_path / "spool"
-        )
-    )
+    collector = collector_table(f"http://127.0.0.1:{free_port()}", write_token(tmp_path))
+    config.write_text(loopback_config(tmp_path / "spool", agent_id=agent_id, collector=collector))
     return config
 
 
