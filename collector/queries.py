@@ -352,7 +352,7 @@ class Snapshot:
     # family
     asymmetries: list[tuple[str, str, str, int]]
     # site, circuit, flows on the primary, flows on the secondary, 1 while redundancy is lost:
-    # every circuit of the sites' facts, with the site's latest reports' flows.
+    # every circuit of the sites' facts, with the latest flows of the site's agents not silent.
     circuits: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     # site, reporting agents of the site whose own site facts differ from another's.
     facts_conflicts: list[tuple[str, int]] = field(default_factory=list)
@@ -363,7 +363,8 @@ _CIRCUITS = """
 SELECT f.site, f.circuit, coalesce(sum(l.primary_flows), 0), coalesce(sum(l.secondary_flows), 0),
        coalesce(max(r.lost), 0)
 FROM ({circuits}) f
-LEFT JOIN circuit_links l ON l.site = f.site AND l.circuit = f.circuit
+LEFT JOIN (SELECT c.* FROM circuit_links c JOIN agents a ON a.ref = c.agent_ref WHERE a.silent = 0) l
+       ON l.site = f.site AND l.circuit = f.circuit
 LEFT JOIN circuit_redundancy r ON r.site = f.site AND r.circuit = f.circuit
 GROUP BY f.site, f.circuit
 """

@@ -11,7 +11,8 @@ the primary means the primary failed.  Either for N reports in a row raises
 one `ErpathCircuitRedundancyLost` per site and circuit.
 
 Flows whose MSEE hop stayed silent name no link: they count for nothing, so
-an unanswering MSEE never starts, confirms or resolves the alert.
+an unanswering MSEE never starts, confirms or resolves the alert.  Nor do the
+flows of a silent agent (no report for its silence window).
 
 `circuit_flows` and `judge` are pure; `observe` keeps the site's latest flows
 per agent and the streak in the store, inside the ingest transaction.
@@ -109,11 +110,14 @@ def evidence(
 
 
 def _site_flows(conn: Connection, site: str, circuit: str) -> list[tuple[str, Flows]]:
+    # A silent agent's last flows are history: counted, they would show a link
+    # that may have failed since, and hide the loss the other agents see.
     return [
         (agent, Flows(p, s))
         for agent, p, s in conn.execute(
             "SELECT a.id, c.primary_flows, c.secondary_flows FROM circuit_links c"
-            " JOIN agents a ON a.ref = c.agent_ref WHERE c.site = ? AND c.circuit = ?",
+            " JOIN agents a ON a.ref = c.agent_ref"
+            " WHERE c.site = ? AND c.circuit = ? AND a.silent = 0",
             (site, circuit),
         )
     ]

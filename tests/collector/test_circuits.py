@@ -113,6 +113,28 @@ async def test_one_link_for_three_reports_is_redundancy_lost_then_restored(start
     assert "redundancy_lost" in kinds and "redundancy_restored" in kinds
 
 
+async def test_a_silent_agents_last_flows_do_not_hide_a_lost_link(start_collector):
+    """br-1 saw both links, then fell silent; br-2 alone sees one link: lost."""
+    c = await start_collector()
+    site = facts()
+    both = er(links_seen={"primary": 3, "secondary": 3})
+    await c.post(simple("br-1", 1, both, facts=site, interval_s=0.2))
+    await c.post(simple("br-2", 1, both, facts=site, interval_s=30))
+
+    async def br1_silent():
+        agents = (await c.get(f"{API}/agents"))["agents"]
+        return next(a for a in agents if a["agent"] == "br-1")["silent"]
+
+    await eventually(br1_silent, 5)
+    for seq in (2, 3, 4):
+        await c.post(simple("br-2", seq, er(links_seen={"primary": 6}), facts=site, interval_s=30))
+    (alert,) = await alerts(c, REDUNDANCY, "firing")
+    ev = alert["annotations"]["evidence"]
+    assert "br-2: primary 6 flow(s), secondary 0 flow(s)" in ev
+    assert "br-1" not in ev
+    assert links_seen(c) == {"primary": 6.0, "secondary": 0.0}
+
+
 async def test_all_flows_on_one_link_then_all_on_the_other_is_both_links_working(start_collector):
     c = await start_collector()
     links = ["primary", "secondary", "secondary", "primary", "primary", "secondary"]
