@@ -349,9 +349,20 @@ def document() -> dict[str, Any]:
             },
             "/api/v1/paths": {
                 "get": {
-                    "summary": "Current path per agent and target: verdict, evidence, since when",
+                    "summary": "Current path per agent, target and address family: verdict, "
+                    "evidence, since when",
                     "security": [{"readToken": []}],
-                    "parameters": [*filters, *PAGE],
+                    "parameters": [
+                        *filters,
+                        _q(
+                            "family",
+                            "only this address family, as a path's `family` names it: "
+                            "4 (IPv4) or 6 (IPv6)",
+                            type="integer",
+                            enum=[4, 6],
+                        ),
+                        *PAGE,
+                    ],
                     "responses": {
                         "200": _ok("paths", _paged("paths", {"$ref": "#/components/schemas/Path"})),
                         "400": BAD_QUERY,

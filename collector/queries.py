@@ -141,8 +141,9 @@ def paths(
     limit: int = -1,
     after: tuple[Any, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """Paths by agent, target and family; `limit` rows (-1: all) after (agent, target, family)
-    in `after` (the family as a string, "4" or "6", as the cursor carries it)."""
+    """Paths by agent, target and family, filtered by site, agent, target and family (an int);
+    `limit` rows (-1: all) after (agent, target, family) in `after` (the family as a string,
+    "4" or "6", as the cursor carries it)."""
     where, args = _where(
         filters,
         {"site": "a.site", "agent": "a.id", "target": "p.target", "family": "p.family"},

@@ -671,11 +671,23 @@ async def get_agents(request: web.Request) -> web.Response:
     return _json(_page("agents", rows, limit, lambda r: [r["agent"]]))
 
 
+# Address families as a path's answer names them (`family`: 4 or 6), and its query and cursor.
+FAMILIES = ("4", "6")
+
+
 async def get_paths(request: web.Request) -> web.Response:
     _require_reader(request)
-    f = _filters(request, ("site", "agent", "target", "limit", "cursor"))
+    f = _filters(request, ("site", "agent", "target", "family", "limit", "cursor"))
+    if f["family"] is not None:
+        if f["family"] not in FAMILIES:
+            raise _bad_query(
+                f"family={f['family']!r} is not an address family",
+                "family",
+                "must be 4 (IPv4) or 6 (IPv6)",
+            )
+        f["family"] = int(f["family"])
     limit, after = _limit(request, default=1000), _cursor(request, 3)
-    if after is not None and after[2] not in ("4", "6"):  # (agent, target, family)
+    if after is not None and after[2] not in FAMILIES:  # (agent, target, family)
         raise _bad_cursor()
     rows = await request.app[STORE].read(queries.paths, f, limit + 1, after)
     return _json(_page("paths", rows, limit, lambda r: [r["agent"], r["target"], str(r["family"])]))
