@@ -372,7 +372,8 @@ def document() -> dict[str, Any]:
             },
             "/api/v1/events": {
                 "get": {
-                    "summary": "Flips, path changes, asymmetry, silent agents; newest first",
+                    "summary": "Flips, path changes, asymmetry, circuit redundancy, route "
+                    "filters, silent agents; newest first",
                     "security": [{"readToken": []}],
                     "parameters": [
                         *filters,

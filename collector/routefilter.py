@@ -11,9 +11,10 @@ circuit carries it; it matters on failover) raises nothing.
 
 It fires on the first report that has the finding and resolves when none of
 the site's agents' latest reports has it any more (the community was added,
-or the target is no longer measured).  The alert journal is its record (no
-event of its own).  `excluded` is pure; `observe` runs inside the ingest
-transaction, after the report became the agent's latest.
+or the target is no longer measured), with a `route_filter_excludes` and a
+`route_filter_cleared` event, as the other alerts have.  `excluded` is pure;
+`observe` runs inside the ingest transaction, after the report became the
+agent's latest.
 """
 
 from __future__ import annotations
@@ -101,11 +102,13 @@ def excluded(report: Report | dict, agent: str) -> dict[tuple[str, str], Exclusi
     return out
 
 
+def _circuit(site: Any, name: str) -> Any | None:
+    return next((c for c in _get(site, "circuits") or () if _get(c, "name") == name), None)
+
+
 def _route_filter_name(site: Any, circuit: str) -> str | None:
-    for c in _get(site, "circuits") or ():
-        if _get(c, "name") == circuit:
-            return _get(c, "route_filter")
-    return None
+    c = _circuit(site, circuit)
+    return None if c is None else _get(c, "route_filter")
 
 
 def _site_keys(conn: sqlite3.Connection, site: str) -> set[tuple[str, str]]:
@@ -146,10 +149,75 @@ def observe(
             site, x.circuit, x.community, x.service, x.region, x.route_filter, x.evidence, links
         )
         changed |= journal.fire(conn, spec, received_s)
+        journal.add_event(
+            conn,
+            received_s,
+            "route_filter_excludes",
+            "warning",
+            spec.annotations["summary"],
+            site=site,
+            agent=agent,
+            target=x.targets[0] if len(x.targets) == 1 else None,
+            circuit=x.circuit,
+            after={
+                "route_filter": x.route_filter,
+                "community": x.community,
+                "service": x.service,
+                "region": x.region,
+                "targets": list(x.targets),
+            },
+            evidence=x.evidence,
+        )
     gone = [key for key in firing if key not in mine]
     if gone:
         still = _site_keys(conn, site)
         for key in gone:
-            if key not in still:
-                changed |= journal.resolve(conn, firing[key], received_s)
+            if key not in still and journal.resolve(conn, firing[key], received_s):
+                changed = True
+                _record_cleared(conn, site, agent, report, key, received_s)
     return changed
+
+
+def _record_cleared(
+    conn: sqlite3.Connection,
+    site: str,
+    agent: str,
+    report: Report,
+    key: tuple[str, str],
+    received_s: float,
+) -> None:
+    """The `route_filter_cleared` event; its summary says whether the filter now allows
+    the community (the reporting agent's site facts list it) or the exclusion went otherwise."""
+    circuit, community = key
+    c = _circuit(report.site, circuit)
+    route_filter = None if c is None else c.route_filter
+    allows = c is not None and community in c.route_filter_communities
+    rf = f"route filter {route_filter}" if route_filter else "the route filter"
+    if allows:
+        summary = f"{rf} of circuit {circuit} at {site} now allows community {community}"
+        why = f"{agent}'s site facts list {community} in {rf} of circuit {circuit}"
+    else:
+        summary = (
+            f"no agent of {site} reports {rf} of circuit {circuit} leaving out community "
+            f"{community} any more"
+        )
+        why = (
+            f"{agent}'s site facts do not list {community} in {rf}: the exclusion's targets "
+            "are no longer measured, another circuit carries them, or the filter is unknown"
+        )
+    journal.add_event(
+        conn,
+        received_s,
+        "route_filter_cleared",
+        "info",
+        summary,
+        site=site,
+        agent=agent,
+        circuit=circuit,
+        before={"route_filter": route_filter, "community": community},
+        evidence=[
+            why,
+            f"no latest report of {site}'s agents has a route-filter-excludes warning for "
+            f"{community} on circuit {circuit}",
+        ],
+    )

@@ -703,6 +703,8 @@ EVENT_KINDS = (
     "agent_recovered",
     "redundancy_lost",
     "redundancy_restored",
+    "route_filter_excludes",
+    "route_filter_cleared",
     "targets_refused",
     "path_expired",
     "agent_forgotten",
