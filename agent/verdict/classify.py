@@ -127,10 +127,14 @@ def path_facts(
     signals: list[Signal] = []
     context: list[Evidence] = []
 
-    signals += _hop_signals(result, index, reverse)
+    hop_signals, hop_context = _hop_signals(result, index, reverse)
+    signals += hop_signals
+    context += hop_context
     if reverse:
         signals += _reverse_entry_signals(result, index)
-    signals += _route_signals(result, index)
+    route_signals, route_context = _route_signals(result, index)
+    signals += route_signals
+    context += route_context
 
     cdn_fronted: Evidence | None = None
     traffic_manager: Evidence | None = None
@@ -168,10 +172,12 @@ def path_facts(
                 ev.service_tags(result.address, [(m.name, m.region, m.prefix) for m in matches])
             )
 
-    ms_hop, asn_signals = _microsoft_hops(result, index, reverse)
+    ms_hop, asn_signals, asn_context = _microsoft_hops(result, index, reverse)
     signals += asn_signals
-    if ms_hop is not None and all(s.evidence.text != ms_hop.text for s in signals):
+    # The hop where the path meets Microsoft, unless a signal already states it (AS12076).
+    if ms_hop is not None and all(s.evidence != ms_hop.evidence for s in signals):
         context.append(ms_hop.evidence)
+    context += asn_context
 
     return PathFacts(
         reverse=reverse,
@@ -231,14 +237,34 @@ def _hops(result: Result):
             yield hop.ttl, reply
 
 
-def _hop_signals(result: Result, index: SiteIndex, reverse: bool) -> list[Signal]:
+def _hop_signals(
+    result: Result, index: SiteIndex, reverse: bool
+) -> tuple[list[Signal], list[Evidence]]:
+    """Signals from hops at a circuit or an internet edge, and hops that tell neither way."""
     out: list[Signal] = []
-    seen: set[tuple[str, str]] = set()
+    context: list[Evidence] = []
+    seen: set[str] = set()
     for ttl, reply in _hops(result):
         addr = reply.address
+        if addr in seen:
+            continue
         hit = index.circuit_address(addr)
-        if hit is not None and (hit.circuit.name, addr) not in seen:
-            seen.add((hit.circuit.name, addr))
+        if hit is not None:
+            seen.add(addr)
+            names = tuple(c.name for c in hit.circuits)
+            if hit.link is None and (both := index.edge_address(addr)) is not None:
+                # One router for the ExpressRoute and the internet edge: the
+                # next hop (an MSEE, or the edge's outside / an ISP) decides.
+                context.append(
+                    ev.shared_ce_hop(ttl, addr, names, egress=both.edge.name, reverse=reverse)
+                )
+                continue
+            if hit.circuit is None:
+                # A CE terminating several circuits: ExpressRoute, but which
+                # circuit only an MSEE (or a peering subnet's address) says.
+                e = ev.shared_ce_hop(ttl, addr, names, reverse=reverse)
+                out.append(Signal("expressroute", S_CE, e, "trace"))
+                continue
             name = hit.circuit.name
             if hit.link is None:
                 e = ev.ce_hop(ttl, addr, name, reverse=reverse)
@@ -259,8 +285,8 @@ def _hop_signals(result: Result, index: SiteIndex, reverse: bool) -> list[Signal
         if addr == result.address:
             continue
         edge = index.edge_address(addr)
-        if edge is not None and (edge.edge.name, addr) not in seen:
-            seen.add((edge.edge.name, addr))
+        if edge is not None:
+            seen.add(addr)
             e = ev.edge_hop(
                 ttl,
                 addr,
@@ -270,7 +296,7 @@ def _hop_signals(result: Result, index: SiteIndex, reverse: bool) -> list[Signal
                 reverse=reverse,
             )
             out.append(Signal("internet", S_EDGE_HOP, e, "edge"))
-    return out
+    return out, context
 
 
 def _nat_of_family(nat_addresses: tuple[str, ...], destination: str | None) -> tuple[str, ...]:
@@ -308,14 +334,24 @@ def _reverse_entry_signals(result: Result, index: SiteIndex) -> list[Signal]:
     return [Signal("expressroute", S_CE, e, "trace")]
 
 
-def _route_signals(result: Result, index: SiteIndex) -> list[Signal]:
+def _route_signals(result: Result, index: SiteIndex) -> tuple[list[Signal], list[Evidence]]:
+    """The local route's signal, or (a gateway serving both edges) a fact that decides nothing."""
     route = result.route
     if route is None or route.failure or not route.gateway:
-        return []
+        return [], []
     proto = route.protocol or ""
     hit = index.circuit_address(route.gateway)
+    edge = index.edge_address(route.gateway)
     if hit is not None:
         strength = S_ROUTE_BGP if proto == "bgp" else S_ROUTE
+        names = tuple(c.name for c in hit.circuits)
+        if hit.link is None and edge is not None:
+            # The next hop is a router of both edges: it routes either way.
+            e = ev.route(route.gateway, route.interface, proto, shared=names, egress=edge.edge.name)
+            return [], [e]
+        if hit.circuit is None:
+            e = ev.route(route.gateway, route.interface, proto, shared=names)
+            return [Signal("expressroute", strength, e, "route")], []
         e = ev.route(
             route.gateway,
             route.interface,
@@ -324,24 +360,27 @@ def _route_signals(result: Result, index: SiteIndex) -> list[Signal]:
             link=hit.link,
             msee=hit.role == "msee",
         )
-        return [Signal("expressroute", strength, e, "route")]
-    edge = index.edge_address(route.gateway)
+        return [Signal("expressroute", strength, e, "route")], []
     if edge is not None:
         e = ev.route(route.gateway, route.interface, proto, egress=edge.edge.name)
-        return [Signal("internet", S_ROUTE, e, "route")]
-    return []
+        return [Signal("internet", S_ROUTE, e, "route")], []
+    return [], []
 
 
 def _microsoft_hops(
     result: Result, index: SiteIndex, reverse: bool
-) -> tuple[MicrosoftHop | None, list[Signal]]:
-    """The hop where the path meets Microsoft, and what the ASNs around it say.
+) -> tuple[MicrosoftHop | None, list[Signal], list[Evidence]]:
+    """The hop where the path meets Microsoft, what the ASNs around it say, and context.
 
     AS12076 is the ExpressRoute edge, so a reply from it means the circuit.
     AS8075 (or a *.ntwk.msn.net / *.msedge.net PTR) is met on both paths;
     what tells them apart is the neighbour on the customer's side: an ISP
     (a known, non-Microsoft ASN that is no circuit or edge address of ours)
-    means the internet.
+    means the internet.  A connectivity provider's routers (an IP VPN's PE
+    and P routers, layer-3 model) look alike, so a neighbour is no ISP when
+    its ASN is a circuit's peer ASN, or when hops between it and Microsoft
+    stayed silent at a site with a circuit, where a silent MSEE may be,
+    unless an internet edge hop shows the path left that way (`_no_handover`).
     """
     answered: list[tuple[int, str, int | None, str | None]] = []
     for ttl, reply in _hops(result):
@@ -351,6 +390,7 @@ def _microsoft_hops(
             continue
         answered.append((ttl, reply.address, reply.asn, reply.ptr))
     signals: list[Signal] = []
+    context: list[Evidence] = []
     er = next((a for a in answered if a[2] == cdnrules.ASN_EXPRESSROUTE), None)
     if er is not None:
         e = ev.microsoft_asn_hop(er[0], er[1], cdnrules.ASN_EXPRESSROUTE)
@@ -364,7 +404,7 @@ def _microsoft_hops(
     order = list(reversed(answered)) if reverse else answered
     pos = next((i for i, a in enumerate(order) if is_ms(a)), None)
     if pos is None:
-        return None, signals
+        return None, signals, context
     ttl, addr, asn, ptr = order[pos]
     if asn in (cdnrules.ASN_MICROSOFT, cdnrules.ASN_EXPRESSROUTE):
         e = ev.microsoft_asn_hop(ttl, addr, asn)
@@ -378,9 +418,47 @@ def _microsoft_hops(
         n_ttl, n_addr, n_asn, _ = neighbour
         ours = index.circuit_address(n_addr) or index.edge_address(n_addr)
         if n_asn is not None and not is_ms(neighbour) and ours is None:
-            e = ev.isp_handover(n_ttl, n_addr, n_asn, ttl, reverse=reverse)
-            signals.append(Signal("internet", S_ISP_HANDOVER, e, "asn"))
-    return ms_hop, signals
+            hidden = _no_handover(result, index, reverse, n_ttl, n_addr, n_asn, ttl)
+            if hidden is not None:
+                context.append(hidden)
+            else:
+                e = ev.isp_handover(n_ttl, n_addr, n_asn, ttl, reverse=reverse)
+                signals.append(Signal("internet", S_ISP_HANDOVER, e, "asn"))
+    return ms_hop, signals, context
+
+
+def _no_handover(
+    result: Result,
+    index: SiteIndex,
+    reverse: bool,
+    n_ttl: int,
+    n_addr: str,
+    n_asn: int,
+    microsoft_ttl: int,
+) -> Evidence | None:
+    """Why a non-Microsoft neighbour of Microsoft's network is no internet hand-over, if it is not.
+
+    Between the customer's router and the MSEE a connectivity provider may
+    route (an IP VPN's PE and P routers, in the provider's ASN), and MSEEs
+    often stay silent (rate limits): then that provider's hop is followed by
+    silence and Microsoft's network, exactly as an ISP's hop would be.
+    """
+    site = index.site
+    peer = next((c for c in site.circuits if c.peer_asn is not None and c.peer_asn == n_asn), None)
+    if peer is not None:
+        return ev.no_handover(
+            n_ttl, n_addr, n_asn, microsoft_ttl, reverse=reverse, circuit=peer.name
+        )
+    lo, hi = sorted((n_ttl, microsoft_ttl))
+    if hi - lo <= 1 or not site.circuits:
+        return None  # adjacent: the hand-over is seen (or the site has no MSEE to hide)
+    trace = result.trace
+    replied = {r.address for h in (trace.hops if trace else ()) for r in h.replies}
+    replied.discard(result.address or "")  # a reverse trace's own NAT address is no hop
+    if any(index.edge_address(a) is not None for a in replied):
+        return None  # the path shows an internet edge: the silence hides no MSEE
+    silent = tuple(range(lo + 1, hi))
+    return ev.no_handover(n_ttl, n_addr, n_asn, microsoft_ttl, reverse=reverse, silent=silent)
 
 
 def _name_evidence(match: cdnrules.NameMatch, has_chain: bool) -> Evidence:
@@ -622,7 +700,8 @@ def decide(facts: PathFacts, result: Result, index: SiteIndex | None = None) -> 
         if index is not None:
             seen = links.links_seen(result, index, circuit)
         if circuit is None:
-            evidence.append(links.unknown_circuit(result))
+            shared = next((s for s in agree if s.evidence.kind in ("ce-hop", "route")), None)
+            evidence.append(links.unknown_circuit(result, _shared_by(shared) if shared else None))
         elif link is None:
             named_by = next(s for s in agree if s.circuit == circuit)
             evidence.append(links.unknown_link(result, circuit, _named_by(named_by)))
@@ -636,6 +715,14 @@ def decide(facts: PathFacts, result: Result, index: SiteIndex | None = None) -> 
         links_seen=seen.links,
         msee_flows=seen.msee_flows,
     )
+
+
+def _shared_by(s: Signal) -> str:
+    """What answered at the ER edge yet named no circuit: a CE several circuits share."""
+    e = s.evidence
+    if e.kind == "route":
+        return f"the route's gateway {e.address} is a CE of several circuits"
+    return f"CE address {e.address} (hop {e.ttl}) serves several circuits"
 
 
 def _named_by(s: Signal) -> str:

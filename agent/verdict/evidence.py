@@ -62,6 +62,41 @@ def ce_hop(
     )
 
 
+def shared_ce_hop(
+    ttl: int,
+    address: str,
+    circuits: tuple[str, ...],
+    *,
+    egress: str | None = None,
+    reverse: bool = False,
+) -> Evidence:
+    """A CE address that names no one circuit: several circuits' (`name` "shared-circuits"),
+    or also an internet edge's hop (`name` "shared-edge"), one router for both edges.
+
+    `circuit` and `egress` stay empty: the hop names neither, and rules read them.
+    """
+    where = _REVERSE if reverse else ""
+    names = " and ".join(circuits)
+    noun = "circuit" if len(circuits) == 1 else "circuits"
+    if egress is not None:
+        text = (
+            f"hop {ttl} {address} is a CE address of {noun} {names} and a hop of internet "
+            f"edge {egress}: one router for both edges, so it tells neither way{where}"
+        )
+    else:
+        text = (
+            f"hop {ttl} {address} is a CE address of circuits {names}: one router for them "
+            f"all, so it names no one circuit{where}"
+        )
+    return Evidence(
+        "ce-hop",
+        text,
+        ttl=ttl,
+        address=address,
+        name="shared-edge" if egress is not None else "shared-circuits",
+    )
+
+
 def edge_hop(
     ttl: int,
     address: str,
@@ -104,6 +139,41 @@ def reverse_entry(ttl: int, address: str, destination: str, circuit: str) -> Evi
         address=address,
         asn=12076,
     )
+
+
+def no_handover(
+    ttl: int,
+    address: str,
+    asn: int,
+    microsoft_ttl: int,
+    *,
+    reverse: bool,
+    silent: tuple[int, ...] = (),
+    circuit: str | None = None,
+) -> Evidence:
+    """A non-Microsoft hop next to Microsoft's network that is no internet hand-over, and why.
+
+    `circuit`: its ASN is that circuit's peer ASN (the router peering with the
+    MSEE: the customer's CE or the connectivity provider's PE).  `silent`: the
+    TTLs between it and Microsoft that did not answer, where an MSEE (or, coming
+    back in, the CE side of a peering subnet) may hide.
+    """
+    side = "after" if reverse else "before"
+    if circuit is not None:
+        text = (
+            f"hop {ttl} {address} is in AS{asn}, the peer ASN of circuit {circuit}: the router "
+            "peering with the MSEE, not an internet transit"
+        )
+    else:
+        which = ", ".join(map(str, silent))
+        noun = "hop" if len(silent) == 1 else "hops"
+        hides = "the CE side of a peering subnet" if reverse else "an MSEE"
+        text = (
+            f"hop {ttl} {address} (AS{asn}) is the last hop {side} the Microsoft network at "
+            f"hop {microsoft_ttl}, but {noun} {which} between did not answer, where {hides} "
+            "may hide: no internet hand-over is seen"
+        )
+    return Evidence("hop-asn", text, ttl=ttl, address=address, asn=asn, circuit=circuit)
 
 
 def microsoft_asn_hop(ttl: int, address: str, asn: int) -> Evidence:
@@ -149,10 +219,23 @@ def route(
     link: Link | None = None,
     msee: bool = False,
     egress: str | None = None,
+    shared: tuple[str, ...] = (),
 ) -> Evidence:
-    """The local route via a circuit's MSEE or CE (circuit set) or an internet edge (egress set)."""
+    """The local route via a circuit's MSEE or CE (circuit set) or an internet edge (egress set).
+
+    `shared`: the gateway is a CE address of these circuits and names none of
+    them (several circuits, or with `egress` also an internet edge's hop:
+    then the fields stay empty, it tells neither way).
+    """
     proto = f"{protocol} " if protocol else ""
     via = f"route via {proto}gateway {gateway}"
+    if shared:
+        names = " and ".join(shared)
+        if egress is not None:
+            text = f"{via} = a router of both circuit {names} and internet edge {egress}: it tells neither way"
+            return Evidence("route", text, address=gateway, name=interface)
+        text = f"{via} = CE of circuits {names}: it names no one circuit"
+        return Evidence("route", text, address=gateway, name=interface)
     if circuit is not None:
         on_link = f" ({link} link)" if link else ""
         text = f"{via} = {'MSEE' if msee else 'CE'} of {circuit}{on_link}"

@@ -45,7 +45,8 @@ def links_seen(result: Result, index: SiteIndex, circuit: str | None) -> LinksSe
             continue
         for reply in hop.replies:
             hit = index.circuit_address(reply.address)
-            if hit is None or hit.circuit.name != circuit or hit.link is None:
+            # Only a peering subnet's address names a link (and so one circuit).
+            if hit is None or hit.link is None or hit.circuits[0].name != circuit:
                 continue
             per_link.setdefault(hit.link, set()).add(_flow(trace, reply.flow))
             ttls.add(hop.ttl)
@@ -99,7 +100,14 @@ def unknown_link(result: Result, circuit: str, named_by: str) -> Evidence:
     )
 
 
-def unknown_circuit(result: Result) -> Evidence:
+def unknown_circuit(result: Result, shared_by: str | None = None) -> Evidence:
+    """`shared_by`: what reached the ER edge yet names no one circuit (a CE several share)."""
+    if shared_by is not None:
+        return ev.unknown(
+            "circuit",
+            f"the circuit is unknown this time: {shared_by} and no hop answered in a "
+            f"peering subnet ({_silence(result)})",
+        )
     return ev.unknown(
         "circuit",
         "the circuit is unknown this time: no hop answered at a circuit's CE or peering "

@@ -4,7 +4,9 @@ Both the path classifier and the asymmetry findings ask the same three
 questions of SiteFacts, per hop and per address:
 
 - is this address on a circuit's peering /30 or /126 (MSEE = second
-  address, CE = first) or one of its CE addresses, and which link?
+  address, CE = first) or one of its CE addresses, and which link?  A CE
+  address configured for several circuits (one CE pair terminating two
+  circuits, as sites with two circuits are often built) names none of them;
 - is it an internet edge's hop or NAT address?
 - which circuits advertise a prefix containing it (longest first)?
 
@@ -29,10 +31,18 @@ _Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 class CircuitAddress:
     """A configured address on the customer's side of, or at, a circuit."""
 
-    circuit: Circuit
+    # Every circuit the address belongs to: one for a peering subnet's
+    # address; a CE address may be configured for several circuits when one
+    # router terminates them all, and then it names none of them.
+    circuits: tuple[Circuit, ...]
     link: Link | None  # None for a CE address outside the peering /30s
     role: Literal["msee", "ce", "peering"]  # "peering": the /30's network or broadcast address
     subnet: str | None
+
+    @property
+    def circuit(self) -> Circuit | None:
+        """The one circuit the address names; None when several circuits share it."""
+        return self.circuits[0] if len(self.circuits) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +81,7 @@ class SiteIndex:
     def __init__(self, site: SiteFacts):
         self.site = site
         self._subnets: list[tuple[_Net, Circuit, Link]] = []
-        self._ce: dict[_Addr, Circuit] = {}
+        self._ce: dict[_Addr, list[Circuit]] = {}
         self._edges: dict[_Addr, EdgeAddress] = {}
         self._adverts: list[tuple[_Net, Circuit]] = []
         # Unparsable entries are skipped, not raised: config.py rejects them at
@@ -82,7 +92,9 @@ class SiteIndex:
                     self._subnets.append((net, c, link))
             for a in c.ce_addresses:
                 if (ip := parse_ip(a)) is not None:
-                    self._ce.setdefault(ip, c)
+                    circuits = self._ce.setdefault(ip, [])
+                    if c not in circuits:  # an address listed twice for one circuit
+                        circuits.append(c)
             for p in c.advertised_prefixes:
                 if (net := parse_net(p)) is not None:
                     self._adverts.append((net, c))
@@ -111,9 +123,9 @@ class SiteIndex:
             if ip.version == net.version and ip in net:
                 offset = int(ip) - int(net.network_address)
                 role = {1: "ce", 2: "msee"}.get(offset, "peering")
-                return CircuitAddress(c, link, role, str(net))
-        c = self._ce.get(ip)
-        return CircuitAddress(c, None, "ce", None) if c is not None else None
+                return CircuitAddress((c,), link, role, str(net))
+        shared = self._ce.get(ip)
+        return CircuitAddress(tuple(shared), None, "ce", None) if shared else None
 
     def edge_address(self, address: str | None) -> EdgeAddress | None:
         ip = parse_ip(address)
