@@ -377,10 +377,8 @@ def _microsoft_hops(
     what tells them apart is the neighbour on the customer's side: an ISP
     (a known, non-Microsoft ASN that is no circuit or edge address of ours)
     means the internet.  A connectivity provider's routers (an IP VPN's PE
-    and P routers, layer-3 model) look alike, so a neighbour is no ISP when
-    its ASN is a circuit's peer ASN, or when hops between it and Microsoft
-    stayed silent at a site with a circuit, where a silent MSEE may be,
-    unless an internet edge hop shows the path left that way (`_no_handover`).
+    and P routers, layer-3 model) look alike, so some neighbours are no ISP
+    (`_no_handover`).
     """
     answered: list[tuple[int, str, int | None, str | None]] = []
     for ttl, reply in _hops(result):
@@ -418,7 +416,7 @@ def _microsoft_hops(
         n_ttl, n_addr, n_asn, _ = neighbour
         ours = index.circuit_address(n_addr) or index.edge_address(n_addr)
         if n_asn is not None and not is_ms(neighbour) and ours is None:
-            hidden = _no_handover(result, index, reverse, n_ttl, n_addr, n_asn, ttl)
+            hidden = _no_handover(result, index, reverse, neighbour, (ttl, asn))
             if hidden is not None:
                 context.append(hidden)
             else:
@@ -431,34 +429,41 @@ def _no_handover(
     result: Result,
     index: SiteIndex,
     reverse: bool,
-    n_ttl: int,
-    n_addr: str,
-    n_asn: int,
-    microsoft_ttl: int,
+    neighbour: tuple[int, str, int | None, str | None],
+    microsoft: tuple[int, int | None],
 ) -> Evidence | None:
     """Why a non-Microsoft neighbour of Microsoft's network is no internet hand-over, if it is not.
 
     Between the customer's router and the MSEE a connectivity provider may
     route (an IP VPN's PE and P routers, in the provider's ASN), and MSEEs
-    often stay silent (rate limits): then that provider's hop is followed by
-    silence and Microsoft's network, exactly as an ISP's hop would be.
+    often stay silent (rate limits): then the provider's hop sits next to
+    Microsoft's network exactly as an ISP's would.  It is no ISP when:
+
+    - Microsoft's hop next to it is AS12076, the ExpressRoute edge (an MSEE);
+    - its ASN is a circuit's peer ASN: the router peering with the MSEE;
+    - going out, TTLs between it and Microsoft did not answer at a site with
+      a circuit, and no internet edge hop answered: a silent MSEE may be
+      there.  (Coming back in, the same silence sits between Microsoft's edge
+      and an ISP on every internet path behind a silent transit, and an MSEE
+      answering from AS12076 already tells the circuit's side: not used.)
     """
+    n_ttl, n_addr, n_asn, _ = neighbour
+    ms_ttl, ms_asn = microsoft
+    assert n_asn is not None
+    if ms_asn == cdnrules.ASN_EXPRESSROUTE:
+        return ev.no_handover(n_ttl, n_addr, n_asn, ms_ttl, reverse=reverse, msee=True)
     site = index.site
     peer = next((c for c in site.circuits if c.peer_asn is not None and c.peer_asn == n_asn), None)
     if peer is not None:
-        return ev.no_handover(
-            n_ttl, n_addr, n_asn, microsoft_ttl, reverse=reverse, circuit=peer.name
-        )
-    lo, hi = sorted((n_ttl, microsoft_ttl))
-    if hi - lo <= 1 or not site.circuits:
+        return ev.no_handover(n_ttl, n_addr, n_asn, ms_ttl, reverse=reverse, circuit=peer.name)
+    if reverse or ms_ttl - n_ttl <= 1 or not site.circuits:
         return None  # adjacent: the hand-over is seen (or the site has no MSEE to hide)
     trace = result.trace
     replied = {r.address for h in (trace.hops if trace else ()) for r in h.replies}
-    replied.discard(result.address or "")  # a reverse trace's own NAT address is no hop
     if any(index.edge_address(a) is not None for a in replied):
         return None  # the path shows an internet edge: the silence hides no MSEE
-    silent = tuple(range(lo + 1, hi))
-    return ev.no_handover(n_ttl, n_addr, n_asn, microsoft_ttl, reverse=reverse, silent=silent)
+    silent = tuple(range(n_ttl + 1, ms_ttl))
+    return ev.no_handover(n_ttl, n_addr, n_asn, ms_ttl, reverse=reverse, silent=silent)
 
 
 def _name_evidence(match: cdnrules.NameMatch, has_chain: bool) -> Evidence:

@@ -148,18 +148,23 @@ def no_handover(
     microsoft_ttl: int,
     *,
     reverse: bool,
-    silent: tuple[int, ...] = (),
+    msee: bool = False,
     circuit: str | None = None,
+    silent: tuple[int, ...] = (),
 ) -> Evidence:
     """A non-Microsoft hop next to Microsoft's network that is no internet hand-over, and why.
 
+    `msee`: Microsoft's hop next to it is AS12076, the ExpressRoute edge.
     `circuit`: its ASN is that circuit's peer ASN (the router peering with the
     MSEE: the customer's CE or the connectivity provider's PE).  `silent`: the
-    TTLs between it and Microsoft that did not answer, where an MSEE (or, coming
-    back in, the CE side of a peering subnet) may hide.
+    TTLs between it and Microsoft that did not answer, where an MSEE may hide.
     """
-    side = "after" if reverse else "before"
-    if circuit is not None:
+    if msee:
+        text = (
+            f"hop {ttl} {address} (AS{asn}) is next to the ExpressRoute edge (AS12076) at hop "
+            f"{microsoft_ttl}: the circuit's side of the peering, not an internet transit"
+        )
+    elif circuit is not None:
         text = (
             f"hop {ttl} {address} is in AS{asn}, the peer ASN of circuit {circuit}: the router "
             "peering with the MSEE, not an internet transit"
@@ -167,10 +172,9 @@ def no_handover(
     else:
         which = ", ".join(map(str, silent))
         noun = "hop" if len(silent) == 1 else "hops"
-        hides = "the CE side of a peering subnet" if reverse else "an MSEE"
         text = (
-            f"hop {ttl} {address} (AS{asn}) is the last hop {side} the Microsoft network at "
-            f"hop {microsoft_ttl}, but {noun} {which} between did not answer, where {hides} "
+            f"hop {ttl} {address} (AS{asn}) is the last hop before the Microsoft network at "
+            f"hop {microsoft_ttl}, but {noun} {which} between did not answer, where an MSEE "
             "may hide: no internet hand-over is seen"
         )
     return Evidence("hop-asn", text, ttl=ttl, address=address, asn=asn, circuit=circuit)

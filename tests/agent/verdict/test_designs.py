@@ -189,6 +189,18 @@ def test_a_hop_in_the_circuits_peer_asn_is_no_isp():
     assert verdict(isp, site).path_class == "internet"
 
 
+def test_the_hop_before_an_msee_answering_from_as12076_is_no_isp():
+    """Was a bug: the MSEE answered from Microsoft's side (AS12076, outside the /30), and the
+    provider's PE before it counted as a conflicting internet transit."""
+    r = result(hops=trace(LAN_GW, (PE_ER, PROVIDER), ("198.18.1.2", 12076), MS_CORE, (PP_WE, MS)))
+    v = verdict(r, VPN_SITE)
+    assert (v.path_class, v.circuit) == ("expressroute", None)
+    assert not any(e.conflicting for e in v.evidence), texts(v)
+    assert v.confidence == 0.66
+    (why,) = [e for e in of_kind(v, "hop-asn") if e.asn == PROVIDER]
+    assert (why.ttl, why.address) == (2, PE_ER)
+
+
 def test_ipvpn_reverse_trace_enters_at_the_providers_pe():
     """Holds: the /30's customer side answers from the provider's PE; it names circuit and link."""
     v = verdict(reverse_to_nat(PE_P), VPN_SITE, agent_role="azure-side")
@@ -197,13 +209,19 @@ def test_ipvpn_reverse_trace_enters_at_the_providers_pe():
 
 
 def test_ipvpn_reverse_trace_with_a_silent_pe_has_no_internet_conflict():
-    """Was a bug: coming back in, the P router after a silent PE "took over from Microsoft"."""
+    """Was a bug: coming back in, the P router after a silent PE "took over from Microsoft".
+
+    The MSEE answered from AS12076, the ExpressRoute edge: what follows it is
+    the circuit's side (here the provider's), whatever its ASN.
+    """
     v = verdict(reverse_to_nat(None), VPN_SITE, agent_role="azure-side")
     assert (v.path_class, v.circuit) == ("expressroute", None)
     assert not any(e.conflicting for e in v.evidence), texts(v)
     (why,) = [e for e in of_kind(v, "hop-asn") if e.asn == PROVIDER]
-    assert (
-        "hop 3 between did not answer, where the CE side of a peering subnet may hide" in why.text
+    assert (why.ttl, why.address, why.conflicting) == (4, P_CORE, False)
+    assert why.text == (
+        "hop 4 198.18.200.5 (AS64600) is next to the ExpressRoute edge (AS12076) at hop 2: the "
+        "circuit's side of the peering, not an internet transit"
     )
 
 
