@@ -67,6 +67,9 @@ class Signal:
     evidence: Evidence
     source: str  # independent sources combine; the same source counts once
     cdn: bool = False  # points at CDN content (always the internet side)
+    # A reply to another flow than the trace's own: where flows split across
+    # circuits (a site load-sharing over two), another circuit is no conflict.
+    other_flow: bool = False
 
     @property
     def circuit(self) -> str | None:
@@ -278,7 +281,8 @@ def _hop_signals(
             else:
                 e = ev.ce_hop(ttl, addr, name, hit.link, subnet=hit.subnet, reverse=reverse)
                 strength = S_CE_LINK
-            out.append(Signal("expressroute", strength, e, "trace"))
+            other = result.trace is not None and reply.flow not in (None, result.trace.flow)
+            out.append(Signal("expressroute", strength, e, "trace", other_flow=other))
             continue
         # The destination of a reverse trace is the NAT address itself, which
         # answers whichever way the packets came in: it says nothing.
@@ -672,7 +676,9 @@ def decide(facts: PathFacts, result: Result, index: SiteIndex | None = None) -> 
         # flows at once.  Another link of the same circuit is no conflict.
         link = next((s.link for s in agree if s.circuit == circuit and s.link), None)
         for s in agree:
-            if s.circuit and s.circuit != circuit:
+            # Another flow on another circuit is load-sharing across circuits
+            # (the path of that flow), not a contradiction of this one's.
+            if s.circuit and s.circuit != circuit and not s.other_flow:
                 penalty = min(penalty, CIRCUIT_CONFLICT)
                 conflicts.append(s)
     else:

@@ -30,6 +30,7 @@ them to the public cloud's circuits at all.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -258,8 +259,13 @@ _ALIASES: dict[str, str] = {
 
 
 def normalise(name: str) -> str:
-    """'West Europe', 'WestEurope', 'westeurope' -> 'westeurope'; aliases applied."""
-    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    """'West Europe', 'WestEurope', 'westeurope' -> 'westeurope'; aliases applied.
+
+    Accents are folded: Azure writes 'Sao Paulo', people (and config files)
+    write 'São Paulo' or 'Querétaro'.
+    """
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^a-z0-9]", "", folded.lower())
     return _ALIASES.get(key, key)
 
 

@@ -22,6 +22,7 @@ from agent.report import (
     Circuit,
     Hop,
     InternetEdge,
+    LinkSeen,
     MplsLabel,
     Reply,
     RouteResult,
@@ -31,6 +32,7 @@ from agent.report import (
 )
 from agent.verdict.classify import classify
 from agent.verdict.findings import find
+from agent.verdict.geography import location_geography
 from tests.agent.verdict.test_classify import (
     ISP,
     MS,
@@ -424,9 +426,11 @@ def test_hub_nat_address_over_the_other_hubs_circuit_is_asymmetric():
 
 
 def test_flows_shared_across_two_circuits_name_the_own_flows_circuit():
-    """Holds in part: one site load-sharing flows over two circuits; the trace's own flow decides.
+    """One site load-sharing flows over two circuits: the trace's own flow names the circuit.
 
-    (The other circuit's MSEE is still shown as conflicting evidence: see the report.)
+    Was a bug in part: another flow's MSEE on the other circuit counted as a
+    conflict (confidence x 0.8, "conflicting: ..."), though it is only that
+    flow's path.
     """
     msee = Hop(
         ttl=3,
@@ -442,6 +446,13 @@ def test_flows_shared_across_two_circuits_name_the_own_flows_circuit():
     v = verdict(result(hops=t), site)
     assert (v.path_class, v.circuit, v.link) == ("expressroute", "fra-er-2", "primary")
     assert {e.circuit for e in of_kind(v, "msee-hop")} == {"hub", "fra-er-2"}
+    assert not any(e.conflicting for e in v.evidence), texts(v)
+    assert v.confidence >= 0.95
+    assert v.links_seen == (LinkSeen("primary", 2),)  # fra-er-2's flows; flow 2 went elsewhere
+    # Whose flow the trace is decides: flow 2's circuit is hub.
+    v = verdict(result(hops=replace(t, flow=2)), site)
+    assert (v.circuit, v.links_seen) == ("hub", (LinkSeen("primary", 1),))
+    assert not any(e.conflicting for e in v.evidence), texts(v)
 
 
 # --------------------------------------------------------------------------- address sizes
@@ -492,3 +503,19 @@ def test_the_expressroute_edge_hop_is_stated_once():
     """The hop where the path meets Microsoft is compared as a record, not by its sentence."""
     v = verdict(result(hops=trace(LAN_GW, ("198.18.1.1", 12076), MS_CORE, (PP_WE, MS))), VPN_SITE)
     assert [e.ttl for e in of_kind(v, "hop-asn") if e.asn == 12076] == [2]
+
+
+@pytest.mark.parametrize(
+    "location, geography",
+    [
+        ("São Paulo", "South America"),  # was a bug: an accent left the circuit unplaced
+        ("Querétaro (Mexico)", "North America"),
+        ("Washington D.C.", "North America"),
+        ("Newport (Wales)", "Europe"),
+        ("Silicon Valley 2", "North America"),
+    ],
+)
+def test_peering_locations_written_otherwise_are_placed(location, geography):
+    """The Premium check places a circuit's location however it is written."""
+    placed_at = location_geography(location)
+    assert placed_at is not None and placed_at.geography == geography
