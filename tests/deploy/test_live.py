@@ -34,6 +34,8 @@ SCENARIO_ORDER = [
     "asymmetric-circuits",
     "route-filter-missing",
     "route-filter-fixed",
+    # Another site design: the circuit is the IP VPN provider's (ams-vpn-3).
+    "er-ipvpn",
     # Dual-stack: the agent's users reach the targets over IPv6 (RFC 6724 order), so the
     # family="6" series exist beside the IPv4 ones.
     "ipv6-er",

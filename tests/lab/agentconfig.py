@@ -9,6 +9,11 @@ sites' IPv6 prefixes a circuit advertises).  Others are another design
 of the circuit (both links active instead of one standing by): the circuit's
 `links` fact says which.  The route filter scenarios name each circuit's
 route filter and the communities it allows, and the lab's communities file.
+A scenario of another site design (the IP VPN) has other site facts
+altogether: tests/lab/agents/designs/<design>.toml stands in for the site
+facts of every agent's file, <design>-reverse.toml for the azure-side
+agent's reverse targets (the sites' NAT addresses), and the failover order
+is the design's.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from . import routefilter
 from .scenarios import SCENARIOS
 
 AGENTS_DIR = Path(__file__).with_name("agents")
+DESIGNS_DIR = AGENTS_DIR / "designs"
+# The site facts of an agent's file: from their heading to the next heading.
+_SITE_FACTS = re.compile(r"^# ---- site facts -+\n.*?(?=^# ---- )", re.M | re.S)
+_PREFER = re.compile(r"^prefer\s*=\s*\[[^\]]*\]", re.M)
+# The azure-side agent's reverse targets (the sites' NAT addresses): to the end.
+_REVERSE_TARGETS = re.compile(r"^# ---- reverse targets.*", re.M | re.S)
 _CIRCUIT = re.compile(r"^\[\[circuit\]\]\s*$", re.M)
 _NAME = re.compile(r'^name\s*=\s*"([^"]+)"', re.M)
 _ADVERTISED = re.compile(r"^advertised_prefixes\s*=\s*\[[^\]]*\]", re.M)
@@ -39,6 +50,8 @@ def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = No
         lines = "".join(f"{k} = {v!r}\n" for k, v in probe.items())
         text = _PROBE.sub(lambda m: m.group(0) + lines, text, count=1)
     s = SCENARIOS[scenario]
+    if s.wan != "leased":
+        text = _design_facts(text, s.wan, s.prefer)
     # What each circuit advertises, both families (IPv6: the sites' own prefixes).
     advertised = {
         c: s.advertised.get(c, ()) + s.advertised6.get(c, ())
@@ -68,6 +81,21 @@ def config_text(node: str, scenario: str, *, probe: dict[str, float] | None = No
     return _TAGS_FILE.sub(
         lambda m: f'file = "{(AGENTS_DIR / m.group(1)).resolve()}"', text, count=1
     )
+
+
+def _design_facts(text: str, design: str, prefer: tuple[str, ...]) -> str:
+    """`text` with the site facts (and failover order) of another site design."""
+    facts = (DESIGNS_DIR / f"{design}.toml").read_text()
+    heading = f"# ---- site facts ({design} design) ".ljust(80, "-")
+    text, n = _SITE_FACTS.subn(lambda _: f"{heading}\n\n{facts}", text, count=1)
+    if n != 1:
+        raise ValueError(f"no '# ---- site facts' section to replace in an agent config ({design})")
+    # The design's NAT addresses are other addresses: the reverse targets follow.
+    reverse = (DESIGNS_DIR / f"{design}-reverse.toml").read_text()
+    heading = f"# ---- reverse targets ({design} design) ".ljust(80, "-")
+    text = _REVERSE_TARGETS.sub(lambda _: f"{heading}\n\n{reverse}", text, count=1)
+    order = ", ".join(f'"{p}"' for p in prefer)
+    return _PREFER.sub(f"prefer = [{order}]  # the {design} design's order", text, count=1)
 
 
 def _route_filter(allowed: tuple[str, ...]) -> str:

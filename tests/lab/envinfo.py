@@ -44,8 +44,9 @@ def _primary_address(node: str) -> str:
 
 
 def _circuits(s: scenarios.Scenario) -> list[dict]:
+    """The circuits of the scenario's design (the sites' facts list the same)."""
     out = []
-    for c in plan.CIRCUITS:
+    for c in (plan.circuit(name) for name in s.circuits):
         pri = plan.LINKS_BY_KEY[c.primary_link]
         sec = plan.LINKS_BY_KEY[c.secondary_link] if c.secondary_link else None
         inside = plan.link_between(c.ce, "dccore").address(c.ce)
@@ -66,6 +67,8 @@ def _circuits(s: scenarios.Scenario) -> list[dict]:
                 "location": c.location,
                 "sku": c.sku,
                 "ce": c.ce,
+                # A connectivity provider's PE holds the customer side (layer-3 model).
+                "provider": c.provider or None,
                 "primary_subnet": pri.subnet,
                 "secondary_subnet": sec.subnet if sec else None,
                 "msee_addresses": msee,
@@ -217,7 +220,7 @@ def describe(lab: Lab) -> dict:
         },
         # MSEEs that drop about half of their time-exceeded in this scenario.
         "flaky_routers": list(s.flaky),
-        "prefer": list(scenarios.PREFER),
+        "prefer": list(s.prefer),
         "service_tags_file": str(sd / "ServiceTags_Public_lab.json"),
         "tls": {"cert_file": str(sd / "tls" / "cert.pem"), "port": 443},
         "ptr_names": dict(plan.PTR_NAMES),

@@ -97,6 +97,10 @@ class Circuit:
     secondary_link: str | None
     nat_pool: str
     nat_addresses: dict[str, str] = field(default_factory=dict)  # site -> address
+    # The connectivity provider whose router (a PE) holds the customer side of
+    # the peering /30s, in its layer-3 (IP VPN, any-to-any) model; "" when the
+    # customer's own CE does.
+    provider: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +158,13 @@ MICROSOFT_AGGREGATE = "198.19.0.0/16"
 INTERNET_NAT_PREFIX = "198.51.100.0/28"
 ER_NAT_POOL_1 = "203.0.113.0/28"
 ER_NAT_POOL_2 = "203.0.113.16/28"
+# The IP VPN design: the provider's circuit has its own NAT pool (unique per
+# circuit, as the planning guide asks); the provider's routers are numbered
+# from its own block (AS64504).
+ER_NAT_POOL_3 = "203.0.113.32/28"
+IPVPN_PROVIDER_BLOCK = "198.18.80.0/22"
+IPVPN_PROVIDER_BLOCK6 = "2001:db8:18:400::/56"
+IPVPN_DC_ACCESS = "198.18.80.12/30"  # the datacenter's access link to the provider's PE
 BRANCH_PREFIX = "10.10.0.0/16"
 CUSTOMER_INTERNAL = "10.0.0.0/8"
 MGMT_SUBNET = "172.30.0.0/24"
@@ -284,8 +295,10 @@ NODES: tuple[Node, ...] = (
         forwarding=True,
         loopbacks=("203.0.113.10", "203.0.113.11"),
     ),
-    Node("msee1p", "router", "circuit 1 primary MSEE", forwarding=True),
-    Node("msee1s", "router", "circuit 1 secondary MSEE", forwarding=True),
+    # An MSEE pair terminates many circuits (a VLAN each): circuit 1's MSEEs
+    # also terminate the IP VPN provider's circuit 3.
+    Node("msee1p", "router", "circuit 1 (and 3) primary MSEE", forwarding=True),
+    Node("msee1s", "router", "circuit 1 (and 3) secondary MSEE", forwarding=True),
     Node(
         "ce2",
         "router",
@@ -300,6 +313,18 @@ NODES: tuple[Node, ...] = (
         "customer internet edge (internet NAT)",
         forwarding=True,
         loopbacks=("198.51.100.10", "198.51.100.11"),
+    ),
+    # The IP VPN provider (scenario er-ipvpn): a PE per customer site and a P
+    # router between them; the PE at the ExpressRoute location holds the
+    # customer side of circuit 3's peering /30s and NATs to circuit 3's pool.
+    Node("pe1", "router", "IP VPN provider PE at the branch", forwarding=True),
+    Node("p1", "router", "IP VPN provider P (core) router", forwarding=True),
+    Node(
+        "pe2",
+        "router",
+        "IP VPN provider PE at the ExpressRoute location (circuit 3's customer side, NAT)",
+        forwarding=True,
+        loopbacks=("203.0.113.42", "203.0.113.43"),
     ),
     Node("isp1", "router", "ISP 1 router (ECMP member)", forwarding=True),
     Node("isp2", "router", "ISP 2 router (ECMP member)", forwarding=True),
@@ -376,6 +401,15 @@ LINKS: tuple[Link, ...] = (
     Link("silent", "msedge", "198.18.48.0/30", 1, 2, subnet6="2001:db8:18:300::/64"),
     Link("silent", "dns", "198.18.53.0/24", 1, 53, subnet6="2001:db8:18:53::/64"),
     Link("silent", "extcdn", "198.18.64.0/30", 1, 2, subnet6="2001:db8:18:64::/64"),
+    # The IP VPN provider (AS64504): access links (provider first, customer
+    # second, as the ISPs number theirs), its core, and circuit 3's peering
+    # /30s (/126s) with the provider's PE at .1, the MSEE at .2.
+    Link("pe1", "wan", "198.18.80.0/30", 1, 2, subnet6="2001:db8:18:400::/64"),
+    Link("pe1", "p1", "198.18.80.4/30", 1, 2, subnet6="2001:db8:18:401::/64"),
+    Link("p1", "pe2", "198.18.80.8/30", 1, 2, subnet6="2001:db8:18:402::/64"),
+    Link("pe2", "dccore", IPVPN_DC_ACCESS, 1, 2, subnet6="2001:db8:18:403::/64"),
+    Link("pe2", "msee1p", "192.0.2.16/30", 1, 2, subnet6="2001:db8:e::10/126"),
+    Link("pe2", "msee1s", "192.0.2.20/30", 1, 2, subnet6="2001:db8:e::14/126"),
 )
 LINKS_BY_KEY = {link.key: link for link in LINKS}
 
@@ -415,6 +449,22 @@ CIRCUITS: tuple[Circuit, ...] = (
         {"branch": "203.0.113.26", "dc": "203.0.113.27"},
     ),
 )
+# Circuits a connectivity provider terminates on its own PE (layer-3 model):
+# in the lab only the IP VPN design (scenario er-ipvpn) routes over them.
+PROVIDER_CIRCUITS: tuple[Circuit, ...] = (
+    Circuit(
+        "ams-vpn-3",
+        "Amsterdam",
+        "Standard",
+        "pe2",
+        "pe2-msee1p",
+        "pe2-msee1s",
+        ER_NAT_POOL_3,
+        {"branch": "203.0.113.42", "dc": "203.0.113.43"},
+        provider="IP VPN provider (AS64504)",
+    ),
+)
+ALL_CIRCUITS: tuple[Circuit, ...] = CIRCUITS + PROVIDER_CIRCUITS
 INTERNET_NAT_ADDRESSES = {"branch": "198.51.100.10", "dc": "198.51.100.11"}
 
 SOURCE_NATS: tuple[SourceNat, ...] = (
@@ -422,12 +472,19 @@ SOURCE_NATS: tuple[SourceNat, ...] = (
     SourceNat("ce1", ("msee1p", "msee1s"), CUSTOMER_INTERNAL, "203.0.113.11"),
     SourceNat("ce2", ("msee2",), BRANCH_PREFIX, "203.0.113.26"),
     SourceNat("ce2", ("msee2",), CUSTOMER_INTERNAL, "203.0.113.27"),
+    # The provider's managed NAT translates everything from the customer's VPN
+    # (the datacenter core's own access address too) before the circuit.
+    SourceNat("pe2", ("msee1p", "msee1s"), BRANCH_PREFIX, "203.0.113.42"),
+    SourceNat("pe2", ("msee1p", "msee1s"), CUSTOMER_INTERNAL, "203.0.113.43"),
+    SourceNat("pe2", ("msee1p", "msee1s"), IPVPN_DC_ACCESS, "203.0.113.43"),
     SourceNat("inet", ("isp1", "isp2"), BRANCH_PREFIX, "198.51.100.10"),
     SourceNat("inet", ("isp1", "isp2"), CUSTOMER_INTERNAL, "198.51.100.11"),
 )
 FIREWALL = StatefulFirewall(
     "dccore",
-    inside_peers=("wan", "dchost", "dcdns"),
+    # The IP VPN (pe2) is the WAN in the design er-ipvpn: branches start flows
+    # from it, and the datacenter reaches circuit 3 through it.
+    inside_peers=("wan", "dchost", "dcdns", "pe2"),
     zones={
         "wan": "inside",
         "dchost": "inside",
@@ -435,6 +492,7 @@ FIREWALL = StatefulFirewall(
         "ce1": "er-1",
         "ce2": "er-2",
         "inet": "internet",
+        "pe2": "ipvpn",
     },
 )
 # The internet edge filters IPv6 statefully (IPv4 is covered by its NAT): only
@@ -486,6 +544,17 @@ PTR_NAMES: dict[str, str] = {
     "198.18.64.1": "be64.core1.ams.transit3.example.net",
     "198.18.64.2": "ae0.edge1.ams.edgecdn.example.net",
     "198.18.65.10": "a198-18-65-10.deploy.static.edgecdn.example.net",
+    # The IP VPN provider's routers (the branch at Utrecht, the DC at Amsterdam).
+    "198.18.80.1": "ge-0-0-1.pe1.utr.ipvpn.example.net",
+    "198.18.80.2": "contoso-branch1.utr.ipvpn.example.net",
+    "198.18.80.5": "ae1-0.pe1.utr.ipvpn.example.net",
+    "198.18.80.6": "ae1-0.p1.ams.ipvpn.example.net",
+    "198.18.80.9": "ae2-0.p1.ams.ipvpn.example.net",
+    "198.18.80.10": "ae2-0.pe2.ams.ipvpn.example.net",
+    "198.18.80.13": "ge-0-0-3.pe2.ams.ipvpn.example.net",
+    "198.18.80.14": "contoso-dc1.ams.ipvpn.example.net",
+    "192.0.2.17": "xe-0-1-0-100.pe2.ams.ipvpn.example.net",
+    "192.0.2.21": "xe-0-1-1-100.pe2.ams.ipvpn.example.net",
 }
 
 # IPv6 router interfaces carry the same names as their IPv4 twins.
@@ -508,6 +577,8 @@ ASN_TABLE: tuple[tuple[str, int, str, str, str], ...] = (
     ("192.0.2.0/30", 12076, "US", "arin", "2012-07-18"),
     ("192.0.2.4/30", 12076, "US", "arin", "2012-07-18"),
     ("192.0.2.8/30", 12076, "US", "arin", "2012-07-18"),
+    ("192.0.2.16/30", 12076, "US", "arin", "2012-07-18"),
+    ("192.0.2.20/30", 12076, "US", "arin", "2012-07-18"),
     ("198.19.0.4/30", 12076, "US", "arin", "2012-07-18"),
     ("198.19.0.8/30", 12076, "US", "arin", "2012-07-18"),
     ("198.19.0.12/30", 12076, "US", "arin", "2012-07-18"),
@@ -519,11 +590,14 @@ ASN_TABLE: tuple[tuple[str, int, str, str, str], ...] = (
     ("198.18.48.0/22", 64503, "NL", "ripencc", "1999-11-05"),
     ("198.18.53.0/24", 64511, "US", "arin", "2014-06-30"),
     ("198.18.64.0/22", 64520, "US", "arin", "2005-01-12"),
+    (IPVPN_PROVIDER_BLOCK, 64504, "NL", "ripencc", "2002-05-14"),
     # IPv6 (origin6.asn.cymru.com): the same owners.
     ("2001:db8:19::/48", 8075, "US", "arin", "2006-05-11"),
     ("2001:db8:e::/126", 12076, "US", "arin", "2012-07-18"),
     ("2001:db8:e::4/126", 12076, "US", "arin", "2012-07-18"),
     ("2001:db8:e::8/126", 12076, "US", "arin", "2012-07-18"),
+    ("2001:db8:e::10/126", 12076, "US", "arin", "2012-07-18"),
+    ("2001:db8:e::14/126", 12076, "US", "arin", "2012-07-18"),
     ("2001:db8:19::4/126", 12076, "US", "arin", "2012-07-18"),
     ("2001:db8:19::8/126", 12076, "US", "arin", "2012-07-18"),
     ("2001:db8:19::c/126", 12076, "US", "arin", "2012-07-18"),
@@ -535,6 +609,7 @@ ASN_TABLE: tuple[tuple[str, int, str, str, str], ...] = (
     ("2001:db8:18:53::/64", 64511, "US", "arin", "2014-06-30"),
     ("2001:db8:18:66::/64", 64511, "US", "arin", "2014-06-30"),
     ("2001:db8:18:64::/62", 64520, "US", "arin", "2008-03-03"),
+    (IPVPN_PROVIDER_BLOCK6, 64504, "NL", "ripencc", "2006-09-01"),
 )
 ASN_NAMES: dict[int, str] = {
     8075: "MICROSOFT-CORP-MSN-AS-BLOCK, US",
@@ -543,6 +618,7 @@ ASN_NAMES: dict[int, str] = {
     64501: "ISP1-AS, NL",
     64502: "ISP2-AS, NL",
     64503: "TRANSIT3-AS, NL",
+    64504: "IPVPN-PROVIDER-AS, NL",
     64511: "PUBLICDNS-AS, US",
     64520: "EDGECDN-AS, US",
 }
@@ -562,6 +638,13 @@ def service_blocks() -> dict[str, tuple[str, str]]:
 
 def links_of(node: str) -> list[Link]:
     return [link for link in LINKS if node in (link.a, link.b)]
+
+
+def circuit(name: str) -> Circuit:
+    for c in ALL_CIRCUITS:
+        if c.name == name:
+            return c
+    raise KeyError(f"unknown circuit {name!r}; circuits: {', '.join(c.name for c in ALL_CIRCUITS)}")
 
 
 def link_between(a: str, b: str) -> Link:

@@ -24,6 +24,7 @@ from .plan import (
     DNS_BAD_PREFIX6,
     ER_NAT_POOL_1,
     ER_NAT_POOL_2,
+    ER_NAT_POOL_3,
     ER_RECEIVED_PREFIXES6,
     EXT_CDN_PREFIX,
     EXT_CDN_PREFIX6,
@@ -47,6 +48,8 @@ STANDBY_DESIGN: dict[str, str] = {"ams-er-1": "active-standby", "dub-er-2": "act
 ACTIVE_ACTIVE_DESIGN: dict[str, str] = {"ams-er-1": "active-active", "dub-er-2": "active-standby"}
 # The sites' failover order (`[site] prefer` in the agents' configs).
 PREFER: tuple[str, ...] = ("ams-er-1", "dub-er-2", "internet")
+# The customer's own circuits: the sites' circuits in every design but the IP VPN.
+OWN_CIRCUITS: tuple[str, ...] = tuple(c.name for c in plan.CIRCUITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,16 @@ class Scenario:
     # Microsoft advertises only their prefixes over it.  A circuit not named has no
     # filter modelled: it learns every Microsoft prefix, and its agents' facts name none.
     route_filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The site design.  "leased": the branch reaches the datacenter over its
+    # own WAN link and the datacenter reaches Microsoft over its CEs (the
+    # customer's circuits).  "ipvpn": branch and datacenter sit on one IP VPN
+    # (wan and dccore attach to the provider's PEs) and the provider's PE at
+    # the ExpressRoute location holds the circuit (the layer-3 model).
+    wan: str = "leased"
+    # The sites' circuits in this design (their facts list these, in this
+    # order) and their failover order.
+    circuits: tuple[str, ...] = OWN_CIRCUITS
+    prefer: tuple[str, ...] = PREFER
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -223,6 +236,21 @@ SCENARIOS: dict[str, Scenario] = {
                 "dub-er-2": routefilter.ALL_ALLOWED,
             },
         ),
+        Scenario(
+            "er-ipvpn",
+            "branch and datacenter on one IP VPN; the provider's PE at the ExpressRoute "
+            "location holds circuit ams-vpn-3 (NAT pool 203.0.113.32/28): service via the "
+            "provider's routers and the primary MSEE, CDN via the datacenter's internet edge",
+            # The branch's own WAN link and the customer's own circuits are no
+            # part of this design.
+            frozenset({"wan-dccore", "ce1-msee1p", "ce1-msee1s", "ce2-msee2"}),
+            "pe2",
+            {"ams-vpn-3": (ER_NAT_POOL_3,)},
+            {},
+            wan="ipvpn",
+            circuits=("ams-vpn-3",),
+            prefer=("ams-vpn-3", "internet"),
+        ),
     )
 }
 DEFAULT_SCENARIO = "er"
@@ -257,7 +285,7 @@ def get(name: str) -> Scenario:
 def _circuit_links_up(s: Scenario) -> dict[str, list[str]]:
     """Per circuit, the MSEE nodes whose link is up, preferred first."""
     out: dict[str, list[str]] = {}
-    for c in plan.CIRCUITS:
+    for c in plan.ALL_CIRCUITS:
         links = [c.primary_link] + ([c.secondary_link] if c.secondary_link else [])
         out[c.name] = [plan.LINKS_BY_KEY[k].peer(c.ce) for k in links if k not in s.links_down]
     return out
@@ -279,23 +307,26 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
         return tuple(up) if s.link_mode.get(circuit) == "active-active" else tuple(up[:1])
 
     # Customer: hosts default to their router; the core knows the inside.
+    # In the IP VPN design the provider's network joins branch and datacenter.
+    wan_next, branch_via = ("pe1", "pe2") if s.wan == "ipvpn" else ("dccore", "wan")
     add("branch", DEFAULT, "wan")
-    add("wan", DEFAULT, "dccore")
+    add("wan", DEFAULT, wan_next)
     add("dchost", DEFAULT, "dccore")
     add("dcdns", DEFAULT, "dccore")
-    add("dccore", BRANCH_PREFIX, "wan")
+    add("dccore", BRANCH_PREFIX, branch_via)
     add("dccore", INTERNET_NAT_PREFIX, "inet")
     add("dccore", ER_NAT_POOL_1, "ce1")
     add("dccore", ER_NAT_POOL_2, "ce2")
     add("dccore", DEFAULT, "inet")
-    # The CEs' peering /30s (their connected subnets, in the IGP): an agent can
-    # ask each MSEE directly whether its link is up.
-    for c in plan.CIRCUITS:
+    # The CEs' peering /30s (their connected subnets, in the IGP; the
+    # provider's PE's, in the VPN): an agent can ask each MSEE directly
+    # whether its link is up.
+    for c in (*plan.CIRCUITS, *_provider_circuits(s)):
         for key in (c.primary_link, c.secondary_link):
             if key:
                 add("dccore", plan.LINKS_BY_KEY[key].subnet, c.ce)
     # Microsoft prefixes learned over ER (BGP from the CE); gone when no link is up.
-    egress = next((c.name for c in plan.CIRCUITS if c.ce == s.er_egress), None)
+    egress = next((c.name for c in plan.ALL_CIRCUITS if c.ce == s.er_egress), None)
     if egress and msees[egress]:
         for p in routefilter.received(s.route_filters.get(egress)):
             add("dccore", p, s.er_egress)
@@ -311,6 +342,8 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
         if msees[c.name]:
             for p in routefilter.received(s.route_filters.get(c.name)):
                 add(c.ce, p, *live(c.name))
+    if s.wan == "ipvpn":
+        r += _provider_routes(s, msees, live)
 
     # Internet edge and ISPs.
     add("inet", CUSTOMER_INTERNAL, "dccore")
@@ -338,7 +371,7 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
 
     # What each MSEE learned from its CE, and which circuit the core prefers.
     learned: dict[str, list[str]] = {}  # prefix -> circuits, in plan order
-    for c in plan.CIRCUITS:
+    for c in plan.ALL_CIRCUITS:
         if not msees[c.name]:
             continue
         for p in s.advertised.get(c.name, ()):
@@ -354,6 +387,42 @@ def routes(s: Scenario, *, ecmp: bool = True) -> list[Route]:
         add("mscore", p, *live(best))
     if s.ipv6:
         r += _routes6(s, isps, msees, live)
+    return r
+
+
+def _provider_circuits(s: Scenario) -> tuple[plan.Circuit, ...]:
+    """The provider's circuits this design uses (none unless on the IP VPN)."""
+    return tuple(c for c in plan.PROVIDER_CIRCUITS if c.name in s.circuits)
+
+
+def _provider_routes(s: Scenario, msees, live) -> list[Route]:
+    """The IP VPN (one VRF): what the provider's routers learned from the sites and circuit 3.
+
+    The branch's PE learns the branch, the datacenter's PE the datacenter's
+    inside and its default route (the central internet breakout), and the PE
+    at the ExpressRoute location Microsoft's prefixes from the MSEEs; every
+    PE and the P router carry them all (MPLS, written as plain routes).
+    Without a live link Microsoft's prefixes are withdrawn and the default
+    route takes the traffic to the datacenter's internet edge.
+    """
+    r: list[Route] = []
+
+    def add(node: str, prefix: str, *via: str) -> None:
+        r.append(Route(node, prefix, tuple(via)))
+
+    add("pe1", BRANCH_PREFIX, "wan")
+    add("pe1", DEFAULT, "p1")
+    add("p1", BRANCH_PREFIX, "pe1")
+    add("p1", DEFAULT, "pe2")
+    add("pe2", BRANCH_PREFIX, "p1")
+    add("pe2", CUSTOMER_INTERNAL, "dccore")
+    add("pe2", DEFAULT, "dccore")
+    for c in _provider_circuits(s):
+        if msees[c.name]:
+            for p in routefilter.received(s.route_filters.get(c.name)):
+                add("pe1", p, "p1")
+                add("p1", p, c.ce)
+                add(c.ce, p, *live(c.name))
     return r
 
 
