@@ -670,7 +670,12 @@ def decide(facts: PathFacts, result: Result, index: SiteIndex | None = None) -> 
     conflicts: list[Signal] = []
     if side == "expressroute":
         path_class: PathClass = "expressroute"
-        circuit = top.circuit or next((s.circuit for s in agree if s.circuit), None)
+        # The strongest signal of the trace's own flow (or the route) names
+        # the circuit; other flows' (load-shared, maybe over another circuit)
+        # only when the own flow named none and they agree on one.
+        own = next((s.circuit for s in agree if s.circuit and not s.other_flow), None)
+        others = {s.circuit for s in agree if s.circuit and s.other_flow}
+        circuit = own or (next(iter(others)) if len(others) == 1 else None)
         # The link of the trace's own flow at the MSEE (or the strongest
         # signal naming one): informative, since both links usually carry
         # flows at once.  Another link of the same circuit is no conflict.
@@ -711,8 +716,11 @@ def decide(facts: PathFacts, result: Result, index: SiteIndex | None = None) -> 
         if index is not None:
             seen = links.links_seen(result, index, circuit)
         if circuit is None:
+            split = tuple(sorted({s.circuit for s in agree if s.circuit}))
             shared = next((s for s in agree if s.evidence.kind in ("ce-hop", "route")), None)
-            evidence.append(links.unknown_circuit(result, _shared_by(shared) if shared else None))
+            evidence.append(
+                links.unknown_circuit(result, _shared_by(shared) if shared else None, split)
+            )
         elif link is None:
             named_by = next(s for s in agree if s.circuit == circuit)
             evidence.append(links.unknown_link(result, circuit, _named_by(named_by)))

@@ -100,16 +100,25 @@ def unknown_link(result: Result, circuit: str, named_by: str) -> Evidence:
     )
 
 
-def unknown_circuit(result: Result, shared_by: str | None = None) -> Evidence:
-    """`shared_by`: what reached the ER edge yet names no one circuit (a CE several share)."""
-    if shared_by is not None:
-        return ev.unknown(
-            "circuit",
-            f"the circuit is unknown this time: {shared_by} and no hop answered in a "
-            f"peering subnet ({_silence(result)})",
+def unknown_circuit(
+    result: Result, shared_by: str | None = None, split: tuple[str, ...] = ()
+) -> Evidence:
+    """Why no circuit is named.
+
+    `shared_by`: what reached the ER edge yet names no one circuit (a CE
+    several circuits share).  `split`: the circuits the trace's other flows
+    crossed (load-shared) while its own flow was not seen at any.
+    """
+    if split:
+        why = (
+            "the trace's own flow was seen at no circuit and its other flows crossed circuits "
+            f"{' and '.join(split)} (flows load-shared across circuits)"
         )
-    return ev.unknown(
-        "circuit",
-        "the circuit is unknown this time: no hop answered at a circuit's CE or peering "
-        f"subnet and the route names none ({_silence(result)})",
-    )
+    elif shared_by is not None:
+        why = f"{shared_by} and no hop answered in a peering subnet ({_silence(result)})"
+    else:
+        why = (
+            "no hop answered at a circuit's CE or peering subnet and the route names none "
+            f"({_silence(result)})"
+        )
+    return ev.unknown("circuit", f"the circuit is unknown this time: {why}")

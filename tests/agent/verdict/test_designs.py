@@ -455,6 +455,42 @@ def test_flows_shared_across_two_circuits_name_the_own_flows_circuit():
     assert not any(e.conflicting for e in v.evidence), texts(v)
 
 
+def test_flows_split_across_circuits_own_flow_unseen_name_no_circuit():
+    """The own flow silent at the MSEE hop, two others on two circuits: which one is not known.
+
+    Was a bug: the first reply recorded named the circuit, so the circuit
+    changed with the order replies arrived in (a flip between cycles).  The
+    own flow's CE address, where it answered, names it instead.
+    """
+    msee = Hop(
+        ttl=3,
+        replies=(
+            Reply(address="192.0.2.202", rtt_s=0.001, flow=2),
+            Reply(address="192.0.2.170", rtt_s=0.001, flow=3),
+        ),
+    )
+    site = SiteFacts(circuits=(HUB_AMS, FRA2))
+    t = trace(LAN_GW, None, None, MS_CORE, (PP_WE, MS))
+    t = replace(t, hops=(t.hops[0], t.hops[1], msee, *t.hops[3:]))
+    v = verdict(result(hops=t), site)
+    assert (v.path_class, v.circuit) == ("expressroute", None)
+    (unknown,) = of_kind(v, "unknown")
+    assert unknown.text == (
+        "the circuit is unknown this time: the trace's own flow was seen at no circuit and its "
+        "other flows crossed circuits fra-er-2 and hub (flows load-shared across circuits)"
+    )
+    # Reversed order of the replies: the same verdict.
+    flipped = replace(
+        t, hops=(t.hops[0], t.hops[1], replace(msee, replies=msee.replies[::-1]), *t.hops[3:])
+    )
+    assert verdict(result(hops=flipped), site).circuit is None
+    # The own flow's CE address (of hub only) names the circuit; fra-er-2's flow is no conflict.
+    own_ce = Hop(ttl=2, replies=(Reply(address="10.1.1.1", rtt_s=0.001, flow=1),))
+    v = verdict(result(hops=replace(t, hops=(t.hops[0], own_ce, *t.hops[2:]))), site)
+    assert (v.circuit, v.link) == ("hub", "primary")
+    assert not any(e.conflicting for e in v.evidence), texts(v)
+
+
 # --------------------------------------------------------------------------- address sizes
 
 
