@@ -21,7 +21,11 @@ How one `run` proceeds:
    router can be predicted from another trace (same next or previous hop,
    same first hop from one source address, or same destination distance for
    a penultimate hop) is sent one probe at a time against that router's
-   modelled budget and retried after a refill.  Questions no router can be
+   modelled budget and retried after a refill.  The distance alone is a
+   guess (another path of the same length ends there too: IPv6 has no
+   Record Route to tell): a guessed router's silence within its modelled
+   tokens drains nothing, or one silent hop on another path would hold that
+   router to one question a second.  Questions no router can be
    predicted for draw on a bucket per TTL of the same size, so a burst from
    many traces cannot drain the router that answers them all; every hop
    sends one probe first and the rest only if it went unanswered; traces
@@ -347,10 +351,10 @@ class Engine:
                 or t.copied(ttl)
             ):
                 continue
-            predicted = self._predict(t, ttl)
+            predicted, guessed = self._predict(t, ttl)
             if predicted:
                 h.retried, h.settled, h.paced = True, False, True
-                h.predicted, h.sent = predicted, 0
+                h.predicted, h.guessed, h.sent = predicted, guessed, 0
 
     def _walk_back(self, t: TraceState) -> None:
         o = self.opts
@@ -447,11 +451,10 @@ class Engine:
         copied from the trace on the same link (marked shared), as
         Doubletree's stop set would have copied them at that router.
         """
-        mine = ipaddress.ip_network(f"{t.address}/64", strict=False)
         for other in self.traces:
             if other is t or other.group != t.group or other.rank > t.rank or other.failure:
                 continue
-            if other.dest_ttl() == b and ipaddress.ip_address(other.address) in mine:
+            if other.dest_ttl() == b and self._one_link(t, other):
                 return other
         return None
 
@@ -493,12 +496,20 @@ class Engine:
             common += 1
         return common
 
-    def _predict(self, t: TraceState, ttl: int) -> frozenset[str]:
-        """Routers likely to answer (t, ttl), from what other traces learned."""
+    def _predict(self, t: TraceState, ttl: int) -> tuple[frozenset[str], frozenset[str]]:
+        """Routers likely to answer (t, ttl), from what other traces learned; and the guessed ones.
+
+        A router is guessed when the only reason is that both destinations
+        answer at ttl + 1 and nothing shows the paths below alike (no Record
+        Route in common, no shared hop below, IPv6 not the same /64): another
+        path of the same length ends there just as well.  Its silence then
+        says nothing of that router's tokens (see `_expire`).
+        """
         mine_next = t.hops.get(ttl + 1)
         mine_prev = t.resolved(ttl - 1)
         prev_routers = routers_of(mine_prev, t.address) if mine_prev else set()
         out: set[str] = set()
+        guessed: set[str] = set()
         for other in self.traces:
             if other is t or other.family != t.family:
                 continue
@@ -521,18 +532,28 @@ class Engine:
                 # hop against a busy Microsoft router: 2 s per trace run.)
                 continue
             nxt = other.hops.get(ttl + 1)
-            if (
-                mine_next is not None
-                and nxt is not None
-                and (mine_next.routers & nxt.routers or (mine_next.dest and nxt.dest))
-            ):
+            if mine_next is not None and nxt is not None and mine_next.routers & nxt.routers:
                 out |= h.routers
+                continue
+            if mine_next is not None and nxt is not None and mine_next.dest and nxt.dest:
+                alike = (
+                    common is not None
+                    or bool(prev_routers and theirs_prev)
+                    or (t.family == 6 and self._one_link(t, other))
+                )
+                (out if alike else guessed).update(h.routers)
                 continue
             if prev_routers:
                 theirs = other.resolved(ttl - 1)
                 if theirs and prev_routers & routers_of(theirs, other.address):
                     out |= h.routers
-        return frozenset(out)
+        return frozenset(out | guessed), frozenset(guessed - out)
+
+    @staticmethod
+    def _one_link(t: TraceState, other: TraceState) -> bool:
+        """Whether two IPv6 destinations share a /64: one link, behind one last router."""
+        mine = ipaddress.ip_network(f"{t.address}/64", strict=False)
+        return ipaddress.ip_address(other.address) in mine
 
     # ------------------------------------------------------------------ sending
 
@@ -584,7 +605,7 @@ class Engine:
                 h.settled = True
                 continue
             if h.paced is None:
-                h.predicted = self._predict(t, ttl)
+                h.predicted, h.guessed = self._predict(t, ttl)
                 if not h.predicted and t.blocker and t.blocker_ttl and ttl >= t.blocker_ttl:
                     # the router that said unreachable to the distance probe
                     h.predicted, h.cost = frozenset({t.blocker}), UNREACHABLE_COST
@@ -622,6 +643,9 @@ class Engine:
         )
         if wait > 0:
             return wait
+        # A guessed router asked on credit (past its modelled tokens) is
+        # expected to be silent if it is rate limited: that silence counts.
+        guessed = frozenset(r for r in h.guessed if self.budget.tokens(r, now) >= h.cost)
         self.pps.take(now)
         self.budget.reserve(h.predicted, now, h.cost)
         self.unknown.reserve(unknown, now)
@@ -629,7 +653,7 @@ class Engine:
         h.sent += 1
         h.last_sent_s = now
         if out is not None:
-            out.unknown, out.cost = unknown, h.cost
+            out.unknown, out.cost, out.guessed = unknown, h.cost, guessed
             out.deadline_s = min(out.deadline_s, out.probe.sent_s + self._wait_cap(t, h.ttl))
             h.outstanding[out.probe.index] = out
             self.out[out.probe.index] = (t, h, out)
@@ -791,7 +815,13 @@ class Engine:
                 del self.out[idx]
                 h.outstanding.pop(idx, None)
                 if o.reserved:
-                    self.budget.silent(o.reserved, now)
+                    # A router guessed from the distance alone may be on
+                    # another path: its silence drains nothing, it gets its
+                    # token back, and the hop asks on without it.
+                    self.budget.silent(o.reserved - o.guessed, now)
+                    self.budget.give(o.reserved & o.guessed, now)
+                    h.predicted -= o.guessed
+                    h.guessed -= o.guessed
                 # Unanswered: a silent router costs no token, a drained one is
                 # retried against its own budget once it is known.
                 self.unknown.give(o.unknown, now)

@@ -27,6 +27,9 @@ class Out:
     reserved: frozenset[str]
     unknown: frozenset[str] = frozenset()  # the TTL bucket it drew on, if no router was predicted
     cost: float = 1.0  # tokens reserved per router (2: a router that may say unreachable)
+    # reserved routers only guessed from the distance, asked within their
+    # modelled tokens: a silence says nothing of them (see Engine._expire)
+    guessed: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -38,6 +41,7 @@ class HopState:
     settled: bool = False
     paced: bool | None = None  # decided when first sent
     predicted: frozenset[str] = frozenset()
+    guessed: frozenset[str] = frozenset()  # the predicted routers only guessed (see _predict)
     dest: bool = False  # the destination answered at this TTL
     routers: set[str] = field(default_factory=set)  # intermediate routers that answered
     blocked: bool = False  # an intermediate router answered "unreachable"

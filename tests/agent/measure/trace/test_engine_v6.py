@@ -190,3 +190,40 @@ def test_a_finished_trace_releases_the_penultimate_hop_wait():
     for a in targets:
         assert hop_map(got[a]) == truth(model, a), a
     assert net.now_s - net.start_s < 1.0
+
+
+# A CDN behind the silent transit, as far away as the services behind MSCORE
+# (the lab's 2001:db8:18:65::10 next to 2001:db8:19:16::10 and its /64s).
+CDN6, FRONT_DOOR6 = "2001:db8:1865::10", "2001:db8:1928::10"
+
+
+def cdn_as_far_as_the_services(destination: str, flow: int) -> Path:
+    """The services over the circuit, dead on TTL 6; the CDN over the internet, its TTL 5 silent.
+
+    The CDN's answers come back over 6 routers, so its distance estimate is
+    one too long and it reaches its silent TTL 5 after MSCORE answered at
+    TTL 5 for a service: the same destination distance, another path.
+    """
+    if destination == CDN6:
+        return Path((GW, CORE, EDGE, ISPS[0], None), return_hops=6)
+    if destination == FRONT_DOOR6:
+        return Path((GW, CORE, EDGE, ISPS[0], None, MSEDGE))
+    return Path((GW, CORE, CE6, MSEE6_P, MSCORE))
+
+
+def test_a_silent_hop_guessed_from_the_distance_does_not_drain_the_router_guessed():
+    """Rate limits off: a silence at a router guessed only from the distance proves nothing of it.
+
+    Without Record Route, MSCORE is the CDN's TTL 5 only by the destinations'
+    equal distance (a guess; the CDN's hops below are not known yet).  Its
+    silence there once counted as MSCORE out of tokens, with no credit left:
+    every service's penultimate question after it waited a second (the
+    lab's ipv6-er with --family 6: up to 9 s, one second per service).
+    """
+    services = [f"2001:db8:19{i:02d}::a" for i in range(16, 24)]  # 8 /64s behind MSCORE
+    targets = [FRONT_DOOR6, CDN6, *services]
+    got, net = run(cdn_as_far_as_the_services, targets, rate_limit=False)
+    for a in targets:
+        assert hop_map(got[a]) == truth(cdn_as_far_as_the_services, a), a
+    assert net.asked[MSCORE] == net.answered[MSCORE] == len(services)
+    assert net.now_s - net.start_s < 1.0  # the simulated clock: no second waited for a token
