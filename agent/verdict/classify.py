@@ -314,28 +314,53 @@ def _nat_of_family(nat_addresses: tuple[str, ...], destination: str | None) -> t
 
 
 def _reverse_entry_signals(result: Result, index: SiteIndex) -> list[Signal]:
-    """A reverse trace that reaches the NAT address straight from the ER edge.
+    """A reverse trace that reaches the NAT address from the ER edge, no peering subnet seen.
 
     When the NAT address sits on the CE itself, the CE answers as the
-    destination and never as a hop, so no /30 address shows.  The hop just
-    before it being AS12076 (the MSEE) still says: in through a circuit — the
-    one that advertises the address, if only one does.  The link stays unknown.
+    destination and never as a hop, so no /30 address shows; when a
+    connectivity provider's PE holds the /30's customer side (layer-3 model)
+    and stays silent, its P routers and the customer's routers follow the
+    MSEE instead.  Microsoft's last hop being AS12076 (the MSEE) still says:
+    in through a circuit -- the one that advertises the address, if only one
+    does.  The link stays unknown.
     """
     hops = sorted(
         (h for h in (result.trace.hops if result.trace else ()) if h.replies), key=lambda h: h.ttl
     )
     dest = next((i for i, h in enumerate(hops) if result.address in h.addresses), None)
-    if not dest or hops[dest - 1].ttl != hops[dest].ttl - 1:
+    if not dest:
         return []
-    before = hops[dest - 1]
-    edge_reply = next((r for r in before.replies if r.asn == cdnrules.ASN_EXPRESSROUTE), None)
-    if edge_reply is None:
+    last = next(
+        (
+            i
+            for i in range(dest - 1, -1, -1)
+            if any(_is_microsoft(r.asn, r.ptr) for r in hops[i].replies)
+        ),
+        None,
+    )
+    if last is None:
         return []
+    edge_reply = next((r for r in hops[last].replies if r.asn == cdnrules.ASN_EXPRESSROUTE), None)
+    if edge_reply is None or index.circuit_address(edge_reply.address) is not None:
+        return []  # no MSEE; or the peering subnet answered, which names the entry itself
+    between = {a for h in hops[last + 1 : dest] for a in h.addresses}
+    if any(index.circuit_address(a) or index.edge_address(a) for a in between):
+        return []  # a circuit's hop names the entry itself; an edge's is another way in
     circuits = sorted({a.circuit.name for a in index.advertising(result.address)})
     if len(circuits) != 1:
         return []
-    e = ev.reverse_entry(before.ttl, edge_reply.address, result.address, circuits[0])
+    adjacent = hops[last].ttl == hops[dest].ttl - 1
+    e = ev.reverse_entry(
+        hops[last].ttl, edge_reply.address, result.address, circuits[0], adjacent=adjacent
+    )
     return [Signal("expressroute", S_CE, e, "trace")]
+
+
+def _is_microsoft(asn: int | None, ptr: str | None) -> bool:
+    """A reply from Microsoft's network: its ASNs, or a backbone PTR name."""
+    return asn in (cdnrules.ASN_MICROSOFT, cdnrules.ASN_EXPRESSROUTE) or bool(
+        cdnrules.is_microsoft_ptr(ptr)
+    )
 
 
 def _route_signals(result: Result, index: SiteIndex) -> tuple[list[Signal], list[Evidence]]:
@@ -399,9 +424,7 @@ def _microsoft_hops(
         signals.append(Signal("expressroute", S_ASN_EXPRESSROUTE, e, "asn"))
 
     def is_ms(a: tuple[int, str, int | None, str | None]) -> bool:
-        return a[2] in (cdnrules.ASN_MICROSOFT, cdnrules.ASN_EXPRESSROUTE) or bool(
-            cdnrules.is_microsoft_ptr(a[3])
-        )
+        return _is_microsoft(a[2], a[3])
 
     order = list(reversed(answered)) if reverse else answered
     pos = next((i for i, a in enumerate(order) if is_ms(a)), None)

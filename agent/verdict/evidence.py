@@ -127,13 +127,20 @@ def egress_text(egress: str, nat_addresses: tuple[str, ...]) -> str:
     return f"egress via internet edge {egress}{nat}"
 
 
-def reverse_entry(ttl: int, address: str, destination: str, circuit: str) -> Evidence:
-    """AS12076 just before the NAT address on a reverse trace, and one circuit advertising it."""
+def reverse_entry(
+    ttl: int, address: str, destination: str, circuit: str, *, adjacent: bool = True
+) -> Evidence:
+    """AS12076 as Microsoft's last hop before the NAT address on a reverse trace, and one
+    circuit advertising it; `adjacent`: right before it (the NAT address is on the CE)."""
+    why = (
+        "the NAT address is on the CE"
+        if adjacent
+        else "no hop answered in a peering subnet after it"
+    )
     return Evidence(
         "hop-asn",
         f"the reverse path reaches {destination} from the ExpressRoute edge at hop {ttl}, "
-        f"and only circuit {circuit} advertises it (the link is not visible: the NAT address "
-        "is on the CE)",
+        f"and only circuit {circuit} advertises it (the link is not visible: {why})",
         circuit=circuit,
         ttl=ttl,
         address=address,

@@ -217,7 +217,17 @@ def test_ipvpn_reverse_trace_with_a_silent_pe_has_no_internet_conflict():
     the circuit's side (here the provider's), whatever its ASN.
     """
     v = verdict(reverse_to_nat(None), VPN_SITE, agent_role="azure-side")
-    assert (v.path_class, v.circuit) == ("expressroute", None)
+    # Was a gap: the circuit stayed unknown unless AS12076 was right before the
+    # NAT address; Microsoft's last hop being an MSEE and one circuit
+    # advertising the address name it, provider hops or not.
+    assert (v.path_class, v.circuit, v.link) == ("expressroute", "utr-ipvpn", None)
+    entry = next(e for e in of_kind(v, "hop-asn") if e.asn == 12076)
+    assert (entry.circuit, entry.ttl, entry.address) == ("utr-ipvpn", 2, "198.18.1.2")
+    assert entry.text == (
+        "the reverse path reaches 203.0.113.70 from the ExpressRoute edge at hop 2, and only "
+        "circuit utr-ipvpn advertises it (the link is not visible: no hop answered in a "
+        "peering subnet after it)"
+    )
     assert not any(e.conflicting for e in v.evidence), texts(v)
     (why,) = [e for e in of_kind(v, "hop-asn") if e.asn == PROVIDER]
     assert (why.ttl, why.address, why.conflicting) == (4, P_CORE, False)
@@ -225,6 +235,27 @@ def test_ipvpn_reverse_trace_with_a_silent_pe_has_no_internet_conflict():
         "hop 4 198.18.200.5 (AS64600) is next to the ExpressRoute edge (AS12076) at hop 2: the "
         "circuit's side of the peering, not an internet transit"
     )
+
+
+@pytest.mark.parametrize("asn", [12076, 64496, None], ids=["as12076", "customer-asn", "no-asn"])
+def test_reverse_entry_at_a_peering_subnet_whatever_its_asn(asn):
+    """Our lab's ASN zone puts the whole /30 in AS12076; real /30s are the customer's.
+
+    Either way the /30's customer side names the circuit and link; Microsoft's
+    last hop being that same address adds no second, conflicting entry.  Was
+    a bug for AS12076: "only circuit fra-er-2 advertises it" conflicted.
+    """
+    r = result(
+        "203.0.113.150",  # in fra-er-2's pool, entering over fra-er-1
+        target="fra-nat-2",
+        role="reverse",
+        hops=trace(("198.18.0.9", MS), ("192.0.2.161", asn), "203.0.113.150"),
+    )
+    v = verdict(r, FRA, agent_role="azure-side")
+    assert (v.path_class, v.circuit, v.link) == ("expressroute", "fra-er-1", "primary")
+    assert not any(e.conflicting for e in v.evidence), texts(v)
+    (f,) = find(r, v, FRA, tags=TAGS)
+    assert (f.kind, f.severity, f.circuit) == ("asymmetric-circuit", "critical", "fra-er-1")
 
 
 # --------------------------------------------------------------------------- silent internet hops
