@@ -192,6 +192,16 @@ class MseeProber:
                     hop.given_up.add(flow)
                     hop.outstanding.discard(flow)
                     continue
+                # traceroute -w HERE: a few times the RTT of the answers at this
+                # hop (the trace's own or copied one to begin with), so an answer
+                # lost on the way (a router's global ICMP limit) costs
+                # milliseconds, not wait_max_s.
+                known = self.by_key[hop.key][0].resolved(hop.ttl) or []
+                rtts = [r.rtt_s for r in (*hop.answered.values(), *known)]
+                if rtts:
+                    o = engine.opts
+                    cap = max(o.wait_min_s, o.wait_here * min(rtts))
+                    out.deadline_s = min(out.deadline_s, out.probe.sent_s + cap)
                 self.out[out.probe.index] = (hop, flow, out)
                 progress = True
                 now = engine.now()

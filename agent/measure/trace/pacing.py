@@ -47,7 +47,12 @@ class TokenBucket:
         """How long until `n` tokens are there (0 if now)."""
         self._refill(now_s)
         missing = n - self.tokens
-        return 0.0 if missing <= 1e-9 else missing / self.rate_per_s
+        if missing <= 1e-9:
+            return 0.0
+        # A wait below a microsecond (a generous router's refill) is no wait:
+        # a clock that cannot tell it apart would be asked again forever.
+        wait_s = missing / self.rate_per_s
+        return 0.0 if wait_s < 1e-6 else wait_s
 
     def take(self, now_s: float, n: float = 1.0) -> None:
         self._refill(now_s)

@@ -269,6 +269,27 @@ def test_copied_msee_hop_is_asked_again_for_the_target():
         assert all(r.address == ecmp(r.flow, a, (MSEE_P, MSEE_S)) for r in hop.replies)
 
 
+def test_an_msee_flow_whose_answer_is_lost_waits_a_few_rtts_not_wait_max():
+    """traceroute -w HERE at the MSEE hop too: a lost answer costs 3x the hop's RTT, not 1 s.
+
+    (The lab's MSEE, answering six flows of 35 targets within milliseconds,
+    runs into the kernel's global ICMP limit, icmp_msgs_burst 50, which the
+    lab's "rate limits off" leaves on: one lost answer held every run 1 s.)
+    """
+    lost_flow = SPORT + 3
+
+    def one_link_one_answer_lost(d, f):
+        path = expressroute(d, f, links=1)
+        return Path(path.hops, lost=frozenset({MSEE_P}) if f == lost_flow else frozenset())
+
+    got, net = run(one_link_one_answer_lost, SERVICES[:2], rate_limit=False, msee_prefixes=PEERING)
+    for a in SERVICES[:2]:
+        hop = _msee_hop(got[a])
+        assert {r.flow for r in hop.replies} == {SPORT + i for i in range(6)} - {lost_flow}
+        assert net.flows_at(a, hop.ttl) == {SPORT + i for i in range(6)}
+    assert net.now_s - net.start_s < 0.1  # the simulated clock: no wait_max_s spent
+
+
 def test_msee_flows_under_rate_limits_stop_within_msee_wait():
     got, net = run(expressroute, SERVICES, msee_prefixes=PEERING, msee_wait_s=1.0, wait_max_s=0.5)
     assert net.now_s - net.start_s < 1.0 + 1.0 + 0.5 + 0.5
