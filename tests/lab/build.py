@@ -27,20 +27,24 @@ BRIDGE = "br0"
 # Kernel defaults, restored when rate limiting is switched back on; both
 # families (IPv6: one ICMPv6 error per 1000 ms per destination, scaled by the
 # route's prefix length, which is the kernel's own rule).
-RATE_LIMIT_ON = {
+# The ratemasks also take the ICMP types out of the kernel's global limit
+# (icmp_msgs_per_sec, shared by both families): off must mean off for IPv6 too.
+RATE_LIMIT_ON: dict[str, str | int] = {
     "net.ipv4.icmp_ratelimit": 1000,
     "net.ipv4.icmp_ratemask": 6168,
     "net.ipv6.icmp.ratelimit": 1000,
+    "net.ipv6.icmp.ratemask": "0-1,3-127",
 }
-RATE_LIMIT_OFF = {
+RATE_LIMIT_OFF: dict[str, str | int] = {
     "net.ipv4.icmp_ratelimit": 0,
     "net.ipv4.icmp_ratemask": 0,
     "net.ipv6.icmp.ratelimit": 0,
+    "net.ipv6.icmp.ratemask": "",
 }
 
 
-def base_sysctls(node: plan.Node, rate_limit: bool) -> dict[str, int]:
-    values: dict[str, int] = {
+def base_sysctls(node: plan.Node, rate_limit: bool) -> dict[str, str | int]:
+    values: dict[str, str | int] = {
         # Written before any interface exists so every interface inherits them.
         "net.ipv4.ip_forward": 1 if node.forwarding else 0,
         # Asymmetric returns must reach the firewall, not die in rp_filter.

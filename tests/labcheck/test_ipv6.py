@@ -127,8 +127,11 @@ def test_rate_limit_option_covers_both_families(lab: Lab) -> None:
     ns = lab.ns("mscore")
     lab.set_rate_limit(False)
     assert read_sysctl(ns, "net.ipv6.icmp.ratelimit") == "0"
+    # Off for the kernel's global ICMP limit too (shared by both families).
+    assert read_sysctl(ns, "net.ipv6.icmp.ratemask") == ""
     lab.set_rate_limit(True)
     assert read_sysctl(ns, "net.ipv6.icmp.ratelimit") == "1000"
+    assert read_sysctl(ns, "net.ipv6.icmp.ratemask") == "0-1,3-127"
     assert read_sysctl(ns, "net.ipv4.icmp_ratelimit") == "1000"
 
 
