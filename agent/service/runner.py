@@ -374,6 +374,13 @@ class AgentService:
                 # the interval is followed at once, never overlapped.
                 jitter = random.uniform(0, cfg.probe.jitter_s) if cfg.probe.jitter_s else 0.0
                 next_full = now + cfg.probe.interval_s + jitter
+                if (took_s := time.monotonic() - now) > cfg.probe.interval_s:
+                    log.warning(
+                        "event=cycle_overran duration_s=%.3f interval_s=%s; the next cycle "
+                        "starts at once: raise [probe] interval_s or probe fewer targets",
+                        took_s,
+                        cfg.probe.interval_s,
+                    )
             elif due:
                 self._cycle([t for t in cfg.targets() if t.name in due], quick=True)
                 if confirmed:  # both quick reports are out: now the traces

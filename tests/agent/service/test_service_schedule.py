@@ -38,3 +38,21 @@ def test_the_interval_runs_from_start_to_start(tmp_path):
     assert code == 0
     assert len(starts) == 2, starts
     assert starts[1] - starts[0] < 10 + SLOW_CYCLE_S / 2, starts
+
+
+def test_a_cycle_longer_than_the_interval_is_followed_at_once_and_logged(tmp_path, caplog):
+    svc = AgentService(str(loopback_agent_config(tmp_path, "schedule")))
+    starts: list[float] = []
+    real = svc._cycle
+
+    def first_slow(targets, **kw):
+        starts.append(time.monotonic())
+        real(targets, **kw)
+        if len(starts) == 1:
+            time.sleep(10.5)  # past the 10 s interval
+
+    svc._cycle = first_slow
+    code, _ = run_for(svc, 15.0)  # the next interval would start at 20.5 s
+    assert code == 0
+    assert len(starts) == 2, starts  # the second at once, not 10 s after the first ended
+    assert "event=cycle_overran" in caplog.text and "interval_s=10" in caplog.text
