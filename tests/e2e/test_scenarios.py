@@ -200,12 +200,16 @@ def test_every_scenario_end_to_end(demo, lab):
         reports=CONFIRMED_WITHIN_REPORTS + 1,
     )
     latencies["asymmetric-nat (branch findings + reverse trace)"] = time.monotonic() - t_switch
-    # The TCP failures are visible in the metrics.
-    filtered = demo.obs.get(
+    # The TCP failures are visible in the metrics, from Prometheus's next
+    # scrape (every 5 s here) on: the alert may reach Alertmanager first.
+    query = (
         f"{PROMETHEUS}/api/v1/query?query="
         "erpath_tcp_state%7Bagent%3D%22branch%22%2Cstate%3D%22filtered%22%7D"
     )
-    assert filtered["data"]["result"], "erpath_tcp_state{state=filtered} for the branch"
+    deadline = time.monotonic() + GRACE_S
+    while not (filtered := demo.obs.get(query)["data"]["result"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert filtered, "erpath_tcp_state{state=filtered} for the branch"
 
     # asymmetric-circuits: the alert names both circuits.
     _, wall = switch(demo, "er")
