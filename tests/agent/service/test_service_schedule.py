@@ -22,37 +22,34 @@ pytestmark = pytest.mark.timeout(60)
 SLOW_CYCLE_S = 6.0
 
 
-def test_the_interval_runs_from_start_to_start(tmp_path):
+def run_slowed(tmp_path, run_s: float, slow_s: float, cycles_slowed: int) -> list[float]:
+    """Run the service for `run_s`, its first `cycles_slowed` cycles made `slow_s` slower;
+    when each cycle started."""
     svc = AgentService(str(loopback_agent_config(tmp_path, "schedule")))
     starts: list[float] = []
     real = svc._cycle
 
-    def slow(targets, **kw):
+    def slowed(targets, **kw):
         starts.append(time.monotonic())
         real(targets, **kw)
-        time.sleep(SLOW_CYCLE_S)
+        if len(starts) <= cycles_slowed:
+            time.sleep(slow_s)
 
-    svc._cycle = slow
-    # Start to start, the second cycle begins at 10 s; end to start, at 16 s.
-    code, _ = run_for(svc, 13.0)
+    svc._cycle = slowed
+    code, _ = run_for(svc, run_s)
     assert code == 0
+    return starts
+
+
+def test_the_interval_runs_from_start_to_start(tmp_path):
+    # Start to start, the second cycle begins at 10 s; end to start, at 16 s.
+    starts = run_slowed(tmp_path, 13.0, SLOW_CYCLE_S, cycles_slowed=2)
     assert len(starts) == 2, starts
     assert starts[1] - starts[0] < 10 + SLOW_CYCLE_S / 2, starts
 
 
 def test_a_cycle_longer_than_the_interval_is_followed_at_once_and_logged(tmp_path, caplog):
-    svc = AgentService(str(loopback_agent_config(tmp_path, "schedule")))
-    starts: list[float] = []
-    real = svc._cycle
-
-    def first_slow(targets, **kw):
-        starts.append(time.monotonic())
-        real(targets, **kw)
-        if len(starts) == 1:
-            time.sleep(10.5)  # past the 10 s interval
-
-    svc._cycle = first_slow
-    code, _ = run_for(svc, 15.0)  # the next interval would start at 20.5 s
-    assert code == 0
+    # Past the 10 s interval; the next interval would start at 20.5 s.
+    starts = run_slowed(tmp_path, 15.0, 10.5, cycles_slowed=1)
     assert len(starts) == 2, starts  # the second at once, not 10 s after the first ended
     assert "event=cycle_overran" in caplog.text and "interval_s=10" in caplog.text
